@@ -1,0 +1,304 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+
+import Koa from 'koa';
+import type { Context, Middleware } from 'koa';
+import type Provider from 'oidc-provider';
+import type { Configuration, FindAccount } from 'oidc-provider';
+
+import type { Clock } from './clock.js';
+import type { Config } from './config/config.js';
+import { bootstrap } from './domain/bootstrap.js';
+import type { BootstrapResult } from './domain/bootstrap.js';
+import { createClientDirectory } from './domain/client-directory.js';
+import { applySeed } from './domain/seed.js';
+import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
+import type { Logger } from './http/logger.js';
+import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
+import { createEnvelope } from './keys/envelope.js';
+import { createKeyRing } from './keys/key-ring.js';
+import { createKeyService } from './keys/key-service.js';
+import { createAdapterFactory } from './oidc/adapter.js';
+import { createClientAuthenticator } from './oidc/client-authenticator.js';
+import { createProvider } from './oidc/provider.js';
+import { createResourceIndicators } from './oidc/resource-indicators.js';
+import type { CacheStore } from './storage/cache.js';
+import { createClientRepository } from './storage/client-repository.js';
+import type { Database } from './storage/database.js';
+import { migrate } from './storage/migrate.js';
+import { createOidcPayloadRepository } from './storage/oidc-payload-repository.js';
+import { openStorage } from './storage/open-storage.js';
+import { createOrganizationRepository } from './storage/organization-repository.js';
+import { createReferenceTokenRepository } from './storage/reference-token-repository.js';
+import { createResourceServerRepository } from './storage/resource-server-repository.js';
+import { createRevokedJtiRepository } from './storage/revoked-jti-repository.js';
+import { createServiceAccountRepository } from './storage/service-account-repository.js';
+import { createSigningKeyRepository } from './storage/signing-key-repository.js';
+import { createUserRepository } from './storage/user-repository.js';
+import { createIntrospection } from './tokens/introspection.js';
+import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
+import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-list.js';
+import { createTokenEndpoints } from './tokens/token-endpoints.js';
+
+export const KEYS_CHANNEL = 'keys';
+
+export interface TesseraOptions {
+  config: Config;
+  logger: Logger;
+  clock: Clock;
+  /** Test isolation: a PostgreSQL schema and a Redis key prefix of their own. */
+  schema?: string;
+  redisPrefix?: string;
+}
+
+/**
+ * Composes Tessera: storage, keys, bootstrap, oidc-provider and Tessera's own routes, in the
+ * order they depend on one another. Returns the request handler and a `close` that releases
+ * everything; `main.ts` owns the HTTP server and signals.
+ */
+export async function createTessera(options: TesseraOptions) {
+  const { config, logger, clock } = options;
+  const timers: NodeJS.Timeout[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+
+  let kek = config.kek;
+  let cookieKeys = config.cookieKeys;
+  if (!kek || !cookieKeys) {
+    const secrets = loadOrCreateEmbeddedSecrets(config.dataDir);
+    if (secrets.created) logger.warn({ path: secrets.path }, 'TESSERA_KEK / TESSERA_COOKIE_KEYS not set: generated them for this embedded install; set both before running several nodes');
+    kek ??= secrets.kek;
+    cookieKeys ??= secrets.cookieKeys;
+  }
+
+  const { db, cache } = await openStorage(config, { clock, schema: options.schema, redisPrefix: options.redisPrefix });
+  cleanups.push(() => cache.close(), () => db.close());
+  try {
+    const applied = await migrate(db, { schema: options.schema });
+    if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+
+    const repos = {
+      organizations: createOrganizationRepository(db),
+      users: createUserRepository(db),
+      serviceAccounts: createServiceAccountRepository(db),
+      resourceServers: createResourceServerRepository(db),
+      clients: createClientRepository(db),
+      payloads: createOidcPayloadRepository(db),
+      revokedJtis: createRevokedJtiRepository(db),
+      referenceTokens: createReferenceTokenRepository(db),
+      signingKeys: createSigningKeyRepository(db),
+    };
+    const envelope = createEnvelope(kek);
+    const maxTokenLifetime = Math.max(config.ttl.accessToken, config.ttl.clientCredentials, config.ttl.idToken, 86400);
+    const keyService = createKeyService({
+      repository: repos.signingKeys,
+      envelope,
+      clock,
+      publishBeforeSignSeconds: config.keys.publishBeforeSignSeconds,
+      maxTokenLifetimeSeconds: maxTokenLifetime,
+    });
+    await keyService.ensureKeys();
+    const keys = createKeyRing(keyService, await keyService.load());
+    const issuer = createReferenceTokenIssuer({ tokens: repos.referenceTokens, clock });
+
+    const bootstrapped = await bootstrap({
+      db,
+      ...repos,
+      issuer,
+      issuerUrl: config.issuer,
+      satLifetimeDays: config.policyDefaults.max_sat_lifetime_days,
+    });
+    if (bootstrapped) writeBootstrapFile(config.dataDir, bootstrapped, logger);
+
+    if (config.seed) {
+      const org = await repos.organizations.findByName('default');
+      if (org) {
+        const { created } = await applySeed(config.seed, org.id, { db, ...repos, envelope, defaultAccessTokenTtl: config.ttl.accessToken });
+        if (created.length > 0) logger.info({ created }, 'example resource servers and clients seeded from config');
+      }
+    }
+
+    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
+    const adapter = createAdapterFactory({ cache, payloads: repos.payloads, clock, clientSource: { find: async (id) => (await clients.get(id))?.metadata } });
+    const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
+    const findAccount: FindAccount = async (_ctx, sub) => {
+      const user = await repos.users.findById(sub);
+      if (!user || user.status !== 'active') return undefined;
+      return {
+        accountId: sub,
+        claims: async () => ({
+          sub,
+          preferred_username: user.username,
+          name: user.name ?? undefined,
+          email: user.email ?? undefined,
+          org_id: user.organization_id,
+        }),
+      };
+    };
+
+    const providerExtensions: ((c: Configuration) => void)[] = [];
+    const buildProvider = () =>
+      createProvider({
+        config,
+        keySet: keys.current,
+        adapter,
+        cookieKeys: cookieKeys!,
+        resourceIndicators,
+        findAccount,
+        extend: (c) => providerExtensions.forEach((extend) => extend(c)),
+      });
+    let provider: Provider = buildProvider();
+    let providerHandler = provider.callback();
+    // A new signing key set means a new engine instance; requests in flight finish on the old one.
+    keys.onChange(() => {
+      provider = buildProvider();
+      providerHandler = provider.callback();
+      logger.info({ version: keys.current.version }, 'signing keys reloaded');
+    });
+
+    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock });
+    await revocations.reload();
+    await cache.subscribe(REVOCATION_CHANNEL, (message) => {
+      try {
+        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number };
+        if (parsed.kind === 'jti') revocations.applyMessage(parsed);
+      } catch {
+        logger.warn('ignored a malformed revocation message');
+      }
+    });
+    await cache.subscribe(KEYS_CHANNEL, () => {
+      keys.reload().catch((error) => logger.warn({ err: error }, 'signing key reload failed'));
+    });
+    timers.push(
+      setInterval(() => {
+        keys.reload().catch((error) => logger.warn({ err: error }, 'signing key reload failed'));
+        revocations.reload().catch((error) => logger.warn({ err: error }, 'revocation list reload failed'));
+      }, config.keys.reloadIntervalSeconds * 1000),
+    );
+
+    const introspection = createIntrospection({
+      issuer: config.issuer,
+      cache,
+      referenceTokens: repos.referenceTokens,
+      revocations,
+      clock,
+      publicJwks: () => keys.publicJwks(),
+      grantExists: async (grantId) => (await new adapter('Grant').find(grantId)) !== undefined,
+    });
+    const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
+
+    const app = new Koa();
+    app.proxy = config.env === 'production';
+    app.silent = true;
+    const routes: Middleware[] = [];
+    app.use(requestId());
+    app.use(accessLog(logger));
+    app.use(errorHandler(logger));
+    app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));
+    app.use(async (ctx, next) => {
+      if (ctx.method === 'GET' && ctx.path === '/healthz') {
+        ctx.body = { status: 'ok' };
+        return;
+      }
+      if (ctx.method === 'GET' && ctx.path === '/readyz') {
+        const checks = await Promise.all([
+          db.query('SELECT 1').then(() => 'ok', () => 'unavailable'),
+          cache.ping().then(() => 'ok', () => 'unavailable'),
+        ]);
+        const ready = checks.every((c) => c === 'ok');
+        ctx.status = ready ? 200 : 503;
+        ctx.body = { status: ready ? 'ready' : 'unavailable', database: checks[0], cache: checks[1] };
+        return;
+      }
+      await next();
+    });
+    app.use(createTokenEndpoints({
+      issuer: config.issuer,
+      authenticator,
+      introspection,
+      revocations,
+      referenceTokens: repos.referenceTokens,
+      cache,
+      keys,
+      clock,
+    }));
+    app.use(async (ctx, next) => {
+      for (const route of routes) {
+        let handled = true;
+        await route(ctx, async () => {
+          handled = false;
+        });
+        if (handled) return;
+      }
+      await next();
+    });
+    // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
+    app.use((ctx: Context) => {
+      ctx.respond = false;
+      return providerHandler(ctx.req, ctx.res);
+    });
+
+    const koaHandler = app.callback();
+    const handler = (req: IncomingMessage, res: ServerResponse) => koaHandler(req, res);
+
+    return {
+      handler,
+      app,
+      db,
+      cache,
+      clock,
+      config,
+      repos,
+      envelope,
+      keys,
+      keyService,
+      clients,
+      introspection,
+      revocations,
+      referenceTokenIssuer: issuer,
+      get provider() {
+        return provider;
+      },
+      bootstrapped,
+      /** Adds Koa middleware that runs before oidc-provider (Management API, interactions, …). */
+      addRoutes(middleware: Middleware) {
+        routes.push(middleware);
+      },
+      /** Contributes options to the provider configuration; applied on the next (re)build. */
+      extendProvider(extend: (c: Configuration) => void) {
+        providerExtensions.push(extend);
+        provider = buildProvider();
+        providerHandler = provider.callback();
+      },
+      /** Announces a key change to every node (after `tessera keys rotate`, or from the API). */
+      async announceKeyChange() {
+        await keys.reload();
+        await cache.publish(KEYS_CHANNEL, keys.current.version);
+      },
+      async close() {
+        for (const timer of timers) clearInterval(timer);
+        for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+      },
+    };
+  } catch (error) {
+    for (const timer of timers) clearInterval(timer);
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+    throw error;
+  }
+}
+
+export type Tessera = Awaited<ReturnType<typeof createTessera>>;
+
+/** Writes `<data dir>/bootstrap.json` once, readable by its owner only (DESIGN.md "Configuration"). */
+function writeBootstrapFile(dataDir: string, result: BootstrapResult, logger: Logger): void {
+  const path = join(dataDir, 'bootstrap.json');
+  try {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(path, `${JSON.stringify(result, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+    logger.warn({ path }, 'first start: bootstrap credentials written (admin password and management token); store them safely and delete the file');
+  } catch (error) {
+    logger.error({ path, err: error }, 'could not write the bootstrap file; run `tessera bootstrap --json` against a fresh database instead');
+  }
+}
+
+export type { Database, CacheStore };

@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+
+import { createTessera } from './app.js';
+import { systemClock } from './clock.js';
+import { loadConfig } from './config/config.js';
+import { createLogger } from './http/logger.js';
+import { serve } from './main.js';
+
+/**
+ * `tessera` — the operator's command line. Commands that touch storage open it exactly as the
+ * server does (same config, same migrations), so they work against PGlite and PostgreSQL alike.
+ */
+const USAGE = `usage: tessera <command>
+
+  serve                      start the provider (default)
+  migrate                    apply database migrations and exit
+  bootstrap [--json]         create the default organization, admin and management token
+                             on an empty database and print them (once)
+  keys rotate [--force]      stage a new signing key, or promote the staged one
+`;
+
+export type CliCommand = (args: string[]) => Promise<number>;
+
+/** Extra commands contributed by capabilities (organizations, users, tokens, audit). */
+export const commands = new Map<string, CliCommand>();
+
+async function withTessera<T>(fn: (tessera: Awaited<ReturnType<typeof createTessera>>) => Promise<T>): Promise<T> {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', destination: process.stderr as never });
+  const tessera = await createTessera({ config: { ...config, seed: null }, logger, clock: systemClock });
+  try {
+    return await fn(tessera);
+  } finally {
+    await tessera.close();
+  }
+}
+
+commands.set('migrate', async () => {
+  await withTessera(async () => undefined);
+  process.stdout.write('migrations applied\n');
+  return 0;
+});
+
+commands.set('bootstrap', async (args) => {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } } });
+  const result = await withTessera(async (tessera) => tessera.bootstrapped);
+  if (!result) {
+    process.stderr.write('tessera: the database already has organizations; bootstrap runs only on an empty database\n');
+    return 1;
+  }
+  if (values.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  else process.stdout.write(`organization ${result.organization_id}\nadmin user: ${result.admin.username}\nadmin password: ${result.admin.password}\nmanagement token: ${result.management_token}\n`);
+  return 0;
+});
+
+commands.set('keys', async (args) => {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { force: { type: 'boolean', default: false } } });
+  if (positionals[0] !== 'rotate') {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const steps = await withTessera(async (tessera) => {
+    const result = await tessera.keyService.rotate({ force: values.force });
+    await tessera.announceKeyChange();
+    return result;
+  });
+  for (const step of steps) {
+    const when = step.notBefore ? ` (may be promoted after ${step.notBefore}; run again then)` : '';
+    process.stdout.write(`${step.alg}: ${step.action} ${step.kid}${when}\n`);
+  }
+  return 0;
+});
+
+export async function runCli(argv: string[]): Promise<number> {
+  const [command = 'serve', ...rest] = argv;
+  if (command === 'serve') {
+    await serve();
+    return -1;
+  }
+  if (command === '--help' || command === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const run = commands.get(command);
+  if (!run) {
+    process.stderr.write(`tessera: unknown command "${command}"\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await run(rest);
+  } catch (error) {
+    process.stderr.write(`tessera: ${(error as Error).message.split('\n')[0]}\n`);
+    return 1;
+  }
+}
+
+const code = await runCli(process.argv.slice(2));
+if (code >= 0) process.exit(code);

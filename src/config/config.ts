@@ -1,0 +1,253 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Configuration is read once, at start-up, from `config/default.json`, the file of the current
+ * environment (`config/<NODE_ENV>.json`) and the environment variables of DESIGN.md. Nothing
+ * else in Tessera reads `process.env`: every component receives the typed Config it needs.
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const durationSeconds = z.number().int().positive();
+
+const seedResourceServer = z.object({
+  identifier: z.string().url(),
+  name: z.string().optional(),
+  scopes: z.array(z.string()),
+  token_format: z.enum(['jwt', 'opaque']).default('jwt'),
+  access_token_ttl: durationSeconds.optional(),
+  sensitive: z.boolean().default(false),
+  introspection_client_id: z.string().min(1),
+  introspection_client_secret: z.string().min(16),
+});
+
+const seedClient = z.object({
+  client_id: z.string().min(1),
+  client_secret: z.string().min(16).optional(),
+  name: z.string().optional(),
+  grant_types: z.array(z.string()).default(['client_credentials']),
+  token_endpoint_auth_method: z.string().default('client_secret_basic'),
+  redirect_uris: z.array(z.string()).default([]),
+  scopes: z.array(z.string()).default([]),
+  resources: z.array(z.string()).default([]),
+});
+
+const fileSchema = z.object({
+  port: z.number().int().min(0).max(65535),
+  dataDir: z.string(),
+  logLevel: z.string(),
+  ttl: z.object({
+    accessToken: durationSeconds,
+    clientCredentials: durationSeconds,
+    authorizationCode: durationSeconds,
+    idToken: durationSeconds,
+    interaction: durationSeconds,
+    session: durationSeconds,
+    grant: durationSeconds,
+    refreshToken: durationSeconds,
+  }),
+  keys: z.object({
+    publishBeforeSignSeconds: z.number().int().min(0),
+    reloadIntervalSeconds: durationSeconds,
+  }),
+  policyDefaults: z.object({
+    max_pat_lifetime_days: z.number().positive(),
+    max_sat_lifetime_days: z.number().positive(),
+    idle_revocation_days: z.number().positive(),
+    allowed_pat_scopes: z.array(z.string()).nullable(),
+    refresh_reuse_grace_seconds: z.number().int().min(0),
+    token_rotation_grace_seconds: z.number().int().min(0),
+    client_secret_rotation_grace_seconds: z.number().int().min(0),
+    audit_retention_days: z.number().int().positive(),
+  }),
+  seed: z.object({
+    resourceServers: z.array(seedResourceServer).default([]),
+    clients: z.array(seedClient).default([]),
+  }).nullable(),
+});
+
+export type SeedConfig = NonNullable<z.infer<typeof fileSchema>['seed']>;
+export type OrganizationPolicy = z.infer<typeof fileSchema>['policyDefaults'];
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Decodes a 32-byte key given as base64 or base64url (DESIGN.md, "Keys for running several nodes"). */
+export function decodeKek(value: string): Buffer | undefined {
+  const normalized = value.trim().replace(/-/g, '+').replace(/_/g, '/');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(normalized)) return undefined;
+  const bytes = Buffer.from(normalized, 'base64');
+  return bytes.length === 32 ? bytes : undefined;
+}
+
+export interface Config {
+  env: string;
+  issuer: string;
+  port: number;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  /** How `REDIS_URL` is interpreted: one server, a Cluster seed list, or a Sentinel group. */
+  redisMode: 'standalone' | 'cluster' | 'sentinel';
+  redisSentinelName: string | undefined;
+  dataDir: string;
+  /** Key-encryption key; undefined only in embedded mode, where start-up generates one. */
+  kek: Buffer | undefined;
+  /** Cookie signing keys; undefined only in embedded mode, where start-up generates them. */
+  cookieKeys: string[] | undefined;
+  logLevel: (typeof LOG_LEVELS)[number];
+  ttl: z.infer<typeof fileSchema>['ttl'];
+  keys: z.infer<typeof fileSchema>['keys'];
+  policyDefaults: OrganizationPolicy;
+  seed: SeedConfig | null;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (error) {
+    throw new ConfigError(`${path}: not valid JSON (${(error as Error).message})`);
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function merge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    if (key === '//') continue;
+    out[key] = isObject(value) && isObject(base[key]) ? merge(base[key], value) : value;
+  }
+  return out;
+}
+
+function stripComments(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stripComments);
+  if (!isObject(value)) return value;
+  return Object.fromEntries(Object.entries(value).filter(([k]) => k !== '//').map(([k, v]) => [k, stripComments(v)]));
+}
+
+const env = z.object({
+  NODE_ENV: z.string().default('development'),
+  TESSERA_ISSUER: z.string().optional(),
+  PORT: z.string().optional(),
+  DATABASE_URL: z.string().optional(),
+  REDIS_URL: z.string().optional(),
+  TESSERA_REDIS_MODE: z.string().optional(),
+  TESSERA_REDIS_SENTINEL_NAME: z.string().optional(),
+  TESSERA_DATA_DIR: z.string().optional(),
+  TESSERA_KEK: z.string().optional(),
+  TESSERA_COOKIE_KEYS: z.string().optional(),
+  LOG_LEVEL: z.string().optional(),
+});
+
+const nonEmpty = (value: string | undefined) => (value === undefined || value.trim() === '' ? undefined : value.trim());
+
+/**
+ * Builds the Config. Every failure is a ConfigError whose message is one line that names the
+ * variable or file and what is wrong with it, for the operator to fix.
+ */
+export function loadConfig(
+  environment: Record<string, string | undefined>,
+  options: { configDir?: string; overrides?: Record<string, unknown> } = {},
+): Config {
+  const vars = env.parse(environment);
+  const configDir = options.configDir ?? resolve(import.meta.dirname, '../../config');
+  let file = readJson(join(configDir, 'default.json'));
+  const envFile = join(configDir, `${vars.NODE_ENV}.json`);
+  if (existsSync(envFile)) file = merge(file, readJson(envFile));
+  if (options.overrides) file = merge(file, options.overrides);
+  const parsed = fileSchema.safeParse(stripComments(file));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`config/${vars.NODE_ENV}.json: ${issue.path.join('.')}: ${issue.message}`);
+  }
+  const fileConfig = parsed.data;
+
+  let port = fileConfig.port;
+  const portVar = nonEmpty(vars.PORT);
+  if (portVar !== undefined) {
+    if (!/^\d+$/.test(portVar) || Number(portVar) > 65535) {
+      throw new ConfigError(`PORT must be an integer between 0 and 65535, got "${portVar}"`);
+    }
+    port = Number(portVar);
+  }
+
+  const issuerVar = nonEmpty(vars.TESSERA_ISSUER);
+  let issuer = issuerVar ?? `http://localhost:${port}`;
+  try {
+    const url = new URL(issuer);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('scheme');
+    if (url.search || url.hash) throw new Error('query');
+    // OpenID Connect Discovery §4.3: the issuer is compared exactly, so normalize away a trailing slash.
+    issuer = issuer.replace(/\/+$/, '');
+  } catch {
+    throw new ConfigError(`TESSERA_ISSUER must be an http(s) URL without query or fragment, got "${issuerVar}"`);
+  }
+  if (vars.NODE_ENV === 'production' && !issuer.startsWith('https://')) {
+    throw new ConfigError(`TESSERA_ISSUER must use https in production, got "${issuer}"`);
+  }
+
+  const databaseUrl = nonEmpty(vars.DATABASE_URL);
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+  const redisUrl = nonEmpty(vars.REDIS_URL);
+  if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) {
+    throw new ConfigError('REDIS_URL must be a redis:// or rediss:// URL (comma-separate several for cluster or sentinel mode)');
+  }
+  const redisMode = nonEmpty(vars.TESSERA_REDIS_MODE) ?? 'standalone';
+  if (redisMode !== 'standalone' && redisMode !== 'cluster' && redisMode !== 'sentinel') {
+    throw new ConfigError(`TESSERA_REDIS_MODE must be standalone, cluster or sentinel, got "${redisMode}"`);
+  }
+  const redisSentinelName = nonEmpty(vars.TESSERA_REDIS_SENTINEL_NAME);
+  if (redisMode === 'sentinel' && !redisSentinelName) {
+    throw new ConfigError('TESSERA_REDIS_SENTINEL_NAME is required when TESSERA_REDIS_MODE=sentinel');
+  }
+
+  const kekVar = nonEmpty(vars.TESSERA_KEK);
+  let kek: Buffer | undefined;
+  if (kekVar !== undefined) {
+    kek = decodeKek(kekVar);
+    if (!kek) throw new ConfigError('TESSERA_KEK must be 32 bytes encoded as base64 or base64url (generate one with: openssl rand -base64 32)');
+  } else if (databaseUrl !== undefined) {
+    throw new ConfigError('TESSERA_KEK is required when DATABASE_URL is set: every node must share the key that encrypts signing keys and client secrets');
+  }
+
+  const cookieVar = nonEmpty(vars.TESSERA_COOKIE_KEYS);
+  let cookieKeys: string[] | undefined;
+  if (cookieVar !== undefined) {
+    cookieKeys = cookieVar.split(',').map((k) => k.trim());
+    const short = cookieKeys.findIndex((k) => k.length < 32);
+    if (short !== -1) throw new ConfigError(`TESSERA_COOKIE_KEYS: key #${short + 1} is shorter than 32 characters`);
+  } else if (databaseUrl !== undefined) {
+    throw new ConfigError('TESSERA_COOKIE_KEYS is required when DATABASE_URL is set: every node must sign cookies with the same keys');
+  }
+
+  const logLevel = nonEmpty(vars.LOG_LEVEL) ?? fileConfig.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+
+  return {
+    env: vars.NODE_ENV,
+    issuer,
+    port,
+    databaseUrl,
+    redisUrl,
+    redisMode,
+    redisSentinelName,
+    dataDir: resolve(nonEmpty(vars.TESSERA_DATA_DIR) ?? fileConfig.dataDir),
+    kek,
+    cookieKeys,
+    logLevel: logLevel as Config['logLevel'],
+    ttl: fileConfig.ttl,
+    keys: fileConfig.keys,
+    policyDefaults: fileConfig.policyDefaults,
+    seed: fileConfig.seed,
+  };
+}

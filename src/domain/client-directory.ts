@@ -1,0 +1,71 @@
+import type { AdapterPayload } from 'oidc-provider';
+
+import type { Clock } from '../clock.js';
+import type { Envelope } from '../keys/envelope.js';
+import type { ClientRepository } from '../storage/client-repository.js';
+import type { ResourceServerRepository } from '../storage/resource-server-repository.js';
+import { secretContext, toProviderMetadata } from './client-metadata.js';
+import type { ClientRecord } from './types.js';
+
+export interface ClientView {
+  record: ClientRecord;
+  /** Metadata for oidc-provider, with the decrypted secret. */
+  metadata: AdapterPayload;
+  /** The previous secret while its rotation grace lasts. */
+  previousSecret: string | undefined;
+  previousSecretExpiresAt: number | undefined;
+  /** Audiences this client may introspect: its resource server's identifier (RFC 7662 §2.1). */
+  introspectionAudiences: string[];
+}
+
+/**
+ * Clients as every part of Tessera reads them: from PostgreSQL, decrypted once, and kept in a
+ * bounded in-process cache for `ttlMs` so the token and introspection paths authenticate without
+ * a database round-trip. `invalidate` (called on change, and by pub/sub from other nodes) drops
+ * an entry at once.
+ */
+export function createClientDirectory(deps: {
+  clients: ClientRepository;
+  resourceServers: ResourceServerRepository;
+  envelope: Envelope;
+  clock: Clock;
+  ttlMs?: number;
+  maxEntries?: number;
+}) {
+  const ttlMs = deps.ttlMs ?? 30_000;
+  const maxEntries = deps.maxEntries ?? 10_000;
+  const cache = new Map<string, { view: ClientView | undefined; until: number }>();
+
+  async function load(clientId: string): Promise<ClientView | undefined> {
+    const record = await deps.clients.findById(clientId);
+    if (!record) return undefined;
+    const introspectionAudiences: string[] = [];
+    if (record.resource_server_id) {
+      const rs = await deps.resourceServers.findById(record.resource_server_id);
+      if (rs) introspectionAudiences.push(rs.identifier);
+    }
+    return {
+      record,
+      metadata: toProviderMetadata(record, deps.envelope),
+      previousSecret: record.previous_secret_enc ? deps.envelope.open(record.previous_secret_enc, secretContext(record.client_id, 'previous')) : undefined,
+      previousSecretExpiresAt: record.previous_secret_expires_at?.getTime(),
+      introspectionAudiences,
+    };
+  }
+
+  return {
+    async get(clientId: string): Promise<ClientView | undefined> {
+      const hit = cache.get(clientId);
+      if (hit && hit.until > deps.clock.now()) return hit.view;
+      const view = await load(clientId);
+      if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
+      cache.set(clientId, { view, until: deps.clock.now() + ttlMs });
+      return view;
+    },
+    invalidate(clientId?: string): void {
+      if (clientId === undefined) cache.clear();
+      else cache.delete(clientId);
+    },
+  };
+}
+export type ClientDirectory = ReturnType<typeof createClientDirectory>;

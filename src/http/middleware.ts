@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+
+import type { Context, Next } from 'koa';
+
+import { CacheUnavailableError } from '../storage/cache.js';
+import { StorageUnavailableError } from '../storage/database.js';
+import type { Logger } from './logger.js';
+import { scrubText } from './logger.js';
+import { OAuthError, temporarilyUnavailable } from './oauth-error.js';
+
+/** RFC 9457 problem details, the error format of every non-OAuth route (Management API, ops). */
+export class ProblemError extends Error {
+  override name = 'ProblemError';
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly detail?: string,
+    readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail ?? title);
+  }
+}
+
+const REQUEST_ID = /^[\w.-]{1,128}$/;
+
+/** Takes a sane X-Request-Id from the load balancer or makes one, and echoes it back. */
+export function requestId() {
+  return async (ctx: Context, next: Next) => {
+    const incoming = ctx.get('x-request-id');
+    ctx.state.requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.set('x-request-id', ctx.state.requestId);
+    await next();
+  };
+}
+
+/** One access-log line per request, with no query string (it can carry codes and tokens). */
+export function accessLog(logger: Logger) {
+  return async (ctx: Context, next: Next) => {
+    const start = performance.now();
+    try {
+      await next();
+    } finally {
+      logger.info(
+        { requestId: ctx.state.requestId, method: ctx.method, path: scrubText(ctx.path), status: ctx.status, ms: Math.round((performance.now() - start) * 10) / 10 },
+        'request',
+      );
+    }
+  };
+}
+
+/** Baseline security headers (OWASP Secure Headers); HTML routes add their own CSP. */
+export function securityHeaders(options: { hsts: boolean }) {
+  return async (ctx: Context, next: Next) => {
+    ctx.set('x-content-type-options', 'nosniff');
+    ctx.set('referrer-policy', 'no-referrer');
+    ctx.set('x-frame-options', 'DENY');
+    if (options.hsts) ctx.set('strict-transport-security', 'max-age=31536000; includeSubDomains');
+    await next();
+  };
+}
+
+const wantsProblem = (ctx: Context) => ctx.path.startsWith('/api/');
+
+/**
+ * Turns every error into the wire format of the route: OAuth JSON (RFC 6749 §5.2) on protocol
+ * endpoints, problem+json (RFC 9457) elsewhere. A dependency that is down is a 503 with
+ * `temporarily_unavailable`, never a guess; anything unexpected is a 500 that says nothing about
+ * internals, with the detail in the log.
+ */
+export function errorHandler(logger: Logger) {
+  return async (ctx: Context, next: Next) => {
+    try {
+      await next();
+    } catch (caught) {
+      let error = caught;
+      if (error instanceof StorageUnavailableError || error instanceof CacheUnavailableError) {
+        logger.warn({ requestId: ctx.state.requestId, err: error }, 'dependency unavailable');
+        error = wantsProblem(ctx)
+          ? new ProblemError(503, 'Service Unavailable', 'a dependency is temporarily unavailable, retry later', { error: 'temporarily_unavailable' }, { 'retry-after': '1' })
+          : temporarilyUnavailable();
+      }
+      if (error instanceof OAuthError) {
+        if (error.detail) logger.info({ requestId: ctx.state.requestId, error: error.error, detail: scrubText(error.detail) }, 'oauth error');
+        ctx.status = error.status;
+        ctx.set(error.headers);
+        ctx.set('cache-control', 'no-store');
+        ctx.body = error.toJSON();
+        return;
+      }
+      if (error instanceof ProblemError) {
+        ctx.status = error.status;
+        ctx.set(error.headers);
+        ctx.type = 'application/problem+json';
+        ctx.body = { type: 'about:blank', title: error.title, status: error.status, ...(error.detail ? { detail: error.detail } : {}), ...error.extra };
+        return;
+      }
+      const status = (error as { status?: number; expose?: boolean }).expose ? (error as { status: number }).status : 500;
+      if (status >= 500) logger.error({ requestId: ctx.state.requestId, err: error }, 'unhandled error');
+      ctx.status = status;
+      const message = status >= 500 ? 'internal server error' : (error as Error).message;
+      if (wantsProblem(ctx)) {
+        ctx.type = 'application/problem+json';
+        ctx.body = { type: 'about:blank', title: status >= 500 ? 'Internal Server Error' : 'Bad Request', status, detail: message };
+      } else {
+        ctx.body = { error: status >= 500 ? 'server_error' : 'invalid_request', error_description: message };
+      }
+    }
+  };
+}

@@ -1,0 +1,38 @@
+/**
+ * An error in the OAuth wire format (RFC 6749 §5.2): `error` and `error_description` go to the
+ * client; `detail` is for the log only and never reaches the response.
+ */
+export class OAuthError extends Error {
+  override name = 'OAuthError';
+
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly errorDescription: string,
+    readonly headers: Record<string, string> = {},
+    readonly detail?: string,
+  ) {
+    super(`${error}: ${errorDescription}`);
+  }
+
+  toJSON() {
+    return { error: this.error, error_description: this.errorDescription };
+  }
+}
+
+/** Same body and status as oidc-provider's InvalidClientAuth, so both paths look alike. */
+export const invalidClient = (usedBasic: boolean, realm: string, detail?: string) =>
+  new OAuthError(
+    401,
+    'invalid_client',
+    'client authentication failed',
+    // RFC 6749 §5.2: when the client used the Authorization header, the 401 carries a challenge.
+    usedBasic ? { 'www-authenticate': `Basic realm="${realm}"` } : {},
+    detail,
+  );
+
+export const invalidRequest = (description: string) => new OAuthError(400, 'invalid_request', description);
+
+/** RFC 6749 §5.2-style answer when a dependency is down: retryable, never a guess (issue: faults). */
+export const temporarilyUnavailable = () =>
+  new OAuthError(503, 'temporarily_unavailable', 'the service is temporarily unavailable, retry later', { 'retry-after': '1' });

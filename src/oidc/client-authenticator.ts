@@ -1,0 +1,124 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
+import type { JSONWebKeySet } from 'jose';
+
+import type { Clock } from '../clock.js';
+import type { ClientDirectory, ClientView } from '../domain/client-directory.js';
+import { single } from '../http/form-body.js';
+import { invalidClient, invalidRequest } from '../http/oauth-error.js';
+import type { CacheStore } from '../storage/cache.js';
+
+/**
+ * Client authentication for Tessera's own endpoints (introspection, revocation), with the same
+ * methods and answers as oidc-provider: client_secret_basic and client_secret_post (RFC 6749
+ * §2.3.1) and private_key_jwt (RFC 7523 §2.2, OpenID Connect Core §9).
+ */
+export interface AuthenticatedClient {
+  view: ClientView;
+  method: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+}
+
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/** Compares digests, so neither the secret nor its length leaks through timing. */
+export function secretsEqual(presented: string, expected: string): boolean {
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are base64-encoded. */
+function parseBasic(header: string): { id: string; secret: string } | undefined {
+  const match = /^Basic ([A-Za-z0-9+/=._~-]+)$/i.exec(header.trim());
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 1) return undefined;
+  try {
+    const unescape = (s: string) => decodeURIComponent(s.replace(/\+/g, '%20'));
+    return { id: unescape(decoded.slice(0, colon)), secret: unescape(decoded.slice(colon + 1)) };
+  } catch {
+    return undefined;
+  }
+}
+
+export function createClientAuthenticator(deps: { clients: ClientDirectory; cache: CacheStore; clock: Clock; issuer: string }) {
+  const { clients, clock, issuer } = deps;
+  const realm = issuer;
+
+  function secretMatches(view: ClientView, presented: string): boolean {
+    const current = view.metadata.client_secret as string | undefined;
+    let ok = current !== undefined && secretsEqual(presented, current);
+    // A rotated secret keeps working until its grace period ends (documented in the README).
+    if (view.previousSecret !== undefined && (view.previousSecretExpiresAt ?? 0) > clock.now()) {
+      ok = secretsEqual(presented, view.previousSecret) || ok;
+    }
+    return ok;
+  }
+
+  async function viaAssertion(assertion: string, claimedId: string | undefined, endpointUrl: string): Promise<AuthenticatedClient> {
+    let clientId: string | undefined;
+    try {
+      clientId = decodeJwt(assertion).iss;
+    } catch {
+      throw invalidClient(false, realm, 'client_assertion is not a JWT');
+    }
+    if (!clientId || (claimedId !== undefined && claimedId !== clientId)) throw invalidClient(false, realm, 'client_assertion issuer mismatch');
+    const view = await clients.get(clientId);
+    const jwks = view?.metadata.jwks as JSONWebKeySet | undefined;
+    if (!view || view.metadata.token_endpoint_auth_method !== 'private_key_jwt' || !jwks) {
+      throw invalidClient(false, realm, 'client is not registered for private_key_jwt');
+    }
+    try {
+      const { payload } = await jwtVerify(assertion, createLocalJWKSet(jwks), {
+        issuer: clientId,
+        subject: clientId,
+        // RFC 7523 §3: the audience identifies the authorization server: its issuer or the endpoint.
+        audience: [issuer, endpointUrl, `${issuer}/token`],
+        currentDate: new Date(clock.now()),
+        requiredClaims: ['exp', 'jti'],
+        clockTolerance: 5,
+      });
+      const ttl = Math.max(1, (payload.exp ?? 0) - Math.floor(clock.now() / 1000) + 5);
+      // RFC 7523 §3 item 7: a jti is accepted once.
+      if (!(await deps.cache.setIfAbsent(`replay:client-assertion:${clientId}:${payload.jti}`, '1', ttl))) {
+        throw new Error('client_assertion jti replayed');
+      }
+    } catch (error) {
+      throw invalidClient(false, realm, (error as Error).message);
+    }
+    return { view, method: 'private_key_jwt' };
+  }
+
+  return {
+    /** Authenticates the caller of `endpointUrl`, or throws an invalid_client / invalid_request OAuthError. */
+    async authenticate(authorization: string | undefined, params: URLSearchParams, endpointUrl: string): Promise<AuthenticatedClient> {
+      const assertionType = single(params, 'client_assertion_type');
+      const assertion = single(params, 'client_assertion');
+      const postId = single(params, 'client_id');
+      const postSecret = single(params, 'client_secret');
+      const methods = [authorization !== undefined, postSecret !== undefined, assertion !== undefined].filter(Boolean).length;
+      if (methods > 1) throw invalidRequest('client authentication must only be provided using one mechanism');
+
+      if (assertion !== undefined) {
+        if (assertionType !== JWT_BEARER) throw invalidRequest(`client_assertion_type must be ${JWT_BEARER}`);
+        return viaAssertion(assertion, postId, endpointUrl);
+      }
+      if (authorization !== undefined) {
+        const basic = parseBasic(authorization);
+        if (!basic) throw invalidClient(true, realm, 'malformed Basic authorization header');
+        const view = await clients.get(basic.id);
+        if (!view || !secretMatches(view, basic.secret)) throw invalidClient(true, realm, 'unknown client or wrong secret');
+        return { view, method: 'client_secret_basic' };
+      }
+      if (postId !== undefined && postSecret !== undefined) {
+        const view = await clients.get(postId);
+        if (!view || !secretMatches(view, postSecret)) throw invalidClient(false, realm, 'unknown client or wrong secret');
+        return { view, method: 'client_secret_post' };
+      }
+      throw invalidClient(false, realm, 'no client authentication provided');
+    },
+  };
+}
+export type ClientAuthenticator = ReturnType<typeof createClientAuthenticator>;

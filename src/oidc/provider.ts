@@ -1,0 +1,100 @@
+import Provider from 'oidc-provider';
+import type { Adapter, Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
+
+import type { Config } from '../config/config.js';
+import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
+import type { KeySet } from '../keys/key-service.js';
+import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
+
+/**
+ * The one place that builds oidc-provider (STYLE.md: `new Provider` in one file). Every option
+ * Tessera sets is here with the reason; everything else is the engine's default.
+ */
+export interface ProviderDependencies {
+  config: Config;
+  keySet: KeySet;
+  adapter: new (name: string) => Adapter;
+  cookieKeys: string[];
+  resourceIndicators: ResourceIndicators;
+  findAccount: FindAccount;
+  /** Extra provider options contributed by later capabilities (interactions, registration, …). */
+  extend?: (configuration: Configuration) => void;
+}
+
+export function createProvider(deps: ProviderDependencies): Provider {
+  const { config, keySet, resourceIndicators } = deps;
+
+  const configuration: Configuration = {
+    adapter: deps.adapter,
+    jwks: keySet.privateJwks as Configuration['jwks'],
+    findAccount: deps.findAccount,
+    cookies: { keys: deps.cookieKeys },
+    // Tessera's own facts about a client (organization, allowed resources) travel as extra
+    // metadata; they are set by the Management API, never by a registering client.
+    extraClientMetadata: {
+      properties: TESSERA_CLIENT_PROPERTIES,
+    },
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    // RFC 9700 §2.1.1: PKCE for every authorization code flow.
+    pkce: { required: () => true },
+    // RFC 9700 §2.1.2: no implicit flow; `code id_token` (hybrid) stays for confidential clients.
+    responseTypes: ['code', 'code id_token', 'none'],
+    ttl: {
+      AccessToken: config.ttl.accessToken,
+      ClientCredentials: config.ttl.clientCredentials,
+      AuthorizationCode: config.ttl.authorizationCode,
+      IdToken: config.ttl.idToken,
+      Interaction: config.ttl.interaction,
+      Session: config.ttl.session,
+      Grant: config.ttl.grant,
+      RefreshToken: config.ttl.refreshToken,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      // Introspection and revocation of every token kind are answered by Tessera's own handlers
+      // (src/tokens); the engine's remain enabled so discovery advertises the endpoints.
+      introspection: { enabled: true },
+      jwtIntrospection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (_ctx, client, oneOf) => oneOf ?? resourceIndicators.defaultResource(client as ClientFacts),
+        getResourceServerInfo: (_ctx, indicator, client) => resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts),
+        useGrantedResource: async () => true,
+      },
+    },
+    // Organization id in every access token, so a resource server and Tessera's own checks can
+    // tell tenants apart without a lookup (principle 2).
+    extraTokenClaims: async (_ctx: KoaContextWithOIDC, token) => {
+      const client = (token as { client?: ClientFacts }).client;
+      return client?.tessera_organization_id ? { org_id: client.tessera_organization_id } : undefined;
+    },
+    interactions: {
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    // Refresh tokens only for interactive grants that asked for offline_access; never for
+    // client credentials (RFC 6749 §4.4.3).
+    issueRefreshToken: async (_ctx, client, code) =>
+      client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scope?.includes('offline_access') === true),
+    enabledJWA: {
+      idTokenSigningAlgValues: ['RS256', 'ES256'],
+      introspectionSigningAlgValues: ['ES256', 'RS256'],
+      userinfoSigningAlgValues: ['RS256', 'ES256'],
+      clientAuthSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'],
+    },
+    // Errors shown in a browser carry no internals (STYLE.md: 5xx bodies say nothing).
+    renderError: async (ctx, out) => {
+      ctx.type = 'html';
+      const escape = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+      ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sign-in error</title></head><body><main><h1>Something went wrong</h1><p>${escape(out.error)}: ${escape(out.error_description)}</p></main></body></html>`;
+    },
+  };
+  deps.extend?.(configuration);
+
+  const provider = new Provider(config.issuer, configuration);
+  // TLS ends at the load balancer in production; trust its X-Forwarded-* headers there.
+  provider.proxy = config.env === 'production';
+  return provider;
+}

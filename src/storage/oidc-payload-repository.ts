@@ -1,0 +1,49 @@
+import type { Database } from './database.js';
+
+/** Durable oidc-provider payloads (Grant, RefreshToken, registration tokens) in PostgreSQL. */
+export function createOidcPayloadRepository(db: Database) {
+  return {
+    async upsert(model: string, id: string, payload: Record<string, unknown>, expiresAt: Date | null): Promise<void> {
+      await db.query(
+        `INSERT INTO oidc_payloads (model, id, payload, grant_id, uid, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (model, id) DO UPDATE SET payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id,
+           uid = EXCLUDED.uid, expires_at = EXCLUDED.expires_at`,
+        [model, id, JSON.stringify(payload), (payload.grantId as string) ?? null, (payload.uid as string) ?? null, expiresAt],
+      );
+    },
+    async find(model: string, id: string, now: Date): Promise<Record<string, unknown> | undefined> {
+      const { rows } = await db.query<{ payload: Record<string, unknown>; consumed_at: Date | null }>(
+        'SELECT payload, consumed_at FROM oidc_payloads WHERE model = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3)',
+        [model, id, now],
+      );
+      const row = rows[0];
+      if (!row) return undefined;
+      return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
+    },
+    async findByUid(model: string, uid: string, now: Date): Promise<Record<string, unknown> | undefined> {
+      const { rows } = await db.query<{ payload: Record<string, unknown> }>(
+        'SELECT payload FROM oidc_payloads WHERE model = $1 AND uid = $2 AND (expires_at IS NULL OR expires_at > $3)',
+        [model, uid, now],
+      );
+      return rows[0]?.payload;
+    },
+    async consume(model: string, id: string, now: Date): Promise<void> {
+      await db.query('UPDATE oidc_payloads SET consumed_at = $3 WHERE model = $1 AND id = $2', [model, id, now]);
+    },
+    async destroy(model: string, id: string): Promise<void> {
+      await db.query('DELETE FROM oidc_payloads WHERE model = $1 AND id = $2', [model, id]);
+    },
+    async revokeByGrantId(grantId: string): Promise<void> {
+      await db.query('DELETE FROM oidc_payloads WHERE grant_id = $1 OR (model = $2 AND id = $1)', [grantId, 'Grant']);
+    },
+    async deleteExpired(now: Date, limit: number): Promise<number> {
+      const { rowCount } = await db.query(
+        'DELETE FROM oidc_payloads WHERE ctid IN (SELECT ctid FROM oidc_payloads WHERE expires_at <= $1 LIMIT $2)',
+        [now, limit],
+      );
+      return rowCount;
+    },
+  };
+}
+export type OidcPayloadRepository = ReturnType<typeof createOidcPayloadRepository>;

@@ -1,0 +1,63 @@
+import { join } from 'node:path';
+
+import type { Clock } from '../clock.js';
+import type { Config } from '../config/config.js';
+import type { CacheStore } from './cache.js';
+import type { Database } from './database.js';
+import { createMemoryCache } from './memory-cache.js';
+import { createPgDatabase } from './pg-database.js';
+import { createPgliteDatabase } from './pglite-database.js';
+import { createRedisCache } from './redis-cache.js';
+
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+function describe(url: string): string {
+  try {
+    const u = new URL(url.split(',')[0]!);
+    return `${u.hostname}:${u.port || 'default port'}`;
+  } catch {
+    return 'the configured address';
+  }
+}
+
+/**
+ * Opens PostgreSQL (DATABASE_URL) or the embedded PGlite under the data directory, and Redis
+ * (REDIS_URL) or the in-process store. Failures become one StartupError line naming what could
+ * not be reached.
+ */
+export async function openStorage(
+  config: Pick<Config, 'databaseUrl' | 'redisUrl' | 'redisMode' | 'redisSentinelName' | 'dataDir'>,
+  options: { clock: Clock; schema?: string; redisPrefix?: string },
+): Promise<{ db: Database; cache: CacheStore }> {
+  let db: Database;
+  if (config.databaseUrl) {
+    db = createPgDatabase({ url: config.databaseUrl, schema: options.schema });
+    try {
+      await db.query('SELECT 1');
+    } catch (error) {
+      await db.close().catch(() => {});
+      throw new StartupError(`cannot reach PostgreSQL at ${describe(config.databaseUrl)} (DATABASE_URL): ${(error as Error).message}`);
+    }
+  } else {
+    try {
+      db = await createPgliteDatabase({ dataDir: join(config.dataDir, 'pglite') });
+    } catch (error) {
+      throw new StartupError(`cannot open the embedded database in ${join(config.dataDir, 'pglite')} (TESSERA_DATA_DIR): ${(error as Error).message}`);
+    }
+  }
+  let cache: CacheStore;
+  if (config.redisUrl) {
+    try {
+      cache = await createRedisCache({ url: config.redisUrl, mode: config.redisMode, sentinelName: config.redisSentinelName, prefix: options.redisPrefix });
+      await cache.ping();
+    } catch (error) {
+      await db.close().catch(() => {});
+      throw new StartupError(`cannot reach Redis at ${describe(config.redisUrl)} (REDIS_URL): ${(error as Error).message}`);
+    }
+  } else {
+    cache = createMemoryCache({ clock: options.clock });
+  }
+  return { db, cache };
+}

@@ -1,0 +1,112 @@
+import pg from 'pg';
+
+import type { Database, Queryable, QueryResult } from './database.js';
+import { StorageUnavailableError } from './database.js';
+
+export interface PgDatabaseOptions {
+  url: string;
+  /** Schema to work in; tests give each file its own so they never see each other's rows. */
+  schema?: string;
+  max?: number;
+  /** Bounded waits: a request never hangs on a database that is gone (issue: faults). */
+  connectionTimeoutMs?: number;
+  statementTimeoutMs?: number;
+}
+
+// int8 counters fit a JS number for any realistic use count; read them as numbers.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value));
+
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P02', '57P03', '08006', '08003', '08001']);
+
+function wrap(error: unknown): never {
+  const code = (error as { code?: string }).code;
+  const message = (error as Error).message ?? '';
+  if ((code && CONNECTION_ERRORS.has(code)) || /timeout|Connection terminated|connect/i.test(message) && !code?.match(/^[0-9A-Z]{5}$/)) {
+    throw new StorageUnavailableError(`database unavailable: ${message}`, { cause: error });
+  }
+  throw error;
+}
+
+export function createPgDatabase(options: PgDatabaseOptions): Database {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 3000,
+    statement_timeout: options.statementTimeoutMs ?? 10_000,
+    query_timeout: (options.statementTimeoutMs ?? 10_000) + 1000,
+    idleTimeoutMillis: 30_000,
+    options: options.schema ? `-c search_path=${options.schema}` : undefined,
+  });
+  // A pooled connection killed by the server (pg_terminate_backend) emits here; the pool
+  // discards it and the next query opens a fresh one. Without a listener the process would crash.
+  pool.on('error', () => {});
+
+  const run = async <R>(client: pg.Pool | pg.PoolClient, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
+    try {
+      const result = await client.query(text, params as unknown[]);
+      return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
+    } catch (error) {
+      wrap(error);
+    }
+  };
+
+  return {
+    kind: 'postgres',
+    query: (text, params) => run(pool, text, params),
+    async transaction(fn) {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        wrap(error);
+      }
+      const tx: Queryable = { query: (text, params) => run(client, text, params) };
+      try {
+        await client.query('BEGIN');
+        const result = await fn(tx);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      } finally {
+        client.release();
+      }
+    },
+    async withAdvisoryLock(key, fn) {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        wrap(error);
+      }
+      try {
+        const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]);
+        if (!rows[0]?.locked) return undefined;
+        try {
+          return await fn();
+        } finally {
+          await client.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => {});
+        }
+      } finally {
+        client.release();
+      }
+    },
+    async withConnection(fn) {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        wrap(error);
+      }
+      try {
+        return await fn(client as unknown as Queryable);
+      } finally {
+        client.release();
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}

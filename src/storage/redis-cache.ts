@@ -1,0 +1,150 @@
+import { Cluster, Redis } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
+
+import type { CacheStore } from './cache.js';
+import { CacheUnavailableError } from './cache.js';
+
+export interface RedisCacheOptions {
+  url: string;
+  mode?: 'standalone' | 'cluster' | 'sentinel';
+  sentinelName?: string;
+  /** Prefix of every key and channel; tests give each file its own. */
+  prefix?: string;
+  /** Bound on every command: a request never hangs on a Redis that is gone. */
+  commandTimeoutMs?: number;
+}
+
+type Client = Redis | Cluster;
+
+function hostsOf(url: string): { host: string; port: number }[] {
+  return url.split(',').map((part) => {
+    const u = new URL(part.trim());
+    return { host: u.hostname, port: Number(u.port || 6379) };
+  });
+}
+
+/** Builds an ioredis client for one server, a Cluster, or a Sentinel group. */
+export function createRedisClient(options: RedisCacheOptions): Client {
+  const common: RedisOptions = {
+    // Fail fast instead of queueing commands while Redis is away: the caller answers
+    // 503 temporarily_unavailable, and ioredis keeps reconnecting in the background.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: options.commandTimeoutMs ?? 1000,
+    connectTimeout: 2000,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+    lazyConnect: true,
+  };
+  const mode = options.mode ?? 'standalone';
+  if (mode === 'cluster') {
+    return new Cluster(hostsOf(options.url), { redisOptions: common, enableOfflineQueue: false });
+  }
+  if (mode === 'sentinel') {
+    const first = new URL(options.url.split(',')[0]!.trim());
+    return new Redis({
+      ...common,
+      sentinels: hostsOf(options.url),
+      name: options.sentinelName,
+      password: first.password || undefined,
+    });
+  }
+  return new Redis(options.url, common);
+}
+
+function wrap(error: unknown): never {
+  throw new CacheUnavailableError(`cache unavailable: ${(error as Error).message}`, { cause: error });
+}
+
+async function connect(client: Client): Promise<void> {
+  if (client.status === 'wait') await client.connect();
+}
+
+/** The Redis cache store, through ioredis. */
+export async function createRedisCache(options: RedisCacheOptions): Promise<CacheStore & { client: Client }> {
+  const prefix = options.prefix ?? 'tessera:';
+  const client = createRedisClient(options);
+  // Errors surface on the commands that meet them; without a listener ioredis would log
+  // every reconnect attempt as an unhandled error.
+  client.on('error', () => {});
+  await connect(client).catch(wrap);
+  const subscriber: Client = (client as Redis).duplicate();
+  subscriber.on('error', () => {});
+  let subscriberReady: Promise<void> | undefined;
+  const handlers = new Map<string, Set<(message: string) => void>>();
+  subscriber.on('message', (channel: string, message: string) => {
+    for (const handler of handlers.get(channel) ?? []) handler(message);
+  });
+
+  const k = (key: string) => prefix + key;
+  const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (error) {
+      wrap(error);
+    }
+  };
+
+  return {
+    kind: 'redis',
+    client,
+    get: (key) => call(() => client.get(k(key))),
+    async set(key, value, ttlSeconds) {
+      await call(() => (ttlSeconds === undefined ? client.set(k(key), value) : client.set(k(key), value, 'EX', Math.max(1, Math.ceil(ttlSeconds)))));
+    },
+    async replaceKeepTtl(key, value) {
+      const result = await call(() => client.set(k(key), value, 'KEEPTTL', 'XX'));
+      return result === 'OK';
+    },
+    async setIfAbsent(key, value, ttlSeconds) {
+      const result = await call(() => client.set(k(key), value, 'EX', Math.max(1, Math.ceil(ttlSeconds)), 'NX'));
+      return result === 'OK';
+    },
+    getDel: (key) => call(() => client.getdel(k(key))),
+    async del(...keys) {
+      if (keys.length === 0) return;
+      // One DEL per key keeps Cluster happy when keys hash to different slots.
+      await call(() => Promise.all(keys.map((key) => client.del(k(key)))));
+    },
+    async addToSet(key, member, ttlSeconds) {
+      await call(async () => {
+        const ttl = Math.max(1, Math.ceil(ttlSeconds));
+        await client.multi().sadd(k(key), member).expire(k(key), ttl, 'GT').expire(k(key), ttl, 'NX').exec();
+      });
+    },
+    members: (key) => call(() => client.smembers(k(key))),
+    async hashIncrement(key, field, by) {
+      await call(() => client.hincrby(k(key), field, by));
+    },
+    async hashTakeAll(key) {
+      return call(async () => {
+        const result = await client.multi().hgetall(k(key)).del(k(key)).exec();
+        return (result?.[0]?.[1] as Record<string, string> | undefined) ?? {};
+      });
+    },
+    async publish(channel, message) {
+      await call(() => client.publish(k(channel), message));
+    },
+    async subscribe(channel, handler) {
+      subscriberReady ??= connect(subscriber);
+      await subscriberReady.catch(wrap);
+      const full = k(channel);
+      let set = handlers.get(full);
+      if (!set) {
+        set = new Set();
+        handlers.set(full, set);
+        await call(() => subscriber.subscribe(full));
+      }
+      set.add(handler);
+      return async () => {
+        set.delete(handler);
+      };
+    },
+    async ping() {
+      await call(() => client.ping());
+    },
+    async close() {
+      subscriber.disconnect();
+      client.disconnect();
+    },
+  };
+}

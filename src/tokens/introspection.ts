@@ -1,0 +1,198 @@
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import type { JSONWebKeySet, JWTPayload } from 'jose';
+
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import { modelKey } from '../oidc/adapter.js';
+import type { CacheStore } from '../storage/cache.js';
+import type { ReferenceTokenRepository, ReferenceTokenWithOwner } from '../storage/reference-token-repository.js';
+import { hashToken, looksLikeReferenceToken, MAX_TOKEN_LENGTH, parseToken } from './format.js';
+import type { RevocationList } from './revocation-list.js';
+
+/**
+ * RFC 7662 introspection of every token kind Tessera issues, from one place:
+ * - reference tokens (PAT/SAT): prefix and checksum first, then the stored SHA-256;
+ * - JWT access tokens (RFC 9068): signature, issuer, expiry, then the revocation list;
+ * - opaque access tokens: oidc-provider's own record in the cache store.
+ * A caller sees `active: true` only for a token whose audience includes an API it is the
+ * introspection client of, in its own organization (principle 2; RFC 7662 §2.2 lets the server
+ * answer `{"active":false}` for anything the caller is not entitled to see, and reveal nothing).
+ */
+export interface IntrospectionCaller {
+  clientId: string;
+  organizationId: string;
+  audiences: readonly string[];
+}
+
+export type IntrospectionAnswer = Record<string, unknown> & { active: boolean };
+
+export const INACTIVE: IntrospectionAnswer = Object.freeze({ active: false }) as IntrospectionAnswer;
+
+export type TokenShape = 'reference' | 'jwt' | 'opaque';
+
+/** Tells token kinds apart without any lookup. */
+export function tokenShape(token: string): TokenShape {
+  if (looksLikeReferenceToken(token)) return 'reference';
+  if (token.split('.').length === 3) {
+    try {
+      decodeProtectedHeader(token);
+      return 'jwt';
+    } catch {
+      return 'opaque';
+    }
+  }
+  return 'opaque';
+}
+
+const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : []);
+
+export interface IntrospectionDependencies {
+  issuer: string;
+  cache: CacheStore;
+  referenceTokens: ReferenceTokenRepository;
+  revocations: RevocationList;
+  clock: Clock;
+  /** Current public JWKS (changes with key rotation). */
+  publicJwks: () => JSONWebKeySet;
+  /** Whether the grant behind an opaque token still exists (revoked grants kill their tokens). */
+  grantExists: (grantId: string) => Promise<boolean>;
+}
+
+export function createIntrospection(deps: IntrospectionDependencies) {
+  const { issuer, cache, clock } = deps;
+  let jwksSource: JSONWebKeySet | undefined;
+  let jwks: ReturnType<typeof createLocalJWKSet> | undefined;
+  const verificationKeys = () => {
+    const current = deps.publicJwks();
+    if (current !== jwksSource) {
+      jwksSource = current;
+      jwks = createLocalJWKSet(current);
+    }
+    return jwks!;
+  };
+
+  const visibleTo = (caller: IntrospectionCaller, organizationId: unknown, audiences: string[]) =>
+    organizationId === caller.organizationId && audiences.some((a) => caller.audiences.includes(a));
+
+  /** PAT/SAT answer members: RFC 7662 §2.2 ones plus Tessera's documented `token_kind`, `token_id`, `org_id`, `owner_name`. */
+  function referenceAnswer(row: ReferenceTokenWithOwner, caller: IntrospectionCaller): IntrospectionAnswer {
+    return {
+      active: true,
+      scope: row.scopes.join(' '),
+      client_id: caller.clientId,
+      sub: (row.user_id ?? row.service_account_id)!,
+      ...(row.type === 'pat' ? { username: row.owner_name } : {}),
+      aud: row.resources.length === 1 ? row.resources[0] : row.resources,
+      exp: Math.floor(row.expires_at.getTime() / 1000),
+      iat: Math.floor(row.issued_at.getTime() / 1000),
+      iss: issuer,
+      token_type: 'Bearer',
+      token_kind: row.type,
+      token_id: row.id,
+      org_id: row.organization_id,
+      owner_name: row.owner_name,
+    };
+  }
+
+  async function reference(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
+    const kind = parseToken(token);
+    if (kind !== 'pat' && kind !== 'sat') return INACTIVE;
+    const hash = hashToken(token);
+    const row = await deps.referenceTokens.findWithOwnerByHash(hash);
+    if (!row || row.revoked_at) return INACTIVE;
+    const now = clock.now();
+    if (row.expires_at.getTime() <= now) return INACTIVE;
+    if (!row.secret_hash.equals(hash) && (row.previous_valid_until?.getTime() ?? 0) <= now) return INACTIVE;
+    if (row.owner_status !== 'active') return INACTIVE;
+    if (!visibleTo(caller, row.organization_id, row.resources)) return INACTIVE;
+    return referenceAnswer(row, caller);
+  }
+
+  async function jwt(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, verificationKeys(), {
+        issuer,
+        typ: 'at+jwt',
+        algorithms: ['ES256', 'RS256'],
+        currentDate: new Date(clock.now()),
+      }));
+    } catch {
+      return INACTIVE;
+    }
+    if (!payload.jti || !payload.exp) return INACTIVE;
+    const audiences = audiencesOf(payload.aud);
+    if (!visibleTo(caller, payload.org_id, audiences)) return INACTIVE;
+    if (await deps.revocations.isRevoked(payload.jti)) return INACTIVE;
+    return {
+      active: true,
+      scope: payload.scope,
+      client_id: payload.client_id,
+      sub: payload.sub,
+      aud: payload.aud,
+      exp: payload.exp,
+      iat: payload.iat,
+      iss: payload.iss,
+      jti: payload.jti,
+      token_type: 'Bearer',
+      org_id: payload.org_id,
+    };
+  }
+
+  /** oidc-provider's opaque access token, read from the cache store where the adapter keeps it. */
+  async function findOpaque(token: string): Promise<Record<string, unknown> | undefined> {
+    if (token.length > 512) return undefined;
+    for (const model of ['AccessToken', 'ClientCredentials']) {
+      const value = await cache.get(modelKey(model, token));
+      if (value) return JSON.parse(value) as Record<string, unknown>;
+    }
+    return undefined;
+  }
+
+  async function opaque(payload: Record<string, unknown>, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
+    const now = epochSeconds(clock);
+    if (typeof payload.exp !== 'number' || payload.exp <= now || payload.consumed) return INACTIVE;
+    const extra = (payload.extra ?? {}) as Record<string, unknown>;
+    const audiences = audiencesOf(payload.aud);
+    if (!visibleTo(caller, extra.org_id, audiences)) return INACTIVE;
+    if (typeof payload.grantId === 'string' && !(await deps.grantExists(payload.grantId))) return INACTIVE;
+    return {
+      ...extra,
+      active: true,
+      scope: payload.scope || undefined,
+      client_id: payload.clientId,
+      // RFC 9068 §2.2 / DESIGN.md: `sub` is always present; the client for machine tokens.
+      sub: (payload.accountId as string | undefined) ?? payload.clientId,
+      aud: payload.aud,
+      exp: payload.exp,
+      iat: payload.iat,
+      iss: issuer,
+      token_type: 'Bearer',
+    };
+  }
+
+  return {
+    findOpaque,
+    /**
+     * The answer for `token`, or undefined when the token is not one Tessera answers for here
+     * (an opaque value it does not hold: oidc-provider gets the request, e.g. a refresh token).
+     */
+    async introspect(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer | undefined> {
+      if (token.length === 0 || token.length > 8192) return INACTIVE;
+      const shape = tokenShape(token);
+      if (shape === 'reference') return token.length > MAX_TOKEN_LENGTH ? INACTIVE : reference(token, caller);
+      if (shape === 'jwt') return jwt(token, caller);
+      const payload = await findOpaque(token);
+      return payload ? opaque(payload, caller) : undefined;
+    },
+    /** Decoded and verified JWT payload, for revocation. */
+    async verifyJwt(token: string): Promise<JWTPayload | undefined> {
+      try {
+        return (await jwtVerify(token, verificationKeys(), { issuer, typ: 'at+jwt', currentDate: new Date(clock.now()) })).payload;
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+export type Introspection = ReturnType<typeof createIntrospection>;

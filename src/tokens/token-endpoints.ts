@@ -1,0 +1,106 @@
+import type { Context, Next } from 'koa';
+
+import type { Clock } from '../clock.js';
+import { epochSeconds } from '../clock.js';
+import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
+import { modelKey } from '../oidc/adapter.js';
+import { readFormBody, single } from '../http/form-body.js';
+import { invalidRequest } from '../http/oauth-error.js';
+import type { KeyRing } from '../keys/key-ring.js';
+import type { CacheStore } from '../storage/cache.js';
+import type { ReferenceTokenRepository } from '../storage/reference-token-repository.js';
+import { hashToken, parseToken } from './format.js';
+import type { Introspection, IntrospectionCaller } from './introspection.js';
+import { tokenShape } from './introspection.js';
+import type { RevocationList } from './revocation-list.js';
+
+export const INTROSPECTION_PATH = '/token/introspection';
+export const REVOCATION_PATH = '/token/revocation';
+const JWT_RESPONSE = 'application/token-introspection+jwt';
+
+export interface TokenEndpointDependencies {
+  issuer: string;
+  authenticator: ClientAuthenticator;
+  introspection: Introspection;
+  revocations: RevocationList;
+  referenceTokens: ReferenceTokenRepository;
+  cache: CacheStore;
+  keys: KeyRing;
+  clock: Clock;
+  /** Called when a reference token is revoked, so caches on every node drop it. */
+  onReferenceTokenRevoked?: (tokenId: string) => Promise<void>;
+}
+
+/**
+ * Tessera's introspection (RFC 7662) and revocation (RFC 7009) endpoints, in front of
+ * oidc-provider's. They answer for every access token Tessera issues — reference tokens, JWTs
+ * (which the engine refuses to introspect), and opaque tokens — with the audience and
+ * organization restriction of principle 2. A value Tessera does not hold (a refresh token, or
+ * garbage) is handed on to oidc-provider, which answers in its own, identical format.
+ */
+export function createTokenEndpoints(deps: TokenEndpointDependencies) {
+  const { issuer, authenticator, introspection, clock } = deps;
+
+  async function isOurs(token: string): Promise<boolean> {
+    const shape = tokenShape(token);
+    return shape !== 'opaque' || (await introspection.findOpaque(token)) !== undefined;
+  }
+
+  async function authenticate(ctx: Context, params: URLSearchParams): Promise<IntrospectionCaller> {
+    const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`);
+    return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
+  }
+
+  function noStore(ctx: Context) {
+    // RFC 7662 §2.2 / RFC 6749 §5.1: token information must not be cached.
+    ctx.set('cache-control', 'no-store');
+    ctx.set('pragma', 'no-cache');
+  }
+
+  async function introspect(ctx: Context, next: Next) {
+    const params = await readFormBody(ctx.req);
+    const token = single(params, 'token');
+    if (token !== undefined && token.length > 0 && !(await isOurs(token))) return next();
+    const caller = await authenticate(ctx, params);
+    if (!token) throw invalidRequest("missing required parameter 'token'");
+    const answer = (await introspection.introspect(token, caller)) ?? { active: false };
+    noStore(ctx);
+    // RFC 9701: a signed JWT response when the caller asks for one.
+    if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {
+      const now = epochSeconds(clock);
+      ctx.type = `${JWT_RESPONSE}; charset=utf-8`;
+      ctx.body = await deps.keys.sign({ iss: issuer, aud: caller.clientId, iat: now, token_introspection: answer }, { alg: 'RS256', typ: 'token-introspection+jwt' });
+      return;
+    }
+    ctx.body = answer;
+  }
+
+  async function revoke(ctx: Context, next: Next) {
+    const params = await readFormBody(ctx.req);
+    const token = single(params, 'token');
+    if (token !== undefined && token.length > 0 && !(await isOurs(token))) return next();
+    const caller = await authenticate(ctx, params);
+    if (!token) throw invalidRequest("missing required parameter 'token'");
+    noStore(ctx);
+    // RFC 7009 §2.2: the answer is 200 whether or not there was anything to revoke.
+    ctx.status = 200;
+    ctx.body = '';
+    const answer = await introspection.introspect(token, caller);
+    if (!answer?.active) return;
+    const shape = tokenShape(token);
+    if (shape === 'reference' && parseToken(token)) {
+      const row = await deps.referenceTokens.findByHash(hashToken(token));
+      if (row && (await deps.referenceTokens.revoke(row.id, 'rfc7009', new Date(clock.now())))) await deps.onReferenceTokenRevoked?.(row.id);
+    } else if (shape === 'jwt') {
+      await deps.revocations.revoke(String(answer.jti), String(answer.org_id ?? '') || null, Number(answer.exp));
+    } else {
+      await deps.cache.del(modelKey('AccessToken', token), modelKey('ClientCredentials', token));
+    }
+  }
+
+  return async function tokenEndpoints(ctx: Context, next: Next) {
+    if (ctx.method === 'POST' && ctx.path === INTROSPECTION_PATH) return introspect(ctx, next);
+    if (ctx.method === 'POST' && ctx.path === REVOCATION_PATH) return revoke(ctx, next);
+    return next();
+  };
+}
