@@ -2,6 +2,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
 import type { CacheStore } from '../storage/cache.js';
+import { isPlausibleId } from '../storage/ids.js';
 import type { OidcPayloadRepository } from '../storage/oidc-payload-repository.js';
 
 /**
@@ -94,15 +95,18 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
   class DatabaseAdapter implements Adapter {
     constructor(private readonly name: string) {}
 
+
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       await payloads.upsert(this.name, id, payload as Record<string, unknown>, expiresIn ? new Date(clock.now() + expiresIn * 1000) : null);
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
+      if (!isPlausibleId(id)) return undefined;
       return (await payloads.find(this.name, id, new Date(clock.now()))) as AdapterPayload | undefined;
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      if (!isPlausibleId(uid)) return undefined;
       return (await payloads.findByUid(this.name, uid, new Date(clock.now()))) as AdapterPayload | undefined;
     }
 
