@@ -27,6 +27,9 @@ export const CACHED_MODELS = new Set([
   'BackchannelAuthenticationRequest',
 ]);
 
+/** Models revoked with their grant (RFC 6749 §4.1.2); an Interaction in progress is not one of them. */
+const GRANTABLE_MODELS = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
+
 export interface ClientSource {
   find(clientId: string): Promise<AdapterPayload | undefined>;
   upsert?(clientId: string, metadata: AdapterPayload): Promise<void>;
@@ -56,7 +59,7 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       const key = modelKey(this.name, id);
       await cache.set(key, JSON.stringify(payload), expiresIn);
-      if (payload.grantId) await cache.addToSet(grantKey(payload.grantId), key, expiresIn);
+      if (payload.grantId && GRANTABLE_MODELS.has(this.name)) await cache.addToSet(grantKey(payload.grantId), key, expiresIn);
       if (payload.uid) await cache.set(uidKey(this.name, payload.uid), id, expiresIn);
       if (payload.userCode) await cache.set(userCodeKey(this.name, payload.userCode), id, expiresIn);
     }
