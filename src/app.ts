@@ -14,6 +14,8 @@ import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
 import { applySeed } from './domain/seed.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
+import { createRateLimiter } from './http/rate-limit.js';
+import type { RateLimiter } from './http/rate-limit.js';
 import type { Logger } from './http/logger.js';
 import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
 import { createEnvelope } from './keys/envelope.js';
@@ -31,6 +33,7 @@ import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
 import { createProvider } from './oidc/provider.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
+import { tokenRateLimit } from './oidc/token-rate-limit.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
 import type { Database } from './storage/database.js';
@@ -57,7 +60,7 @@ export interface TesseraOptions {
   config: Config;
   logger: Logger;
   clock: Clock;
-  /** Test isolation: a PostgreSQL schema and a Redis key prefix of their own. */
+  /** A PostgreSQL schema and a Redis key prefix of their own (tests); default: the config's. */
   schema?: string;
   redisPrefix?: string;
 }
@@ -69,6 +72,8 @@ export interface TesseraOptions {
  */
 export async function createTessera(options: TesseraOptions) {
   const { config, logger, clock } = options;
+  const schema = options.schema ?? config.databaseSchema;
+  const redisPrefix = options.redisPrefix ?? config.redisPrefix;
   const timers: NodeJS.Timeout[] = [];
   const cleanups: (() => Promise<void>)[] = [];
 
@@ -81,10 +86,10 @@ export async function createTessera(options: TesseraOptions) {
     cookieKeys ??= secrets.cookieKeys;
   }
 
-  const { db, cache } = await openStorage(config, { clock, schema: options.schema, redisPrefix: options.redisPrefix });
+  const { db, cache } = await openStorage(config, { clock, schema, redisPrefix });
   cleanups.push(() => cache.close(), () => db.close());
   try {
-    const applied = await migrate(db, { schema: options.schema });
+    const applied = await migrate(db, { schema });
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
 
     const repos = {
@@ -222,6 +227,19 @@ export async function createTessera(options: TesseraOptions) {
       ],
     });
 
+    // Named limits from config `rateLimits`, counted in the cache store (shared by all nodes).
+    const rateLimiters = new Map<string, RateLimiter>();
+    const rateLimiter = (name: string): RateLimiter => {
+      let limiter = rateLimiters.get(name);
+      if (!limiter) {
+        const settings = config.rateLimits[name];
+        if (!settings) throw new Error(`no rate limit named "${name}" in config rateLimits`);
+        limiter = createRateLimiter({ cache, name, settings });
+        rateLimiters.set(name, limiter);
+      }
+      return limiter;
+    };
+
     const app = new Koa();
     app.proxy = config.env === 'production';
     app.silent = true;
@@ -247,6 +265,7 @@ export async function createTessera(options: TesseraOptions) {
       }
       await next();
     });
+    app.use(tokenRateLimit(rateLimiter('token')));
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
@@ -306,6 +325,8 @@ export async function createTessera(options: TesseraOptions) {
         return provider;
       },
       bootstrapped,
+      /** The limiter of config `rateLimits.<name>` (login, leak report, …), one per name. */
+      rateLimiter,
       /** Adds Koa middleware that runs before oidc-provider (Management API, interactions, …). */
       addRoutes(middleware: Middleware) {
         routes.push(middleware);

@@ -38,8 +38,11 @@ export function createProvider(deps: ProviderDependencies): Provider {
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
     // RFC 9700 §2.1.1: PKCE for every authorization code flow.
     pkce: { required: () => true },
-    // RFC 9700 §2.1.2: no implicit flow; `code id_token` (hybrid) stays for confidential clients.
-    responseTypes: ['code', 'code id_token', 'none'],
+    // RFC 9700 §2.1.2: no implicit flow. Only `code` is advertised: clients are registered with
+    // response_types ["code"] (Management API, seed), so a hybrid `code id_token` or `none`
+    // entry in discovery would promise flows no client can use, and the hybrid type also made
+    // the engine advertise the `implicit` grant (test/e2e/conformance.test.ts checks this).
+    responseTypes: ['code'],
     ttl: {
       AccessToken: config.ttl.accessToken,
       ClientCredentials: config.ttl.clientCredentials,
@@ -59,6 +62,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
       jwtIntrospection: { enabled: true },
       revocation: { enabled: true },
       userinfo: { enabled: true },
+      // DPoP-bound tokens would need `cnf` in Tessera's introspection answers and a test that
+      // walks the flow; until then it is off, so discovery does not advertise it.
+      dPoP: { enabled: false },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, client, oneOf) => oneOf ?? resourceIndicators.defaultResource(client as ClientFacts),
@@ -81,7 +87,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scope?.includes('offline_access') === true),
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'ES256'],
-      introspectionSigningAlgValues: ['ES256', 'RS256'],
+      // Tessera's introspection endpoint signs RFC 9701 responses with RS256 only.
+      introspectionSigningAlgValues: ['RS256'],
       userinfoSigningAlgValues: ['RS256', 'ES256'],
       clientAuthSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'],
     },
