@@ -26,7 +26,7 @@ describe('Redis modes', () => {
     try {
       expect(client).toBeInstanceOf(Cluster);
       const cluster = client as Cluster;
-      expect(cluster.startupNodes).toEqual([{ host: 'a.internal', port: 7000 }, { host: 'b.internal', port: 7001 }]);
+      expect((cluster as unknown as { startupNodes: unknown }).startupNodes).toEqual([{ host: 'a.internal', port: 7000 }, { host: 'b.internal', port: 7001 }]);
       expect(cluster.options.enableOfflineQueue).toBe(false);
       expect(cluster.options.redisOptions).toMatchObject({ enableOfflineQueue: false, commandTimeout: 1000 });
       expect(cluster.status).toBe('wait');
