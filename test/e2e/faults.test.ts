@@ -196,7 +196,7 @@ describe.skipIf(postgresRedisSkipReason)('faults under load', () => {
 
 /**
  * Four loops, each: issue a JWT on one node, introspect it and a pre-fault token on another,
- * revoke every fourth. Every reply is checked as it arrives; `take()` hands over what arrived
+ * revoke every other one. Every reply is checked as it arrives; `take()` hands over what arrived
  * since the last call.
  */
 function loadGenerator(all: TesseraNode[], before: Prefault) {
@@ -237,7 +237,7 @@ function loadGenerator(all: TesseraNode[], before: Prefault) {
       const pick = [before.jwt, before.revokedJwt, before.sat][i % 3]!;
       check('introspect pre-fault', await introspect(other.url, pick), !revokedTokens.has(pick));
       check('introspect revoked opaque', await introspect(node.url, before.revokedOpaque, 'billing'), false);
-      if (i % 4 === 0) {
+      if ((i >> 2) % 2 === 0) {
         const revoked = await revoke(node.url, token);
         if (check('revoke', revoked)) {
           revokedJtis.push(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()).jti);
