@@ -41,7 +41,7 @@ interface RedisBacked {
 
 const isRedisBacked = (cache: CacheStore): cache is CacheStore & RedisBacked => cache.kind === 'redis' && 'client' in cache;
 
-/** Keys are hashed into the counter name only as far as needed: a bounded length, no separators. */
+/** A key (client id, IP, user name) is cut to a bounded length, so no request can make a huge Redis key. */
 const MAX_KEY_LENGTH = 200;
 const normalizeKey = (key: string) => (key.length > MAX_KEY_LENGTH ? key.slice(0, MAX_KEY_LENGTH) : key);
 

@@ -10,9 +10,6 @@ import { postgresRedisSkipReason } from '../helpers/backends.js';
 import { introspect, issueToken, percentile, prepareInstallation, revoke, runCli, startNode } from '../helpers/cluster.js';
 import type { Installation, TesseraNode } from '../helpers/cluster.js';
 
-/** Documented in the README ("Operating Tessera"): revocations reach every node within 1 s while Redis is up. */
-const REVOCATION_WINDOW_MS = 1000;
-
 describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and one Redis', () => {
   let installation: Installation;
   let nodes: TesseraNode[] = [];
@@ -41,7 +38,7 @@ describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and on
     }
   });
 
-  it(`honours a revocation made on one node on every other node within ${REVOCATION_WINDOW_MS} ms`, async () => {
+  it('honours a revocation made on one node on every other node from the next request on (README: staleness windows)', async () => {
     const delays: number[] = [];
     for (let i = 0; i < 18; i += 1) {
       const origin = nodes[i % nodes.length]!;
@@ -53,20 +50,19 @@ describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and on
       for (const node of nodes) expect((await introspect(node.url, token, caller)).body.active).toBe(true);
       expect((await revoke(origin.url, token, caller)).status).toBe(200);
       const revokedAt = performance.now();
+      // While Redis is up the window is zero: the first answer after the revocation, on every
+      // other node, is already inactive. The delay recorded is that answer's arrival.
       await Promise.all(
         others.map(async (node) => {
-          for (;;) {
-            const answer = await introspect(node.url, token, caller);
-            if (answer.status === 200 && answer.body.active === false) break;
-            if (performance.now() - revokedAt > 10 * REVOCATION_WINDOW_MS) throw new Error(`node ${node.name} still answers active`);
-          }
+          const answer = await introspect(node.url, token, caller);
+          expect(answer.status, `node ${node.name}`).toBe(200);
+          expect(answer.body, `node ${node.name} right after the revocation on ${origin.name}`).toEqual({ active: false });
           delays.push(performance.now() - revokedAt);
         }),
       );
     }
     const p99 = percentile(delays, 99);
-    console.info(`[scale-out] revocation propagation over ${delays.length} node checks: p50 ${percentile(delays, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...delays).toFixed(1)} ms`);
-    expect(p99).toBeLessThan(REVOCATION_WINDOW_MS);
+    console.info(`[scale-out] revocation to a confirmed inactive answer on another node, over ${delays.length} checks: p50 ${percentile(delays, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...delays).toFixed(1)} ms`);
   });
 
   it('honours a SAT revocation made on one node on every node', async () => {
