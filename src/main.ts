@@ -8,6 +8,7 @@ import type { Clock } from './clock.js';
 import { loadConfig } from './config/config.js';
 import type { Config } from './config/config.js';
 import { createLogger } from './http/logger.js';
+import { StartupError } from './storage/open-storage.js';
 import type { Logger } from './http/logger.js';
 
 /** Bounds on a slow client: headers must arrive within 10 s, a whole request within 30 s. */
@@ -28,10 +29,18 @@ export async function startServer(config: Config, logger: Logger, extra: { schem
   const tessera = await createTessera({ config, logger, clock: extra.clock ?? systemClock, schema: extra.schema, redisPrefix: extra.redisPrefix });
   const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, maxHeaderSize: 16 * 1024 }, tessera.handler);
   server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, () => resolve());
+    });
+  } catch (error) {
+    // Name the setting to change (DESIGN.md "Configuration"), and release the pools opened above.
+    await tessera.close().catch(() => {});
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'EADDRINUSE' ? 'the port is already in use' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw new StartupError(`cannot listen on port ${config.port} (PORT): ${reason}`);
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   let stopping: Promise<void> | undefined;
