@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 
 import { createTessera } from './app.js';
 import type { Tessera } from './app.js';
@@ -27,7 +27,19 @@ export interface RunningServer {
 /** Starts Tessera's HTTP server; `stop` drains in-flight requests, then closes pools. */
 export async function startServer(config: Config, logger: Logger, extra: { schema?: string; redisPrefix?: string; clock?: Clock } = {}): Promise<RunningServer> {
   const tessera = await createTessera({ config, logger, clock: extra.clock ?? systemClock, schema: extra.schema, redisPrefix: extra.redisPrefix });
-  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, maxHeaderSize: 16 * 1024 }, tessera.handler);
+  // While draining, every response says `Connection: close`, so a keep-alive client (a load
+  // balancer's pool) neither holds the process open nor keeps sending requests on it.
+  let draining = false;
+  const inFlight = new Set<ServerResponse>();
+  const closeAfterResponse = (res: ServerResponse) => {
+    if (!res.headersSent) res.setHeader('connection', 'close');
+  };
+  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, maxHeaderSize: 16 * 1024 }, (req, res) => {
+    if (draining) closeAfterResponse(res);
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    tessera.handler(req, res);
+  });
   server.keepAliveTimeout = 5_000;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -51,6 +63,8 @@ export async function startServer(config: Config, logger: Logger, extra: { schem
     stop() {
       stopping ??= (async () => {
         // Stop accepting, let in-flight requests finish, then release the pools.
+        draining = true;
+        for (const res of inFlight) closeAfterResponse(res);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         const timeout = new Promise<void>((resolve) => setTimeout(resolve, DRAIN_TIMEOUT_MS).unref());
