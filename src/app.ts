@@ -13,6 +13,7 @@ import { bootstrap } from './domain/bootstrap.js';
 import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
 import { applySeed } from './domain/seed.js';
+import { allowedMethods } from './http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
 import type { Logger } from './http/logger.js';
 import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
@@ -255,6 +256,7 @@ export async function createTessera(options: TesseraOptions) {
       }
       await next();
     });
+    app.use(allowedMethods());
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
