@@ -47,7 +47,7 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('`tessera bootstrap --jso
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('prints exactly the documented shape once, after a plain migrate, and refuses a second time in one line', { timeout: 90_000 }, async () => {
+  it('prints exactly the documented shape once, after a plain migrate, and refuses a second time in one line', { timeout: 240_000 }, async () => {
     // An operator's natural order: migrate, then bootstrap. Migrating must not bootstrap by itself.
     const migrated = await runCli(['migrate'], env);
     expect(migrated.code, migrated.stderr).toBe(0);

@@ -26,7 +26,7 @@ const IN_FLIGHT = 16;
 interface SlowRequest {
   request: ClientRequest;
   rest: string;
-  response: Promise<{ status: number; body: string }>;
+  response: Promise<{ status: number; connection: string | undefined; body: string }>;
 }
 
 /** A token request whose headers and first half of the body are sent now, the rest later. */
@@ -34,14 +34,14 @@ function startSlowGrant(port: number, resource: string, agent: Agent | false): S
   const body = new URLSearchParams({ grant_type: 'client_credentials', resource }).toString();
   const half = Math.floor(body.length / 2);
   let req!: ClientRequest;
-  const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
+  const response = new Promise<{ status: number; connection: string | undefined; body: string }>((resolve, reject) => {
     req = request(
       { host: '127.0.0.1', port, method: 'POST', path: '/token', agent, headers: { authorization: WORKER, 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (chunk) => (text += chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+        res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, body: text }));
         res.on('error', reject);
       },
     );
@@ -75,7 +75,7 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('graceful shutdown of `te
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('finishes requests in flight at SIGTERM with 200, refuses new connections, and exits 0', { timeout: 60_000 }, async () => {
+  it('finishes requests in flight at SIGTERM with 200, refuses new connections, and exits 0', { timeout: 150_000 }, async () => {
     const port = await freePort();
     const child = spawnCli(['serve'], {
       NODE_ENV: 'development',
@@ -93,7 +93,7 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('graceful shutdown of `te
     child.stderr!.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
     try {
-      const deadline = Date.now() + 40_000;
+      const deadline = Date.now() + 120_000;
       while (!stdout.includes('tessera listening') && child.exitCode === null && Date.now() < deadline) await sleep(100);
       expect(stdout, stderr).toContain('tessera listening');
 
@@ -118,15 +118,17 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('graceful shutdown of `te
       for (const response of responses) {
         expect(response.status, response.body).toBe(200);
         expect(JSON.parse(response.body)).toMatchObject({ token_type: 'Bearer', access_token: expect.any(String) });
+        // Even a keep-alive client is told the connection ends here, so it cannot hold the
+        // process open or send more requests on it.
+        expect(response.connection).toBe('close');
       }
 
       const answeredAt = Date.now();
       const exit = await exited;
       expect(exit, stderr).toEqual({ code: 0, signal: null });
-      // Drained, not timed out: it exits soon after the last response, not after the
-      // keep-alive timeout (5 s) or the drain bound (15 s).
-      expect(Date.now() - answeredAt).toBeLessThan(3_000);
-      expect(answeredAt - signalledAt).toBeLessThan(5_000);
+      // Drained, not cut off: it exits after the last response, well before the 15 s drain bound.
+      expect(Date.now() - answeredAt).toBeLessThan(10_000);
+      expect(answeredAt - signalledAt).toBeLessThan(10_000);
       keepAlive.destroy();
       expect(stderr).not.toMatch(/^\s+at /m);
     } finally {

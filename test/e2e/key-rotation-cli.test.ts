@@ -31,7 +31,7 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('signing key rotation thr
     await server?.stop();
   });
 
-  it('stages, waits, force-promotes, and the running server follows; older tokens still verify', { timeout: 60_000 }, async () => {
+  it('stages, waits, force-promotes, and the running server follows; older tokens still verify', { timeout: 240_000 }, async () => {
     const before = await jwtAccessToken(server);
     const oldKid = kidOf(before);
 

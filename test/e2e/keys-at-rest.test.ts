@@ -74,7 +74,7 @@ for (const backend of backends) {
       expect(() => right.open(rows[0]!.private_jwk_enc, `signing-key:${rows[1]!.kid}`)).toThrow(EnvelopeError);
     });
 
-    it('refuses to start a node with a different TESSERA_KEK, naming the variable', { timeout: 60_000 }, async () => {
+    it('refuses to start a node with a different TESSERA_KEK, naming the variable', { timeout: 120_000 }, async () => {
       const wrongKek = randomBytes(32).toString('base64');
       if (backend.name === 'pglite+memory') {
         // The embedded database has one owner at a time: stop the first node, keep its data.

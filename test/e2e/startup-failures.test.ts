@@ -19,8 +19,8 @@ import { freePort } from '../helpers/server.js';
 
 function expectOneLineFailure(result: CliResult, variable: string) {
   const lines = stderrLines(result.stderr);
-  expect(result.signal, 'the process must exit on its own, not hang until killed').toBeNull();
-  expect(result.code).not.toBe(0);
+  expect(result.signal, `${variable}: the process must exit on its own, not hang until killed (stderr: ${result.stderr})`).toBeNull();
+  expect(result.code, variable).not.toBe(0);
   expect(lines, result.stderr).toHaveLength(1);
   expect(lines[0]).toMatch(/^tessera: /);
   expect(lines[0]).toContain(variable);
@@ -60,7 +60,7 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('start-up failures of `te
   });
 
   // The child processes are independent; running them together keeps the file fast.
-  it('names DATABASE_URL, PORT or REDIS_URL in one line and exits non-zero', { timeout: 60_000 }, async () => {
+  it('names DATABASE_URL, PORT or REDIS_URL in one line and exits non-zero', { timeout: 150_000 }, async () => {
     const [database, badPort, portInUse, redis] = await Promise.all([
       runCli(['serve'], { ...base, DATABASE_URL: `postgres://postgres@127.0.0.1:${closedPort}/tessera` }),
       runCli(['serve'], { ...base, PORT: 'eighty' }),

@@ -29,8 +29,11 @@ export function spawnCli(args: string[], env: Record<string, string | undefined>
   return spawn(TSX, [CLI, ...args], { cwd: REPO_ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** Runs `tessera <args>` to completion (killed after `timeoutMs`). */
-export function runCli(args: string[], env: Record<string, string | undefined>, timeoutMs = 30_000): Promise<CliResult> {
+/**
+ * Runs `tessera <args>` to completion. A child is killed after `timeoutMs`: generous, because
+ * each one compiles and loads the whole app (several CPU-seconds) and CI machines are shared.
+ */
+export function runCli(args: string[], env: Record<string, string | undefined>, timeoutMs = 100_000): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawnCli(args, env);
     let stdout = '';
