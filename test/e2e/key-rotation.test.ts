@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backends, createTestClock } from '../helpers/backends.js';
 import type { TestClock } from '../helpers/backends.js';
-import { eventually, introspect, jwtAccessToken, kidOf, kids, PUBLISH_BEFORE_SIGN, verifiesAgainstJwks } from '../helpers/keys.js';
+import { eventually, introspect, jwtAccessToken, kidOf, kids, PUBLISH_BEFORE_SIGN, signedIntrospectionKid, verifiesAgainstJwks } from '../helpers/keys.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -34,6 +34,9 @@ for (const backend of backends) {
       const before = await jwtAccessToken(server);
       const oldKid = kidOf(before);
       expect(await kids(server)).toContain(oldKid);
+      // Tessera signs some responses itself (RFC 9701 introspection, RS256): the same rules apply.
+      const oldRsKid = await signedIntrospectionKid(server, before);
+      expect(await kids(server)).toContain(oldRsKid);
 
       // 1. Stage: the new key is published, but tokens keep the old kid.
       const staged = await server.tessera.keyService.rotate();
@@ -43,6 +46,7 @@ for (const backend of backends) {
       expect(stagedEs.kid).not.toBe(oldKid);
       expect(await kids(server)).toEqual(expect.arrayContaining([oldKid, stagedEs.kid]));
       expect(kidOf(await jwtAccessToken(server))).toBe(oldKid);
+      expect(await signedIntrospectionKid(server, before)).toBe(oldRsKid);
       if (second) {
         // The other node hears the announcement (pub/sub), long before its reload timer.
         expect(await eventually(() => kids(second!), (k) => k.includes(stagedEs.kid))).toContain(stagedEs.kid);
@@ -62,6 +66,7 @@ for (const backend of backends) {
       await server.tessera.announceKeyChange();
       const after = await jwtAccessToken(server);
       expect(kidOf(after)).toBe(stagedEs.kid);
+      expect(await signedIntrospectionKid(server, before)).toBe(promoted.find((s) => s.alg === 'RS256')!.kid);
       expect(await kids(server)).toEqual(expect.arrayContaining([oldKid, stagedEs.kid]));
       expect((await verifiesAgainstJwks(server, before)).sub).toBe('worker');
       expect((await verifiesAgainstJwks(server, after)).sub).toBe('worker');

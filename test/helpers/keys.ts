@@ -56,3 +56,14 @@ export async function eventually<T>(read: () => Promise<T>, check: (value: T) =>
   }
   return value;
 }
+
+/** The `kid` of an RFC 9701 signed introspection response (signed by Tessera's own key ring, RS256). */
+export async function signedIntrospectionKid(server: Pick<TestServer, 'url'>, token: string): Promise<string | undefined> {
+  const response = await fetch(`${server.url}/token/introspection`, {
+    method: 'POST',
+    headers: { authorization: ORDERS_RS, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/token-introspection+jwt' },
+    body: new URLSearchParams({ token }),
+  });
+  expect(response.status).toBe(200);
+  return decodeProtectedHeader(await response.text()).kid;
+}
