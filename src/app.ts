@@ -13,6 +13,7 @@ import { bootstrap } from './domain/bootstrap.js';
 import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
 import { applySeed } from './domain/seed.js';
+import { allowedMethods } from './http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
 import type { Logger } from './http/logger.js';
 import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
@@ -60,6 +61,13 @@ export interface TesseraOptions {
   /** Test isolation: a PostgreSQL schema and a Redis key prefix of their own. */
   schema?: string;
   redisPrefix?: string;
+  /**
+   * First start against an empty database (DESIGN.md "Configuration"): `write-file` (the server)
+   * bootstraps and writes `<data dir>/bootstrap.json`; `return` (`tessera bootstrap`) bootstraps
+   * and leaves printing to the caller; `skip` (every other command) never bootstraps, so
+   * `tessera migrate` before `tessera bootstrap --json` cannot swallow the credentials.
+   */
+  bootstrap?: 'write-file' | 'return' | 'skip';
 }
 
 /**
@@ -111,14 +119,15 @@ export async function createTessera(options: TesseraOptions) {
     const keys = createKeyRing(keyService, await keyService.load());
     const issuer = createReferenceTokenIssuer({ tokens: repos.referenceTokens, clock });
 
-    const bootstrapped = await bootstrap({
+    const bootstrapMode = options.bootstrap ?? 'write-file';
+    const bootstrapped = bootstrapMode === 'skip' ? undefined : await bootstrap({
       db,
       ...repos,
       issuer,
       issuerUrl: config.issuer,
       satLifetimeDays: config.policyDefaults.max_sat_lifetime_days,
     });
-    if (bootstrapped) writeBootstrapFile(config.dataDir, bootstrapped, logger);
+    if (bootstrapped && bootstrapMode === 'write-file') writeBootstrapFile(config.dataDir, bootstrapped, logger);
 
     if (config.seed) {
       const org = await repos.organizations.findByName('default');
@@ -247,6 +256,7 @@ export async function createTessera(options: TesseraOptions) {
       }
       await next();
     });
+    app.use(allowedMethods());
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,

@@ -192,6 +192,9 @@ export function loadConfig(
     throw new ConfigError(`TESSERA_ISSUER must use https in production, got "${issuer}"`);
   }
 
+  // To keep Tessera in one schema of a shared database (tests, one database per several
+  // installs), use libpq's `options` parameter: `...?options=-c%20search_path%3Dtessera`. The
+  // driver sets it on every connection and migrations run in that schema; no other setting needed.
   const databaseUrl = nonEmpty(vars.DATABASE_URL);
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must be a postgres:// or postgresql:// URL');
