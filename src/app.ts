@@ -19,6 +19,8 @@ import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
 import { createEnvelope } from './keys/envelope.js';
 import { createKeyRing } from './keys/key-ring.js';
 import { createKeyService } from './keys/key-service.js';
+import { createManagementApi } from './management/management-api.js';
+import { organizationRoutes } from './management/routes/organization.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
 import { createProvider } from './oidc/provider.js';
@@ -37,11 +39,13 @@ import { createServiceAccountRepository } from './storage/service-account-reposi
 import { createSigningKeyRepository } from './storage/signing-key-repository.js';
 import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
+import { createReferenceTokenLookup } from './tokens/reference-token-lookup.js';
 import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
 import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-list.js';
 import { createTokenEndpoints } from './tokens/token-endpoints.js';
 
 export const KEYS_CHANNEL = 'keys';
+export const TESSERA_VERSION = '0.1.0';
 
 export interface TesseraOptions {
   config: Config;
@@ -176,16 +180,31 @@ export async function createTessera(options: TesseraOptions) {
       }, config.keys.reloadIntervalSeconds * 1000),
     );
 
+    const referenceTokenLookup = createReferenceTokenLookup({ tokens: repos.referenceTokens, clock });
     const introspection = createIntrospection({
       issuer: config.issuer,
       cache,
-      referenceTokens: repos.referenceTokens,
+      referenceTokens: referenceTokenLookup,
       revocations,
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists: async (grantId) => (await new adapter('Grant').find(grantId)) !== undefined,
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
+
+    const management = createManagementApi({
+      realm: config.issuer,
+      issuer: config.issuer,
+      version: TESSERA_VERSION,
+      introspection,
+      referenceTokens: referenceTokenLookup,
+      revocations,
+      users: repos.users,
+      serviceAccounts: repos.serviceAccounts,
+      routes: [
+        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults }),
+      ],
+    });
 
     const app = new Koa();
     app.proxy = config.env === 'production';
@@ -222,6 +241,7 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       clock,
     }));
+    app.use(management.middleware);
     app.use(async (ctx, next) => {
       for (const route of routes) {
         let handled = true;
@@ -255,7 +275,9 @@ export async function createTessera(options: TesseraOptions) {
       clients,
       introspection,
       revocations,
+      referenceTokenLookup,
       referenceTokenIssuer: issuer,
+      management,
       get provider() {
         return provider;
       },

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Context, Next } from 'koa';
 
 import { CacheUnavailableError } from '../storage/cache.js';
-import { StorageUnavailableError } from '../storage/database.js';
+import { isUniqueViolation, StorageUnavailableError } from '../storage/database.js';
 import type { Logger } from './logger.js';
 import { scrubText } from './logger.js';
 import { OAuthError, temporarilyUnavailable } from './oauth-error.js';
@@ -79,6 +79,14 @@ export function errorHandler(logger: Logger) {
         error = wantsProblem(ctx)
           ? new ProblemError(503, 'Service Unavailable', 'a dependency is temporarily unavailable, retry later', { error: 'temporarily_unavailable' }, { 'retry-after': '1' })
           : temporarilyUnavailable();
+      }
+      // STYLE.md: database errors are mapped to HTTP in one place. A unique violation that a
+      // route did not anticipate is still a conflict, not a server error.
+      if (isUniqueViolation(error) && wantsProblem(ctx)) {
+        // Constraint names follow PostgreSQL's `<table>_<column>_key`; report the column as the field.
+        const constraint = (error as { constraint?: string }).constraint ?? '';
+        const field = /^[a-z]+s_([a-z_]+?)_key$/.exec(constraint)?.[1]?.replace(/^organization_id_/, '');
+        error = new ProblemError(409, 'Conflict', field ? `${field}: already in use` : 'an object with the same unique value already exists', field ? { errors: [{ field, message: 'already in use' }] } : {});
       }
       if (error instanceof OAuthError) {
         if (error.detail) logger.info({ requestId: ctx.state.requestId, error: error.error, detail: scrubText(error.detail) }, 'oauth error');

@@ -22,11 +22,13 @@ export function createOidcPayloadRepository(db: Database) {
       return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
     },
     async findByUid(model: string, uid: string, now: Date): Promise<Record<string, unknown> | undefined> {
-      const { rows } = await db.query<{ payload: Record<string, unknown> }>(
-        'SELECT payload FROM oidc_payloads WHERE model = $1 AND uid = $2 AND (expires_at IS NULL OR expires_at > $3)',
+      const { rows } = await db.query<{ payload: Record<string, unknown>; consumed_at: Date | null }>(
+        'SELECT payload, consumed_at FROM oidc_payloads WHERE model = $1 AND uid = $2 AND (expires_at IS NULL OR expires_at > $3)',
         [model, uid, now],
       );
-      return rows[0]?.payload;
+      const row = rows[0];
+      if (!row) return undefined;
+      return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
     },
     async consume(model: string, id: string, now: Date): Promise<void> {
       await db.query('UPDATE oidc_payloads SET consumed_at = $3 WHERE model = $1 AND id = $2', [model, id, now]);
@@ -34,8 +36,12 @@ export function createOidcPayloadRepository(db: Database) {
     async destroy(model: string, id: string): Promise<void> {
       await db.query('DELETE FROM oidc_payloads WHERE model = $1 AND id = $2', [model, id]);
     },
+    /**
+     * Every token issued from the grant. Not the Grant itself: oidc-provider destroys that
+     * separately when its revokeGrantPolicy says so (revoking an access token keeps it).
+     */
     async revokeByGrantId(grantId: string): Promise<void> {
-      await db.query('DELETE FROM oidc_payloads WHERE grant_id = $1 OR (model = $2 AND id = $1)', [grantId, 'Grant']);
+      await db.query('DELETE FROM oidc_payloads WHERE grant_id = $1', [grantId]);
     },
     async deleteExpired(now: Date, limit: number): Promise<number> {
       const { rowCount } = await db.query(

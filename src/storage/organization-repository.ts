@@ -18,6 +18,23 @@ export function createOrganizationRepository(db: Database) {
       const { rows } = await db.query<Organization>('SELECT * FROM organizations WHERE name = $1', [name]);
       return rows[0];
     },
+    async update(id: string, changes: { name?: string; policy?: Record<string, unknown> }): Promise<Organization | undefined> {
+      const { rows } = await db.query<Organization>(
+        `UPDATE organizations SET name = COALESCE($2, name), policy = policy || COALESCE($3::jsonb, '{}'::jsonb), updated_at = now()
+          WHERE id = $1 RETURNING *`,
+        [id, changes.name ?? null, changes.policy ? JSON.stringify(changes.policy) : null],
+      );
+      return rows[0];
+    },
+    /** Keyset pagination by (created_at, id). */
+    async list(options: { after?: { k: string; id: string }; limit: number }): Promise<Organization[]> {
+      const { rows } = await db.query<Organization>(
+        `SELECT * FROM organizations WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1::timestamptz, $2))
+          ORDER BY created_at, id LIMIT $3`,
+        [options.after?.k ?? null, options.after?.id ?? '', options.limit],
+      );
+      return rows;
+    },
     async count(): Promise<number> {
       const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM organizations');
       return rows[0]!.n;

@@ -5,8 +5,9 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { modelKey } from '../oidc/adapter.js';
 import type { CacheStore } from '../storage/cache.js';
-import type { ReferenceTokenRepository, ReferenceTokenWithOwner } from '../storage/reference-token-repository.js';
-import { hashToken, looksLikeReferenceToken, MAX_TOKEN_LENGTH, parseToken } from './format.js';
+import type { ReferenceTokenWithOwner } from '../storage/reference-token-repository.js';
+import { looksLikeReferenceToken } from './format.js';
+import type { ReferenceTokenLookup } from './reference-token-lookup.js';
 import type { RevocationList } from './revocation-list.js';
 
 /**
@@ -49,7 +50,7 @@ const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(St
 export interface IntrospectionDependencies {
   issuer: string;
   cache: CacheStore;
-  referenceTokens: ReferenceTokenRepository;
+  referenceTokens: ReferenceTokenLookup;
   revocations: RevocationList;
   clock: Clock;
   /** Current public JWKS (changes with key rotation). */
@@ -95,15 +96,9 @@ export function createIntrospection(deps: IntrospectionDependencies) {
   }
 
   async function reference(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
-    const kind = parseToken(token);
-    if (kind !== 'pat' && kind !== 'sat') return INACTIVE;
-    const hash = hashToken(token);
-    const row = await deps.referenceTokens.findWithOwnerByHash(hash);
-    if (!row || row.revoked_at) return INACTIVE;
-    const now = clock.now();
-    if (row.expires_at.getTime() <= now) return INACTIVE;
-    if (!row.secret_hash.equals(hash) && (row.previous_valid_until?.getTime() ?? 0) <= now) return INACTIVE;
-    if (row.owner_status !== 'active') return INACTIVE;
+    const resolved = await deps.referenceTokens.resolve(token);
+    if (!resolved.ok) return INACTIVE;
+    const { row } = resolved.token;
     if (!visibleTo(caller, row.organization_id, row.resources)) return INACTIVE;
     return referenceAnswer(row, caller);
   }
@@ -180,7 +175,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     async introspect(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer | undefined> {
       if (token.length === 0 || token.length > 8192) return INACTIVE;
       const shape = tokenShape(token);
-      if (shape === 'reference') return token.length > MAX_TOKEN_LENGTH ? INACTIVE : reference(token, caller);
+      if (shape === 'reference') return reference(token, caller);
       if (shape === 'jwt') return jwt(token, caller);
       const payload = await findOpaque(token);
       return payload ? opaque(payload, caller) : undefined;

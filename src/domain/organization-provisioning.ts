@@ -1,0 +1,88 @@
+import type { Database, Queryable } from '../storage/database.js';
+import { newId } from '../storage/ids.js';
+import type { OrganizationRepository } from '../storage/organization-repository.js';
+import type { ServiceAccountRepository } from '../storage/service-account-repository.js';
+import type { UserRepository } from '../storage/user-repository.js';
+import type { ReferenceTokenIssuer } from '../tokens/reference-tokens.js';
+import { generatePassword, hashPassword } from './passwords.js';
+import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE } from './types.js';
+import type { Organization, OrganizationPolicy, ServiceAccount, User } from './types.js';
+
+export interface ProvisioningDependencies {
+  db: Database;
+  organizations: OrganizationRepository;
+  users: UserRepository;
+  serviceAccounts: ServiceAccountRepository;
+  issuer: ReferenceTokenIssuer;
+}
+
+export interface ProvisionInput {
+  name: string;
+  owner: { username: string; password?: string; email?: string | null; name?: string | null };
+  policy?: Partial<OrganizationPolicy>;
+  /** The automation account's name and whether it may create organizations (bootstrap only). */
+  serviceAccountName: string;
+  platformAdmin: boolean;
+  managementTokenLifetimeDays: number;
+  createdBy: string;
+}
+
+export interface Provisioned {
+  organization: Organization;
+  owner: User;
+  ownerPassword: string | undefined;
+  serviceAccount: ServiceAccount;
+  managementToken: string;
+  managementTokenId: string;
+}
+
+/**
+ * A new organization, in one transaction: the organization, its first owner, and a service
+ * account holding a Management API SAT with every organization scope, so automation can take
+ * over at once (DESIGN.md "Wire shapes"). Nothing is half-written: any failure rolls it all back.
+ * The owner's password is returned only when Tessera generated it.
+ */
+export async function provisionOrganization(deps: ProvisioningDependencies, input: ProvisionInput, outer?: Queryable): Promise<Provisioned> {
+  const generated = input.owner.password === undefined ? generatePassword() : undefined;
+  const passwordHash = await hashPassword(input.owner.password ?? generated!);
+  const work = async (tx: Queryable): Promise<Provisioned> => {
+    const organization = await deps.organizations.insert({ id: newId('org'), name: input.name, policy: input.policy ?? {} }, tx);
+    const owner = await deps.users.insert(
+      {
+        id: newId('usr'),
+        organization_id: organization.id,
+        username: input.owner.username,
+        email: input.owner.email ?? null,
+        name: input.owner.name ?? null,
+        role: 'owner',
+        password_hash: passwordHash,
+      },
+      tx,
+    );
+    const serviceAccount = await deps.serviceAccounts.insert(
+      {
+        id: newId('sa'),
+        organization_id: organization.id,
+        name: input.serviceAccountName,
+        description: 'Holds the organization\'s first Management API token',
+        platform_admin: input.platformAdmin,
+      },
+      tx,
+    );
+    const issued = await deps.issuer.issue(
+      {
+        organizationId: organization.id,
+        type: 'sat',
+        name: `${input.serviceAccountName} management token`,
+        serviceAccountId: serviceAccount.id,
+        scopes: input.platformAdmin ? [...ORGANIZATION_SCOPES, PLATFORM_SCOPE] : [...ORGANIZATION_SCOPES],
+        resources: [MANAGEMENT_AUDIENCE],
+        expiresInSeconds: input.managementTokenLifetimeDays * 86400,
+        createdBy: input.createdBy,
+      },
+      tx,
+    );
+    return { organization, owner, ownerPassword: generated, serviceAccount, managementToken: issued.token, managementTokenId: issued.row.id };
+  };
+  return outer ? work(outer) : deps.db.transaction(work);
+}

@@ -1,0 +1,104 @@
+import type { Context } from 'koa';
+
+import { MANAGEMENT_AUDIENCE, ROLE_SCOPES } from '../domain/types.js';
+import type { Role } from '../domain/types.js';
+import { ProblemError } from '../http/middleware.js';
+import type { ServiceAccountRepository } from '../storage/service-account-repository.js';
+import type { UserRepository } from '../storage/user-repository.js';
+import type { Introspection } from '../tokens/introspection.js';
+import { tokenShape } from '../tokens/introspection.js';
+import type { ReferenceTokenLookup } from '../tokens/reference-token-lookup.js';
+import type { RevocationList } from '../tokens/revocation-list.js';
+import type { Principal } from './principal.js';
+
+/**
+ * Bearer authentication of the Management API (RFC 6750). Principle 1, separation of
+ * authority: only tokens whose audience is `urn:tessera:management` are accepted; a token for
+ * any other API is `invalid_token`, whatever scopes it carries. The organization is the token's,
+ * and a user's scopes are narrowed to the role they hold now, so a demotion takes effect at once.
+ */
+export interface ManagementAuthDependencies {
+  realm: string;
+  introspection: Introspection;
+  referenceTokens: ReferenceTokenLookup;
+  revocations: RevocationList;
+  users: UserRepository;
+  serviceAccounts: ServiceAccountRepository;
+}
+
+export const unauthorized = (realm: string, description: string, error = 'invalid_token') =>
+  new ProblemError(401, 'Unauthorized', description, {}, { 'www-authenticate': `Bearer realm="${realm}", error="${error}", error_description="${description}"` });
+
+export const insufficientScope = (realm: string, scope: string) =>
+  new ProblemError(403, 'Forbidden', `this call requires the scope "${scope}"`, { required_scope: scope }, {
+    'www-authenticate': `Bearer realm="${realm}", error="insufficient_scope", scope="${scope}"`,
+  });
+
+export function bearerToken(ctx: Context): string | undefined {
+  const header = ctx.get('authorization');
+  const match = /^Bearer ([\x21-\x7e]+)$/i.exec(header);
+  return match?.[1];
+}
+
+export function createManagementAuth(deps: ManagementAuthDependencies) {
+  const { realm } = deps;
+
+  const narrow = (scopes: Iterable<string>, role: Role | undefined) => {
+    const allowed = role ? new Set(ROLE_SCOPES[role]) : undefined;
+    return new Set([...scopes].filter((s) => !allowed || allowed.has(s)));
+  };
+
+  async function fromJwt(token: string): Promise<Principal> {
+    const payload = await deps.introspection.verifyJwt(token);
+    if (!payload) throw unauthorized(realm, 'the access token is invalid or expired');
+    const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    if (!audiences.includes(MANAGEMENT_AUDIENCE)) throw unauthorized(realm, 'the access token is not for the Management API');
+    if (typeof payload.org_id !== 'string' || !payload.sub || !payload.jti) throw unauthorized(realm, 'the access token is invalid or expired');
+    if (await deps.revocations.isRevoked(payload.jti)) throw unauthorized(realm, 'the access token has been revoked');
+    const scopes = String(payload.scope ?? '').split(' ').filter(Boolean);
+    // A user's token (authorization code through tessera-cli) carries the user as `sub`; a
+    // client-credentials token carries the client (RFC 9068 §2.2).
+    if (payload.sub !== payload.client_id) {
+      const user = await deps.users.findById(payload.sub);
+      if (!user || user.status !== 'active' || user.organization_id !== payload.org_id) throw unauthorized(realm, 'the token owner is no longer active');
+      return { organizationId: user.organization_id, scopes: narrow(scopes, user.role), actor: { type: 'user', id: user.id, name: user.username }, via: 'jwt', role: user.role, platformAdmin: false };
+    }
+    return { organizationId: payload.org_id, scopes: new Set(scopes), actor: { type: 'client', id: payload.sub }, via: 'jwt', platformAdmin: false };
+  }
+
+  async function fromReference(token: string): Promise<Principal> {
+    const resolved = await deps.referenceTokens.resolve(token);
+    if (!resolved.ok) throw unauthorized(realm, 'the access token is invalid, expired or revoked');
+    const { row } = resolved.token;
+    if (!row.resources.includes(MANAGEMENT_AUDIENCE)) throw unauthorized(realm, 'the access token is not for the Management API');
+    if (row.type === 'pat') {
+      const role = (row.owner_role ?? 'member') as Role;
+      return { organizationId: row.organization_id, scopes: narrow(row.scopes, role), actor: { type: 'user', id: row.user_id!, name: row.owner_name }, via: 'pat', tokenId: row.id, role, platformAdmin: false };
+    }
+    const account = await deps.serviceAccounts.findById(row.service_account_id!);
+    return {
+      organizationId: row.organization_id,
+      scopes: new Set(row.scopes),
+      actor: { type: 'service_account', id: row.service_account_id!, name: row.owner_name },
+      via: 'sat',
+      tokenId: row.id,
+      platformAdmin: account?.platform_admin === true,
+    };
+  }
+
+  return {
+    async authenticate(ctx: Context): Promise<Principal> {
+      const token = bearerToken(ctx);
+      if (!token) {
+        // RFC 6750 §3.1: a request without credentials gets a bare challenge, no error code.
+        throw new ProblemError(401, 'Unauthorized', 'a Bearer access token for the Management API is required', {}, { 'www-authenticate': `Bearer realm="${realm}"` });
+      }
+      if (token.length > 8192) throw unauthorized(realm, 'the access token is invalid or expired');
+      return tokenShape(token) === 'reference' ? fromReference(token) : fromJwt(token);
+    },
+    requireScope(principal: Principal, scope: string): void {
+      if (!principal.scopes.has(scope)) throw insufficientScope(realm, scope);
+    },
+  };
+}
+export type ManagementAuth = ReturnType<typeof createManagementAuth>;

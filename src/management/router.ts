@@ -1,0 +1,122 @@
+import type { Context, Next } from 'koa';
+import { z } from 'zod';
+
+import { ProblemError } from '../http/middleware.js';
+import type { ManagementAuth } from './auth.js';
+import type { Principal } from './principal.js';
+import type { Route } from './route.js';
+
+export const API_PREFIX = '/api/v1';
+/** Management API bodies are small documents; anything larger is refused before parsing. */
+export const JSON_BODY_LIMIT = 64 * 1024;
+
+interface CompiledRoute {
+  route: Route;
+  pattern: RegExp;
+  names: string[];
+}
+
+function compile(route: Route): CompiledRoute {
+  const names: string[] = [];
+  const source = route.path.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{(\w+)\}/g, (_m, name: string) => {
+    names.push(name);
+    return '([^/]+)';
+  });
+  return { route, pattern: new RegExp(`^${source}$`), names };
+}
+
+async function readJson(ctx: Context): Promise<unknown> {
+  const length = Number(ctx.get('content-length') || 0);
+  if (length > JSON_BODY_LIMIT) throw new ProblemError(413, 'Payload Too Large', `request bodies are limited to ${JSON_BODY_LIMIT} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > JSON_BODY_LIMIT) throw new ProblemError(413, 'Payload Too Large', `request bodies are limited to ${JSON_BODY_LIMIT} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return undefined;
+  if (!ctx.is('application/json')) throw new ProblemError(415, 'Unsupported Media Type', 'request bodies must be application/json');
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new ProblemError(400, 'Bad Request', 'the request body is not valid JSON');
+  }
+}
+
+/** A 422 naming every field that failed, in RFC 9457 form with an `errors` extension member. */
+export function validationProblem(error: z.ZodError, where: 'body' | 'query'): ProblemError {
+  const errors = error.issues.map((issue) => {
+    const field = issue.path.join('.');
+    const message = issue.code === 'unrecognized_keys' ? `unknown field(s): ${issue.keys.join(', ')}` : issue.message;
+    return { field: field || (issue.code === 'unrecognized_keys' ? issue.keys.join(',') : where), message };
+  });
+  const first = errors[0]!;
+  return new ProblemError(422, 'Unprocessable Content', `${first.field}: ${first.message}`, { errors });
+}
+
+function parseWith<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query'): z.output<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationProblem(result.error, where);
+  return result.data;
+}
+
+/**
+ * The Management API router: matches a route, authenticates (Bearer, Management audience),
+ * checks the route's scope, validates query and body, runs the handler and writes JSON.
+ */
+export function createManagementRouter(options: { routes: Route[]; auth: ManagementAuth; realm: string }) {
+  const compiled = options.routes.map(compile);
+
+  return async function managementApi(ctx: Context, next: Next) {
+    if (!ctx.path.startsWith(`${API_PREFIX}/`)) return next();
+    const path = ctx.path.slice(API_PREFIX.length);
+    const candidates = compiled.filter((c) => c.pattern.test(path));
+    if (candidates.length === 0) throw new ProblemError(404, 'Not Found', 'no such resource');
+    const match = candidates.find((c) => c.route.method === ctx.method);
+    if (!match) {
+      const allowed = [...new Set(candidates.map((c) => c.route.method))].join(', ');
+      throw new ProblemError(405, 'Method Not Allowed', `allowed: ${allowed}`, {}, { allow: allowed });
+    }
+    const { route } = match;
+    const values = match.pattern.exec(path)!.slice(1);
+    const params: Record<string, string> = {};
+    match.names.forEach((name, i) => {
+      try {
+        params[name] = decodeURIComponent(values[i]!);
+      } catch {
+        throw new ProblemError(404, 'Not Found', 'no such resource');
+      }
+    });
+
+    let principal: Principal | undefined;
+    if ((route.auth ?? 'management') === 'management') {
+      principal = await options.auth.authenticate(ctx);
+      if (route.scope) options.auth.requireScope(principal, route.scope);
+    }
+
+    const query = route.query ? parseWith(route.query, Object.fromEntries(Object.entries(ctx.query).map(([k, v]) => [k, Array.isArray(v) ? v[v.length - 1] : v])), 'query') : undefined;
+    let body: unknown;
+    if (ctx.method !== 'GET' && ctx.method !== 'DELETE') {
+      const raw = await readJson(ctx);
+      body = route.body ? parseWith(route.body, raw ?? {}, 'body') : undefined;
+    }
+    const result = await route.handler({
+      principal: principal as Principal,
+      params,
+      body,
+      query,
+      koa: ctx,
+      requestId: ctx.state.requestId as string,
+      ip: ctx.ip,
+      userAgent: ctx.get('user-agent') || undefined,
+    });
+    if (result.raw) return;
+    ctx.set('cache-control', 'no-store');
+    if (result.headers) ctx.set(result.headers);
+    ctx.status = result.status ?? (result.body === undefined ? 204 : 200);
+    if (result.body !== undefined) ctx.body = result.body;
+  };
+}
+
+export { z };

@@ -1,0 +1,150 @@
+import { z } from 'zod';
+
+import type { OrganizationPolicy } from '../../domain/types.js';
+import { PLATFORM_SCOPE } from '../../domain/types.js';
+import { provisionOrganization } from '../../domain/organization-provisioning.js';
+import type { ProvisioningDependencies } from '../../domain/organization-provisioning.js';
+import type { Organization } from '../../domain/types.js';
+import { ProblemError } from '../../http/middleware.js';
+import type { OrganizationRepository } from '../../storage/organization-repository.js';
+import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
+import { route } from '../route.js';
+import type { Route } from '../route.js';
+
+/** Organization policy as the API accepts it: every member optional, each bounded. */
+export const policySchema = z
+  .object({
+    max_pat_lifetime_days: z.number().positive().max(3650),
+    max_sat_lifetime_days: z.number().positive().max(3650),
+    idle_revocation_days: z.number().positive().max(3650),
+    allowed_pat_scopes: z.array(z.string().max(200)).max(500).nullable(),
+    refresh_reuse_grace_seconds: z.number().int().min(0).max(60),
+    token_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
+    client_secret_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
+    audit_retention_days: z.number().int().min(1).max(3650),
+  })
+  .partial()
+  .strict();
+
+const organizationSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  policy: z.record(z.string(), z.unknown()),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+
+const nameSchema = z.string().trim().min(1).max(100).regex(/^[\w][\w .-]*$/, 'letters, digits, spaces, dot, dash and underscore only');
+
+export interface OrganizationRouteDependencies extends ProvisioningDependencies {
+  organizationRepository: OrganizationRepository;
+  policyDefaults: OrganizationPolicy;
+}
+
+export function effectivePolicy(defaults: OrganizationPolicy, org: Pick<Organization, 'policy'>): OrganizationPolicy {
+  return { ...defaults, ...org.policy };
+}
+
+export function organizationRoutes(deps: OrganizationRouteDependencies): Route[] {
+  const present = (org: Organization) => ({
+    id: org.id,
+    name: org.name,
+    policy: effectivePolicy(deps.policyDefaults, org),
+    created_at: org.created_at.toISOString(),
+    updated_at: org.updated_at.toISOString(),
+  });
+
+  return [
+    route({
+      method: 'GET',
+      path: '/organization',
+      scope: 'organization:read',
+      tag: 'Organization',
+      summary: 'The caller\'s organization and its effective policy',
+      response: organizationSchema,
+      async handler({ principal }) {
+        const org = await deps.organizationRepository.findById(principal.organizationId);
+        if (!org) throw new ProblemError(404, 'Not Found', 'no such organization');
+        return { body: present(org) };
+      },
+    }),
+    route({
+      method: 'PATCH',
+      path: '/organization',
+      scope: 'organization:write',
+      tag: 'Organization',
+      summary: 'Rename the organization or change its policy (members not given keep their value)',
+      body: z.object({ name: nameSchema.optional(), policy: policySchema.optional() }).strict(),
+      response: organizationSchema,
+      errors: [409],
+      async handler({ principal, body }) {
+        const org = await deps.organizationRepository.update(principal.organizationId, { name: body.name, policy: body.policy });
+        if (!org) throw new ProblemError(404, 'Not Found', 'no such organization');
+        return { body: present(org) };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/organizations',
+      scope: PLATFORM_SCOPE,
+      tag: 'Organizations',
+      summary: 'Create an organization with its first owner and a Management API token for automation',
+      body: z
+        .object({
+          name: nameSchema,
+          owner: z.object({
+            username: z.string().trim().min(1).max(100).regex(/^[\w.@+-]+$/, 'letters, digits and . @ + - _ only'),
+            password: z.string().min(12).max(1024).optional(),
+            email: z.string().email().max(320).optional(),
+            name: z.string().max(200).optional(),
+          }).strict(),
+          policy: policySchema.optional(),
+        })
+        .strict(),
+      status: 201,
+      response: z.object({
+        id: z.string(),
+        name: z.string(),
+        owner: z.object({ id: z.string(), username: z.string(), password: z.string().optional() }),
+        management_token: z.string(),
+      }),
+      errors: [409],
+      async handler({ principal, body }) {
+        if (!principal.platformAdmin) throw new ProblemError(403, 'Forbidden', 'only the platform administrator may create organizations');
+        const result = await provisionOrganization(deps, {
+          name: body.name,
+          owner: body.owner,
+          policy: body.policy,
+          serviceAccountName: 'automation',
+          platformAdmin: false,
+          managementTokenLifetimeDays: body.policy?.max_sat_lifetime_days ?? deps.policyDefaults.max_sat_lifetime_days,
+          createdBy: `${principal.actor.type}:${principal.actor.id}`,
+        });
+        return {
+          status: 201,
+          body: {
+            id: result.organization.id,
+            name: result.organization.name,
+            owner: { id: result.owner.id, username: result.owner.username, ...(result.ownerPassword ? { password: result.ownerPassword } : {}) },
+            management_token: result.managementToken,
+          },
+        };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/organizations',
+      scope: PLATFORM_SCOPE,
+      tag: 'Organizations',
+      summary: 'List every organization (platform administrator only)',
+      query: z.object(pageQuery).strict(),
+      response: pageSchema(organizationSchema),
+      async handler({ principal, query }) {
+        if (!principal.platformAdmin) throw new ProblemError(403, 'Forbidden', 'only the platform administrator may list organizations');
+        const after = decodeCursor(principal.organizationId, query.cursor);
+        const rows = await deps.organizationRepository.list({ after, limit: query.limit + 1 });
+        return { body: page(principal.organizationId, rows, query.limit, (o) => ({ k: o.created_at.toISOString(), id: o.id }), present) };
+      },
+    }),
+  ];
+}
