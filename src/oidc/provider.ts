@@ -35,7 +35,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       properties: TESSERA_CLIENT_PROPERTIES,
     },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
-    // RFC 9700 §2.1.1: PKCE for every authorization code flow.
+    // RFC 9700 §2.1.1: PKCE for every authorization code flow (organization policy may exempt
+    // confidential clients: see src/oidc/sign-in-config.ts, which refines this).
     pkce: { required: () => true },
     // RFC 9700 §2.1.2: no implicit flow; `code id_token` (hybrid) stays for confidential clients.
     responseTypes: ['code', 'code id_token', 'none'],
@@ -75,7 +76,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     // Refresh tokens only for interactive grants that asked for offline_access; never for
-    // client credentials (RFC 6749 §4.4.3).
+    // client credentials (RFC 6749 §4.4.3). src/oidc/sign-in-config.ts refines this by
+    // organization policy (refresh_token_issuance).
     issueRefreshToken: async (_ctx, client, code) =>
       client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scope?.includes('offline_access') === true),
     enabledJWA: {
