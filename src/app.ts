@@ -23,6 +23,12 @@ import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
 import { createEnvelope } from './keys/envelope.js';
 import { createKeyRing } from './keys/key-ring.js';
 import { createKeyService } from './keys/key-service.js';
+import { createAuditWriter } from './audit/audit-writer.js';
+import { auditRetentionJob } from './audit/retention.js';
+import { createScheduler } from './jobs/scheduler.js';
+import { auditEventRoutes } from './management/routes/audit-events.js';
+import { attachProviderAuditing } from './audit/provider-events.js';
+import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
 import { createAdapterFactory } from './oidc/adapter.js';
@@ -132,6 +138,12 @@ export async function createTessera(options: TesseraOptions) {
       }
     }
 
+    const auditRepository = createAuditRepository(db);
+    const audit = createAuditWriter({ db, repository: auditRepository, clock, logger });
+    const scheduler = createScheduler({ db, logger });
+    cleanups.push(() => scheduler.stop());
+    cleanups.push(() => audit.close());
+
     const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
     const adapter = createAdapterFactory({
       cache,
@@ -175,6 +187,7 @@ export async function createTessera(options: TesseraOptions) {
         findAccount,
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
+      attachProviderAuditing(built, audit, logger);
       providerSetups.forEach((setup) => setup(built));
       return built;
     };
@@ -242,7 +255,8 @@ export async function createTessera(options: TesseraOptions) {
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
       routes: [
-        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults }),
+        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
       ],
     });
 
@@ -280,6 +294,7 @@ export async function createTessera(options: TesseraOptions) {
       cache,
       keys,
       clock,
+      audit,
     }));
     app.use(refreshGrace.middleware);
     app.use(management.middleware);
@@ -309,6 +324,10 @@ export async function createTessera(options: TesseraOptions) {
       return providerHandler(ctx.req, ctx.res);
     });
 
+    scheduler.start([
+      auditRetentionJob({ audit: auditRepository, organizations: repos.organizations, policyDefaults: config.policyDefaults, clock, logger }),
+    ]);
+
     const koaHandler = app.callback();
     const handler = (req: IncomingMessage, res: ServerResponse) => koaHandler(req, res);
 
@@ -332,6 +351,9 @@ export async function createTessera(options: TesseraOptions) {
       referenceTokenLookup,
       referenceTokenIssuer: issuer,
       management,
+      audit,
+      auditRepository,
+      scheduler,
       get provider() {
         return provider;
       },
