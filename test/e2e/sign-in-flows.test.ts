@@ -245,6 +245,18 @@ for (const backend of backends) {
       const step = await browserless(server).follow(hybrid.url.href);
       expect(step.location).toBeDefined();
       expect(new URLSearchParams(new URL(step.location!).hash.slice(1)).get('error') ?? new URL(step.location!).searchParams.get('error')).toMatch(/unauthorized_client|unsupported_response_type|invalid_request/);
+      // A public client registered for the hybrid flow is refused as misconfigured, with a page.
+      await server.tessera.repos.clients.insert({
+        client_id: 'hybrid-public', organization_id: server.bootstrap.organization_id, kind: 'oauth', name: 'Misconfigured', resource_server_id: null, service_account_id: null,
+        metadata: { grant_types: ['authorization_code', 'implicit'], response_types: ['code', 'code id_token'], redirect_uris: [CALLBACK], token_endpoint_auth_method: 'none' },
+        allowed_scopes: ['openid'], allowed_resources: [], secret_enc: null, registration: false,
+      });
+      const misconfigured = await authorization({ response_type: 'code id_token', client_id: 'hybrid-public', scope: 'openid' });
+      const refused = await fetch(misconfigured.url, { redirect: 'manual' });
+      expect(refused.status).toBe(400);
+      expect(refused.headers.get('location')).toBeNull();
+      expect(await refused.text()).toContain('only for confidential clients');
+
       const implicit = await authorization({ response_type: 'token' });
       const implicitStep = await browserless(server).follow(implicit.url.href);
       expect(implicitStep.location ?? implicitStep.html).toMatch(/unsupported_response_type/);
