@@ -31,6 +31,7 @@ import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
+import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
 import { createLogoutRevocation } from './oidc/logout-revocation.js';
@@ -257,6 +258,7 @@ export async function createTessera(options: TesseraOptions) {
       routes: [
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
+        ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
       ],
     });
 
@@ -317,6 +319,7 @@ export async function createTessera(options: TesseraOptions) {
       throttle: loginThrottle,
       csrf: createCsrf(cookieKeys),
       logger,
+      audit,
     }));
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {

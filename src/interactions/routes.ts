@@ -4,6 +4,7 @@ import type Provider from 'oidc-provider';
 import { errors } from 'oidc-provider';
 import type { InteractionResults } from 'oidc-provider';
 
+import type { AuditEvent, AuditLog } from '../audit/audit-event.js';
 import type { ClientDirectory, ClientView } from '../domain/client-directory.js';
 import type { LoginThrottle } from '../domain/login-throttle.js';
 import { hashPassword, verifyPassword } from '../domain/passwords.js';
@@ -46,6 +47,7 @@ export interface InteractionRouteDependencies {
   throttle: LoginThrottle;
   csrf: Csrf;
   logger: Logger;
+  audit: AuditLog;
 }
 
 /** An error shown as a page (never a redirect: the request may not be trusted to say where). */
@@ -72,7 +74,10 @@ const OIDC_SCOPE_WORDS: Record<string, ConsentItem> = {
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 
 export function createInteractionRoutes(deps: InteractionRouteDependencies): Middleware {
-  const { clients, users, throttle, csrf, logger } = deps;
+  const { clients, users, throttle, csrf, logger, audit } = deps;
+  // Principle 5: sign-ins, failures, lock-outs and consent decisions are audit events.
+  const record = (ctx: Context, event: Omit<AuditEvent, 'requestId' | 'ip' | 'userAgent'>) =>
+    audit.record({ ...event, requestId: ctx.state.requestId as string | undefined, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined });
   const router = new Router();
   // Wrong usernames cost the same scrypt work as wrong passwords, so timing tells nothing.
   let decoyHash: Promise<string> | undefined;
@@ -230,23 +235,33 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
         return `Too many failed sign-in attempts. Try again in ${Math.ceil(seconds / 60)} minute${seconds > 60 ? 's' : ''}.`;
       };
       const before = await throttle.check(organizationId, username, ctx.ip);
-      if (before.locked) return again(429, { formError: lockedMessage(before.retryAfterSeconds) });
+      if (before.locked) {
+        record(ctx, { organizationId, actor: { type: 'anonymous', id: null, name: username.slice(0, 64) }, action: 'login.failed', target: { type: 'client', id: client.record.client_id }, outcome: 'failure', details: { reason: 'locked_out' } });
+        return again(429, { formError: lockedMessage(before.retryAfterSeconds) });
+      }
 
       const user = await users.findByUsername(organizationId, username);
       const valid = await verifyPassword(password, user?.password_hash ?? (await decoy()));
       if (!user || !user.password_hash || !valid) {
         const after = await throttle.recordFailure(organizationId, username, ctx.ip);
         logger.info({ requestId: ctx.state.requestId, organizationId, userId: user?.id, locked: after.locked }, 'sign-in: wrong credentials');
+        const actor = { type: user ? ('user' as const) : ('anonymous' as const), id: user?.id ?? null, name: username.slice(0, 64) };
+        record(ctx, { organizationId, actor, action: 'login.failed', target: { type: 'client', id: client.record.client_id }, outcome: 'failure', details: { reason: 'wrong_credentials' } });
         if (after.locked) {
           logger.warn({ requestId: ctx.state.requestId, organizationId, userId: user?.id }, 'sign-in: locked out after repeated failures');
+          record(ctx, { organizationId, actor, action: 'login.locked_out', target: { type: 'user', id: user?.id ?? username.slice(0, 64) }, outcome: 'failure', details: { retry_after_seconds: after.retryAfterSeconds } });
           return again(429, { formError: lockedMessage(after.retryAfterSeconds) });
         }
         return again(401, { formError: WRONG_CREDENTIALS });
       }
       // Only someone who knows the password learns that the account is deactivated.
-      if (user.status !== 'active') return again(403, { formError: 'This account is deactivated. Ask your administrator.' });
+      if (user.status !== 'active') {
+        record(ctx, { organizationId, actor: { type: 'user', id: user.id, name: user.username }, action: 'login.failed', target: { type: 'client', id: client.record.client_id }, outcome: 'failure', details: { reason: 'deactivated' } });
+        return again(403, { formError: 'This account is deactivated. Ask your administrator.' });
+      }
       await throttle.recordSuccess(organizationId, username);
       logger.info({ requestId: ctx.state.requestId, organizationId, userId: user.id, clientId: client.record.client_id }, 'sign-in: success');
+      record(ctx, { organizationId, actor: { type: 'user', id: user.id, name: user.username }, action: 'login.succeeded', target: { type: 'client', id: client.record.client_id }, outcome: 'success', details: { amr: ['pwd'] } });
       await finish(ctx, { login: { accountId: user.id, amr: ['pwd'], remember: true } });
     }),
   );
@@ -258,6 +273,7 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
       const params = await form(ctx, details.uid);
       const decision = params.get('decision');
       if (decision === 'deny') {
+        record(ctx, { organizationId: client.record.organization_id, actor: { type: 'user', id: details.session?.accountId ?? null }, action: 'consent.denied', target: { type: 'client', id: client.record.client_id }, outcome: 'success' });
         await finish(ctx, { error: 'access_denied', error_description: 'the user denied the request' });
         return;
       }
@@ -286,6 +302,10 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
         resource_scopes: prompt.missingResourceScopes ?? {},
       });
       logger.info({ requestId: ctx.state.requestId, userId: accountId, clientId }, 'sign-in: consent granted');
+      record(ctx, {
+        organizationId: client.record.organization_id, actor: { type: 'user', id: accountId }, action: 'consent.granted', target: { type: 'client', id: clientId }, outcome: 'success',
+        details: { scopes: granted, refused, resources: prompt.missingResourceScopes ?? {} },
+      });
       await finish(ctx, { consent: { grantId } });
     }),
   );

@@ -12,7 +12,7 @@ import { modelKey } from '../../src/oidc/adapter.js';
 import { newId } from '../../src/storage/ids.js';
 import { backends, createTestClock } from '../helpers/backends.js';
 import type { TestClock } from '../helpers/backends.js';
-import { startTestServer } from '../helpers/server.js';
+import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 import { addUser, browserless, CALLBACK, CONFIDENTIAL_SECRET, hiddenField, interactionPath, POST_LOGOUT, SIGN_IN_SEED, signIn } from '../helpers/sign-in.js';
 
@@ -361,12 +361,22 @@ for (const backend of backends) {
       expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
       expect(await locked.text()).toContain('Too many failed sign-in attempts');
 
-      const lockouts = await server.tessera.loginThrottle.listLockouts(server.bootstrap.organization_id);
-      expect(lockouts).toEqual([expect.objectContaining({ kind: 'user', username: 'tina', failures: limit })]);
-      await server.tessera.loginThrottle.unlock(server.bootstrap.organization_id, 'tina');
-      expect(await server.tessera.loginThrottle.listLockouts(server.bootstrap.organization_id)).toEqual([]);
+      // Administrators see the lock-out through the Management API, and can lift it.
+      const listed = await api(server, server.managementToken, 'GET', '/sign-in-lockouts');
+      expect(listed.status).toBe(200);
+      expect(listed.body).toEqual({ items: [expect.objectContaining({ kind: 'user', username: 'tina', failures: limit })], next_cursor: null });
+      expect((await api(server, server.managementToken, 'DELETE', '/sign-in-lockouts/tina')).status).toBe(204);
+      expect((await api(server, server.managementToken, 'GET', '/sign-in-lockouts')).body.items).toEqual([]);
       const after = await b.request(`${path}/login`, { form: { csrf, username: 'tina', password: PASSWORD } });
       expect(after.status).toBe(303);
+
+      // Every step left an audit event.
+      await server.tessera.audit.flush();
+      const actions = async (action: string) => (await api(server, server.managementToken, 'GET', `/audit-events?action=${action}`)).body.items as { actor: { name: string | null } }[];
+      expect((await actions('login.failed')).filter((e) => e.actor.name === 'tina').length).toBeGreaterThanOrEqual(limit);
+      expect((await actions('login.locked_out')).filter((e) => e.actor.name === 'tina')).toHaveLength(1);
+      expect((await actions('user.unlocked')).length).toBeGreaterThanOrEqual(1);
+      expect((await actions('login.succeeded')).filter((e) => e.actor.name === 'tina')).toHaveLength(1);
     });
 
     it('refuses forms without a valid CSRF token, oversized fields and bodies, and expired interactions, with pages instead of 500s', async () => {
