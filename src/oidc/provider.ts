@@ -3,6 +3,7 @@ import type { Adapter, Configuration, FindAccount, KoaContextWithOIDC } from 'oi
 
 import type { Config } from '../config/config.js';
 import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
+import { contentSecurityPolicy, messagePage } from '../interactions/views.js';
 import type { KeySet } from '../keys/key-service.js';
 import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
 
@@ -89,8 +90,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // Errors shown in a browser carry no internals (STYLE.md: 5xx bodies say nothing).
     renderError: async (ctx, out) => {
       ctx.type = 'html';
-      const escape = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-      ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sign-in error</title></head><body><main><h1>Something went wrong</h1><p>${escape(out.error)}: ${escape(out.error_description)}</p></main></body></html>`;
+      ctx.set('content-security-policy', contentSecurityPolicy());
+      ctx.body = messagePage('Sign-in cannot continue', `${String(out.error)}: ${String(out.error_description ?? '')}. Go back to the application and try again.`);
     },
   };
   deps.extend?.(configuration);
