@@ -25,6 +25,8 @@ import { addUser, SIGN_IN_SEED } from '../helpers/sign-in.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery staple';
+/** A server on the embedded default compiles PGlite's WASM and initialises its data directory: slow on a busy machine. */
+const SERVER_START_TIMEOUT_MS = 180_000;
 const chromiumPresent = existsSync(CHROMIUM);
 
 if (!chromiumPresent && !process.env.CI) {
@@ -40,7 +42,7 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('sign-in in a real browser'
       executablePath: CHROMIUM,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
     });
-  });
+  }, SERVER_START_TIMEOUT_MS);
   afterAll(async () => {
     await browser?.close();
   });
@@ -66,7 +68,7 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('sign-in in a real browser'
         await addUser(server, { username: 'bea', password: PASSWORD, name: 'Bea Browser' });
         await addUser(server, { username: 'kim', password: PASSWORD, name: 'Kim Keyboard' });
         rp = await client.discovery(new URL(server.url), 'browser-app', undefined, client.None(), { execute: [client.allowInsecureRequests] });
-      });
+      }, SERVER_START_TIMEOUT_MS);
       afterAll(async () => {
         await server?.stop();
         await new Promise((resolve) => app?.close(resolve));

@@ -17,6 +17,8 @@ import type { TestServer } from '../helpers/server.js';
 import { addUser, browserless, CALLBACK, CONFIDENTIAL_SECRET, hiddenField, interactionPath, POST_LOGOUT, SIGN_IN_SEED, signIn } from '../helpers/sign-in.js';
 
 const PASSWORD = 'correct horse battery staple';
+/** A server on the embedded default compiles PGlite's WASM and initialises its data directory: slow on a busy machine. */
+const SERVER_START_TIMEOUT_MS = 180_000;
 
 /** The OAuth error a rejected grant request answered with. */
 async function oauthError(promise: Promise<unknown>): Promise<string> {
@@ -45,7 +47,7 @@ for (const backend of backends) {
       const options = { execute: [client.allowInsecureRequests] };
       publicClient = await client.discovery(new URL(server.url), 'web-public', undefined, client.None(), options);
       confidentialClient = await client.discovery(new URL(server.url), 'web-confidential', undefined, client.ClientSecretBasic(CONFIDENTIAL_SECRET), options);
-    });
+    }, SERVER_START_TIMEOUT_MS);
     afterAll(async () => {
       await server?.stop();
     });
