@@ -414,6 +414,24 @@ for (const backend of backends) {
       expect((await fetch(`${server.url}/interaction/not-a-real-uid`)).status).toBe(400);
     });
 
+    it('ends a refresh family that stays unused for the organization\'s idle lifetime', async () => {
+      const org = await server.tessera.repos.organizations.insert({ id: newId('org'), name: `idle-${Date.now()}`, policy: { refresh_idle_lifetime_seconds: 120 } });
+      await server.tessera.repos.clients.insert({
+        client_id: `idle-${org.id}`, organization_id: org.id, kind: 'oauth', name: 'Idle', resource_server_id: null, service_account_id: null,
+        metadata: { grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: [CALLBACK], token_endpoint_auth_method: 'none' },
+        allowed_scopes: ['openid', 'offline_access'], allowed_resources: [], secret_enc: null, registration: false,
+      });
+      await addUser(server, { username: 'ida', password: PASSWORD, organizationId: org.id });
+      const idle = await client.discovery(new URL(server.url), `idle-${org.id}`, undefined, client.None(), { execute: [client.allowInsecureRequests] });
+      const { tokens } = await signedIn(idle, 'ida', PASSWORD, { scope: 'openid offline_access' });
+      clock.advance(100_000);
+      const rotated = await client.refreshTokenGrant(idle, tokens.refresh_token!);
+      clock.advance(100_000); // each use starts a new idle period
+      const again = await client.refreshTokenGrant(idle, rotated.refresh_token!);
+      clock.advance(121_000);
+      expect(await oauthError(client.refreshTokenGrant(idle, again.refresh_token!))).toBe('invalid_grant');
+    });
+
     it('lets the user deny consent, which the client learns as access_denied', async () => {
       await addUser(server, { username: 'denise', password: PASSWORD });
       const request = await authorization();
