@@ -3,11 +3,20 @@
  * behind a load balancer, under a background mix of token, introspection and revocation
  * requests. What one node issues, revokes or rotates, every node honours.
  */
+import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+
 import { decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { postgresRedisSkipReason } from '../helpers/backends.js';
-import { introspect, issueToken, percentile, prepareInstallation, revoke, runCli, startNode } from '../helpers/cluster.js';
+import { introspect, issueToken, percentile, postForm, prepareInstallation, revoke, runCli, startNode } from '../helpers/cluster.js';
+import { EXAMPLE_SEED } from '../helpers/seed.js';
+import { freePort } from '../helpers/server.js';
+import { browserless, CALLBACK, signIn } from '../helpers/sign-in.js';
+
+const WEBAPP = { id: 'webapp', secret: 'webapp-secret-0123456789abcdef' };
+const webappBasic = `Basic ${Buffer.from(`${WEBAPP.id}:${WEBAPP.secret}`).toString('base64')}`;
 import type { Installation, TesseraNode } from '../helpers/cluster.js';
 
 describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and one Redis', () => {
@@ -16,8 +25,21 @@ describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and on
   let load: { stop(): Promise<{ requests: number; unexpected: string[] }> } | undefined;
 
   beforeAll(async () => {
-    installation = await prepareInstallation();
-    nodes = await Promise.all(['a', 'b', 'c'].map((name) => startNode(installation, name)));
+    // The issuer is node a's address, so the engine's sign-in redirects lead somewhere real.
+    const portA = await freePort();
+    installation = await prepareInstallation({
+      issuer: `http://127.0.0.1:${portA}`,
+      overrides: {
+        seed: {
+          resourceServers: EXAMPLE_SEED.seed.resourceServers,
+          clients: [
+            ...EXAMPLE_SEED.seed.clients,
+            { client_id: WEBAPP.id, client_secret: WEBAPP.secret, grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'client_secret_basic', redirect_uris: [CALLBACK], scopes: ['openid', 'offline_access'] },
+          ],
+        },
+      },
+    });
+    nodes = await Promise.all(['a', 'b', 'c'].map((name) => startNode(installation, name, {}, name === 'a' ? portA : undefined)));
     load = backgroundLoad(nodes);
   }, 150_000);
 
@@ -121,8 +143,33 @@ describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and on
     expect(result.unexpected).toEqual([]);
   });
 
-  // Needs interactive sign-in (authorization code + refresh tokens) from the sign-in branch.
-  it.todo('detects refresh token reuse the same way whichever node sees the reuse');
+  it('replays a refresh inside the reuse grace on any node, and revokes the family on every node after it', async () => {
+    const [a, b, c] = nodes as [TesseraNode, TesseraNode, TesseraNode];
+    const verifier = randomBytes(32).toString('base64url');
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    const authorization = `${a.url}/auth?${new URLSearchParams({ client_id: WEBAPP.id, response_type: 'code', redirect_uri: CALLBACK, scope: 'openid offline_access', prompt: 'consent', code_challenge: challenge, code_challenge_method: 'S256' })}`;
+    const { callback } = await signIn(browserless({ url: a.url }), authorization, 'admin', installation.bootstrap.admin.password!);
+    const refresh = (node: TesseraNode, token: string) => postForm(node.url, '/token', { grant_type: 'refresh_token', refresh_token: token }, webappBasic);
+
+    const exchanged = await postForm(b.url, '/token', { grant_type: 'authorization_code', code: callback.searchParams.get('code')!, redirect_uri: CALLBACK, code_verifier: verifier }, webappBasic);
+    expect(exchanged.status, JSON.stringify(exchanged.body)).toBe(200);
+    const first = exchanged.body.refresh_token as string;
+    expect(first).toBeTruthy();
+    const rotated = await refresh(c, first);
+    expect(rotated.status).toBe(200);
+    const second = rotated.body.refresh_token as string;
+    expect(second).not.toBe(first);
+    // Inside the grace window (5 s by default) the old token gets the same answer on any node.
+    for (const node of [a, b]) {
+      const again = await refresh(node, first);
+      expect(again.status, `node ${node.name}`).toBe(200);
+      expect(again.body.refresh_token, `node ${node.name}`).toBe(second);
+    }
+    await sleep(6000);
+    // After it, reuse on one node is theft: the whole family ends, on every node.
+    expect((await refresh(b, first)).body.error).toBe('invalid_grant');
+    for (const node of nodes) expect((await refresh(node, second)).body.error, `node ${node.name}`).toBe('invalid_grant');
+  }, 60_000);
   // Needs PAT/SAT rotation (POST /api/v1/tokens/{id}/rotate) from the tokens branch.
   it.todo('accepts a rotated PAT’s previous secret on every node during the grace period, and on none after it');
 });

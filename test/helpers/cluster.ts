@@ -125,7 +125,7 @@ export const CREDENTIALS = {
   billing: 'Basic ' + Buffer.from('billing-rs:billing-rs-secret-0123456789').toString('base64'),
 };
 
-export async function prepareInstallation(options: { redisUrl?: string; overrides?: Record<string, unknown> } = {}): Promise<Installation> {
+export async function prepareInstallation(options: { redisUrl?: string; overrides?: Record<string, unknown>; issuer?: string } = {}): Promise<Installation> {
   const postgres = await openPostgres({ max: 2 });
   const redis = options.redisUrl ? undefined : await openRedis();
   const redisUrl = options.redisUrl ?? redis!.url;
@@ -133,8 +133,9 @@ export async function prepareInstallation(options: { redisUrl?: string; override
   await redis?.cache.close();
   const applicationName = `tessera_${randomBytes(4).toString('hex')}`;
   const databaseUrl = `${postgres.url}${postgres.url.includes('?') ? '&' : '?'}application_name=${applicationName}`;
-  // One issuer for all nodes: the load balancer's address, as in production.
-  const issuer = 'http://tessera.test';
+  // One issuer for all nodes: the load balancer's address, as in production (or one node's
+  // address, when a test follows the engine's redirects).
+  const issuer = options.issuer ?? 'http://tessera.test';
   const env: Record<string, string> = {
     NODE_ENV: 'test',
     TESSERA_ISSUER: issuer,
@@ -212,8 +213,8 @@ export interface TesseraNode {
 }
 
 /** Starts `tessera serve` as a child process; resolves once /readyz answers 200. */
-export async function startNode(installation: Installation, name: string, extraEnv: Record<string, string> = {}): Promise<TesseraNode> {
-  const port = await freePort();
+export async function startNode(installation: Installation, name: string, extraEnv: Record<string, string> = {}, fixedPort?: number): Promise<TesseraNode> {
+  const port = fixedPort ?? (await freePort());
   const child = track(
     spawn(process.execPath, ['--import', 'tsx', CLI, 'serve'], {
       cwd: ROOT,
