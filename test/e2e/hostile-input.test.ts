@@ -12,6 +12,7 @@ import { postgresRedisSkipReason } from '../helpers/backends.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
+import { browserless, CALLBACK, hiddenField } from '../helpers/sign-in.js';
 
 /** Generated cases per endpoint (half that per Management API route); raise it for a deeper run. */
 const RUNS = Number(process.env.HOSTILE_RUNS ?? 80);
@@ -34,7 +35,8 @@ describe.skipIf(postgresRedisSkipReason)('hostile input', () => {
   let samples: { jwt: string; opaque: string; sat: string };
 
   beforeAll(async () => {
-    server = await startTestServer('postgres+redis', { overrides: EXAMPLE_SEED, logLevel: 'warn' });
+    const webapp = { client_id: 'webapp', grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'none', redirect_uris: [CALLBACK], scopes: ['openid', 'offline_access'] };
+    server = await startTestServer('postgres+redis', { overrides: { seed: { ...EXAMPLE_SEED.seed, clients: [...EXAMPLE_SEED.seed.clients, webapp] } }, logLevel: 'warn' });
     const issue = async (resource: string, scope: string) =>
       (await (await fetch(`${server.url}/token`, { method: 'POST', headers: { authorization: basic('worker', 'worker-secret-0123456789abcdef'), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope }) })).json()).access_token as string;
     samples = { jwt: await issue('https://orders.test', 'orders:read'), opaque: await issue('https://billing.test', 'billing:read'), sat: server.managementToken };
@@ -160,6 +162,23 @@ describe.skipIf(postgresRedisSkipReason)('hostile input', () => {
         await send({ method: 'POST', path: '/request', body: new URLSearchParams(query).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('worker', 'worker-secret-0123456789abcdef') } }, 'oauth');
       }),
       { numRuns: RUNS },
+    );
+  });
+
+  it('a live interaction: its pages with its own cookies and CSRF token, and mutated forms', async () => {
+    const names = ['csrf', 'username', 'password', 'decision', 'prompt', 'submit', 'login', 'remember'];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('/login', '/confirm', '/abort', ''), form(names), fc.boolean(), fc.boolean(), async (tail, fields, withCsrf, withCookies) => {
+        // A fresh interaction each time, as a browser has it: reached through /auth, cookies set.
+        const b = browserless(server);
+        const auth = `/auth?${new URLSearchParams({ client_id: 'webapp', response_type: 'code', redirect_uri: CALLBACK, scope: 'openid', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' })}`;
+        const page = await b.follow(auth);
+        const path = new URL(page.url).pathname;
+        expect(path).toMatch(/^\/interaction\//);
+        const body = new URLSearchParams({ ...fields, ...(withCsrf ? { csrf: hiddenField(page.html!, 'csrf') } : {}) }).toString();
+        await send({ method: tail === '' ? 'GET' : 'POST', path: `${path}${tail}`, body: tail === '' ? undefined : body, headers: { ...(withCookies ? { cookie: b.jar.header() } : {}), ...(tail === '' ? {} : { 'content-type': 'application/x-www-form-urlencoded' }) } }, 'page');
+      }),
+      { numRuns: Math.ceil(RUNS / 2) },
     );
   });
 
