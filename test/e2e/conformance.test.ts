@@ -6,10 +6,12 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 
-import { decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { secretContext } from '../../src/domain/client-metadata.js';
 import { postgresRedisSkipReason } from '../helpers/backends.js';
+import { browserless, signIn } from '../helpers/sign-in.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -213,7 +215,41 @@ describe.skipIf(postgresRedisSkipReason)('discovery conformance', () => {
     expect(discovery.dpop_signing_alg_values_supported).toBeUndefined();
   });
 
-  // Completing the code flow (login, consent, code exchange, refresh, ID token, userinfo)
-  // needs the interaction pages from the sign-in branch.
-  it.todo('completes the authorization code flow, refreshes, and serves userinfo for every advertised scope and claim');
+  it('completes the code flow for every advertised ID token algorithm: ID token, userinfo, refresh', async () => {
+    const jwks = createRemoteJWKSet(new URL(discovery.jwks_uri));
+    for (const alg of discovery.id_token_signing_alg_values_supported as string[]) {
+      const clientId = `rp-${alg.toLowerCase()}`;
+      const secret = `${clientId}-secret-0123456789abcdef`;
+      await server.tessera.repos.clients.insert({
+        client_id: clientId,
+        organization_id: server.bootstrap.organization_id,
+        kind: 'oauth',
+        name: clientId,
+        resource_server_id: null,
+        service_account_id: null,
+        metadata: { grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: ['https://rp.test/cb'], token_endpoint_auth_method: 'client_secret_basic', id_token_signed_response_alg: alg },
+        allowed_scopes: ['openid', 'offline_access'],
+        allowed_resources: [],
+        secret_enc: server.tessera.envelope.seal(secret, secretContext(clientId)),
+        registration: false,
+      });
+      const { verifier, challenge } = pkce();
+      const nonce = randomUUID();
+      const authorization = `${server.url}/auth?${new URLSearchParams({ client_id: clientId, response_type: 'code', redirect_uri: 'https://rp.test/cb', scope: 'openid offline_access', prompt: 'consent', nonce, code_challenge: challenge, code_challenge_method: 'S256' })}`;
+      const { callback } = await signIn(browserless(server), authorization, 'admin', server.bootstrap.admin.password);
+      expect(callback.searchParams.get('iss'), 'RFC 9207 iss in the response').toBe(server.url);
+      const tokens = await (await form('/token', { grant_type: 'authorization_code', code: callback.searchParams.get('code')!, redirect_uri: 'https://rp.test/cb', code_verifier: verifier }, basic(clientId, secret))).json();
+      expect(tokens.token_type).toBe('Bearer');
+      const { payload, protectedHeader } = await jwtVerify(tokens.id_token, jwks, { issuer: server.url, audience: clientId });
+      expect(protectedHeader.alg).toBe(alg);
+      expect(payload.nonce).toBe(nonce);
+      const userinfo = await fetch(discovery.userinfo_endpoint, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+      expect(userinfo.status).toBe(200);
+      expect((await userinfo.json()).sub).toBe(payload.sub);
+      expect(tokens.refresh_token, 'offline_access yields a refresh token').toBeTruthy();
+      const refreshed = await form('/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token }, basic(clientId, secret));
+      expect(refreshed.status).toBe(200);
+      expect((await refreshed.json()).refresh_token).not.toBe(tokens.refresh_token);
+    }
+  });
 });
