@@ -107,6 +107,9 @@ export interface ClientRecord {
   previous_secret_expires_at: Date | null;
   secret_rotated_at: Date | null;
   registration: boolean;
+  /** Dynamically registered clients: the most their RFC 7592 updates may ask for. */
+  registration_limits: { scopes: string[]; resources: string[] } | null;
+  initial_access_token_id: string | null;
   created_at: Date;
   updated_at: Date;
 }

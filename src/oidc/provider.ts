@@ -1,5 +1,6 @@
 import Provider from 'oidc-provider';
 import type { Adapter, Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
+import type { Middleware } from 'koa';
 
 import type { Config } from '../config/config.js';
 import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
@@ -19,6 +20,8 @@ export interface ProviderDependencies {
   findAccount: FindAccount;
   /** Extra provider options contributed by later capabilities (interactions, registration, …). */
   extend?: (configuration: Configuration) => void;
+  /** Middleware run inside the engine, around its routes (`provider.use`), in order. */
+  use?: Middleware[];
 }
 
 export function createProvider(deps: ProviderDependencies): Provider {
@@ -96,5 +99,6 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const provider = new Provider(config.issuer, configuration);
   // TLS ends at the load balancer in production; trust its X-Forwarded-* headers there.
   provider.proxy = config.env === 'production';
+  for (const middleware of deps.use ?? []) provider.use(middleware as Parameters<Provider['use']>[0]);
   return provider;
 }
