@@ -4,6 +4,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
 import type { CacheStore } from '../storage/cache.js';
+import { isPlausibleId } from '../storage/ids.js';
 import type { OidcPayloadRepository } from '../storage/oidc-payload-repository.js';
 
 /**
@@ -27,6 +28,9 @@ export const CACHED_MODELS = new Set([
   'DeviceCode',
   'BackchannelAuthenticationRequest',
 ]);
+
+/** Models revoked with their grant (RFC 6749 §4.1.2); an Interaction in progress is not one of them. */
+const GRANTABLE_MODELS = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
 
 export interface ClientSource {
   find(clientId: string): Promise<AdapterPayload | undefined>;
@@ -71,7 +75,7 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       const key = modelKey(this.name, id);
       await cache.set(key, JSON.stringify(payload), expiresIn);
-      if (payload.grantId) await cache.addToSet(grantKey(payload.grantId), key, expiresIn);
+      if (payload.grantId && GRANTABLE_MODELS.has(this.name)) await cache.addToSet(grantKey(payload.grantId), key, expiresIn);
       if (payload.uid) await cache.set(uidKey(this.name, payload.uid), id, expiresIn);
       if (payload.userCode) await cache.set(userCodeKey(this.name, payload.userCode), id, expiresIn);
     }
@@ -110,15 +114,18 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
   class DatabaseAdapter implements Adapter {
     constructor(private readonly name: string) {}
 
+
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       await payloads.upsert(this.name, storedId(this.name, id), payload as Record<string, unknown>, expiresIn ? new Date(clock.now() + expiresIn * 1000) : null);
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
+      if (!isPlausibleId(id)) return undefined;
       return (await payloads.find(this.name, storedId(this.name, id), new Date(clock.now()))) as AdapterPayload | undefined;
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      if (!isPlausibleId(uid)) return undefined;
       return (await payloads.findByUid(this.name, uid, new Date(clock.now()))) as AdapterPayload | undefined;
     }
 
