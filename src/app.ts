@@ -27,6 +27,15 @@ import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
+import { clientRoutes } from './management/routes/clients.js';
+import type { ResourceRouteDependencies } from './management/routes/dependencies.js';
+import { initialAccessTokenRoutes } from './management/routes/initial-access-tokens.js';
+import { resourceServerRoutes } from './management/routes/resource-servers.js';
+import { serviceAccountRoutes } from './management/routes/service-accounts.js';
+import { userRoutes } from './management/routes/users.js';
+import { createRegistration } from './oidc/registration.js';
+import { createSecretGrace } from './oidc/secret-grace.js';
+import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
 import { createProvider } from './oidc/provider.js';
@@ -51,6 +60,8 @@ import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-li
 import { createTokenEndpoints } from './tokens/token-endpoints.js';
 
 export const KEYS_CHANNEL = 'keys';
+/** Pub/sub channel on which a node announces changed clients (a JSON array of ids, or "all"). */
+export const CLIENTS_CHANNEL = 'clients';
 export const TESSERA_VERSION = '0.1.0';
 
 export interface TesseraOptions {
@@ -97,6 +108,7 @@ export async function createTessera(options: TesseraOptions) {
       revokedJtis: createRevokedJtiRepository(db),
       referenceTokens: createReferenceTokenRepository(db),
       signingKeys: createSigningKeyRepository(db),
+      initialAccessTokens: createInitialAccessTokenRepository(db),
     };
     const envelope = createEnvelope(kek);
     const maxTokenLifetime = Math.max(config.ttl.accessToken, config.ttl.clientCredentials, config.ttl.idToken, 86400);
@@ -134,8 +146,46 @@ export async function createTessera(options: TesseraOptions) {
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
 
-    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
-    const adapter = createAdapterFactory({ cache, payloads: repos.payloads, clock, clientSource: { find: async (id) => (await clients.get(id))?.metadata } });
+    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock });
+    // A changed client is dropped from this node's cache at once and from every other node's
+    // through pub/sub, so a deleted client or rotated secret is not honoured for the cache TTL.
+    const clientsChanged = async (ids: string[] | 'all') => {
+      if (ids === 'all') clients.invalidate();
+      else ids.forEach((id) => clients.invalidate(id));
+      await cache.publish(CLIENTS_CHANNEL, JSON.stringify(ids)).catch((error) => logger.warn({ err: error }, 'client change announcement failed'));
+    };
+    await cache.subscribe(CLIENTS_CHANNEL, (message) => {
+      try {
+        const ids = JSON.parse(message) as string[] | 'all';
+        if (ids === 'all') clients.invalidate();
+        else if (Array.isArray(ids)) ids.forEach((id) => clients.invalidate(String(id)));
+      } catch {
+        logger.warn('ignored a malformed client change message');
+      }
+    });
+    const registration = createRegistration({
+      clients: repos.clients,
+      initialAccessTokens: repos.initialAccessTokens,
+      resourceServers: repos.resourceServers,
+      envelope,
+      clock,
+      clientsChanged,
+      audit,
+    });
+    const adapter = createAdapterFactory({
+      cache,
+      payloads: repos.payloads,
+      clock,
+      clientSource: {
+        // A client whose owning service account is disabled is unknown to the engine: no tokens.
+        find: async (id) => {
+          const view = await clients.get(id);
+          return view?.active ? view.metadata : undefined;
+        },
+        ...registration.clientSource,
+      },
+      initialAccessTokens: registration.initialAccessTokenSource,
+    });
     const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
     const findAccount: FindAccount = async (_ctx, sub) => {
       const user = await repos.users.findById(sub);
@@ -152,9 +202,11 @@ export async function createTessera(options: TesseraOptions) {
       };
     };
 
-    const providerExtensions: ((c: Configuration) => void)[] = [];
+    const providerExtensions: ((c: Configuration) => void)[] = [registration.configure];
+    const providerMiddleware: Middleware[] = [registration.middleware];
     const buildProvider = () => {
       const built = createProvider({
+        use: providerMiddleware,
         config,
         keySet: keys.current,
         adapter,
@@ -207,6 +259,26 @@ export async function createTessera(options: TesseraOptions) {
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
 
+    const resourceDeps: ResourceRouteDependencies = {
+      db,
+      clock,
+      envelope,
+      ...repos,
+      clientDirectory: clients,
+      policyDefaults: config.policyDefaults,
+      clientsChanged,
+      validateClientMetadata: async (metadata) => {
+        await provider.Client.validate(metadata as unknown as Parameters<typeof provider.Client.validate>[0]);
+      },
+      audit,
+    };
+    const resourceRoutes = [
+      ...userRoutes(resourceDeps),
+      ...serviceAccountRoutes(resourceDeps),
+      ...resourceServerRoutes(resourceDeps),
+      ...clientRoutes(resourceDeps),
+      ...initialAccessTokenRoutes(resourceDeps),
+    ];
     const management = createManagementApi({
       realm: config.issuer,
       issuer: config.issuer,
@@ -216,8 +288,10 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
+      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
       routes: [
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
       ],
     });
@@ -269,6 +343,8 @@ export async function createTessera(options: TesseraOptions) {
       }
       await next();
     });
+    // Client secret rotation grace on /token (src/oidc/secret-grace.ts).
+    app.use(createSecretGrace({ clients, clock, audit }));
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {
       ctx.respond = false;

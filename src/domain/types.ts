@@ -36,6 +36,9 @@ export const ROLE_SCOPES: Record<Role, readonly string[]> = {
   member: ['tokens:read', 'tokens:write'],
 };
 
+/** Prefix of Tessera's own client metadata members (see client-metadata.ts). */
+export const TESSERA_CLIENT_PREFIX = 'tessera_';
+
 /** OpenID scopes any client may hold, whatever its resources (DESIGN.md "Wire shapes"). */
 export const OPENID_SCOPES = ['openid', 'profile', 'email', 'offline_access'] as const;
 

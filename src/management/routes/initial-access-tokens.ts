@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 import { z } from 'zod';
 
 import { checkScopesAndResources } from '../../domain/client-policy.js';
+import { hashInitialAccessToken, IAT_PREFIX } from '../../domain/initial-access-token.js';
 import type { FieldProblem } from '../../domain/client-policy.js';
 import { MANAGEMENT_AUDIENCE, OPENID_SCOPES } from '../../domain/types.js';
 import { newId } from '../../storage/ids.js';
@@ -21,8 +22,6 @@ import type { ResourceRouteDependencies } from './dependencies.js';
  * most its scopes and resources. The Management API is never among them: an integration that
  * registers itself must not be able to administer the organization (principle 1).
  */
-export const IAT_PREFIX = 'tsr_iat_';
-export const hashInitialAccessToken = (token: string) => createHash('sha256').update(token).digest();
 const DEFAULT_EXPIRES_IN = 3600;
 const MAX_EXPIRES_IN = 30 * 86400;
 
