@@ -43,8 +43,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // RFC 9700 §2.1.2: no implicit flow; `code id_token` (hybrid) stays for confidential clients.
     responseTypes: ['code', 'code id_token', 'none'],
     ttl: {
-      AccessToken: config.ttl.accessToken,
-      ClientCredentials: config.ttl.clientCredentials,
+      // A resource server's own access_token_ttl wins (DESIGN.md "Wire shapes"); the config
+      // value is the default for tokens without one.
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.clientCredentials,
       AuthorizationCode: config.ttl.authorizationCode,
       IdToken: config.ttl.idToken,
       Interaction: config.ttl.interaction,
