@@ -1,5 +1,6 @@
 import type { ClientRecord } from '../domain/types.js';
 import type { Database, Queryable } from './database.js';
+import { isPlausibleId } from './ids.js';
 import type { KeysetAfter } from './user-repository.js';
 
 export type NewClient = Pick<ClientRecord, 'client_id' | 'organization_id' | 'kind' | 'name' | 'resource_server_id' | 'service_account_id' | 'metadata' | 'allowed_scopes' | 'allowed_resources' | 'secret_enc' | 'registration'>
@@ -29,6 +30,7 @@ export function createClientRepository(db: Database) {
     },
     /** An application client of one organization (not introspection credentials, not tessera-cli). */
     async findInOrganization(organizationId: string, clientId: string, q: Queryable = db, options: { lock?: boolean } = {}): Promise<ClientRecord | undefined> {
+      if (!isPlausibleId(clientId)) return undefined;
       const { rows } = await q.query<ClientRecord>(
         `SELECT * FROM clients WHERE organization_id = $1 AND client_id = $2 AND kind = 'oauth'${options.lock ? ' FOR UPDATE' : ''}`,
         [organizationId, clientId],

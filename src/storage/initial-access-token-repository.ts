@@ -1,4 +1,5 @@
 import type { Database, Queryable } from './database.js';
+import { isPlausibleId } from './ids.js';
 import type { KeysetAfter } from './user-repository.js';
 
 export interface InitialAccessTokenRow {
@@ -31,6 +32,7 @@ export function createInitialAccessTokenRepository(db: Database) {
       return rows[0];
     },
     async findInOrganization(organizationId: string, id: string): Promise<InitialAccessTokenRow | undefined> {
+      if (!isPlausibleId(id)) return undefined;
       const { rows } = await db.query<InitialAccessTokenRow>('SELECT * FROM initial_access_tokens WHERE organization_id = $1 AND id = $2', [organizationId, id]);
       return rows[0];
     },

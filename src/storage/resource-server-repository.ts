@@ -1,5 +1,6 @@
 import type { ResourceServer } from '../domain/types.js';
 import type { Database, Queryable } from './database.js';
+import { isPlausibleId } from './ids.js';
 import type { KeysetAfter } from './user-repository.js';
 
 export type NewResourceServer = Pick<ResourceServer, 'id' | 'organization_id' | 'identifier' | 'name' | 'scopes' | 'token_format' | 'access_token_ttl' | 'sensitive'>;
@@ -20,10 +21,13 @@ export function createResourceServerRepository(db: Database) {
       return rows[0];
     },
     async findInOrganization(organizationId: string, id: string, q: Queryable = db): Promise<ResourceServer | undefined> {
+      if (!isPlausibleId(id)) return undefined;
       const { rows } = await q.query<ResourceServer>('SELECT * FROM resource_servers WHERE organization_id = $1 AND id = $2', [organizationId, id]);
       return rows[0];
     },
     async findByIdentifier(identifier: string): Promise<ResourceServer | undefined> {
+      // PostgreSQL refuses NUL in text; such a value names no API.
+      if (identifier.includes('\u0000') || identifier.length > 4096) return undefined;
       const { rows } = await db.query<ResourceServer>('SELECT * FROM resource_servers WHERE identifier = $1', [identifier]);
       return rows[0];
     },

@@ -1,5 +1,6 @@
 import type { ServiceAccount } from '../domain/types.js';
 import type { Database, Queryable } from './database.js';
+import { isPlausibleId } from './ids.js';
 import type { KeysetAfter } from './user-repository.js';
 
 export function createServiceAccountRepository(db: Database) {
@@ -18,6 +19,7 @@ export function createServiceAccountRepository(db: Database) {
     },
     /** An account of one organization; another organization's account is indistinguishable from none. */
     async findInOrganization(organizationId: string, id: string, q: Queryable = db): Promise<ServiceAccount | undefined> {
+      if (!isPlausibleId(id)) return undefined;
       const { rows } = await q.query<ServiceAccount>('SELECT * FROM service_accounts WHERE organization_id = $1 AND id = $2', [organizationId, id]);
       return rows[0];
     },

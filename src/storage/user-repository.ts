@@ -1,5 +1,6 @@
 import type { Role, User } from '../domain/types.js';
 import type { Database, Queryable } from './database.js';
+import { isPlausibleId } from './ids.js';
 
 export interface KeysetAfter {
   k: string;
@@ -22,6 +23,7 @@ export function createUserRepository(db: Database) {
     },
     /** A user of one organization; another organization's user is indistinguishable from none. */
     async findInOrganization(organizationId: string, id: string, q: Queryable = db, options: { lock?: boolean } = {}): Promise<User | undefined> {
+      if (!isPlausibleId(id)) return undefined;
       const { rows } = await q.query<User>(
         `SELECT * FROM users WHERE organization_id = $1 AND id = $2${options.lock ? ' FOR UPDATE' : ''}`,
         [organizationId, id],

@@ -13,6 +13,7 @@ import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import type { Principal } from '../principal.js';
 import { assertValid, conflict, invalidFields, iso, notFound } from '../problems.js';
 import { route } from '../route.js';
+import { text, uriText } from '../schemas.js';
 import type { Route } from '../route.js';
 import { effectivePolicy } from './organization.js';
 import type { ResourceRouteDependencies } from './dependencies.js';
@@ -23,7 +24,7 @@ import type { ResourceRouteDependencies } from './dependencies.js';
  * `POST /clients/{id}/secret` rotates it with a grace period for the old one.
  */
 const scopeToken = z.string().min(1).max(128).regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope is printable ASCII without spaces, quotes or backslashes');
-const uri = z.string().min(1).max(2048);
+const uri = uriText();
 const unique = <T extends z.ZodType>(item: T, max: number) =>
   z.array(item).max(max).superRefine((values, ctx) => {
     const seen = new Set<unknown>();
@@ -35,7 +36,7 @@ const unique = <T extends z.ZodType>(item: T, max: number) =>
 const jwksSchema = z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(20) }).strict();
 const grantTypes = unique(z.enum(GRANT_TYPES), GRANT_TYPES.length).min(1);
 const authMethod = z.enum(AUTH_METHODS);
-const nameSchema = z.string().trim().min(1).max(200);
+const nameSchema = text(200);
 
 const clientSchema = z.object({
   client_id: z.string(),

@@ -12,6 +12,7 @@ import { recordChange } from '../audit-trail.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import { assertValid, iso, notFound } from '../problems.js';
 import { route } from '../route.js';
+import { uriText } from '../schemas.js';
 import type { Route } from '../route.js';
 import type { ResourceRouteDependencies } from './dependencies.js';
 
@@ -60,7 +61,7 @@ export function initialAccessTokenRoutes(deps: ResourceRouteDependencies): Route
       body: z.object({
         expires_in: z.number().int().min(60).max(MAX_EXPIRES_IN).default(DEFAULT_EXPIRES_IN),
         scopes: z.array(scopeToken).max(200).optional(),
-        resources: z.array(z.string().min(1).max(2048)).max(50).default([]),
+        resources: z.array(uriText()).max(50).default([]),
       }).strict(),
       status: 201,
       response: iatSchema.extend({ token: z.string() }),

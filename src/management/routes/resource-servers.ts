@@ -10,6 +10,7 @@ import { recordChange } from '../audit-trail.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import { conflict, iso, notFound } from '../problems.js';
 import { route } from '../route.js';
+import { text, uriText } from '../schemas.js';
 import type { Route } from '../route.js';
 import { effectivePolicy } from './organization.js';
 import type { ResourceRouteDependencies } from './dependencies.js';
@@ -23,7 +24,7 @@ import type { ResourceRouteDependencies } from './dependencies.js';
 /** RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`. */
 const scopeName = z.string().min(1).max(128).regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'a scope is printable ASCII without spaces, quotes or backslashes')
   .refine((s) => !(OPENID_SCOPES as readonly string[]).includes(s), 'OpenID scopes are built in and cannot be defined by an API');
-const scopeInput = z.union([scopeName, z.object({ name: scopeName, description: z.string().trim().max(500).optional() }).strict()]);
+const scopeInput = z.union([scopeName, z.object({ name: scopeName, description: text(500).optional() }).strict()]);
 const scopesInput = z.array(scopeInput).max(200).superRefine((scopes, ctx) => {
   const seen = new Set<string>();
   scopes.forEach((scope, i) => {
@@ -32,14 +33,14 @@ const scopesInput = z.array(scopeInput).max(200).superRefine((scopes, ctx) => {
     seen.add(name);
   });
 });
-const identifierSchema = z.string().min(1).max(2048).superRefine((value, ctx) => {
+const identifierSchema = uriText().superRefine((value, ctx) => {
   const problem = resourceIdentifierProblem(value);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 const tokenFormat = z.enum(['jwt', 'opaque']);
 /** Principle 3: access tokens live minutes; a day is the most any API may ask for. */
 const ttlSchema = z.number().int().min(30).max(86400);
-const nameSchema = z.string().trim().min(1).max(200);
+const nameSchema = text(200);
 
 const rsSchema = z.object({
   id: z.string(),

@@ -7,6 +7,7 @@ import { recordChange } from '../audit-trail.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import { conflict, notFound } from '../problems.js';
 import { route } from '../route.js';
+import { text } from '../schemas.js';
 import type { Route } from '../route.js';
 import type { ResourceRouteDependencies } from './dependencies.js';
 
@@ -48,7 +49,7 @@ export function serviceAccountRoutes(deps: ResourceRouteDependencies): Route[] {
       scope: 'service-accounts:write',
       tag: 'Service accounts',
       summary: 'Create a service account',
-      body: z.object({ name: nameSchema, description: z.string().trim().max(500).optional() }).strict(),
+      body: z.object({ name: nameSchema, description: text(500).optional() }).strict(),
       status: 201,
       response: accountSchema,
       errors: [409],
@@ -98,7 +99,7 @@ export function serviceAccountRoutes(deps: ResourceRouteDependencies): Route[] {
       summary: 'Rename, describe, disable (status "disabled") or re-enable a service account',
       body: z.object({
         name: nameSchema.optional(),
-        description: z.string().trim().max(500).nullable().optional(),
+        description: text(500).nullable().optional(),
         status: z.enum(['active', 'disabled']).optional(),
       }).strict(),
       response: accountSchema,

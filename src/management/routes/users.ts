@@ -8,6 +8,7 @@ import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import type { Principal } from '../principal.js';
 import { conflict, forbidden, notFound } from '../problems.js';
 import { route } from '../route.js';
+import { text } from '../schemas.js';
 import type { Route } from '../route.js';
 import type { ResourceRouteDependencies } from './dependencies.js';
 
@@ -65,7 +66,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
         username: usernameSchema,
         password: passwordSchema.optional(),
         email: z.string().email().max(320).optional(),
-        name: z.string().trim().min(1).max(200).optional(),
+        name: text(200).optional(),
         role: roleSchema,
       }).strict(),
       status: 201,
@@ -128,7 +129,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
         role: roleSchema.optional(),
         status: z.enum(['active', 'deactivated']).optional(),
         email: z.string().email().max(320).nullable().optional(),
-        name: z.string().trim().min(1).max(200).nullable().optional(),
+        name: text(200).nullable().optional(),
       }).strict(),
       response: userSchema,
       errors: [403, 404, 409],
