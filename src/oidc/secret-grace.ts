@@ -7,7 +7,7 @@ import { readFormBody } from '../http/form-body.js';
 import { parseBasic, secretsEqual } from './client-authenticator.js';
 
 /**
- * Client secret rotation grace on oidc-provider's /token endpoint. The engine knows one secret
+ * Client secret rotation grace on oidc-provider's endpoints that authenticate clients (/token above all). The engine knows one secret
  * per client; Tessera keeps the previous one valid until `previous_secret_expires_at`. This step
  * runs before the engine and, only when the presented secret is exactly that previous secret
  * (compared in constant time) and its grace period has not ended, hands the engine the current
@@ -17,7 +17,11 @@ import { parseBasic, secretsEqual } from './client-authenticator.js';
  *
  * Each use of a previous secret is audited, so operators can see who has not rolled over yet.
  */
-export const TOKEN_PATH = '/token';
+/**
+ * Engine endpoints that authenticate clients: /token, and introspection, revocation and PAR for
+ * the values Tessera's own handlers hand on to the engine (refresh tokens, unknown values).
+ */
+export const CLIENT_AUTH_PATHS: ReadonlySet<string> = new Set(['/token', '/token/introspection', '/token/revocation', '/request']);
 
 const FORM = 'application/x-www-form-urlencoded';
 
@@ -50,7 +54,7 @@ export function createSecretGrace(deps: { clients: ClientDirectory; clock: Clock
   }
 
   return async function secretGrace(ctx: Context, next: Next) {
-    if (ctx.method !== 'POST' || ctx.path !== TOKEN_PATH) return next();
+    if (ctx.method !== 'POST' || !CLIENT_AUTH_PATHS.has(ctx.path)) return next();
     const authorization = ctx.get('authorization');
     if (/^basic /i.test(authorization)) {
       const basic = parseBasic(authorization);
