@@ -1,4 +1,18 @@
 -- Up Migration
+-- Cursors carry created_at as an RFC 3339 string with milliseconds (JavaScript's precision);
+-- keyset pagination compares it with the stored value, so stored values must not be finer, or
+-- a row created in the same millisecond as the cursor would be served twice.
+ALTER TABLE organizations ALTER COLUMN created_at SET DEFAULT date_trunc('milliseconds', now());
+ALTER TABLE users ALTER COLUMN created_at SET DEFAULT date_trunc('milliseconds', now());
+ALTER TABLE service_accounts ALTER COLUMN created_at SET DEFAULT date_trunc('milliseconds', now());
+ALTER TABLE resource_servers ALTER COLUMN created_at SET DEFAULT date_trunc('milliseconds', now());
+ALTER TABLE clients ALTER COLUMN created_at SET DEFAULT date_trunc('milliseconds', now());
+UPDATE organizations SET created_at = date_trunc('milliseconds', created_at);
+UPDATE users SET created_at = date_trunc('milliseconds', created_at);
+UPDATE service_accounts SET created_at = date_trunc('milliseconds', created_at);
+UPDATE resource_servers SET created_at = date_trunc('milliseconds', created_at);
+UPDATE clients SET created_at = date_trunc('milliseconds', created_at);
+
 -- Management API listings page by (created_at, id) within one organization.
 CREATE INDEX users_organization_idx ON users (organization_id, created_at, id);
 CREATE INDEX service_accounts_organization_idx ON service_accounts (organization_id, created_at, id);
@@ -29,6 +43,11 @@ ALTER TABLE clients ADD COLUMN initial_access_token_id text;
 
 -- Down Migration
 ALTER TABLE clients DROP COLUMN initial_access_token_id;
+ALTER TABLE organizations ALTER COLUMN created_at SET DEFAULT now();
+ALTER TABLE users ALTER COLUMN created_at SET DEFAULT now();
+ALTER TABLE service_accounts ALTER COLUMN created_at SET DEFAULT now();
+ALTER TABLE resource_servers ALTER COLUMN created_at SET DEFAULT now();
+ALTER TABLE clients ALTER COLUMN created_at SET DEFAULT now();
 ALTER TABLE clients DROP COLUMN registration_limits;
 DROP TABLE initial_access_tokens;
 DROP INDEX resource_servers_organization_idx;
