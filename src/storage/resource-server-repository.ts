@@ -25,10 +25,10 @@ export function createResourceServerRepository(db: Database) {
       const { rows } = await q.query<ResourceServer>('SELECT * FROM resource_servers WHERE organization_id = $1 AND id = $2', [organizationId, id]);
       return rows[0];
     },
-    async findByIdentifier(identifier: string): Promise<ResourceServer | undefined> {
+    async findByIdentifier(identifier: string, q: Queryable = db): Promise<ResourceServer | undefined> {
       // PostgreSQL refuses NUL in text; such a value names no API.
       if (identifier.includes('\u0000') || identifier.length > 4096) return undefined;
-      const { rows } = await db.query<ResourceServer>('SELECT * FROM resource_servers WHERE identifier = $1', [identifier]);
+      const { rows } = await q.query<ResourceServer>('SELECT * FROM resource_servers WHERE identifier = $1', [identifier]);
       return rows[0];
     },
     async listByOrganization(organizationId: string): Promise<ResourceServer[]> {

@@ -137,5 +137,6 @@ for (const backend of backends) {
       expect(removed.status).toBe(204);
       await expectApi(server, org.managementToken, 'GET', `/clients/${registered.client_id}`, undefined, 404);
     });
+
   });
 }

@@ -103,7 +103,9 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       scopes: shape.scopes,
       resources: shape.resources,
       principalScopes: principal.scopes,
-      findResourceServer: (identifier) => deps.resourceServers.findByIdentifier(identifier),
+      // Inside the caller's transaction when there is one (PGlite serializes transactions: a
+      // query beside it would wait for it forever).
+      findResourceServer: (identifier) => deps.resourceServers.findByIdentifier(identifier, q),
     })));
     assertValid(problems);
   }
