@@ -67,6 +67,12 @@ for (const backend of backends) {
       const answer = await introspect(server, rs.introspection_client_id, rs.introspection_client_secret, tokens.access_token);
       expect(answer.body).toMatchObject({ active: true, aud: identifier, scope: 'orders:read', sub: created.client_id, client_id: created.client_id, org_id: org.id });
 
+      // Rotation: the new secret works at once, the old one through the grace period.
+      const rotated = await expectApi(server, token, 'POST', `/clients/${created.client_id}/secret`, {}, 200);
+      expect((await clientCredentials(server, created.client_id, rotated.client_secret, { resource: identifier })).status).toBe(200);
+      expect((await clientCredentials(server, created.client_id, created.client_secret, { resource: identifier }, 'post')).status).toBe(200);
+      expect((await clientCredentials(server, created.client_id, 'not-the-secret', { resource: identifier })).status).toBe(401);
+
       // A scope the client was not given is not granted.
       const denied = await clientCredentials(server, created.client_id, created.client_secret, { scope: 'orders:write', resource: identifier });
       const deniedAnswer = await introspect(server, rs.introspection_client_id, rs.introspection_client_secret, denied.body.access_token ?? 'none');

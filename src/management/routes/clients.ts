@@ -56,7 +56,7 @@ const clientSchema = z.object({
   updated_at: z.string(),
 });
 
-export function presentClient(record: ClientRecord) {
+export function presentClient(record: ClientRecord, now = Date.now()) {
   const m = record.metadata as { grant_types?: string[]; redirect_uris?: string[]; token_endpoint_auth_method?: string; jwks?: unknown; jwks_uri?: string };
   return {
     client_id: record.client_id,
@@ -71,7 +71,7 @@ export function presentClient(record: ClientRecord) {
     ...(m.jwks_uri !== undefined ? { jwks_uri: m.jwks_uri } : {}),
     dynamically_registered: record.registration,
     secret_rotated_at: iso(record.secret_rotated_at),
-    previous_secret_expires_at: iso(record.previous_secret_expires_at && record.previous_secret_expires_at.getTime() > Date.now() ? record.previous_secret_expires_at : null),
+    previous_secret_expires_at: iso(record.previous_secret_expires_at && record.previous_secret_expires_at.getTime() > now ? record.previous_secret_expires_at : null),
     created_at: record.created_at.toISOString(),
     updated_at: record.updated_at.toISOString(),
   };
@@ -164,7 +164,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
           registration: false,
         });
         await deps.clientsChanged([clientId]);
-        const presented = presentClient(record);
+        const presented = presentClient(record, deps.clock.now());
         recordChange(deps.audit, ctx, { action: 'client.created', target: { type: 'client', id: clientId }, after: presented });
         return { status: 201, body: { ...presented, ...(secret ? { client_secret: secret.secret } : {}) } };
       },
@@ -180,7 +180,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       async handler({ principal, query }) {
         const after = decodeCursor(principal.organizationId, query.cursor);
         const rows = await deps.clients.list(principal.organizationId, { after, limit: query.limit + 1 });
-        return { body: page(principal.organizationId, rows, query.limit, (c) => ({ k: c.created_at.toISOString(), id: c.client_id }), presentClient) };
+        return { body: page(principal.organizationId, rows, query.limit, (c) => ({ k: c.created_at.toISOString(), id: c.client_id }), (c) => presentClient(c, deps.clock.now())) };
       },
     }),
     route({
@@ -194,7 +194,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       async handler({ principal, params }) {
         const record = await deps.clients.findInOrganization(principal.organizationId, params.id!);
         if (!record) throw notFound('client');
-        return { body: presentClient(record) };
+        return { body: presentClient(record, deps.clock.now()) };
       },
     }),
     route({
@@ -221,7 +221,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
         const result = await deps.db.transaction(async (tx) => {
           const before = await deps.clients.findInOrganization(principal.organizationId, params.id!, tx, { lock: true });
           if (!before) throw notFound('client');
-          const current = presentClient(before);
+          const current = presentClient(before, deps.clock.now());
           const method = body.token_endpoint_auth_method ?? current.token_endpoint_auth_method;
           if (method !== current.token_endpoint_auth_method && !(SECRET_METHODS.has(method) && SECRET_METHODS.has(current.token_endpoint_auth_method))) {
             throw invalidFields([{ field: 'token_endpoint_auth_method', message: 'can only change between client_secret_basic and client_secret_post; create a new client instead' }]);
@@ -258,8 +258,8 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
           return { before, after: after! };
         });
         await deps.clientsChanged([result.after.client_id]);
-        const presented = presentClient(result.after);
-        recordChange(deps.audit, ctx, { action: 'client.updated', target: { type: 'client', id: result.after.client_id }, before: presentClient(result.before), after: presented });
+        const presented = presentClient(result.after, deps.clock.now());
+        recordChange(deps.audit, ctx, { action: 'client.updated', target: { type: 'client', id: result.after.client_id }, before: presentClient(result.before, deps.clock.now()), after: presented });
         return { body: presented };
       },
     }),
@@ -276,7 +276,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
         if (!record) throw notFound('client');
         await deps.clients.delete(record.client_id);
         await deps.clientsChanged([record.client_id]);
-        recordChange(deps.audit, ctx, { action: 'client.deleted', target: { type: 'client', id: record.client_id }, before: presentClient(record) });
+        recordChange(deps.audit, ctx, { action: 'client.deleted', target: { type: 'client', id: record.client_id }, before: presentClient(record, deps.clock.now()) });
         return { status: 204 };
       },
     }),
