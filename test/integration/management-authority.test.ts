@@ -124,6 +124,19 @@ const backend = backendsByName[postgresRedisSkipReason ? 'pglite+memory' : 'post
       expect((await api(server, org.managementToken, 'PATCH', `/users/${org.owner.id}`, { role: 'owner' })).status).toBe(200);
       expect((await api(server, org.managementToken, 'DELETE', `/users/${second.id}`)).status).toBe(204);
 
+      // Two owners demoting each other at the same moment: the owners are locked, so one wins.
+      const third = await expectApi(server, org.managementToken, 'POST', '/users', { username: uniqueName('o3'), role: 'owner', password: 'third-owner-password' }, 201);
+      const race = await Promise.all([
+        api(server, org.managementToken, 'PATCH', `/users/${org.owner.id}`, { role: 'admin' }),
+        api(server, org.managementToken, 'PATCH', `/users/${third.id}`, { status: 'deactivated' }),
+      ]);
+      expect(race.map((r) => r.status).sort()).toEqual([200, 409]);
+      const owners = await expectApi(server, org.managementToken, 'GET', '/users?role=owner&status=active', undefined, 200);
+      expect(owners.items).toHaveLength(1);
+      const survivor = owners.items[0].id as string;
+      await expectApi(server, org.managementToken, 'PATCH', `/users/${org.owner.id}`, { role: 'owner', status: 'active' }, 200);
+      if (survivor !== third.id) await expectApi(server, org.managementToken, 'PATCH', `/users/${third.id}`, { status: 'active' }, 200);
+
       // Nobody is listed with a password hash.
       const listing = await api(server, org.managementToken, 'GET', '/users?limit=1000');
       expect(listing.status).toBe(200);
