@@ -256,6 +256,7 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists: async (grantId) => (await new adapter('Grant').find(grantId)) !== undefined,
+      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
 

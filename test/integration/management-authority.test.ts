@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { MANAGEMENT_AUDIENCE } from '../../src/domain/types.js';
 import { backendsByName, postgresRedisSkipReason } from '../helpers/backends.js';
-import { clientCredentials, createClient, createOrganization, createResourceServer, createServiceAccount, expectApi, uniqueName } from '../helpers/management.js';
+import { clientCredentials, createClient, createOrganization, createResourceServer, createServiceAccount, expectApi, introspect, uniqueName } from '../helpers/management.js';
 import type { CreatedOrganization } from '../helpers/management.js';
 import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -163,7 +163,19 @@ const backend = backendsByName[postgresRedisSkipReason ? 'pglite+memory' : 'post
       });
       expect((await api(server, jwt, 'GET', '/service-accounts')).status).toBe(200);
       expect((await api(server, sat, 'GET', '/service-accounts')).status).toBe(200);
+      // A token the account's client holds for an ordinary API, JWT and opaque alike.
+      const apis = [await createResourceServer(server, org.managementToken), await createResourceServer(server, org.managementToken, { token_format: 'opaque' })];
+      const worker = await createClient(server, org.managementToken, { scopes: ['things:read'], resources: apis.map((r) => r.identifier), service_account_id: account.id });
+      const apiTokens: string[] = [];
+      for (const rs of apis) {
+        const grantForApi = await clientCredentials(server, worker.client_id, worker.client_secret, { resource: rs.identifier, scope: 'things:read' });
+        apiTokens.push(grantForApi.body.access_token);
+        expect((await introspect(server, rs.introspection_client_id, rs.introspection_client_secret, grantForApi.body.access_token)).body.active).toBe(true);
+      }
       await expectApi(server, org.managementToken, 'PATCH', `/service-accounts/${account.id}`, { status: 'disabled' }, 200);
+      for (const [i, rs] of apis.entries()) {
+        expect((await introspect(server, rs.introspection_client_id, rs.introspection_client_secret, apiTokens[i]!)).body, rs.token_format).toEqual({ active: false });
+      }
       expect((await api(server, jwt, 'GET', '/service-accounts')).status).toBe(401);
       expect((await api(server, sat, 'GET', '/service-accounts')).status).toBe(401);
       const grant = await clientCredentials(server, client.client_id, client.client_secret, { resource: MANAGEMENT_AUDIENCE, scope: 'service-accounts:read' });
@@ -173,6 +185,9 @@ const backend = backendsByName[postgresRedisSkipReason ? 'pglite+memory' : 'post
       expect((await api(server, org.managementToken, 'DELETE', `/service-accounts/${account.id}`)).status).toBe(409);
       await expectApi(server, org.managementToken, 'PATCH', `/service-accounts/${account.id}`, { status: 'active' }, 200);
       expect((await api(server, jwt, 'GET', '/service-accounts')).status).toBe(200);
+      expect((await introspect(server, apis[0].introspection_client_id, apis[0].introspection_client_secret, apiTokens[0]!)).body.active).toBe(true);
+      await expectApi(server, org.managementToken, 'DELETE', `/clients/${worker.client_id}`, undefined, 204);
+      expect((await introspect(server, apis[0].introspection_client_id, apis[0].introspection_client_secret, apiTokens[0]!)).body).toEqual({ active: false });
       await expectApi(server, org.managementToken, 'DELETE', `/clients/${client.client_id}`, undefined, 204);
       // A deleted client's tokens stop too.
       expect((await api(server, jwt, 'GET', '/service-accounts')).status).toBe(401);
