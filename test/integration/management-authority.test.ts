@@ -58,6 +58,15 @@ const backend = backendsByName[postgresRedisSkipReason ? 'pglite+memory' : 'post
         expect(response.status, response.text).toBe(401);
         expect(response.headers.get('www-authenticate')).toContain('error="invalid_token"');
       }
+      // A SAT for another API, carrying every organization scope by name.
+      const rs = await createResourceServer(server, org.managementToken);
+      const account = await createServiceAccount(server, org.managementToken);
+      const { token: foreignSat } = await server.tessera.referenceTokenIssuer.issue({
+        organizationId: org.id, type: 'sat', name: 'connector', serviceAccountId: account.id, scopes: ['users:read', 'clients:write'], resources: [rs.identifier], expiresInSeconds: 3600, createdBy: 'test',
+      });
+      const viaSat = await api(server, foreignSat, 'GET', '/users');
+      expect(viaSat.status).toBe(401);
+      expect(viaSat.headers.get('www-authenticate')).toContain('error="invalid_token"');
       const garbage = await api(server, 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln', 'GET', '/users');
       expect(garbage.status).toBe(401);
       expect(garbage.headers.get('www-authenticate')).toContain('error="invalid_token"');
