@@ -12,9 +12,14 @@ import type { Config } from './config/config.js';
 import { bootstrap } from './domain/bootstrap.js';
 import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
+import { createLoginThrottle } from './domain/login-throttle.js';
+import { createPolicyService } from './domain/organization-policy.js';
 import { applySeed } from './domain/seed.js';
+import { allowedMethods } from './http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
 import type { Logger } from './http/logger.js';
+import { createCsrf } from './interactions/csrf.js';
+import { createInteractionRoutes } from './interactions/routes.js';
 import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
 import { createEnvelope } from './keys/envelope.js';
 import { createKeyRing } from './keys/key-ring.js';
@@ -36,12 +41,17 @@ import { userRoutes } from './management/routes/users.js';
 import { createRegistration } from './oidc/registration.js';
 import { createSecretGrace } from './oidc/secret-grace.js';
 import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
+import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
+import { createLogoutRevocation } from './oidc/logout-revocation.js';
 import { createProvider } from './oidc/provider.js';
+import { createRefreshGrace } from './oidc/refresh-grace.js';
+import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
+import { createConsentRepository } from './storage/consent-repository.js';
 import type { Database } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
 import { createOidcPayloadRepository } from './storage/oidc-payload-repository.js';
@@ -71,6 +81,13 @@ export interface TesseraOptions {
   /** Test isolation: a PostgreSQL schema and a Redis key prefix of their own. */
   schema?: string;
   redisPrefix?: string;
+  /**
+   * First start against an empty database (DESIGN.md "Configuration"): `write-file` (the server)
+   * bootstraps and writes `<data dir>/bootstrap.json`; `return` (`tessera bootstrap`) bootstraps
+   * and leaves printing to the caller; `skip` (every other command) never bootstraps, so
+   * `tessera migrate` before `tessera bootstrap --json` cannot swallow the credentials.
+   */
+  bootstrap?: 'write-file' | 'return' | 'skip';
 }
 
 /**
@@ -109,7 +126,9 @@ export async function createTessera(options: TesseraOptions) {
       referenceTokens: createReferenceTokenRepository(db),
       signingKeys: createSigningKeyRepository(db),
       initialAccessTokens: createInitialAccessTokenRepository(db),
+      consents: createConsentRepository(db),
     };
+    const policies = createPolicyService({ organizations: repos.organizations, defaults: config.policyDefaults, clock });
     const envelope = createEnvelope(kek);
     const maxTokenLifetime = Math.max(config.ttl.accessToken, config.ttl.clientCredentials, config.ttl.idToken, 86400);
     const keyService = createKeyService({
@@ -123,14 +142,15 @@ export async function createTessera(options: TesseraOptions) {
     const keys = createKeyRing(keyService, await keyService.load());
     const issuer = createReferenceTokenIssuer({ tokens: repos.referenceTokens, clock });
 
-    const bootstrapped = await bootstrap({
+    const bootstrapMode = options.bootstrap ?? 'write-file';
+    const bootstrapped = bootstrapMode === 'skip' ? undefined : await bootstrap({
       db,
       ...repos,
       issuer,
       issuerUrl: config.issuer,
       satLifetimeDays: config.policyDefaults.max_sat_lifetime_days,
     });
-    if (bootstrapped) writeBootstrapFile(config.dataDir, bootstrapped, logger);
+    if (bootstrapped && bootstrapMode === 'write-file') writeBootstrapFile(config.dataDir, bootstrapped, logger);
 
     if (config.seed) {
       const org = await repos.organizations.findByName('default');
@@ -177,15 +197,18 @@ export async function createTessera(options: TesseraOptions) {
       payloads: repos.payloads,
       clock,
       clientSource: {
-        // A client whose owning service account is disabled is unknown to the engine: no tokens.
         find: async (id) => {
           const view = await clients.get(id);
+          // The engine asks policy questions synchronously (ttl, pkce); load the policy whenever it loads a client.
+          if (view) await policies.forOrganization(view.record.organization_id);
+          // A client whose owning service account is disabled is unknown to the engine: no tokens.
           return view?.active ? view.metadata : undefined;
         },
         ...registration.clientSource,
       },
       initialAccessTokens: registration.initialAccessTokenSource,
     });
+    const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
     const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
     const findAccount: FindAccount = async (_ctx, sub) => {
       const user = await repos.users.findById(sub);
@@ -202,8 +225,9 @@ export async function createTessera(options: TesseraOptions) {
       };
     };
 
-    const providerExtensions: ((c: Configuration) => void)[] = [registration.configure];
+    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents }), registration.configure];
     const providerMiddleware: Middleware[] = [registration.middleware];
+    const providerSetups: ((p: Provider) => void)[] = [];
     const buildProvider = () => {
       const built = createProvider({
         use: providerMiddleware,
@@ -216,8 +240,23 @@ export async function createTessera(options: TesseraOptions) {
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
       attachProviderAuditing(built, audit, logger);
+      providerSetups.forEach((setup) => setup(built));
       return built;
     };
+    // Interactive sign-in: refresh-token reuse grace, logout revocation policy, login throttling.
+    const grantExists = async (grantId: string) => (await new adapter('Grant').find(grantId)) !== undefined;
+    const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, clients, authenticator, logger, grantExists });
+    const logoutRevocation = createLogoutRevocation({
+      getProvider: () => provider,
+      policies,
+      organizationOf: async (accountId) => (await repos.users.findById(accountId))?.organization_id,
+      revokeGrant: (grantId) => new adapter('Grant').revokeByGrantId(grantId),
+    });
+    providerSetups.push((p) => {
+      p.use(refreshGrace.recorder);
+      p.use(logoutRevocation);
+    });
+    const loginThrottle = createLoginThrottle({ cache, clock, redisPrefix: options.redisPrefix });
     let provider: Provider = buildProvider();
     let providerHandler = provider.callback();
     // A new signing key set means a new engine instance; requests in flight finish on the old one.
@@ -255,10 +294,9 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       clock,
       publicJwks: () => keys.publicJwks(),
-      grantExists: async (grantId) => (await new adapter('Grant').find(grantId)) !== undefined,
+      grantExists,
       clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
     });
-    const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
 
     const resourceDeps: ResourceRouteDependencies = {
       db,
@@ -294,6 +332,7 @@ export async function createTessera(options: TesseraOptions) {
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
         ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
+        ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
       ],
     });
 
@@ -322,6 +361,7 @@ export async function createTessera(options: TesseraOptions) {
       }
       await next();
     });
+    app.use(allowedMethods());
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
@@ -333,6 +373,7 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       audit,
     }));
+    app.use(refreshGrace.middleware);
     app.use(management.middleware);
     app.use(async (ctx, next) => {
       for (const route of routes) {
@@ -344,7 +385,18 @@ export async function createTessera(options: TesseraOptions) {
       }
       await next();
     });
-    // Client secret rotation grace on /token (src/oidc/secret-grace.ts).
+    routes.push(createInteractionRoutes({
+      getProvider: () => provider,
+      clients,
+      users: repos.users,
+      resourceServers: repos.resourceServers,
+      consents: repos.consents,
+      throttle: loginThrottle,
+      csrf: createCsrf(cookieKeys),
+      logger,
+      audit,
+    }));
+    // Client secret rotation grace on the engine's client authentication (src/oidc/secret-grace.ts).
     app.use(createSecretGrace({ clients, clock, audit }));
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {
@@ -371,6 +423,9 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       keyService,
       clients,
+      policies,
+      /** Failed-sign-in throttling; `listLockouts(organizationId)` is what administrators see. */
+      loginThrottle,
       introspection,
       revocations,
       referenceTokenLookup,
