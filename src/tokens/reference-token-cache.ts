@@ -1,0 +1,215 @@
+import type { Clock } from '../clock.js';
+import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES, ROLE_SCOPES } from '../domain/types.js';
+import type { Role } from '../domain/types.js';
+import type { Logger } from '../http/logger.js';
+import type { CacheStore } from '../storage/cache.js';
+import type { ReferenceTokenRepository, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
+import { BoundedCache } from './bounded-cache.js';
+import { hashToken, MAX_TOKEN_LENGTH, parseToken } from './format.js';
+
+/**
+ * What a presented PAT/SAT resolves to, answered from three tiers: a bounded in-process cache
+ * (1 s), the shared cache store (Redis, minutes), PostgreSQL. Entries are keyed by sha256(token),
+ * so the secret itself is never a key anywhere. Every change (revocation, rotation, ownership
+ * change) deletes the shared entry and is announced on pub/sub, so each node drops its own copy
+ * at once; the 1 s local lifetime bounds staleness should an announcement be lost.
+ *
+ * The facts kept are those that do not depend on the clock; expiry and the end of a rotation
+ * grace period are evaluated on every resolve, so a cached entry never outlives its token.
+ */
+export const REFERENCE_TOKEN_CHANNEL = 'reference-tokens';
+/** Documented staleness bound for other nodes should a pub/sub message be lost. */
+export const LOCAL_TTL_MS = 1000;
+const SHARED_TTL_SECONDS = 300;
+/** A change is deleted from the shared cache twice: a node that was loading the old state at that moment may have written it back. */
+const SECOND_DELETE_MS = 1000;
+const DEFAULT_MAX_ENTRIES = 100_000;
+
+export interface TokenFacts {
+  k: 'token';
+  id: string;
+  org: string;
+  type: 'pat' | 'sat';
+  ownerId: string;
+  ownerName: string;
+  ownerActive: boolean;
+  ownerRole: Role | null;
+  /** Scopes the token holds right now: issued scopes narrowed by the owner's current role. */
+  scopes: string[];
+  resources: string[];
+  /** Epoch ms. */
+  exp: number;
+  iat: number;
+  revoked: boolean;
+  /** null for the current secret; for the previous one, when its rotation grace ends (epoch ms). */
+  graceUntil: number | null;
+}
+
+type Facts = TokenFacts | { k: 'unknown' } | { k: 'retired'; id: string; org: string };
+
+export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive';
+
+export type Resolution = { ok: true; token: TokenFacts; viaPreviousSecret: boolean } | { ok: false; reason: ReferenceRejection; tokenId?: string; organizationId?: string };
+
+export interface ReferenceTokenCacheDependencies {
+  tokens: ReferenceTokenRepository;
+  cache: CacheStore;
+  clock: Clock;
+  logger: Logger;
+  /** Scopes among `scopes` that belong to a sensitive resource server of `resources` (they need admin or owner). */
+  sensitiveScopes(organizationId: string, resources: string[], scopes: string[]): Promise<Set<string>>;
+  maxEntries?: number;
+}
+
+const ELEVATED_ROLES = new Set<Role>(['owner', 'admin']);
+
+/**
+ * Scopes a PAT may exercise now (DESIGN.md "What a PAT may carry"): Management API scopes within
+ * the owner's role, sensitive resource servers' scopes only for admins and owners. A demotion
+ * therefore removes the excess at once, at introspection as at the Management API.
+ */
+export function effectivePatScopes(scopes: string[], resources: string[], role: Role | null, sensitive: Set<string>): string[] {
+  const roleScopes = new Set<string>(role ? ROLE_SCOPES[role] : []);
+  const management = resources.includes(MANAGEMENT_AUDIENCE);
+  return scopes.filter((s) => {
+    if (management && MANAGEMENT_SCOPES.includes(s)) return roleScopes.has(s);
+    if (sensitive.has(s)) return role !== null && ELEVATED_ROLES.has(role);
+    return true;
+  });
+}
+
+export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies) {
+  const { tokens, cache, clock, logger } = deps;
+  const local = new BoundedCache<Facts>(deps.maxEntries ?? DEFAULT_MAX_ENTRIES, () => clock.now());
+  const shared = cache.kind === 'redis';
+  const sharedKey = (key: string) => `rt:${key}`;
+  let onReuse: ((tokenId: string, organizationId: string) => void) | undefined;
+
+  async function toFacts(row: ReferenceTokenWithOwner, hash: Buffer): Promise<TokenFacts> {
+    const role = (row.owner_role as Role | null) ?? null;
+    let scopes = row.scopes;
+    if (row.type === 'pat') scopes = effectivePatScopes(row.scopes, row.resources, role, await deps.sensitiveScopes(row.organization_id, row.resources, row.scopes));
+    const current = row.secret_hash.equals(hash);
+    return {
+      k: 'token',
+      id: row.id,
+      org: row.organization_id,
+      type: row.type,
+      ownerId: (row.user_id ?? row.service_account_id)!,
+      ownerName: row.owner_name,
+      ownerActive: row.owner_status === 'active',
+      ownerRole: role,
+      scopes,
+      resources: row.resources,
+      exp: row.expires_at.getTime(),
+      iat: row.issued_at.getTime(),
+      revoked: row.revoked_at !== null,
+      graceUntil: current ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
+    };
+  }
+
+  async function load(hash: Buffer, key: string): Promise<Facts> {
+    if (shared) {
+      // The shared tier is an optimisation: when Redis is away, PostgreSQL still answers.
+      const value = await cache.get(sharedKey(key)).catch(() => null);
+      if (value) return JSON.parse(value) as Facts;
+    }
+    const row = await tokens.findWithOwnerByHash(hash);
+    let facts: Facts;
+    if (row) facts = await toFacts(row, hash);
+    else {
+      const retired = await tokens.findRetired(hash);
+      facts = retired ? { k: 'retired', id: retired.token_id, org: retired.organization_id } : { k: 'unknown' };
+    }
+    // Unknown hashes stay out of the shared store: a flood of made-up tokens must not fill Redis.
+    if (shared && facts.k !== 'unknown') await cache.set(sharedKey(key), JSON.stringify(facts), SHARED_TTL_SECONDS).catch(() => {});
+    return facts;
+  }
+
+  function reuse(id: string, org: string): void {
+    try {
+      onReuse?.(id, org);
+    } catch (error) {
+      logger.error({ err: error, tokenId: id }, 'reuse handling failed');
+    }
+  }
+
+  function evaluate(facts: Facts, kind: 'pat' | 'sat'): Resolution {
+    if (facts.k === 'unknown') return { ok: false, reason: 'unknown' };
+    if (facts.k === 'retired') {
+      reuse(facts.id, facts.org);
+      return { ok: false, reason: 'replaced', tokenId: facts.id, organizationId: facts.org };
+    }
+    const base = { tokenId: facts.id, organizationId: facts.org };
+    if (facts.type !== kind) return { ok: false, reason: 'unknown' };
+    if (facts.revoked) return { ok: false, reason: 'revoked', ...base };
+    const now = clock.now();
+    if (facts.exp <= now) return { ok: false, reason: 'expired', ...base };
+    if (facts.graceUntil !== null && facts.graceUntil <= now) {
+      // A replaced secret presented after its grace period: someone still holds a copy that
+      // should have been discarded. Like refresh-token reuse, the whole family is revoked.
+      reuse(facts.id, facts.org);
+      return { ok: false, reason: 'replaced', ...base };
+    }
+    if (!facts.ownerActive) return { ok: false, reason: 'owner_inactive', ...base };
+    return { ok: true, token: facts, viaPreviousSecret: facts.graceUntil !== null };
+  }
+
+  const dropLocal = (keys: string[]) => {
+    for (const key of keys) local.delete(key);
+  };
+
+  return {
+    /** Resolves a presented PAT/SAT. Garbage is rejected by shape and checksum before any lookup. */
+    async resolve(token: string): Promise<Resolution> {
+      if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'malformed' };
+      const kind = parseToken(token);
+      if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
+      const hash = hashToken(token);
+      const key = hash.toString('base64url');
+      let facts = local.get(key);
+      if (facts === undefined) {
+        facts = await load(hash, key);
+        local.set(key, facts, LOCAL_TTL_MS);
+      }
+      return evaluate(facts, kind);
+    },
+    /** Called when a retired or out-of-grace secret is presented. */
+    onReuse(handler: (tokenId: string, organizationId: string) => void): void {
+      onReuse = handler;
+    },
+    /**
+     * Forgets the given tokens everywhere: here at once, in the shared store, and on every other
+     * node through pub/sub.
+     */
+    async invalidate(rows: Pick<TokenHashes, 'secret_hash' | 'previous_secret_hash'>[]): Promise<void> {
+      const keys = rows.flatMap((r) => [r.secret_hash, r.previous_secret_hash]).filter((h): h is Buffer => h !== null).map((h) => h.toString('base64url'));
+      if (keys.length === 0) return;
+      dropLocal(keys);
+      const deleteShared = () => (shared ? cache.del(...keys.map(sharedKey)) : Promise.resolve());
+      await deleteShared();
+      await cache.publish(REFERENCE_TOKEN_CHANNEL, JSON.stringify({ h: keys }));
+      setTimeout(() => {
+        dropLocal(keys);
+        deleteShared().catch((error) => logger.warn({ err: error }, 'second reference-token cache delete failed'));
+      }, SECOND_DELETE_MS).unref();
+    },
+    /** A message from another node (or this one) on REFERENCE_TOKEN_CHANNEL. */
+    applyMessage(message: string): void {
+      try {
+        const parsed = JSON.parse(message) as { h?: unknown };
+        if (Array.isArray(parsed.h)) dropLocal(parsed.h.filter((k): k is string => typeof k === 'string'));
+      } catch {
+        logger.warn('ignored a malformed reference-token message');
+      }
+    },
+    /** Drops every local entry (tests, or after a long pub/sub outage). */
+    clearLocal(): void {
+      local.clear();
+    },
+    get localSize(): number {
+      return local.size;
+    },
+  };
+}
+export type ReferenceTokenCache = ReturnType<typeof createReferenceTokenCache>;
