@@ -19,6 +19,12 @@ import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
 import { createEnvelope } from './keys/envelope.js';
 import { createKeyRing } from './keys/key-ring.js';
 import { createKeyService } from './keys/key-service.js';
+import { createAuditWriter } from './audit/audit-writer.js';
+import { auditRetentionJob } from './audit/retention.js';
+import { createScheduler } from './jobs/scheduler.js';
+import { auditEventRoutes } from './management/routes/audit-events.js';
+import { attachProviderAuditing } from './audit/provider-events.js';
+import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
 import { createAdapterFactory } from './oidc/adapter.js';
@@ -122,6 +128,12 @@ export async function createTessera(options: TesseraOptions) {
       }
     }
 
+    const auditRepository = createAuditRepository(db);
+    const audit = createAuditWriter({ db, repository: auditRepository, clock, logger });
+    const scheduler = createScheduler({ db, logger });
+    cleanups.push(() => scheduler.stop());
+    cleanups.push(() => audit.close());
+
     const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
     const adapter = createAdapterFactory({ cache, payloads: repos.payloads, clock, clientSource: { find: async (id) => (await clients.get(id))?.metadata } });
     const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
@@ -141,8 +153,8 @@ export async function createTessera(options: TesseraOptions) {
     };
 
     const providerExtensions: ((c: Configuration) => void)[] = [];
-    const buildProvider = () =>
-      createProvider({
+    const buildProvider = () => {
+      const built = createProvider({
         config,
         keySet: keys.current,
         adapter,
@@ -151,6 +163,9 @@ export async function createTessera(options: TesseraOptions) {
         findAccount,
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
+      attachProviderAuditing(built, audit, logger);
+      return built;
+    };
     let provider: Provider = buildProvider();
     let providerHandler = provider.callback();
     // A new signing key set means a new engine instance; requests in flight finish on the old one.
@@ -202,7 +217,8 @@ export async function createTessera(options: TesseraOptions) {
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
       routes: [
-        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults }),
+        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
       ],
     });
 
@@ -240,6 +256,7 @@ export async function createTessera(options: TesseraOptions) {
       cache,
       keys,
       clock,
+      audit,
     }));
     app.use(management.middleware);
     app.use(async (ctx, next) => {
@@ -257,6 +274,10 @@ export async function createTessera(options: TesseraOptions) {
       ctx.respond = false;
       return providerHandler(ctx.req, ctx.res);
     });
+
+    scheduler.start([
+      auditRetentionJob({ audit: auditRepository, organizations: repos.organizations, policyDefaults: config.policyDefaults, clock, logger }),
+    ]);
 
     const koaHandler = app.callback();
     const handler = (req: IncomingMessage, res: ServerResponse) => koaHandler(req, res);
@@ -278,6 +299,9 @@ export async function createTessera(options: TesseraOptions) {
       referenceTokenLookup,
       referenceTokenIssuer: issuer,
       management,
+      audit,
+      auditRepository,
+      scheduler,
       get provider() {
         return provider;
       },

@@ -5,6 +5,7 @@ import { createTessera } from './app.js';
 import { systemClock } from './clock.js';
 import { loadConfig } from './config/config.js';
 import { createLogger } from './http/logger.js';
+import { verifyChain } from './audit/verify-chain.js';
 import { serve } from './main.js';
 
 /**
@@ -18,6 +19,8 @@ const USAGE = `usage: tessera <command>
   bootstrap [--json]         create the default organization, admin and management token
                              on an empty database and print them (once)
   keys rotate [--force]      stage a new signing key, or promote the staged one
+  audit verify [--organization ID]
+                             check the audit hash chain; names the first broken row
 `;
 
 export type CliCommand = (args: string[]) => Promise<number>;
@@ -70,6 +73,29 @@ commands.set('keys', async (args) => {
     process.stdout.write(`${step.alg}: ${step.action} ${step.kid}${when}\n`);
   }
   return 0;
+});
+
+commands.set('audit', async (args) => {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { organization: { type: 'string' } } });
+  if (positionals[0] !== 'verify') {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const reports = await withTessera(async (tessera) => {
+    const organizations = values.organization !== undefined ? [values.organization] : await tessera.auditRepository.organizationsWithEvents();
+    return Promise.all(organizations.map((id) => verifyChain(tessera.auditRepository, id)));
+  });
+  let broken = 0;
+  for (const report of reports) {
+    const name = report.organizationId || '(no organization)';
+    if (report.broken) {
+      broken += 1;
+      process.stdout.write(`${name}: BROKEN at seq ${report.broken.seq}: ${report.broken.reason}\n`);
+    } else {
+      process.stdout.write(`${name}: ok, ${report.rows} events${report.firstSeq ? ` (seq ${report.firstSeq}-${report.lastSeq})` : ''}\n`);
+    }
+  }
+  return broken > 0 ? 3 : 0;
 });
 
 export async function runCli(argv: string[]): Promise<number> {

@@ -66,7 +66,11 @@ export async function createRedisCache(options: RedisCacheOptions): Promise<Cach
   // Errors surface on the commands that meet them; without a listener ioredis would log
   // every reconnect attempt as an unhandled error.
   client.on('error', () => {});
-  await connect(client).catch(wrap);
+  await connect(client).catch((error: unknown) => {
+    // Stop the background reconnects, or a process that gives up on Redis never exits.
+    client.disconnect();
+    wrap(error);
+  });
   const subscriber: Client = (client as Redis).duplicate();
   subscriber.on('error', () => {});
   let subscriberReady: Promise<void> | undefined;

@@ -1,11 +1,12 @@
 import type { Context, Next } from 'koa';
 
+import type { AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import { modelKey } from '../oidc/adapter.js';
 import { readFormBody, single } from '../http/form-body.js';
-import { invalidRequest } from '../http/oauth-error.js';
+import { invalidRequest, OAuthError } from '../http/oauth-error.js';
 import type { KeyRing } from '../keys/key-ring.js';
 import type { CacheStore } from '../storage/cache.js';
 import type { ReferenceTokenRepository } from '../storage/reference-token-repository.js';
@@ -27,6 +28,7 @@ export interface TokenEndpointDependencies {
   cache: CacheStore;
   keys: KeyRing;
   clock: Clock;
+  audit: AuditLog;
   /** Called when a reference token is revoked, so caches on every node drop it. */
   onReferenceTokenRevoked?: (tokenId: string) => Promise<void>;
 }
@@ -47,8 +49,37 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   }
 
   async function authenticate(ctx: Context, params: URLSearchParams): Promise<IntrospectionCaller> {
-    const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`);
-    return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
+    try {
+      const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`);
+      return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
+    } catch (error) {
+      if (error instanceof OAuthError && error.error === 'invalid_client') {
+        const claimed = params.get('client_id') ?? undefined;
+        deps.audit.record({
+          organizationId: null,
+          actor: { type: 'client', id: claimed ?? null },
+          action: 'client.authentication_failed',
+          outcome: 'failure',
+          ...requestFacts(ctx),
+          details: { endpoint: ctx.path, reason: error.detail },
+        });
+      }
+      throw error;
+    }
+  }
+
+  const requestFacts = (ctx: Context) => ({ requestId: ctx.state.requestId as string, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined });
+
+  function recordRevocation(ctx: Context, caller: IntrospectionCaller, kind: string, id: string) {
+    deps.audit.record({
+      organizationId: caller.organizationId,
+      actor: { type: 'client', id: caller.clientId },
+      action: 'token.revoked',
+      target: { type: kind, id },
+      outcome: 'success',
+      ...requestFacts(ctx),
+      details: { reason: 'rfc7009', token_kind: kind },
+    });
   }
 
   function noStore(ctx: Context) {
@@ -90,11 +121,16 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     const shape = tokenShape(token);
     if (shape === 'reference' && parseToken(token)) {
       const row = await deps.referenceTokens.findByHash(hashToken(token));
-      if (row && (await deps.referenceTokens.revoke(row.id, 'rfc7009', new Date(clock.now())))) await deps.onReferenceTokenRevoked?.(row.id);
+      if (row && (await deps.referenceTokens.revoke(row.id, 'rfc7009', new Date(clock.now())))) {
+        recordRevocation(ctx, caller, row.type, row.id);
+        await deps.onReferenceTokenRevoked?.(row.id);
+      }
     } else if (shape === 'jwt') {
       await deps.revocations.revoke(String(answer.jti), String(answer.org_id ?? '') || null, Number(answer.exp));
+      recordRevocation(ctx, caller, 'access_token', String(answer.jti));
     } else {
       await deps.cache.del(modelKey('AccessToken', token), modelKey('ClientCredentials', token));
+      recordRevocation(ctx, caller, 'access_token', 'opaque');
     }
   }
 

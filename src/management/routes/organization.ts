@@ -2,12 +2,15 @@ import { z } from 'zod';
 
 import type { OrganizationPolicy } from '../../domain/types.js';
 import { PLATFORM_SCOPE } from '../../domain/types.js';
+import type { AuditLog } from '../../audit/audit-event.js';
+import { diff } from '../../audit/audit-event.js';
 import { provisionOrganization } from '../../domain/organization-provisioning.js';
 import type { ProvisioningDependencies } from '../../domain/organization-provisioning.js';
 import type { Organization } from '../../domain/types.js';
 import { ProblemError } from '../../http/middleware.js';
 import type { OrganizationRepository } from '../../storage/organization-repository.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
+import { auditContext } from '../audit-context.js';
 import { route } from '../route.js';
 import type { Route } from '../route.js';
 
@@ -39,6 +42,7 @@ const nameSchema = z.string().trim().min(1).max(100).regex(/^[\w][\w .-]*$/, 'le
 export interface OrganizationRouteDependencies extends ProvisioningDependencies {
   organizationRepository: OrganizationRepository;
   policyDefaults: OrganizationPolicy;
+  audit: AuditLog;
 }
 
 export function effectivePolicy(defaults: OrganizationPolicy, org: Pick<Organization, 'policy'>): OrganizationPolicy {
@@ -77,9 +81,17 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
       body: z.object({ name: nameSchema.optional(), policy: policySchema.optional() }).strict(),
       response: organizationSchema,
       errors: [409],
-      async handler({ principal, body }) {
+      async handler(ctx) {
+        const { principal, body } = ctx;
+        const before = await deps.organizationRepository.findById(principal.organizationId);
         const org = await deps.organizationRepository.update(principal.organizationId, { name: body.name, policy: body.policy });
-        if (!org) throw new ProblemError(404, 'Not Found', 'no such organization');
+        if (!before || !org) throw new ProblemError(404, 'Not Found', 'no such organization');
+        deps.audit.record({
+          ...auditContext(ctx),
+          action: 'organization.updated',
+          target: { type: 'organization', id: org.id },
+          details: { changes: diff({ name: before.name, ...before.policy }, { name: org.name, ...org.policy }) },
+        });
         return { body: present(org) };
       },
     }),
@@ -109,7 +121,8 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
         management_token: z.string(),
       }),
       errors: [409],
-      async handler({ principal, body }) {
+      async handler(ctx) {
+        const { principal, body } = ctx;
         if (!principal.platformAdmin) throw new ProblemError(403, 'Forbidden', 'only the platform administrator may create organizations');
         const result = await provisionOrganization(deps, {
           name: body.name,
@@ -119,6 +132,12 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
           platformAdmin: false,
           managementTokenLifetimeDays: body.policy?.max_sat_lifetime_days ?? deps.policyDefaults.max_sat_lifetime_days,
           createdBy: `${principal.actor.type}:${principal.actor.id}`,
+        });
+        deps.audit.record({
+          ...auditContext(ctx),
+          action: 'organization.created',
+          target: { type: 'organization', id: result.organization.id },
+          details: { name: result.organization.name, owner: result.owner.username, service_account_id: result.serviceAccount.id, management_token_id: result.managementTokenId },
         });
         return {
           status: 201,

@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+
+# ---- build: compile TypeScript to dist/ --------------------------------------------------
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# ---- production: runtime dependencies and compiled code only ----------------------------
+FROM node:22-bookworm-slim AS production
+ENV NODE_ENV=production
+WORKDIR /app
+
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+
+COPY --from=build /app/dist ./dist
+# The code finds config/ and migrations/ two levels above its own module
+# (src/config -> ../../config), which for the compiled dist/src/... is dist/.
+COPY config ./dist/config
+COPY migrations ./dist/migrations
+
+# Embedded mode (no DATABASE_URL) keeps PGlite, generated keys and bootstrap.json here;
+# mount a volume on it, or run against PostgreSQL and Redis.
+RUN mkdir -p /app/data && chown node:node /app/data
+
+USER node
+EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT || 3000}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+CMD ["node", "dist/src/cli.js", "serve"]

@@ -1,0 +1,76 @@
+import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+
+import type { Logger } from '../http/logger.js';
+import type { AuditEvent, AuditLog } from './audit-event.js';
+
+type ClientLike = { clientId?: string; tessera_organization_id?: string; clientName?: string } | undefined;
+type TokenLike = { aud?: string | string[]; scope?: string; format?: string; jti?: string; accountId?: string; grantId?: string; resourceServer?: { audience?: string; accessTokenFormat?: string } } | undefined;
+
+function requestFacts(ctx: KoaContextWithOIDC): Pick<AuditEvent, 'requestId' | 'ip' | 'userAgent'> {
+  return { requestId: ctx.state?.requestId as string | undefined, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined };
+}
+
+/**
+ * Turns oidc-provider's events into audit events (principle 5): tokens issued at /token with
+ * grant type, client, audience and scopes; refreshes; failed client authentication; revoked
+ * grants. Listeners only queue events, so they add nothing to the token endpoint's latency.
+ */
+export function attachProviderAuditing(provider: Provider, audit: AuditLog, logger: Logger): void {
+  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
+    const client = ctx.oidc.client as ClientLike;
+    const grantType = String(ctx.oidc.params?.grant_type ?? '');
+    const entities = ctx.oidc.entities as Record<string, TokenLike>;
+    const token = entities.ClientCredentials ?? entities.AccessToken;
+    const audience = token?.resourceServer?.audience ?? token?.aud;
+    audit.record({
+      organizationId: client?.tessera_organization_id ?? null,
+      actor: token?.accountId ? { type: 'user', id: token.accountId } : { type: 'client', id: client?.clientId ?? null },
+      action: grantType === 'refresh_token' ? 'token.refreshed' : 'token.issued',
+      target: { type: 'client', id: client?.clientId ?? '' },
+      outcome: 'success',
+      ...requestFacts(ctx),
+      details: {
+        grant_type: grantType,
+        client_id: client?.clientId,
+        audience,
+        scope: token?.scope,
+        token_format: token?.resourceServer?.accessTokenFormat ?? 'opaque',
+        refresh_token_issued: Boolean(entities.RefreshToken),
+        id_token_issued: Boolean(entities.IdToken),
+        grant_id: token?.grantId,
+      },
+    });
+  });
+
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, error: { error?: string; error_description?: string }) => {
+    const client = ctx.oidc?.client as ClientLike;
+    const clientId = client?.clientId ?? (typeof ctx.oidc?.params?.client_id === 'string' ? ctx.oidc.params.client_id : undefined);
+    audit.record({
+      organizationId: client?.tessera_organization_id ?? null,
+      actor: { type: 'client', id: clientId ?? null },
+      action: error.error === 'invalid_client' ? 'client.authentication_failed' : 'token.request_failed',
+      target: clientId ? { type: 'client', id: clientId } : undefined,
+      outcome: 'failure',
+      ...requestFacts(ctx),
+      details: { grant_type: ctx.oidc?.params?.grant_type, error: error.error, error_description: error.error_description },
+    });
+  });
+
+  provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
+    const client = ctx.oidc?.client as ClientLike;
+    audit.record({
+      organizationId: client?.tessera_organization_id ?? null,
+      actor: { type: 'client', id: client?.clientId ?? null },
+      action: 'grant.revoked',
+      target: { type: 'grant', id: grantId },
+      outcome: 'success',
+      ...requestFacts(ctx),
+      details: { route: ctx.oidc?.route },
+    });
+  });
+
+  provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
+    logger.error({ requestId: ctx.state?.requestId, err: error, route: ctx.oidc?.route }, 'engine server error');
+  });
+}

@@ -1,0 +1,102 @@
+import type { Database, Queryable } from './database.js';
+
+export interface AuditRow {
+  organization_id: string;
+  seq: number;
+  occurred_at: Date;
+  actor_type: string;
+  actor_id: string | null;
+  actor_name: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  outcome: 'success' | 'failure';
+  request_id: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  details: Record<string, unknown>;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditFilter {
+  organizationId: string;
+  from?: Date;
+  to?: Date;
+  actorId?: string;
+  action?: string;
+  targetId?: string;
+  outcome?: 'success' | 'failure';
+  /** Keyset position: rows strictly after this sequence number. */
+  afterSeq?: number;
+  limit: number;
+}
+
+const COLUMNS = ['organization_id', 'seq', 'occurred_at', 'actor_type', 'actor_id', 'actor_name', 'action', 'target_type', 'target_id', 'outcome', 'request_id', 'ip', 'user_agent', 'details', 'prev_hash', 'hash'] as const;
+
+export function createAuditRepository(db: Database) {
+  return {
+    /** Locks the organization's chain head (creating it at `genesis`) for the rest of the transaction. */
+    async lockHead(tx: Queryable, organizationId: string, genesis: string): Promise<{ seq: number; hash: string }> {
+      await tx.query('INSERT INTO audit_chain_heads (organization_id, seq, hash) VALUES ($1, 0, $2) ON CONFLICT DO NOTHING', [organizationId, genesis]);
+      const { rows } = await tx.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_chain_heads WHERE organization_id = $1 FOR UPDATE', [organizationId]);
+      return rows[0]!;
+    },
+    async append(tx: Queryable, rows: AuditRow[]): Promise<void> {
+      if (rows.length === 0) return;
+      const values: unknown[] = [];
+      const tuples = rows.map((row, i) => {
+        for (const column of COLUMNS) values.push(column === 'details' ? JSON.stringify(row.details) : row[column]);
+        return `(${COLUMNS.map((_c, j) => `$${i * COLUMNS.length + j + 1}`).join(', ')})`;
+      });
+      await tx.query(`INSERT INTO audit_events (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, values);
+      const last = rows.at(-1)!;
+      await tx.query('UPDATE audit_chain_heads SET seq = $2, hash = $3 WHERE organization_id = $1', [last.organization_id, last.seq, last.hash]);
+    },
+    async list(filter: AuditFilter): Promise<AuditRow[]> {
+      const { rows } = await db.query<AuditRow>(
+        `SELECT * FROM audit_events
+          WHERE organization_id = $1
+            AND ($2::timestamptz IS NULL OR occurred_at >= $2)
+            AND ($3::timestamptz IS NULL OR occurred_at < $3)
+            AND ($4::text IS NULL OR actor_id = $4)
+            AND ($5::text IS NULL OR action = $5)
+            AND ($6::text IS NULL OR target_id = $6)
+            AND ($7::text IS NULL OR outcome = $7)
+            AND seq > $8
+          ORDER BY seq LIMIT $9`,
+        [filter.organizationId, filter.from ?? null, filter.to ?? null, filter.actorId ?? null, filter.action ?? null, filter.targetId ?? null, filter.outcome ?? null, filter.afterSeq ?? 0, filter.limit],
+      );
+      return rows;
+    },
+    /** Rows of one organization in chain order, in pages (verification, export). */
+    async chainPage(organizationId: string, afterSeq: number, limit: number): Promise<AuditRow[]> {
+      const { rows } = await db.query<AuditRow>('SELECT * FROM audit_events WHERE organization_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [organizationId, afterSeq, limit]);
+      return rows;
+    },
+    async head(organizationId: string): Promise<{ seq: number; hash: string } | undefined> {
+      const { rows } = await db.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_chain_heads WHERE organization_id = $1', [organizationId]);
+      return rows[0];
+    },
+    async organizationsWithEvents(): Promise<string[]> {
+      const { rows } = await db.query<{ organization_id: string }>('SELECT organization_id FROM audit_chain_heads ORDER BY organization_id');
+      return rows.map((r) => r.organization_id);
+    },
+    /**
+     * Retention: removes up to `limit` rows older than `before`, always a prefix of the chain
+     * (rows before the first one still inside the retention window), so what remains verifies.
+     */
+    async deleteOlderThan(organizationId: string, before: Date, limit: number): Promise<number> {
+      const { rowCount } = await db.query(
+        `DELETE FROM audit_events WHERE organization_id = $1 AND seq IN (
+           SELECT seq FROM audit_events
+            WHERE organization_id = $1
+              AND seq < COALESCE((SELECT min(seq) FROM audit_events WHERE organization_id = $1 AND occurred_at >= $2), 9223372036854775807)
+            ORDER BY seq LIMIT $3)`,
+        [organizationId, before, limit],
+      );
+      return rowCount;
+    },
+  };
+}
+export type AuditRepository = ReturnType<typeof createAuditRepository>;
