@@ -45,7 +45,13 @@ import { createServiceAccountRepository } from './storage/service-account-reposi
 import { createSigningKeyRepository } from './storage/signing-key-repository.js';
 import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
-import { createReferenceTokenLookup } from './tokens/reference-token-lookup.js';
+import { createRateLimiter } from './http/rate-limit.js';
+import { tokenRoutes } from './management/routes/tokens.js';
+import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
+import { opaqueCacheKey } from './tokens/introspection.js';
+import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
+import { createTokenService, IDLE_REVOCATION_LOCK_KEY } from './tokens/token-service.js';
+import { createUsageRecorder } from './tokens/usage-recorder.js';
 import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
 import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-list.js';
 import { createTokenEndpoints } from './tokens/token-endpoints.js';
@@ -179,8 +185,9 @@ export async function createTessera(options: TesseraOptions) {
     await revocations.reload();
     await cache.subscribe(REVOCATION_CHANNEL, (message) => {
       try {
-        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number };
+        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number; key?: string };
         if (parsed.kind === 'jti') revocations.applyMessage(parsed);
+        if (parsed.kind === 'opaque' && typeof parsed.key === 'string') introspection.forgetOpaque(parsed.key);
       } catch {
         logger.warn('ignored a malformed revocation message');
       }
@@ -195,7 +202,40 @@ export async function createTessera(options: TesseraOptions) {
       }, config.keys.reloadIntervalSeconds * 1000),
     );
 
-    const referenceTokenLookup = createReferenceTokenLookup({ tokens: repos.referenceTokens, clock });
+    // Reference tokens: tiered cache (in-process, Redis, PostgreSQL), invalidated on every node
+    // through pub/sub; usage counted in memory and written in batches.
+    const referenceTokenLookup = createReferenceTokenCache({
+      tokens: repos.referenceTokens,
+      cache,
+      clock,
+      logger,
+      async sensitiveScopes(organizationId, resources, scopes) {
+        const sensitive = new Set<string>();
+        for (const identifier of resources) {
+          const rs = await repos.resourceServers.findByIdentifier(identifier);
+          if (rs?.sensitive && rs.organization_id === organizationId) for (const s of rs.scopes) if (scopes.includes(s.name)) sensitive.add(s.name);
+        }
+        return sensitive;
+      },
+    });
+    await cache.subscribe(REFERENCE_TOKEN_CHANNEL, (message) => referenceTokenLookup.applyMessage(message));
+    const usage = createUsageRecorder({ tokens: repos.referenceTokens, clock, logger, flushIntervalMs: config.env === 'test' ? 500 : 5000 });
+    cleanups.push(() => usage.close());
+    const tokenService = createTokenService({
+      tokens: repos.referenceTokens,
+      organizations: repos.organizations,
+      users: repos.users,
+      serviceAccounts: repos.serviceAccounts,
+      resourceServers: repos.resourceServers,
+      issuer,
+      cache: referenceTokenLookup,
+      audit,
+      clock,
+      logger,
+      policyDefaults: config.policyDefaults,
+    });
+    const leakReports = createRateLimiter({ cache, keyPrefix: 'ratelimit:token-leaks', points: 10, durationSeconds: 60 });
+
     const introspection = createIntrospection({
       issuer: config.issuer,
       cache,
@@ -204,6 +244,7 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists: async (grantId) => (await new adapter('Grant').find(grantId)) !== undefined,
+      usage,
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
 
@@ -216,7 +257,9 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
+      usage,
       routes: [
+        ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
       ],
@@ -257,6 +300,12 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       clock,
       audit,
+      revokeReferenceToken: (id, caller, facts) => tokenService.revokeForClient(id, caller.clientId, facts),
+      onOpaqueRevoked: async (token) => {
+        const key = opaqueCacheKey(token);
+        introspection.forgetOpaque(key);
+        await cache.publish(REVOCATION_CHANNEL, JSON.stringify({ kind: 'opaque', key }));
+      },
     }));
     app.use(management.middleware);
     app.use(async (ctx, next) => {
@@ -276,11 +325,27 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     scheduler.start([
+      {
+        name: 'idle-token-revocation',
+        lockKey: IDLE_REVOCATION_LOCK_KEY,
+        intervalMs: 10 * 60 * 1000,
+        run: async () => {
+          await tokenService.revokeIdle();
+        },
+      },
       auditRetentionJob({ audit: auditRepository, organizations: repos.organizations, policyDefaults: config.policyDefaults, clock, logger }),
     ]);
 
     const koaHandler = app.callback();
-    const handler = (req: IncomingMessage, res: ServerResponse) => koaHandler(req, res);
+    // Introspection's fast path runs before Koa and hands it everything it does not answer.
+    const handler: (req: IncomingMessage, res: ServerResponse) => void = createIntrospectionFastPath({
+      authenticator,
+      introspection,
+      issuer: config.issuer,
+      logger,
+      hsts: config.issuer.startsWith('https://'),
+      fallback: (req, res) => void koaHandler(req, res),
+    });
 
     return {
       handler,
@@ -298,6 +363,9 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       referenceTokenLookup,
       referenceTokenIssuer: issuer,
+      /** PAT/SAT lifecycle; user and service-account routes call `ownerChanged` after a status or role change. */
+      tokenService,
+      usage,
       management,
       audit,
       auditRepository,

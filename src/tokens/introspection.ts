@@ -151,7 +151,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     if (!payload || payload.exp! * 1000 <= clock.now()) return INACTIVE;
     const audiences = audiencesOf(payload.aud);
     if (!visibleTo(caller, payload.org_id, audiences)) return INACTIVE;
-    if (await deps.revocations.isRevoked(payload.jti)) return INACTIVE;
+    if (await deps.revocations.isRevoked(payload.jti!)) return INACTIVE;
     return {
       active: true,
       scope: payload.scope,
