@@ -338,7 +338,7 @@ export async function createTessera(options: TesseraOptions) {
 
     const koaHandler = app.callback();
     // Introspection's fast path runs before Koa and hands it everything it does not answer.
-    const handler: (req: IncomingMessage, res: ServerResponse) => void = createIntrospectionFastPath({
+    const fastPath = createIntrospectionFastPath({
       authenticator,
       introspection,
       issuer: config.issuer,
@@ -346,6 +346,7 @@ export async function createTessera(options: TesseraOptions) {
       hsts: config.issuer.startsWith('https://'),
       fallback: (req, res) => void koaHandler(req, res),
     });
+    const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
 
     return {
       handler,
@@ -366,6 +367,7 @@ export async function createTessera(options: TesseraOptions) {
       /** PAT/SAT lifecycle; user and service-account routes call `ownerChanged` after a status or role change. */
       tokenService,
       usage,
+      fastPathStats: fastPath.stats,
       management,
       audit,
       auditRepository,

@@ -51,6 +51,12 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
   const { authenticator, introspection, logger, fallback } = deps;
   const endpointUrl = `${deps.issuer}${INTROSPECTION_PATH}`;
   const logRequests = () => logger.isLevelEnabled('info');
+  /** Introspections answered here, and handed on to Koa (for metrics and tests). */
+  const stats = { answered: 0, handedOn: 0 };
+  const handOn = (req: IncomingMessage, res: ServerResponse) => {
+    stats.handedOn += 1;
+    fallback(req, res);
+  };
 
   async function tryAnswer(req: IncomingMessage & { body?: unknown }, res: ServerResponse, started: number): Promise<boolean> {
     const contentLength = Number(req.headers['content-length']);
@@ -88,24 +94,30 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     if (deps.hsts) headers['strict-transport-security'] = 'max-age=31536000; includeSubDomains';
     res.writeHead(200, headers);
     res.end(body);
+    stats.answered += 1;
     if (logRequests()) logger.info({ requestId, method: 'POST', path: INTROSPECTION_PATH, status: 200, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request');
     return true;
   }
 
-  return function handler(req: IncomingMessage, res: ServerResponse): void {
-    if (req.method !== 'POST' || req.url !== INTROSPECTION_PATH || req.headers.accept?.includes('jwt')) {
+  function handler(req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== 'POST' || req.url !== INTROSPECTION_PATH) {
       fallback(req, res);
+      return;
+    }
+    if (req.headers.accept?.includes('jwt')) {
+      handOn(req, res);
       return;
     }
     const started = performance.now();
     tryAnswer(req, res, started).then(
       (answered) => {
-        if (!answered) fallback(req, res);
+        if (!answered) handOn(req, res);
       },
       () => {
         // Whatever failed here (a cache down, a malformed header), Koa answers it in its own format.
-        if (!res.headersSent) fallback(req, res);
+        if (!res.headersSent) handOn(req, res);
       },
     );
-  };
+  }
+  return Object.assign(handler, { stats });
 }

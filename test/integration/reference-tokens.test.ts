@@ -180,6 +180,20 @@ describe('introspection', () => {
     expect((await introspect(foreign, sat.token)).body).toEqual({ active: false });
   });
 
+  it('answers from the fast path exactly as the Koa path does (body and headers)', async () => {
+    const stats = running.tessera.fastPathStats;
+    const before = { ...stats };
+    const fast = await introspect(orders, sat.token);
+    expect(stats.answered).toBe(before.answered + 1);
+    // An Accept header naming the JWT format (here refused with q=0) always takes the Koa path.
+    const koa = await introspect(orders, sat.token, { accept: 'application/json, application/token-introspection+jwt;q=0' });
+    expect(stats.handedOn).toBe(before.handedOn + 1);
+    expect(koa.text).toBe(fast.text);
+    const names = (h: Headers) => [...h.keys()].filter((k) => k !== 'date').sort();
+    expect(names(fast.headers)).toEqual(names(koa.headers));
+    for (const name of names(fast.headers)) if (name !== 'x-request-id') expect(fast.headers.get(name), name).toBe(koa.headers.get(name));
+  });
+
   it('answers with a signed JWT (RFC 9701) when asked', async () => {
     const res = await introspect(orders, sat.token, { accept: 'application/token-introspection+jwt' });
     expect(res.status).toBe(200);
