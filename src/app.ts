@@ -219,6 +219,8 @@ export async function createTessera(options: TesseraOptions) {
       },
     });
     await cache.subscribe(REFERENCE_TOKEN_CHANNEL, (message) => referenceTokenLookup.applyMessage(message));
+    referenceTokenLookup.start();
+    cleanups.push(async () => referenceTokenLookup.stop());
     const usage = createUsageRecorder({ tokens: repos.referenceTokens, clock, logger, flushIntervalMs: config.env === 'test' ? 500 : 5000 });
     cleanups.push(() => usage.close());
     const tokenService = createTokenService({

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+
 import type { Clock } from '../clock.js';
 import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES, ROLE_SCOPES } from '../domain/types.js';
 import type { Role } from '../domain/types.js';
@@ -8,18 +10,28 @@ import { BoundedCache } from './bounded-cache.js';
 import { hashToken, MAX_TOKEN_LENGTH, parseToken } from './format.js';
 
 /**
- * What a presented PAT/SAT resolves to, answered from three tiers: a bounded in-process cache
- * (1 s), the shared cache store (Redis, minutes), PostgreSQL. Entries are keyed by sha256(token),
- * so the secret itself is never a key anywhere. Every change (revocation, rotation, ownership
+ * What a presented PAT/SAT resolves to, answered from three tiers: a bounded in-process cache,
+ * the shared cache store (Redis, minutes), PostgreSQL. Entries are keyed by sha256(token), so
+ * the secret itself is never a key anywhere. Every change (revocation, rotation, ownership
  * change) deletes the shared entry and is announced on pub/sub, so each node drops its own copy
- * at once; the 1 s local lifetime bounds staleness should an announcement be lost.
+ * at once: staleness is 0 on the node that made the change and the pub/sub delay (milliseconds)
+ * elsewhere.
+ *
+ * Documented bound: 1 s. Pub/sub delivers at most once, so a node must know its subscription
+ * works before it trusts its local tier: each node publishes a heartbeat every 250 ms and
+ * listens for its own. When its last heartbeat is older than 1 s (Redis unreachable, the
+ * subscriber reconnecting), the node stops using the local tier and drops it, and reads the
+ * shared tier or PostgreSQL instead until heartbeats flow again.
  *
  * The facts kept are those that do not depend on the clock; expiry and the end of a rotation
  * grace period are evaluated on every resolve, so a cached entry never outlives its token.
  */
 export const REFERENCE_TOKEN_CHANNEL = 'reference-tokens';
-/** Documented staleness bound for other nodes should a pub/sub message be lost. */
-export const LOCAL_TTL_MS = 1000;
+/** Local entries live this long; invalidation, not expiry, is what keeps them fresh. */
+export const LOCAL_TTL_MS = 60_000;
+/** The local tier is trusted only while this node's own heartbeat came back within this bound. */
+export const STALENESS_BOUND_MS = 1000;
+const HEARTBEAT_INTERVAL_MS = 250;
 const SHARED_TTL_SECONDS = 300;
 /** A change is deleted from the shared cache twice: a node that was loading the old state at that moment may have written it back. */
 const SECOND_DELETE_MS = 1000;
@@ -84,6 +96,19 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
   const shared = cache.kind === 'redis';
   const sharedKey = (key: string) => `rt:${key}`;
   let onReuse: ((tokenId: string, organizationId: string) => void) | undefined;
+  // Heartbeats measure real elapsed time (not the injected clock): they are about the network.
+  const nodeId = randomUUID();
+  let lastHeartbeat = shared ? -Infinity : Infinity;
+  let localTrusted = !shared;
+  let heartbeat: NodeJS.Timeout | undefined;
+  /** Whether the local tier may answer now; a lost subscription drops everything it held. */
+  function useLocal(): boolean {
+    if (!shared) return true;
+    const fresh = performance.now() - lastHeartbeat < STALENESS_BOUND_MS;
+    if (!fresh && localTrusted) local.clear();
+    localTrusted = fresh;
+    return fresh;
+  }
 
   async function toFacts(row: ReferenceTokenWithOwner, hash: Buffer): Promise<TokenFacts> {
     const role = (row.owner_role as Role | null) ?? null;
@@ -167,10 +192,11 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
       const hash = hashToken(token);
       const key = hash.toString('base64url');
-      let facts = local.get(key);
+      const trusted = useLocal();
+      let facts = trusted ? local.get(key) : undefined;
       if (facts === undefined) {
         facts = await load(hash, key);
-        local.set(key, facts, LOCAL_TTL_MS);
+        if (trusted) local.set(key, facts, LOCAL_TTL_MS);
       }
       return evaluate(facts, kind);
     },
@@ -197,11 +223,24 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     /** A message from another node (or this one) on REFERENCE_TOKEN_CHANNEL. */
     applyMessage(message: string): void {
       try {
-        const parsed = JSON.parse(message) as { h?: unknown };
+        const parsed = JSON.parse(message) as { h?: unknown; hb?: unknown };
+        if (parsed.hb === nodeId) lastHeartbeat = performance.now();
         if (Array.isArray(parsed.h)) dropLocal(parsed.h.filter((k): k is string => typeof k === 'string'));
       } catch {
         logger.warn('ignored a malformed reference-token message');
       }
+    },
+    /** Starts this node's heartbeat (after subscribing to REFERENCE_TOKEN_CHANNEL). */
+    start(): void {
+      if (!shared || heartbeat) return;
+      const beat = () => cache.publish(REFERENCE_TOKEN_CHANNEL, JSON.stringify({ hb: nodeId })).catch(() => {});
+      void beat();
+      heartbeat = setInterval(beat, HEARTBEAT_INTERVAL_MS);
+      heartbeat.unref();
+    },
+    stop(): void {
+      if (heartbeat) clearInterval(heartbeat);
+      heartbeat = undefined;
     },
     /** Drops every local entry (tests, or after a long pub/sub outage). */
     clearLocal(): void {

@@ -25,9 +25,10 @@ export async function spawnNode(env: Record<string, string>, options: { timeoutM
   const lines = createInterface({ input: child.stdout! });
   const first = await new Promise<string>((resolvePromise, reject) => {
     const timer = setTimeout(() => reject(new Error(`node did not start in time: ${stderr}`)), options.timeoutMs ?? 30_000);
-    lines.once('line', (line) => {
+    lines.on('line', (line) => {
+      if (!line.startsWith('TESSERA_READY ')) return;
       clearTimeout(timer);
-      resolvePromise(line);
+      resolvePromise(line.slice('TESSERA_READY '.length));
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
