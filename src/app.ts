@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { Config } from './config/config.js';
 import { bootstrap } from './domain/bootstrap.js';
 import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
+import { createResourceServerCache } from './domain/resource-server-cache.js';
 import { applySeed } from './domain/seed.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
 import type { Logger } from './http/logger.js';
@@ -142,7 +144,8 @@ export async function createTessera(options: TesseraOptions) {
 
     const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
     const adapter = createAdapterFactory({ cache, payloads: repos.payloads, clock, clientSource: { find: async (id) => (await clients.get(id))?.metadata } });
-    const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
+    const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
+    const resourceIndicators = createResourceIndicators({ lookup: resourceServerCache, managementTokenTtl: config.ttl.accessToken });
     const findAccount: FindAccount = async (_ctx, sub) => {
       const user = await repos.users.findById(sub);
       if (!user || user.status !== 'active') return undefined;
@@ -340,13 +343,33 @@ export async function createTessera(options: TesseraOptions) {
 
     const koaHandler = app.callback();
     // Introspection's fast path runs before Koa and hands it everything it does not answer.
+    // The token endpoint is the engine's alone; Koa in front of it would only add per-request
+    // cost (DESIGN.md, measured). It gets the same headers and access-log line here instead.
+    const hsts = config.issuer.startsWith('https://');
+    const tokenEndpoint = (req: IncomingMessage, res: ServerResponse) => {
+      const incoming = req.headers['x-request-id'];
+      const id = typeof incoming === 'string' && /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+      res.setHeader('x-request-id', id);
+      res.setHeader('x-content-type-options', 'nosniff');
+      res.setHeader('referrer-policy', 'no-referrer');
+      res.setHeader('x-frame-options', 'DENY');
+      if (hsts) res.setHeader('strict-transport-security', 'max-age=31536000; includeSubDomains');
+      if (logger.isLevelEnabled('info')) {
+        const started = performance.now();
+        res.once('finish', () => logger.info({ requestId: id, method: 'POST', path: '/token', status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request'));
+      }
+      void providerHandler(req, res);
+    };
     const fastPath = createIntrospectionFastPath({
       authenticator,
       introspection,
       issuer: config.issuer,
       logger,
       hsts: config.issuer.startsWith('https://'),
-      fallback: (req, res) => void koaHandler(req, res),
+      fallback: (req, res) => {
+        if (req.method === 'POST' && req.url === '/token') tokenEndpoint(req, res);
+        else void koaHandler(req, res);
+      },
     });
     const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
 
@@ -362,6 +385,7 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       keyService,
       clients,
+      resourceServerCache,
       introspection,
       revocations,
       referenceTokenLookup,

@@ -150,6 +150,35 @@ describe('issuing', () => {
   });
 });
 
+// Runs before any test moves the clock: the engine stamps tokens with real time.
+describe('the token endpoint beside the fast path', () => {
+  it('issues client-credentials tokens with Tessera\'s headers, and Tessera introspects them', async () => {
+    const secret = 'worker-secret-0123456789abcdef';
+    await pg.db.query(
+      `INSERT INTO clients (client_id, organization_id, kind, name, metadata, allowed_scopes, allowed_resources, secret_enc)
+       VALUES ('worker', $1, 'oauth', 'worker', $2, '["orders:read"]', $3, $4)`,
+      [orgId, JSON.stringify({ grant_types: ['client_credentials'], response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic' }), JSON.stringify([orders.identifier]), running.tessera.envelope.seal(secret, 'client-secret:worker:current')],
+    );
+    const res = await fetch(`${running.url}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`worker:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded', 'x-request-id': 'req-123' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', resource: orders.identifier, scope: 'orders:read' }).toString(),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-request-id')).toBe('req-123');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    const { access_token: accessToken } = (await res.json()) as { access_token: string };
+    expect((await introspect(orders, accessToken)).body).toMatchObject({ active: true, client_id: 'worker', sub: 'worker', scope: 'orders:read' });
+    const bad = await fetch(`${running.url}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from('worker:wrong').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials' }).toString(),
+    });
+    expect(bad.status).toBe(401);
+    expect(await bad.json()).toMatchObject({ error: 'invalid_client' });
+  });
+});
+
 describe('introspection', () => {
   let sat: { id: string; token: string };
   beforeAll(async () => {
