@@ -4,6 +4,7 @@ import type { Server } from 'node:http';
 import { createTessera } from './app.js';
 import type { Tessera } from './app.js';
 import { systemClock } from './clock.js';
+import type { Clock } from './clock.js';
 import { loadConfig } from './config/config.js';
 import type { Config } from './config/config.js';
 import { createLogger } from './http/logger.js';
@@ -23,8 +24,8 @@ export interface RunningServer {
 }
 
 /** Starts Tessera's HTTP server; `stop` drains in-flight requests, then closes pools. */
-export async function startServer(config: Config, logger: Logger, extra: { schema?: string; redisPrefix?: string } = {}): Promise<RunningServer> {
-  const tessera = await createTessera({ config, logger, clock: systemClock, ...extra });
+export async function startServer(config: Config, logger: Logger, extra: { schema?: string; redisPrefix?: string; clock?: Clock } = {}): Promise<RunningServer> {
+  const tessera = await createTessera({ config, logger, clock: extra.clock ?? systemClock, schema: extra.schema, redisPrefix: extra.redisPrefix });
   const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, maxHeaderSize: 16 * 1024 }, tessera.handler);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {

@@ -2,6 +2,7 @@ import type { AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
 import type { Envelope } from '../keys/envelope.js';
+import { isPlausibleId } from '../storage/ids.js';
 import type { ClientRepository } from '../storage/client-repository.js';
 import type { ResourceServerRepository } from '../storage/resource-server-repository.js';
 import { secretContext, toProviderMetadata } from './client-metadata.js';
@@ -55,6 +56,7 @@ export function createClientDirectory(deps: {
 
   return {
     async get(clientId: string): Promise<ClientView | undefined> {
+      if (!isPlausibleId(clientId)) return undefined;
       const hit = cache.get(clientId);
       if (hit && hit.until > deps.clock.now()) return hit.view;
       const view = await load(clientId);

@@ -2,6 +2,8 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
 import type { CacheStore } from '../storage/cache.js';
+import { isPlausibleId } from '../storage/ids.js';
+import { engineSafe } from './unavailable.js';
 import type { OidcPayloadRepository } from '../storage/oidc-payload-repository.js';
 
 /**
@@ -25,6 +27,9 @@ export const CACHED_MODELS = new Set([
   'DeviceCode',
   'BackchannelAuthenticationRequest',
 ]);
+
+/** Models revoked with their grant (RFC 6749 §4.1.2); an Interaction in progress is not one of them. */
+const GRANTABLE_MODELS = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
 
 export interface ClientSource {
   find(clientId: string): Promise<AdapterPayload | undefined>;
@@ -55,7 +60,7 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       const key = modelKey(this.name, id);
       await cache.set(key, JSON.stringify(payload), expiresIn);
-      if (payload.grantId) await cache.addToSet(grantKey(payload.grantId), key, expiresIn);
+      if (payload.grantId && GRANTABLE_MODELS.has(this.name)) await cache.addToSet(grantKey(payload.grantId), key, expiresIn);
       if (payload.uid) await cache.set(uidKey(this.name, payload.uid), id, expiresIn);
       if (payload.userCode) await cache.set(userCodeKey(this.name, payload.userCode), id, expiresIn);
     }
@@ -94,15 +99,18 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
   class DatabaseAdapter implements Adapter {
     constructor(private readonly name: string) {}
 
+
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       await payloads.upsert(this.name, id, payload as Record<string, unknown>, expiresIn ? new Date(clock.now() + expiresIn * 1000) : null);
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
+      if (!isPlausibleId(id)) return undefined;
       return (await payloads.find(this.name, id, new Date(clock.now()))) as AdapterPayload | undefined;
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      if (!isPlausibleId(uid)) return undefined;
       return (await payloads.findByUid(this.name, uid, new Date(clock.now()))) as AdapterPayload | undefined;
     }
 
@@ -165,26 +173,27 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
       else this.inner = new DatabaseAdapter(name);
     }
 
+    // Every call goes through engineSafe: a storage outage becomes 503 temporarily_unavailable.
     upsert(id: string, payload: AdapterPayload, expiresIn: number) {
-      return this.inner.upsert(id, payload, expiresIn);
+      return engineSafe(() => this.inner.upsert(id, payload, expiresIn));
     }
     find(id: string) {
-      return this.inner.find(id);
+      return engineSafe(() => this.inner.find(id));
     }
     findByUid(uid: string) {
-      return this.inner.findByUid(uid);
+      return engineSafe(() => this.inner.findByUid(uid));
     }
     findByUserCode(userCode: string) {
-      return this.inner.findByUserCode(userCode);
+      return engineSafe(() => this.inner.findByUserCode(userCode));
     }
     consume(id: string) {
-      return this.inner.consume(id);
+      return engineSafe(() => this.inner.consume(id));
     }
     destroy(id: string) {
-      return this.inner.destroy(id);
+      return engineSafe(() => this.inner.destroy(id));
     }
     revokeByGrantId(grantId: string) {
-      return this.inner.revokeByGrantId(grantId);
+      return engineSafe(() => this.inner.revokeByGrantId(grantId));
     }
   };
 }

@@ -1,0 +1,168 @@
+/**
+ * The foundation's machine flows, driven by a certified relying-party library (openid-client)
+ * against a real running Tessera, on every backend: discovery, client credentials with resource
+ * indicators (JWT and opaque), introspection restricted to the token's API, revocation, JWKS.
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import * as client from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { backends } from '../helpers/backends.js';
+import { EXAMPLE_SEED } from '../helpers/seed.js';
+import { startTestServer } from '../helpers/server.js';
+import type { TestServer } from '../helpers/server.js';
+
+for (const backend of backends) {
+  describe(`machine flows on ${backend.name}`, () => {
+    let server: TestServer;
+    let worker: client.Configuration;
+    let ordersRs: client.Configuration;
+    let billingRs: client.Configuration;
+
+    const configure = async (id: string, secret: string) => {
+      const config = await client.discovery(new URL(server.url), id, undefined, client.ClientSecretBasic(secret), { execute: [client.allowInsecureRequests] });
+      return config;
+    };
+
+    beforeAll(async () => {
+      server = await startTestServer(backend.name, { overrides: EXAMPLE_SEED });
+      worker = await configure('worker', 'worker-secret-0123456789abcdef');
+      ordersRs = await configure('orders-rs', 'orders-rs-secret-0123456789');
+      billingRs = await configure('billing-rs', 'billing-rs-secret-0123456789');
+    });
+    afterAll(async () => {
+      await server?.stop();
+    });
+
+    it('publishes discovery with the endpoints it serves', async () => {
+      const metadata = worker.serverMetadata();
+      expect(metadata.issuer).toBe(server.url);
+      expect(metadata.introspection_endpoint).toBe(`${server.url}/token/introspection`);
+      expect(metadata.revocation_endpoint).toBe(`${server.url}/token/revocation`);
+      expect(metadata.grant_types_supported).toContain('client_credentials');
+      const oauth = await (await fetch(`${server.url}/.well-known/oauth-authorization-server`)).json();
+      expect(oauth.issuer).toBe(server.url);
+    });
+
+    it('issues an RFC 9068 JWT for a jwt resource server, verifiable with /jwks, with sub = client_id and no refresh token', async () => {
+      const tokens = await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' });
+      expect(tokens.refresh_token).toBeUndefined();
+      expect(tokens.scope).toBe('orders:read');
+      expect(decodeProtectedHeader(tokens.access_token)).toMatchObject({ typ: 'at+jwt', alg: 'ES256' });
+      const { payload } = await jwtVerify(tokens.access_token, createRemoteJWKSet(new URL(`${server.url}/jwks`)), {
+        issuer: server.url,
+        audience: 'https://orders.test',
+        typ: 'at+jwt',
+      });
+      expect(payload.sub).toBe('worker');
+      expect(payload.client_id).toBe('worker');
+    });
+
+    it('introspects a JWT as active only for its own resource server', async () => {
+      const { access_token } = await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' });
+      const mine = await client.tokenIntrospection(ordersRs, access_token);
+      expect(mine).toMatchObject({ active: true, scope: 'orders:read', sub: 'worker', client_id: 'worker', aud: 'https://orders.test', iss: server.url, token_type: 'Bearer' });
+      expect(typeof mine.exp).toBe('number');
+      const theirs = await client.tokenIntrospection(billingRs, access_token);
+      expect(theirs).toEqual({ active: false });
+    });
+
+    it('issues opaque tokens for an opaque resource server and restricts their introspection the same way', async () => {
+      const { access_token } = await client.clientCredentialsGrant(worker, { scope: 'billing:read', resource: 'https://billing.test' });
+      expect(access_token.split('.')).toHaveLength(1);
+      expect(await client.tokenIntrospection(billingRs, access_token)).toMatchObject({ active: true, sub: 'worker', scope: 'billing:read', aud: 'https://billing.test' });
+      expect(await client.tokenIntrospection(ordersRs, access_token)).toEqual({ active: false });
+    });
+
+    it('revokes JWT and opaque tokens through RFC 7009, after which they introspect as inactive', async () => {
+      const jwt = (await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' })).access_token;
+      const opaque = (await client.clientCredentialsGrant(worker, { scope: 'billing:read', resource: 'https://billing.test' })).access_token;
+      await client.tokenRevocation(ordersRs, jwt);
+      await client.tokenRevocation(billingRs, opaque);
+      expect(await client.tokenIntrospection(ordersRs, jwt)).toEqual({ active: false });
+      expect(await client.tokenIntrospection(billingRs, opaque)).toEqual({ active: false });
+    });
+
+    it('does not let a resource server revoke a token meant for another API', async () => {
+      const jwt = (await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' })).access_token;
+      await client.tokenRevocation(billingRs, jwt);
+      expect((await client.tokenIntrospection(ordersRs, jwt)).active).toBe(true);
+    });
+
+    it('answers RFC 9701 signed introspection responses', async () => {
+      const { access_token } = await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' });
+      const response = await fetch(`${server.url}/token/introspection`, {
+        method: 'POST',
+        headers: {
+          authorization: `Basic ${Buffer.from('orders-rs:orders-rs-secret-0123456789').toString('base64')}`,
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/token-introspection+jwt',
+        },
+        body: new URLSearchParams({ token: access_token }),
+      });
+      expect(response.headers.get('content-type')).toContain('application/token-introspection+jwt');
+      const { payload } = await jwtVerify(await response.text(), createRemoteJWKSet(new URL(`${server.url}/jwks`)), { issuer: server.url, audience: 'orders-rs', typ: 'token-introspection+jwt' });
+      expect(payload.token_introspection).toMatchObject({ active: true, sub: 'worker' });
+    });
+
+    it('refuses a resource the client may not use, and unknown scopes', async () => {
+      await expect(client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://elsewhere.test' })).rejects.toMatchObject({ error: 'invalid_target' });
+      const tokens = await client.clientCredentialsGrant(worker, { scope: 'orders:read orders:write', resource: 'https://orders.test' }).catch((e) => e);
+      // orders:write is defined by the API but not allowed to this client.
+      expect(tokens.error ?? tokens.scope).not.toContain('orders:write');
+    });
+
+    it('answers bad input in the OAuth error format, never with a 500', async () => {
+      const post = (path: string, body: string, headers: Record<string, string> = {}) =>
+        fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
+      const basic = { authorization: `Basic ${Buffer.from('worker:worker-secret-0123456789abcdef').toString('base64')}` };
+      const rsBasic = { authorization: `Basic ${Buffer.from('orders-rs:orders-rs-secret-0123456789').toString('base64')}` };
+
+      const unknownGrant = await post('/token', 'grant_type=password&username=a&password=b', basic);
+      expect(unknownGrant.status).toBe(400);
+      expect((await unknownGrant.json()).error).toBe('unsupported_grant_type');
+
+      const wrongSecret = await post('/token', 'grant_type=client_credentials', { authorization: `Basic ${Buffer.from('worker:nope').toString('base64')}` });
+      expect(wrongSecret.status).toBe(401);
+      expect((await wrongSecret.json()).error).toBe('invalid_client');
+
+      const wrongType = await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { 'content-type': 'application/json', ...rsBasic }, body: '{"token":"x"}' });
+      expect(wrongType.status).toBe(400);
+      expect((await wrongType.json()).error).toBe('invalid_request');
+
+      const oversized = await post('/token/introspection', `token=${'a'.repeat(70_000)}`, rsBasic);
+      expect(oversized.status).toBeGreaterThanOrEqual(400);
+      expect(oversized.status).toBeLessThan(500);
+
+      for (const garbage of ['x', 'tsr_sat_short_abc', 'a.b.c', 'eyJhbGciOiJub25lIn0.e30.', '%00%ff']) {
+        const response = await post('/token/introspection', `token=${garbage}`, rsBasic);
+        expect(response.status).toBe(200);
+        expect(await response.json()).toEqual({ active: false });
+      }
+
+      const badIntrospectionAuth = await post('/token/introspection', 'token=abc', { authorization: `Basic ${Buffer.from('orders-rs:wrong').toString('base64')}` });
+      expect(badIntrospectionAuth.status).toBe(401);
+      expect(badIntrospectionAuth.headers.get('www-authenticate')).toMatch(/^Basic realm=/);
+      expect(await badIntrospectionAuth.json()).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
+    });
+
+    it('reports health and readiness', async () => {
+      expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+      const ready = await fetch(`${server.url}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({ database: 'ok', cache: 'ok' });
+    });
+
+    if (backend.name === 'pglite+memory') {
+      it('writes bootstrap.json once, readable by its owner only', () => {
+        const path = join(server.config.dataDir, 'bootstrap.json');
+        expect(statSync(path).mode & 0o777).toBe(0o600);
+        expect(server.bootstrap).toMatchObject({ admin: { username: 'admin' }, issuer: server.url });
+        expect(server.bootstrap.management_token).toMatch(/^tsr_sat_/);
+      });
+    }
+  });
+}

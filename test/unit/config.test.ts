@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+
+import { ConfigError, loadConfig } from '../../src/config/config.js';
+
+const KEK = Buffer.alloc(32, 7).toString('base64');
+const COOKIES = 'c'.repeat(32);
+
+const fails = (env: Record<string, string>) => {
+  try {
+    loadConfig({ NODE_ENV: 'test', ...env });
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('configuration', () => {
+  it('starts on the embedded default with no variables at all', () => {
+    const config = loadConfig({ NODE_ENV: 'development' });
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.issuer).toBe('http://localhost:3000');
+    expect(config.seed?.resourceServers.length).toBeGreaterThan(0);
+  });
+
+  it('names the variable and the problem in one line', () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ PORT: 'eighty' }, /^PORT must be an integer/],
+      [{ PORT: '70000' }, /^PORT must be an integer/],
+      [{ TESSERA_ISSUER: 'ftp://x' }, /^TESSERA_ISSUER must be an http\(s\) URL/],
+      [{ TESSERA_ISSUER: 'https://x/?a=b' }, /^TESSERA_ISSUER/],
+      [{ DATABASE_URL: 'mysql://x' }, /^DATABASE_URL must be a postgres/],
+      [{ DATABASE_URL: 'postgres://x/db' }, /^TESSERA_KEK is required when DATABASE_URL is set/],
+      [{ DATABASE_URL: 'postgres://x/db', TESSERA_KEK: KEK }, /^TESSERA_COOKIE_KEYS is required/],
+      [{ TESSERA_KEK: 'c2hvcnQ=' }, /^TESSERA_KEK must be 32 bytes/],
+      [{ TESSERA_COOKIE_KEYS: `${COOKIES},short` }, /^TESSERA_COOKIE_KEYS: key #2 is shorter than 32/],
+      [{ REDIS_URL: 'http://x' }, /^REDIS_URL must be a redis/],
+      [{ TESSERA_REDIS_MODE: 'ring' }, /^TESSERA_REDIS_MODE must be/],
+      [{ TESSERA_REDIS_MODE: 'sentinel', REDIS_URL: 'redis://a:26379' }, /^TESSERA_REDIS_SENTINEL_NAME is required/],
+      [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
+    ];
+    for (const [env, pattern] of cases) {
+      const message = fails(env);
+      expect(message).toMatch(pattern);
+      expect(message).not.toContain('\n');
+    }
+  });
+
+  it('accepts base64url keys and a list of cookie keys, first one signing', () => {
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      DATABASE_URL: 'postgres://u@h/db',
+      TESSERA_KEK: Buffer.alloc(32, 250).toString('base64url'),
+      TESSERA_COOKIE_KEYS: `${'a'.repeat(32)}, ${'b'.repeat(40)}`,
+      TESSERA_ISSUER: 'https://id.example.com/',
+    });
+    expect(config.kek).toHaveLength(32);
+    expect(config.cookieKeys).toEqual(['a'.repeat(32), 'b'.repeat(40)]);
+    expect(config.issuer).toBe('https://id.example.com');
+  });
+
+  it('requires https issuers in production', () => {
+    expect(fails({ NODE_ENV: 'production', TESSERA_ISSUER: 'http://id.example.com' })).toMatch(/https in production/);
+  });
+});
