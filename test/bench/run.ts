@@ -31,8 +31,11 @@ const arg = (name: string, fallback: number) => {
   return i >= 0 ? Number(argv[i + 1]) : fallback;
 };
 const STORED_TOKENS = arg('tokens', 1000);
-const DURATION = arg('duration', 10);
-const WARMUP = arg('warmup', 3);
+const DURATION = arg('duration', 4);
+const WARMUP = arg('warmup', 1);
+/** Each pair of loads runs this many times, alternating, and the median round counts: the
+ * machine may be shared, and alternating spreads any background load over both sides. */
+const ROUNDS = arg('rounds', 3);
 const CONNECTIONS = arg('connections', 32);
 const BASE_TOKENS = 1000;
 const TSX = resolve(import.meta.dirname, '../../node_modules/.bin/tsx');
@@ -150,21 +153,32 @@ try {
   const distinct = { url: `${a.url}/token/introspection`, headers: { authorization: jwtApi.basic, 'content-type': FORM }, bodies: known.map((token) => new URLSearchParams({ token }).toString()) };
   const issuance = (url: string, auth: string, resource: string) => ({ url: `${url}/token`, headers: { authorization: auth, 'content-type': FORM }, body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope: 'orders:read' }).toString() });
 
-  log(`each load: ${WARMUP}s warm-up + ${DURATION}s measured, ${CONNECTIONS} connections`);
-  log('plain: opaque introspection');
-  const plainIntrospection = await load(introspection(plainUrl, plainBasic, plainOpaque));
-  log('Tessera: SAT introspection');
-  const satResult = await load(introspection(a.url, jwtApi.basic, sat));
-  log(`Tessera: SAT introspection over ${BASE_TOKENS} distinct tokens`);
-  const distinctResult = await load(distinct);
-  log('Tessera: opaque introspection');
-  const opaqueResult = await load(introspection(a.url, opaqueApi.basic, tesseraOpaque));
-  log('Tessera: JWT introspection');
-  const jwtResult = await load(introspection(a.url, jwtApi.basic, tesseraJwt));
-  log('plain: client credentials (ES256 JWT)');
-  const plainIssuance = await load(issuance(plainUrl, plainBasic, PLAIN_JWT_RESOURCE));
-  log('Tessera: client credentials (ES256 JWT, with audit trail)');
-  const issuanceResult = await load(issuance(a.url, basic(worker.id, worker.secret), jwtApi.identifier));
+  log(`each load: ${WARMUP}s warm-up + ${DURATION}s measured, ${CONNECTIONS} connections, ${ROUNDS} alternating rounds (median)`);
+  const median = (results: LoadResult[]) => [...results].sort((x, y) => x.rps - y.rps)[Math.floor(results.length / 2)]!;
+  type Spec = Parameters<typeof load>[0];
+  /** Runs the specs in turn, ROUNDS times, and returns each one's median round. */
+  async function alternate(specs: [string, Spec][]): Promise<LoadResult[]> {
+    const results: LoadResult[][] = specs.map(() => []);
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      for (const [i, [name, spec]] of specs.entries()) {
+        const result = await load(spec);
+        log(`round ${round}: ${name}: ${Math.round(result.rps)} req/s, p99 ${result.p99} ms`);
+        results[i]!.push(result);
+      }
+    }
+    return results.map(median);
+  }
+  const [plainIntrospection, satResult, distinctResult, opaqueResult, jwtResult] = await alternate([
+    ['plain: opaque introspection', introspection(plainUrl, plainBasic, plainOpaque)],
+    ['Tessera: SAT introspection', introspection(a.url, jwtApi.basic, sat)],
+    [`Tessera: SAT introspection over ${BASE_TOKENS} distinct tokens`, distinct],
+    ['Tessera: opaque introspection', introspection(a.url, opaqueApi.basic, tesseraOpaque)],
+    ['Tessera: JWT introspection', introspection(a.url, jwtApi.basic, tesseraJwt)],
+  ]) as [LoadResult, LoadResult, LoadResult, LoadResult, LoadResult];
+  const [plainIssuance, issuanceResult] = await alternate([
+    ['plain: client credentials (ES256 JWT)', issuance(plainUrl, plainBasic, PLAIN_JWT_RESOURCE)],
+    ['Tessera: client credentials (ES256 JWT, with audit trail)', issuance(a.url, basic(worker.id, worker.secret), jwtApi.identifier)],
+  ]) as [LoadResult, LoadResult];
 
   let scaled: { sat: LoadResult; distinct: LoadResult } | undefined;
   if (STORED_TOKENS > BASE_TOKENS) {
@@ -183,10 +197,11 @@ try {
     }
     await pg.db.query('ANALYZE reference_tokens');
     log(`seeded in ${Math.round((performance.now() - started) / 1000)} s`);
-    log(`Tessera: SAT introspection with ${STORED_TOKENS} stored tokens`);
-    const satScaled = await load(introspection(a.url, jwtApi.basic, sat));
-    log(`Tessera: SAT introspection over ${BASE_TOKENS} distinct tokens with ${STORED_TOKENS} stored`);
-    scaled = { sat: satScaled, distinct: await load(distinct) };
+    const [satScaled, distinctScaled] = await alternate([
+      [`Tessera: SAT introspection with ${STORED_TOKENS} stored tokens`, introspection(a.url, jwtApi.basic, sat)],
+      [`Tessera: SAT introspection over ${BASE_TOKENS} distinct tokens with ${STORED_TOKENS} stored`, distinct],
+    ]) as [LoadResult, LoadResult];
+    scaled = { sat: satScaled, distinct: distinctScaled };
   }
 
   log('starting Tessera node B for revocation propagation');
@@ -237,7 +252,7 @@ try {
   const header = ['scenario', 'Tessera req/s', 'p50 ms', 'p99 ms', 'baseline req/s', 'p50 ms', 'p99 ms', 'ratio', 'target', 'met', ''];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
-  console.log(`\nTessera vs plain oidc-provider 9 — ${CONNECTIONS} connections, ${DURATION}s per load, ${fmt(STORED_TOKENS)} stored reference tokens`);
+  console.log(`\nTessera vs plain oidc-provider 9 — ${CONNECTIONS} connections, median of ${ROUNDS} alternating ${DURATION}s loads, ${fmt(STORED_TOKENS)} stored reference tokens`);
   console.log('(baseline: the plain provider; in the "stored" rows, the same Tessera load at 1,000 stored tokens)\n');
   console.log(line(header));
   console.log(line(widths.map((w) => '-'.repeat(w))));
