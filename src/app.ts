@@ -184,7 +184,9 @@ export async function createTessera(options: TesseraOptions) {
       logger.info({ version: keys.current.version }, 'signing keys reloaded');
     });
 
-    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock });
+    // Set once the reference-token cache (which runs the pub/sub heartbeat) exists.
+    let subscriptionHealthy = () => false;
+    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock, subscriptionHealthy: () => subscriptionHealthy() });
     await revocations.reload();
     await cache.subscribe(REVOCATION_CHANNEL, (message) => {
       try {
@@ -223,6 +225,7 @@ export async function createTessera(options: TesseraOptions) {
     });
     await cache.subscribe(REFERENCE_TOKEN_CHANNEL, (message) => referenceTokenLookup.applyMessage(message));
     referenceTokenLookup.start();
+    subscriptionHealthy = () => referenceTokenLookup.subscriptionHealthy();
     cleanups.push(async () => referenceTokenLookup.stop());
     const usage = createUsageRecorder({ tokens: repos.referenceTokens, clock, logger, flushIntervalMs: config.env === 'test' ? 500 : 5000 });
     cleanups.push(() => usage.close());

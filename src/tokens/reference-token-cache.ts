@@ -230,6 +230,10 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
         logger.warn('ignored a malformed reference-token message');
       }
     },
+    /** Whether this node's pub/sub subscription is known to work right now (heartbeat within 1 s). */
+    subscriptionHealthy(): boolean {
+      return !shared || performance.now() - lastHeartbeat < STALENESS_BOUND_MS;
+    },
     /** Starts this node's heartbeat (after subscribing to REFERENCE_TOKEN_CHANNEL). */
     start(): void {
       if (!shared || heartbeat) return;

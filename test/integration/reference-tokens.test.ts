@@ -249,6 +249,38 @@ describe('introspection', () => {
     }
   });
 
+  it('answers no bad token more slowly than a valid one (no timing oracle)', async () => {
+    const body = sat.token.slice(0, sat.token.lastIndexOf('_'));
+    const otherOrg = await createOrganization(pg.db);
+    const otherAccount = await createServiceAccount(pg.db, otherOrg);
+    const foreignToken = (await running.tessera.referenceTokenIssuer.issue({ organizationId: otherOrg, type: 'sat', name: 'x', serviceAccountId: otherAccount.id, scopes: [], resources: [orders.identifier], expiresInSeconds: 3600, createdBy: 'test' })).token;
+    const revoked = (await issue(adminPat, { type: 'sat', service_account_id: account.id, scopes: ['orders:read'], resources: [orders.identifier] })).body;
+    await api('DELETE', `/tokens/${revoked.id}`, adminPat);
+    const kinds: Record<string, string> = {
+      valid: sat.token,
+      wrongPrefix: sat.token.replace('tsr_sat_', 'tsr_xyz_'),
+      badChecksum: `${body}_${checksum(body) === '000000' ? '000001' : '000000'}`,
+      truncated: sat.token.slice(0, 40),
+      huge: `tsr_sat_${'a'.repeat(10_000)}`,
+      otherOrganization: foreignToken,
+      revoked: revoked.token,
+    };
+    const times: Record<string, number[]> = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
+    // Interleaved rounds, so background load affects every kind alike.
+    for (let round = 0; round < 40; round += 1) {
+      for (const [kind, token] of Object.entries(kinds)) {
+        const started = performance.now();
+        const res = await introspect(orders, token);
+        times[kind]!.push(performance.now() - started);
+        expect(res.status).toBe(200);
+        expect(res.body.active).toBe(kind === 'valid');
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const valid = median(times.valid!);
+    for (const kind of Object.keys(kinds)) expect(median(times[kind]!), kind).toBeLessThanOrEqual(valid * 1.5 + 1);
+  });
+
   it('rejects a wrong client secret exactly as the Koa path does (401, WWW-Authenticate)', async () => {
     const wrong = { ...orders, basic: `Basic ${Buffer.from(`${orders.clientId}:nope`).toString('base64')}` };
     const res = await introspect(wrong, sat.token);
