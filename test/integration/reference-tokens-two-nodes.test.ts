@@ -47,11 +47,11 @@ async function issueSat(node: SpawnedNode) {
   return res.body as { id: string; token: string };
 }
 
-/** Polls `node` until the token is inactive; returns how long that took after `since`. */
-async function msUntilInactive(node: SpawnedNode, token: string, since: number, budgetMs: number): Promise<number> {
-  for (;;) {
-    if (!(await introspect(node, token)).active) return performance.now() - since;
-    if (performance.now() - since > budgetMs) return Infinity;
+/** Polls `node` until the token is inactive; how long that took after `since`, and how many requests. */
+async function untilInactive(node: SpawnedNode, token: string, since: number, budgetMs: number): Promise<{ ms: number; polls: number }> {
+  for (let polls = 1; ; polls += 1) {
+    if (!(await introspect(node, token)).active) return { ms: performance.now() - since, polls };
+    if (performance.now() - since > budgetMs) return { ms: Infinity, polls };
   }
 }
 
@@ -70,21 +70,21 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('two nodes on one Postgre
       TEST_REDIS_PREFIX: redis.prefix,
       LOG_LEVEL: 'silent',
     };
-    a = await spawnNode(env);
-    b = await spawnNode(env);
+    // Started together, as a rolling deploy would: one of them bootstraps, both migrate safely.
+    [a, b] = await Promise.all([spawnNode(env, { timeoutMs: 90_000 }), spawnNode(env, { timeoutMs: 90_000 })]);
     managementToken = (a.bootstrapped ?? b.bootstrapped)!.management_token;
     const organizationId = (a.bootstrapped ?? b.bootstrapped)!.organization_id;
     orders = await createResourceServer({ db: pg.db, envelope: createEnvelope(Buffer.from(TEST_KEK, 'base64')) }, organizationId, { scopes: ['orders:read'] });
     account = await createServiceAccount(pg.db, organizationId);
-  }, 60_000);
+  }, 120_000);
 
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
     await Promise.all([pg?.close(), redis?.close()]);
   });
 
-  it('a revocation on node A is seen by node B within 100 ms', async () => {
-    const samples: number[] = [];
+  it('a revocation on node A is seen by node B at once: the first request to B after A answers is refused', async () => {
+    const samples: { ms: number; polls: number }[] = [];
     for (let i = 0; i < 10; i += 1) {
       const sat = await issueSat(a);
       // B has the token in its in-process cache.
@@ -92,10 +92,13 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('two nodes on one Postgre
       expect((await introspect(b, sat.token)).active).toBe(true);
       const deleted = await api(a, 'DELETE', `/tokens/${sat.id}`);
       expect(deleted.status).toBe(204);
-      samples.push(await msUntilInactive(b, sat.token, performance.now(), 1000));
+      samples.push(await untilInactive(b, sat.token, performance.now(), 2000));
     }
-    samples.sort((x, y) => x - y);
-    expect(samples.at(-1)).toBeLessThanOrEqual(100);
+    // A publishes before it answers, so B normally knows before anyone can ask it. The time
+    // itself is a benchmark figure (npm run bench), too load-dependent for a test; the documented
+    // bound of 1 s is not.
+    expect(samples.filter((s) => s.polls === 1).length).toBeGreaterThanOrEqual(9);
+    expect(Math.max(...samples.map((s) => s.ms))).toBeLessThanOrEqual(1000);
   });
 
   it('a rotation on node A is seen by node B: the new secret works, the old one within its grace', async () => {
