@@ -18,10 +18,14 @@ import { hashToken, MAX_TOKEN_LENGTH, parseToken } from './format.js';
  * elsewhere.
  *
  * Documented bound: 1 s. Pub/sub delivers at most once, so a node must know its subscription
- * works before it trusts its local tier: each node publishes a heartbeat every 250 ms and
- * listens for its own. When its last heartbeat is older than 1 s (Redis unreachable, the
- * subscriber reconnecting), the node stops using the local tier and drops it, and reads the
- * shared tier or PostgreSQL instead until heartbeats flow again.
+ * works before it trusts its local tier: each node publishes a heartbeat (stamped with the time
+ * it was sent) every 250 ms and listens for its own. Redis delivers a subscriber's messages in
+ * the order it received them, so once a heartbeat sent at time S has come back, every change
+ * announced before S has been applied here. The local tier is trusted only while the latest
+ * heartbeat that came back was sent less than 1 s ago; otherwise (Redis unreachable, the
+ * subscriber reconnecting) the node drops its local tier and reads the shared tier or
+ * PostgreSQL until heartbeats flow again. Heartbeats are also sent from the request path when
+ * the timer is late, so a busy event loop does not by itself distrust the cache.
  *
  * The facts kept are those that do not depend on the clock; expiry and the end of a rotation
  * grace period are evaluated on every resolve, so a cached entry never outlives its token.
@@ -98,13 +102,27 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
   let onReuse: ((tokenId: string, organizationId: string) => void) | undefined;
   // Heartbeats measure real elapsed time (not the injected clock): they are about the network.
   const nodeId = randomUUID();
+  /** When the latest heartbeat that came back was sent; and when the latest one was sent. */
   let lastHeartbeat = shared ? -Infinity : Infinity;
+  let lastSent = -Infinity;
+  const beat = () => {
+    lastSent = performance.now();
+    cache.publish(REFERENCE_TOKEN_CHANNEL, JSON.stringify({ hb: nodeId, t: lastSent })).catch(() => {});
+  };
   let localTrusted = !shared;
   let heartbeat: NodeJS.Timeout | undefined;
+  /** Where answers came from (for metrics, tests and the benchmark). */
+  const stats = { local: 0, shared: 0, database: 0, untrusted: 0 };
+  /** Loads in flight, so concurrent requests for one cold token share a single lookup. */
+  const inFlight = new Map<string, Promise<Facts>>();
+  /** Bumped by every invalidation: a load that started before one must not be cached after it. */
+  let generation = 0;
   /** Whether the local tier may answer now; a lost subscription drops everything it held. */
   function useLocal(): boolean {
     if (!shared) return true;
-    const fresh = performance.now() - lastHeartbeat < STALENESS_BOUND_MS;
+    const now = performance.now();
+    if (heartbeat && now - lastSent >= HEARTBEAT_INTERVAL_MS) beat();
+    const fresh = now - lastHeartbeat < STALENESS_BOUND_MS;
     if (!fresh && localTrusted) local.clear();
     localTrusted = fresh;
     return fresh;
@@ -137,8 +155,12 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     if (shared) {
       // The shared tier is an optimisation: when Redis is away, PostgreSQL still answers.
       const value = await cache.get(sharedKey(key)).catch(() => null);
-      if (value) return JSON.parse(value) as Facts;
+      if (value) {
+        stats.shared += 1;
+        return JSON.parse(value) as Facts;
+      }
     }
+    stats.database += 1;
     const row = await tokens.findWithOwnerByHash(hash);
     let facts: Facts;
     if (row) facts = await toFacts(row, hash);
@@ -181,7 +203,11 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
   }
 
   const dropLocal = (keys: string[]) => {
-    for (const key of keys) local.delete(key);
+    generation += 1;
+    for (const key of keys) {
+      local.delete(key);
+      inFlight.delete(key);
+    }
   };
 
   return {
@@ -193,10 +219,18 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       const hash = hashToken(token);
       const key = hash.toString('base64url');
       const trusted = useLocal();
+      if (!trusted) stats.untrusted += 1;
       let facts = trusted ? local.get(key) : undefined;
-      if (facts === undefined) {
-        facts = await load(hash, key);
-        if (trusted) local.set(key, facts, LOCAL_TTL_MS);
+      if (facts !== undefined) stats.local += 1;
+      else {
+        const startedAt = generation;
+        let loading = inFlight.get(key);
+        if (!loading) {
+          loading = load(hash, key).finally(() => inFlight.delete(key));
+          inFlight.set(key, loading);
+        }
+        facts = await loading;
+        if (trusted && generation === startedAt) local.set(key, facts, LOCAL_TTL_MS);
       }
       return evaluate(facts, kind);
     },
@@ -211,9 +245,10 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     async invalidate(rows: Pick<TokenHashes, 'secret_hash' | 'previous_secret_hash'>[]): Promise<void> {
       const keys = rows.flatMap((r) => [r.secret_hash, r.previous_secret_hash]).filter((h): h is Buffer => h !== null).map((h) => h.toString('base64url'));
       if (keys.length === 0) return;
-      dropLocal(keys);
       const deleteShared = () => (shared ? cache.del(...keys.map(sharedKey)) : Promise.resolve());
-      await deleteShared();
+      // Shared tier first, then this node's: a load racing with us then either reads the new
+      // state or finishes after the generation bump and is not kept.
+      await deleteShared().finally(() => dropLocal(keys));
       await cache.publish(REFERENCE_TOKEN_CHANNEL, JSON.stringify({ h: keys }));
       setTimeout(() => {
         dropLocal(keys);
@@ -223,8 +258,8 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     /** A message from another node (or this one) on REFERENCE_TOKEN_CHANNEL. */
     applyMessage(message: string): void {
       try {
-        const parsed = JSON.parse(message) as { h?: unknown; hb?: unknown };
-        if (parsed.hb === nodeId) lastHeartbeat = performance.now();
+        const parsed = JSON.parse(message) as { h?: unknown; hb?: unknown; t?: unknown };
+        if (parsed.hb === nodeId && typeof parsed.t === 'number') lastHeartbeat = Math.max(lastHeartbeat, parsed.t);
         if (Array.isArray(parsed.h)) dropLocal(parsed.h.filter((k): k is string => typeof k === 'string'));
       } catch {
         logger.warn('ignored a malformed reference-token message');
@@ -237,9 +272,10 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     /** Starts this node's heartbeat (after subscribing to REFERENCE_TOKEN_CHANNEL). */
     start(): void {
       if (!shared || heartbeat) return;
-      const beat = () => cache.publish(REFERENCE_TOKEN_CHANNEL, JSON.stringify({ hb: nodeId })).catch(() => {});
-      void beat();
-      heartbeat = setInterval(beat, HEARTBEAT_INTERVAL_MS);
+      beat();
+      heartbeat = setInterval(() => {
+        if (performance.now() - lastSent >= HEARTBEAT_INTERVAL_MS / 2) beat();
+      }, HEARTBEAT_INTERVAL_MS);
       heartbeat.unref();
     },
     stop(): void {
@@ -250,6 +286,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     clearLocal(): void {
       local.clear();
     },
+    stats,
     get localSize(): number {
       return local.size;
     },

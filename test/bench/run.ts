@@ -12,6 +12,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 
@@ -48,6 +49,27 @@ interface LoadResult {
   errors: number;
   non2xx: number;
   total: number;
+  /** Server CPU time per request (user + system, whole process tree), in microseconds. */
+  cpuUs?: number;
+}
+
+/**
+ * CPU seconds used so far by a process and its descendants (Linux /proc; clock ticks at 100 Hz).
+ * On a shared machine requests/s depend on what else runs; CPU per request does not, so the
+ * table shows both, and the CPU ratio says what the throughput ratio is when the server has the
+ * cores to itself.
+ */
+function treeCpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    let ticks = Number(fields[11]) + Number(fields[12]);
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      for (const child of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) ticks += treeCpuSeconds(Number(child)) * 100;
+    }
+    return ticks / 100;
+  } catch {
+    return 0;
+  }
 }
 
 function runChild(script: string, args: string[]): { child: ChildProcess; firstLine: Promise<string> } {
@@ -60,13 +82,21 @@ function runChild(script: string, args: string[]): { child: ChildProcess; firstL
   return { child, firstLine };
 }
 
-async function load(spec: { url: string; headers: Record<string, string>; body?: string; bodies?: string[] }): Promise<LoadResult> {
-  const { child, firstLine } = runChild('load.ts', [
-    JSON.stringify({ method: 'POST', connections: CONNECTIONS, durationSeconds: DURATION, warmupSeconds: WARMUP, ...spec }),
-  ]);
+async function load(spec: { url: string; headers: Record<string, string>; body?: string; bodies?: string[]; serverPid?: number }): Promise<LoadResult> {
+  const { serverPid, ...rest } = spec;
+  const measure = { method: 'POST', connections: CONNECTIONS, durationSeconds: DURATION, warmupSeconds: 0, ...rest };
+  if (WARMUP > 0) {
+    const warm = runChild('load.ts', [JSON.stringify({ ...measure, durationSeconds: WARMUP })]);
+    await warm.firstLine;
+    warm.child.kill();
+  }
+  const cpuBefore = serverPid ? treeCpuSeconds(serverPid) : 0;
+  const { child, firstLine } = runChild('load.ts', [JSON.stringify(measure)]);
   const line = await firstLine;
   child.kill();
-  return JSON.parse(line) as LoadResult;
+  const result = JSON.parse(line) as LoadResult;
+  if (serverPid && result.total > 0) result.cpuUs = ((treeCpuSeconds(serverPid) - cpuBefore) / result.total) * 1e6;
+  return result;
 }
 
 async function post(url: string, authorization: string, form: Record<string, string>) {
@@ -149,9 +179,10 @@ try {
     if (answer.active !== true) throw new Error(`${name}: introspection is not active: ${JSON.stringify(answer)}`);
   }
 
-  const introspection = (url: string, auth: string, token: string) => ({ url: `${url}/token/introspection`, headers: { authorization: auth, 'content-type': FORM }, body: new URLSearchParams({ token }).toString() });
-  const distinct = { url: `${a.url}/token/introspection`, headers: { authorization: jwtApi.basic, 'content-type': FORM }, bodies: known.map((token) => new URLSearchParams({ token }).toString()) };
-  const issuance = (url: string, auth: string, resource: string) => ({ url: `${url}/token`, headers: { authorization: auth, 'content-type': FORM }, body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope: 'orders:read' }).toString() });
+  const pidOf = (url: string) => (url === plainUrl ? plainProcess.child.pid : a.child.pid);
+  const introspection = (url: string, auth: string, token: string) => ({ url: `${url}/token/introspection`, serverPid: pidOf(url), headers: { authorization: auth, 'content-type': FORM }, body: new URLSearchParams({ token }).toString() });
+  const distinct = { url: `${a.url}/token/introspection`, serverPid: pidOf(a.url), headers: { authorization: jwtApi.basic, 'content-type': FORM }, bodies: known.map((token) => new URLSearchParams({ token }).toString()) };
+  const issuance = (url: string, auth: string, resource: string) => ({ url: `${url}/token`, serverPid: pidOf(url), headers: { authorization: auth, 'content-type': FORM }, body: new URLSearchParams({ grant_type: 'client_credentials', resource, scope: 'orders:read' }).toString() });
 
   log(`each load: ${WARMUP}s warm-up + ${DURATION}s measured, ${CONNECTIONS} connections, ${ROUNDS} alternating rounds (median)`);
   const median = (results: LoadResult[]) => [...results].sort((x, y) => x.rps - y.rps)[Math.floor(results.length / 2)]!;
@@ -231,12 +262,14 @@ try {
   // The table.
   const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
   const rows: string[][] = [];
+  const cpuRatio = (t: LoadResult, p: LoadResult | undefined) => (t.cpuUs && p?.cpuUs ? p.cpuUs / t.cpuUs : undefined);
   const row = (scenario: string, t: LoadResult, p: LoadResult | undefined, target: string, met: boolean) =>
     rows.push([
       scenario,
-      fmt(t.rps), fmt(t.p50, 1), fmt(t.p99, 1),
-      p ? fmt(p.rps) : '', p ? fmt(p.p50, 1) : '', p ? fmt(p.p99, 1) : '',
+      fmt(t.rps), fmt(t.p50, 1), fmt(t.p99, 1), t.cpuUs ? fmt(t.cpuUs) : '',
+      p ? fmt(p.rps) : '', p ? fmt(p.p50, 1) : '', p ? fmt(p.p99, 1) : '', p?.cpuUs ? fmt(p.cpuUs) : '',
       p ? `${fmt(t.rps / p.rps, 2)}×` : '',
+      cpuRatio(t, p) ? `${fmt(cpuRatio(t, p)!, 2)}×` : '',
       target, met ? 'yes' : 'NO',
       t.errors + t.non2xx > 0 || (p && p.errors + p.non2xx > 0) ? `errors ${t.errors + t.non2xx}/${p ? p.errors + p.non2xx : 0}` : '',
     ]);
@@ -249,11 +282,13 @@ try {
     row(`introspection: SAT, ${fmt(STORED_TOKENS)} stored`, scaled.sat, satResult, 'within 10% of 1k', scaled.sat.rps >= 0.9 * satResult.rps);
     row(`introspection: ${BASE_TOKENS} distinct SATs, ${fmt(STORED_TOKENS)} stored`, scaled.distinct, distinctResult, 'within 10% of 1k', scaled.distinct.rps >= 0.9 * distinctResult.rps);
   }
-  const header = ['scenario', 'Tessera req/s', 'p50 ms', 'p99 ms', 'baseline req/s', 'p50 ms', 'p99 ms', 'ratio', 'target', 'met', ''];
+  const header = ['scenario', 'Tessera req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'baseline req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', 'req/s ratio', 'CPU ratio', 'target (req/s)', 'met', ''];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   console.log(`\nTessera vs plain oidc-provider 9 — ${CONNECTIONS} connections, median of ${ROUNDS} alternating ${DURATION}s loads, ${fmt(STORED_TOKENS)} stored reference tokens`);
-  console.log('(baseline: the plain provider; in the "stored" rows, the same Tessera load at 1,000 stored tokens)\n');
+  console.log('(baseline: the plain provider; in the "stored" rows, the same Tessera load at 1,000 stored tokens.');
+  console.log(' CPU ratio = baseline CPU per request / Tessera CPU per request: the req/s ratio a CPU-bound server reaches with the cores to itself.');
+  console.log(` load average at the end: ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')} on ${(await import('node:os')).cpus().length} cores)\n`);
   console.log(line(header));
   console.log(line(widths.map((w) => '-'.repeat(w))));
   for (const r of rows) console.log(line(r));
