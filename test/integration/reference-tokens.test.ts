@@ -492,6 +492,19 @@ describe('idle revocation and listing', () => {
   });
 });
 
+describe('OpenAPI', () => {
+  it('documents every /tokens route', async () => {
+    const res = await fetch(`${running.url}/api/v1/openapi.json`);
+    expect(res.status).toBe(200);
+    const doc = (await res.json()) as { paths: Record<string, Record<string, unknown>> };
+    expect(Object.keys(doc.paths['/api/v1/tokens']!).sort()).toEqual(['get', 'post']);
+    expect(Object.keys(doc.paths['/api/v1/tokens/{id}']!).sort()).toEqual(['delete', 'get']);
+    expect(Object.keys(doc.paths['/api/v1/tokens/{id}/rotate']!)).toEqual(['post']);
+    expect(Object.keys(doc.paths['/api/v1/tokens/rotate']!)).toEqual(['post']);
+    expect(Object.keys(doc.paths['/api/v1/tokens/leaks']!)).toEqual(['post']);
+  });
+});
+
 describe('leaked-token reports', () => {
   it('revokes a reported token, records it for its organization, and answers the same whatever was sent', async () => {
     const { body } = await issue(memberPat, { type: 'pat', scopes: ['orders:read'], resources: [orders.identifier] });
