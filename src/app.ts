@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { Config } from './config/config.js';
 import { bootstrap } from './domain/bootstrap.js';
 import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
+import { createResourceServerCache } from './domain/resource-server-cache.js';
 import { createLoginThrottle } from './domain/login-throttle.js';
 import { createPolicyService } from './domain/organization-policy.js';
 import { applySeed } from './domain/seed.js';
@@ -64,7 +66,13 @@ import { createServiceAccountRepository } from './storage/service-account-reposi
 import { createSigningKeyRepository } from './storage/signing-key-repository.js';
 import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
-import { createReferenceTokenLookup } from './tokens/reference-token-lookup.js';
+import { createRateLimiter } from './http/rate-limit.js';
+import { tokenRoutes } from './management/routes/tokens.js';
+import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
+import { opaqueCacheKey } from './tokens/introspection.js';
+import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
+import { createTokenService, IDLE_REVOCATION_LOCK_KEY } from './tokens/token-service.js';
+import { createUsageRecorder } from './tokens/usage-recorder.js';
 import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
 import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-list.js';
 import { createTokenEndpoints } from './tokens/token-endpoints.js';
@@ -209,7 +217,8 @@ export async function createTessera(options: TesseraOptions) {
       initialAccessTokens: registration.initialAccessTokenSource,
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
-    const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
+    const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
+    const resourceIndicators = createResourceIndicators({ lookup: resourceServerCache, managementTokenTtl: config.ttl.accessToken });
     const findAccount: FindAccount = async (_ctx, sub) => {
       const user = await repos.users.findById(sub);
       if (!user || user.status !== 'active') return undefined;
@@ -266,12 +275,15 @@ export async function createTessera(options: TesseraOptions) {
       logger.info({ version: keys.current.version }, 'signing keys reloaded');
     });
 
-    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock });
+    // Set once the reference-token cache (which runs the pub/sub heartbeat) exists.
+    let subscriptionHealthy = () => false;
+    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock, subscriptionHealthy: () => subscriptionHealthy() });
     await revocations.reload();
     await cache.subscribe(REVOCATION_CHANNEL, (message) => {
       try {
-        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number };
+        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number; key?: string };
         if (parsed.kind === 'jti') revocations.applyMessage(parsed);
+        if (parsed.kind === 'opaque' && typeof parsed.key === 'string') introspection.forgetOpaque(parsed.key);
       } catch {
         logger.warn('ignored a malformed revocation message');
       }
@@ -286,7 +298,43 @@ export async function createTessera(options: TesseraOptions) {
       }, config.keys.reloadIntervalSeconds * 1000),
     );
 
-    const referenceTokenLookup = createReferenceTokenLookup({ tokens: repos.referenceTokens, clock });
+    // Reference tokens: tiered cache (in-process, Redis, PostgreSQL), invalidated on every node
+    // through pub/sub; usage counted in memory and written in batches.
+    const referenceTokenLookup = createReferenceTokenCache({
+      tokens: repos.referenceTokens,
+      cache,
+      clock,
+      logger,
+      async sensitiveScopes(organizationId, resources, scopes) {
+        const sensitive = new Set<string>();
+        for (const identifier of resources) {
+          const rs = await repos.resourceServers.findByIdentifier(identifier);
+          if (rs?.sensitive && rs.organization_id === organizationId) for (const s of rs.scopes) if (scopes.includes(s.name)) sensitive.add(s.name);
+        }
+        return sensitive;
+      },
+    });
+    await cache.subscribe(REFERENCE_TOKEN_CHANNEL, (message) => referenceTokenLookup.applyMessage(message));
+    referenceTokenLookup.start();
+    subscriptionHealthy = () => referenceTokenLookup.subscriptionHealthy();
+    cleanups.push(async () => referenceTokenLookup.stop());
+    const usage = createUsageRecorder({ tokens: repos.referenceTokens, clock, logger, flushIntervalMs: config.env === 'test' ? 500 : 5000 });
+    cleanups.push(() => usage.close());
+    const tokenService = createTokenService({
+      tokens: repos.referenceTokens,
+      organizations: repos.organizations,
+      users: repos.users,
+      serviceAccounts: repos.serviceAccounts,
+      resourceServers: repos.resourceServers,
+      issuer,
+      cache: referenceTokenLookup,
+      audit,
+      clock,
+      logger,
+      policyDefaults: config.policyDefaults,
+    });
+    const leakReports = createRateLimiter({ cache, keyPrefix: 'ratelimit:token-leaks', points: 10, durationSeconds: 60 });
+
     const introspection = createIntrospection({
       issuer: config.issuer,
       cache,
@@ -296,6 +344,7 @@ export async function createTessera(options: TesseraOptions) {
       publicJwks: () => keys.publicJwks(),
       grantExists,
       clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      usage,
     });
 
     const resourceDeps: ResourceRouteDependencies = {
@@ -328,7 +377,9 @@ export async function createTessera(options: TesseraOptions) {
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
       clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      usage,
       routes: [
+        ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
         ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
@@ -372,6 +423,12 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       clock,
       audit,
+      revokeReferenceToken: (id, caller, facts) => tokenService.revokeForClient(id, caller.clientId, facts),
+      onOpaqueRevoked: async (token) => {
+        const key = opaqueCacheKey(token);
+        introspection.forgetOpaque(key);
+        await cache.publish(REVOCATION_CHANNEL, JSON.stringify({ kind: 'opaque', key }));
+      },
     }));
     app.use(refreshGrace.middleware);
     app.use(management.middleware);
@@ -405,11 +462,48 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     scheduler.start([
+      {
+        name: 'idle-token-revocation',
+        lockKey: IDLE_REVOCATION_LOCK_KEY,
+        intervalMs: 10 * 60 * 1000,
+        run: async () => {
+          await tokenService.revokeIdle();
+        },
+      },
       auditRetentionJob({ audit: auditRepository, organizations: repos.organizations, policyDefaults: config.policyDefaults, clock, logger }),
     ]);
 
     const koaHandler = app.callback();
-    const handler = (req: IncomingMessage, res: ServerResponse) => koaHandler(req, res);
+    // Introspection's fast path runs before Koa and hands it everything it does not answer.
+    // The token endpoint is the engine's alone; Koa in front of it would only add per-request
+    // cost (DESIGN.md, measured). It gets the same headers and access-log line here instead.
+    const hsts = config.issuer.startsWith('https://');
+    const tokenEndpoint = (req: IncomingMessage, res: ServerResponse) => {
+      const incoming = req.headers['x-request-id'];
+      const id = typeof incoming === 'string' && /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+      res.setHeader('x-request-id', id);
+      res.setHeader('x-content-type-options', 'nosniff');
+      res.setHeader('referrer-policy', 'no-referrer');
+      res.setHeader('x-frame-options', 'DENY');
+      if (hsts) res.setHeader('strict-transport-security', 'max-age=31536000; includeSubDomains');
+      if (logger.isLevelEnabled('info')) {
+        const started = performance.now();
+        res.once('finish', () => logger.info({ requestId: id, method: 'POST', path: '/token', status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request'));
+      }
+      void providerHandler(req, res);
+    };
+    const fastPath = createIntrospectionFastPath({
+      authenticator,
+      introspection,
+      issuer: config.issuer,
+      logger,
+      hsts: config.issuer.startsWith('https://'),
+      fallback: (req, res) => {
+        if (req.method === 'POST' && req.url === '/token') tokenEndpoint(req, res);
+        else void koaHandler(req, res);
+      },
+    });
+    const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
 
     return {
       handler,
@@ -423,6 +517,7 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       keyService,
       clients,
+      resourceServerCache,
       policies,
       /** Failed-sign-in throttling; `listLockouts(organizationId)` is what administrators see. */
       loginThrottle,
@@ -430,6 +525,10 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       referenceTokenLookup,
       referenceTokenIssuer: issuer,
+      /** PAT/SAT lifecycle; user and service-account routes call `ownerChanged` after a status or role change. */
+      tokenService,
+      usage,
+      fastPathStats: fastPath.stats,
       management,
       audit,
       auditRepository,

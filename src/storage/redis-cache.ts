@@ -60,7 +60,7 @@ async function connect(client: Client): Promise<void> {
 }
 
 /** The Redis cache store, through ioredis. */
-export async function createRedisCache(options: RedisCacheOptions): Promise<CacheStore & { client: Client }> {
+export async function createRedisCache(options: RedisCacheOptions): Promise<CacheStore & { client: Client; prefix: string }> {
   const prefix = options.prefix ?? 'tessera:';
   const client = createRedisClient(options);
   // Errors surface on the commands that meet them; without a listener ioredis would log
@@ -91,6 +91,8 @@ export async function createRedisCache(options: RedisCacheOptions): Promise<Cach
   return {
     kind: 'redis',
     client,
+    /** Key prefix, for libraries that talk to `client` directly (rate limiting). */
+    prefix,
     get: (key) => call(() => client.get(k(key))),
     async set(key, value, ttlSeconds) {
       await call(() => (ttlSeconds === undefined ? client.set(k(key), value) : client.set(k(key), value, 'EX', Math.max(1, Math.ceil(ttlSeconds)))));
