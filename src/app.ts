@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { Config } from './config/config.js';
 import { bootstrap } from './domain/bootstrap.js';
 import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
+import { createResourceServerCache } from './domain/resource-server-cache.js';
 import { createLoginThrottle } from './domain/login-throttle.js';
 import { createPolicyService } from './domain/organization-policy.js';
 import { applySeed } from './domain/seed.js';
@@ -34,6 +36,15 @@ import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
+import { clientRoutes } from './management/routes/clients.js';
+import type { ResourceRouteDependencies } from './management/routes/dependencies.js';
+import { initialAccessTokenRoutes } from './management/routes/initial-access-tokens.js';
+import { resourceServerRoutes } from './management/routes/resource-servers.js';
+import { serviceAccountRoutes } from './management/routes/service-accounts.js';
+import { userRoutes } from './management/routes/users.js';
+import { createRegistration } from './oidc/registration.js';
+import { createSecretGrace } from './oidc/secret-grace.js';
+import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
 import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
@@ -58,12 +69,19 @@ import { createServiceAccountRepository } from './storage/service-account-reposi
 import { createSigningKeyRepository } from './storage/signing-key-repository.js';
 import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
-import { createReferenceTokenLookup } from './tokens/reference-token-lookup.js';
+import { tokenRoutes } from './management/routes/tokens.js';
+import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
+import { opaqueCacheKey } from './tokens/introspection.js';
+import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
+import { createTokenService, IDLE_REVOCATION_LOCK_KEY } from './tokens/token-service.js';
+import { createUsageRecorder } from './tokens/usage-recorder.js';
 import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
 import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-list.js';
 import { createTokenEndpoints } from './tokens/token-endpoints.js';
 
 export const KEYS_CHANNEL = 'keys';
+/** Pub/sub channel on which a node announces changed clients (a JSON array of ids, or "all"). */
+export const CLIENTS_CHANNEL = 'clients';
 export const TESSERA_VERSION = '0.1.0';
 
 export interface TesseraOptions {
@@ -119,6 +137,7 @@ export async function createTessera(options: TesseraOptions) {
       revokedJtis: createRevokedJtiRepository(db),
       referenceTokens: createReferenceTokenRepository(db),
       signingKeys: createSigningKeyRepository(db),
+      initialAccessTokens: createInitialAccessTokenRepository(db),
       consents: createConsentRepository(db),
     };
     const policies = createPolicyService({ organizations: repos.organizations, defaults: config.policyDefaults, clock });
@@ -159,7 +178,32 @@ export async function createTessera(options: TesseraOptions) {
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
 
-    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
+    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock });
+    // A changed client is dropped from this node's cache at once and from every other node's
+    // through pub/sub, so a deleted client or rotated secret is not honoured for the cache TTL.
+    const clientsChanged = async (ids: string[] | 'all') => {
+      if (ids === 'all') clients.invalidate();
+      else ids.forEach((id) => clients.invalidate(id));
+      await cache.publish(CLIENTS_CHANNEL, JSON.stringify(ids)).catch((error) => logger.warn({ err: error }, 'client change announcement failed'));
+    };
+    await cache.subscribe(CLIENTS_CHANNEL, (message) => {
+      try {
+        const ids = JSON.parse(message) as string[] | 'all';
+        if (ids === 'all') clients.invalidate();
+        else if (Array.isArray(ids)) ids.forEach((id) => clients.invalidate(String(id)));
+      } catch {
+        logger.warn('ignored a malformed client change message');
+      }
+    });
+    const registration = createRegistration({
+      clients: repos.clients,
+      initialAccessTokens: repos.initialAccessTokens,
+      resourceServers: repos.resourceServers,
+      envelope,
+      clock,
+      clientsChanged,
+      audit,
+    });
     const adapter = createAdapterFactory({
       cache,
       payloads: repos.payloads,
@@ -169,12 +213,16 @@ export async function createTessera(options: TesseraOptions) {
           const view = await clients.get(id);
           // The engine asks policy questions synchronously (ttl, pkce); load the policy whenever it loads a client.
           if (view) await policies.forOrganization(view.record.organization_id);
-          return view?.metadata;
+          // A client whose owning service account is disabled is unknown to the engine: no tokens.
+          return view?.active ? view.metadata : undefined;
         },
+        ...registration.clientSource,
       },
+      initialAccessTokens: registration.initialAccessTokenSource,
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
-    const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
+    const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
+    const resourceIndicators = createResourceIndicators({ lookup: resourceServerCache, managementTokenTtl: config.ttl.accessToken });
     const findAccount: FindAccount = async (_ctx, sub) => {
       const user = await repos.users.findById(sub);
       if (!user || user.status !== 'active') return undefined;
@@ -190,10 +238,12 @@ export async function createTessera(options: TesseraOptions) {
       };
     };
 
-    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents })];
+    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents }), registration.configure];
+    const providerMiddleware: Middleware[] = [registration.middleware];
     const providerSetups: ((p: Provider) => void)[] = [];
     const buildProvider = () => {
       const built = createProvider({
+        use: providerMiddleware,
         config,
         keySet: keys.current,
         adapter,
@@ -229,12 +279,15 @@ export async function createTessera(options: TesseraOptions) {
       logger.info({ version: keys.current.version }, 'signing keys reloaded');
     });
 
-    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock });
+    // Set once the reference-token cache (which runs the pub/sub heartbeat) exists.
+    let subscriptionHealthy = () => false;
+    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock, subscriptionHealthy: () => subscriptionHealthy() });
     await revocations.reload();
     await cache.subscribe(REVOCATION_CHANNEL, (message) => {
       try {
-        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number };
+        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number; key?: string };
         if (parsed.kind === 'jti') revocations.applyMessage(parsed);
+        if (parsed.kind === 'opaque' && typeof parsed.key === 'string') introspection.forgetOpaque(parsed.key);
       } catch {
         logger.warn('ignored a malformed revocation message');
       }
@@ -249,7 +302,56 @@ export async function createTessera(options: TesseraOptions) {
       }, config.keys.reloadIntervalSeconds * 1000),
     );
 
-    const referenceTokenLookup = createReferenceTokenLookup({ tokens: repos.referenceTokens, clock });
+    // Reference tokens: tiered cache (in-process, Redis, PostgreSQL), invalidated on every node
+    // through pub/sub; usage counted in memory and written in batches.
+    const referenceTokenLookup = createReferenceTokenCache({
+      tokens: repos.referenceTokens,
+      cache,
+      clock,
+      logger,
+      async sensitiveScopes(organizationId, resources, scopes) {
+        const sensitive = new Set<string>();
+        for (const identifier of resources) {
+          const rs = await repos.resourceServers.findByIdentifier(identifier);
+          if (rs?.sensitive && rs.organization_id === organizationId) for (const s of rs.scopes) if (scopes.includes(s.name)) sensitive.add(s.name);
+        }
+        return sensitive;
+      },
+    });
+    await cache.subscribe(REFERENCE_TOKEN_CHANNEL, (message) => referenceTokenLookup.applyMessage(message));
+    referenceTokenLookup.start();
+    subscriptionHealthy = () => referenceTokenLookup.subscriptionHealthy();
+    cleanups.push(async () => referenceTokenLookup.stop());
+    const usage = createUsageRecorder({ tokens: repos.referenceTokens, clock, logger, flushIntervalMs: config.env === 'test' ? 500 : 5000 });
+    cleanups.push(() => usage.close());
+    const tokenService = createTokenService({
+      tokens: repos.referenceTokens,
+      organizations: repos.organizations,
+      users: repos.users,
+      serviceAccounts: repos.serviceAccounts,
+      resourceServers: repos.resourceServers,
+      issuer,
+      cache: referenceTokenLookup,
+      audit,
+      clock,
+      logger,
+      policyDefaults: config.policyDefaults,
+    });
+    // Named limits from config `rateLimits`, counted in the cache store (shared by all nodes).
+    const rateLimiters = new Map<string, RateLimiter>();
+    const rateLimiter = (name: string): RateLimiter => {
+      let limiter = rateLimiters.get(name);
+      if (!limiter) {
+        const settings = config.rateLimits[name];
+        if (!settings) throw new Error(`no rate limit named "${name}" in config rateLimits`);
+        limiter = createRateLimiter({ cache, keyPrefix: `ratelimit:${name}:`, ...settings });
+        rateLimiters.set(name, limiter);
+      }
+      return limiter;
+    };
+
+    const leakReports = rateLimiter('leakReport');
+
     const introspection = createIntrospection({
       issuer: config.issuer,
       cache,
@@ -258,8 +360,30 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists,
+      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      usage,
     });
 
+    const resourceDeps: ResourceRouteDependencies = {
+      db,
+      clock,
+      envelope,
+      ...repos,
+      clientDirectory: clients,
+      policyDefaults: config.policyDefaults,
+      clientsChanged,
+      validateClientMetadata: async (metadata) => {
+        await provider.Client.validate(metadata as unknown as Parameters<typeof provider.Client.validate>[0]);
+      },
+      audit,
+    };
+    const resourceRoutes = [
+      ...userRoutes(resourceDeps),
+      ...serviceAccountRoutes(resourceDeps),
+      ...resourceServerRoutes(resourceDeps),
+      ...clientRoutes(resourceDeps),
+      ...initialAccessTokenRoutes(resourceDeps),
+    ];
     const management = createManagementApi({
       realm: config.issuer,
       issuer: config.issuer,
@@ -269,25 +393,16 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
+      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      usage,
       routes: [
+        ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
         ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
       ],
     });
-
-    // Named limits from config `rateLimits`, counted in the cache store (shared by all nodes).
-    const rateLimiters = new Map<string, RateLimiter>();
-    const rateLimiter = (name: string): RateLimiter => {
-      let limiter = rateLimiters.get(name);
-      if (!limiter) {
-        const settings = config.rateLimits[name];
-        if (!settings) throw new Error(`no rate limit named "${name}" in config rateLimits`);
-        limiter = createRateLimiter({ cache, name, settings });
-        rateLimiters.set(name, limiter);
-      }
-      return limiter;
-    };
 
     const app = new Koa();
     app.proxy = config.env === 'production';
@@ -326,6 +441,12 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       clock,
       audit,
+      revokeReferenceToken: (id, caller, facts) => tokenService.revokeForClient(id, caller.clientId, facts),
+      onOpaqueRevoked: async (token) => {
+        const key = opaqueCacheKey(token);
+        introspection.forgetOpaque(key);
+        await cache.publish(REVOCATION_CHANNEL, JSON.stringify({ kind: 'opaque', key }));
+      },
     }));
     app.use(refreshGrace.middleware);
     app.use(management.middleware);
@@ -350,6 +471,8 @@ export async function createTessera(options: TesseraOptions) {
       logger,
       audit,
     }));
+    // Client secret rotation grace on the engine's client authentication (src/oidc/secret-grace.ts).
+    app.use(createSecretGrace({ clients, clock, audit }));
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {
       ctx.respond = false;
@@ -357,11 +480,48 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     scheduler.start([
+      {
+        name: 'idle-token-revocation',
+        lockKey: IDLE_REVOCATION_LOCK_KEY,
+        intervalMs: 10 * 60 * 1000,
+        run: async () => {
+          await tokenService.revokeIdle();
+        },
+      },
       auditRetentionJob({ audit: auditRepository, organizations: repos.organizations, policyDefaults: config.policyDefaults, clock, logger }),
     ]);
 
     const koaHandler = app.callback();
-    const handler = (req: IncomingMessage, res: ServerResponse) => koaHandler(req, res);
+    // Introspection's fast path runs before Koa and hands it everything it does not answer.
+    // The token endpoint is the engine's alone; Koa in front of it would only add per-request
+    // cost (DESIGN.md, measured). It gets the same headers and access-log line here instead.
+    const hsts = config.issuer.startsWith('https://');
+    const tokenEndpoint = (req: IncomingMessage, res: ServerResponse) => {
+      const incoming = req.headers['x-request-id'];
+      const id = typeof incoming === 'string' && /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
+      res.setHeader('x-request-id', id);
+      res.setHeader('x-content-type-options', 'nosniff');
+      res.setHeader('referrer-policy', 'no-referrer');
+      res.setHeader('x-frame-options', 'DENY');
+      if (hsts) res.setHeader('strict-transport-security', 'max-age=31536000; includeSubDomains');
+      if (logger.isLevelEnabled('info')) {
+        const started = performance.now();
+        res.once('finish', () => logger.info({ requestId: id, method: 'POST', path: '/token', status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request'));
+      }
+      void providerHandler(req, res);
+    };
+    const fastPath = createIntrospectionFastPath({
+      authenticator,
+      introspection,
+      issuer: config.issuer,
+      logger,
+      hsts: config.issuer.startsWith('https://'),
+      fallback: (req, res) => {
+        if (req.method === 'POST' && req.url === '/token') tokenEndpoint(req, res);
+        else void koaHandler(req, res);
+      },
+    });
+    const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
 
     return {
       handler,
@@ -375,6 +535,7 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       keyService,
       clients,
+      resourceServerCache,
       policies,
       /** Failed-sign-in throttling; `listLockouts(organizationId)` is what administrators see. */
       loginThrottle,
@@ -382,6 +543,10 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       referenceTokenLookup,
       referenceTokenIssuer: issuer,
+      /** PAT/SAT lifecycle; user and service-account routes call `ownerChanged` after a status or role change. */
+      tokenService,
+      usage,
+      fastPathStats: fastPath.stats,
       management,
       audit,
       auditRepository,

@@ -66,6 +66,7 @@ const fileSchema = z.object({
     allowed_pat_scopes: z.array(z.string()).nullable(),
     refresh_reuse_grace_seconds: z.number().int().min(0),
     token_rotation_grace_seconds: z.number().int().min(0),
+    token_pair_sliding_renewal: z.boolean().default(false),
     client_secret_rotation_grace_seconds: z.number().int().min(0),
     audit_retention_days: z.number().int().positive(),
     refresh_absolute_lifetime_seconds: durationSeconds,

@@ -1,5 +1,6 @@
 import Provider from 'oidc-provider';
 import type { Adapter, Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
+import type { Middleware } from 'koa';
 
 import type { Config } from '../config/config.js';
 import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
@@ -21,6 +22,8 @@ export interface ProviderDependencies {
   findAccount: FindAccount;
   /** Extra provider options contributed by later capabilities (interactions, registration, …). */
   extend?: (configuration: Configuration) => void;
+  /** Middleware run inside the engine, around its routes (`provider.use`), in order. */
+  use?: Middleware[];
 }
 
 export function createProvider(deps: ProviderDependencies): Provider {
@@ -46,8 +49,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // the engine advertise the `implicit` grant (test/e2e/conformance.test.ts checks this).
     responseTypes: ['code'],
     ttl: {
-      AccessToken: config.ttl.accessToken,
-      ClientCredentials: config.ttl.clientCredentials,
+      // A resource server's own access_token_ttl wins (DESIGN.md "Wire shapes"); the config
+      // value is the default for tokens without one.
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.clientCredentials,
       AuthorizationCode: config.ttl.authorizationCode,
       IdToken: config.ttl.idToken,
       Interaction: config.ttl.interaction,
@@ -107,5 +112,6 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const provider = new Provider(config.issuer, configuration);
   // TLS ends at the load balancer in production; trust its X-Forwarded-* headers there.
   provider.proxy = config.env === 'production';
+  for (const middleware of deps.use ?? []) provider.use(middleware as Parameters<Provider['use']>[0]);
   return provider;
 }

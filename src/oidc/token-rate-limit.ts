@@ -47,8 +47,8 @@ export function tokenRateLimit(limiter: RateLimiter) {
     if (ctx.method !== 'POST' || ctx.path !== TOKEN_PATH) return next();
     const clientId = await claimedClientId(ctx);
     if (clientId !== undefined) {
-      const decision = await limiter.consume(`client:${clientId}`);
-      if (!decision.allowed) throw oauthTooManyRequests(decision.retryAfterSeconds);
+      const retryAfter = await limiter.consume(`client:${clientId}`);
+      if (retryAfter !== undefined) throw oauthTooManyRequests(retryAfter);
     }
     return next();
   };

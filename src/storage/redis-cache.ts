@@ -99,6 +99,7 @@ export async function createRedisCache(options: RedisCacheOptions): Promise<Redi
   return {
     kind: 'redis',
     client,
+    /** Key prefix, for libraries that talk to `client` directly (rate limiting). */
     prefix,
     get: (key) => call(() => client.get(k(key))),
     async set(key, value, ttlSeconds) {

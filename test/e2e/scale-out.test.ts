@@ -90,7 +90,16 @@ describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and on
   it('honours a SAT revocation made on one node on every node', async () => {
     // Revoked last in this file: the SAT is used by the other tests.
     expect((await revoke(nodes[1]!.url, installation.ordersSat)).status).toBe(200);
-    for (const node of nodes) expect((await introspect(node.url, installation.ordersSat)).body).toEqual({ active: false });
+    const revokedAt = performance.now();
+    // Documented bound (README, staleness windows): 1 s on the other nodes, which cache PAT/SAT answers.
+    for (const node of nodes) {
+      for (;;) {
+        const answer = await introspect(node.url, installation.ordersSat);
+        if (answer.body.active === false) break;
+        expect(performance.now() - revokedAt, `node ${node.name} still answers active`).toBeLessThan(1000);
+        await sleep(20);
+      }
+    }
   });
 
   it('publishes a staged signing key on every node before any node signs with it', async () => {

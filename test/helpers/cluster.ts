@@ -153,7 +153,7 @@ export async function prepareInstallation(options: { redisUrl?: string; override
   let ordersSat: string;
   try {
     bootstrap = tessera.bootstrapped!;
-    const serviceAccountId = (await tessera.referenceTokenLookup.resolve(bootstrap.management_token)) as { ok: true; token: { row: { service_account_id: string } } };
+    const serviceAccountId = (await tessera.referenceTokenLookup.resolve(bootstrap.management_token)) as unknown as { ok: true; token: { row: { service_account_id: string } } };
     const issued = await tessera.referenceTokenIssuer.issue({
       organizationId: bootstrap.organization_id,
       type: 'sat',
