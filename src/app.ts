@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -475,23 +474,9 @@ export async function createTessera(options: TesseraOptions) {
 
     const koaHandler = app.callback();
     // Introspection's fast path runs before Koa and hands it everything it does not answer.
-    // The token endpoint is the engine's alone; Koa in front of it would only add per-request
-    // cost (DESIGN.md, measured). It gets the same headers and access-log line here instead.
-    const hsts = config.issuer.startsWith('https://');
-    const tokenEndpoint = (req: IncomingMessage, res: ServerResponse) => {
-      const incoming = req.headers['x-request-id'];
-      const id = typeof incoming === 'string' && /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
-      res.setHeader('x-request-id', id);
-      res.setHeader('x-content-type-options', 'nosniff');
-      res.setHeader('referrer-policy', 'no-referrer');
-      res.setHeader('x-frame-options', 'DENY');
-      if (hsts) res.setHeader('strict-transport-security', 'max-age=31536000; includeSubDomains');
-      if (logger.isLevelEnabled('info')) {
-        const started = performance.now();
-        res.once('finish', () => logger.info({ requestId: id, method: 'POST', path: '/token', status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request'));
-      }
-      void providerHandler(req, res);
-    };
+    // The token endpoint stays behind Koa: the client-secret and refresh-token grace windows,
+    // the per-client rate limit and the error mapping all run there, and correctness beats the
+    // few percent Koa costs on /token.
     const fastPath = createIntrospectionFastPath({
       authenticator,
       introspection,
@@ -499,8 +484,7 @@ export async function createTessera(options: TesseraOptions) {
       logger,
       hsts: config.issuer.startsWith('https://'),
       fallback: (req, res) => {
-        if (req.method === 'POST' && req.url === '/token') tokenEndpoint(req, res);
-        else void koaHandler(req, res);
+        void koaHandler(req, res);
       },
     });
     const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
