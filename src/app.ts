@@ -18,6 +18,8 @@ import { createPolicyService } from './domain/organization-policy.js';
 import { applySeed } from './domain/seed.js';
 import { allowedMethods } from './http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
+import { createRateLimiter } from './http/rate-limit.js';
+import type { RateLimiter } from './http/rate-limit.js';
 import type { Logger } from './http/logger.js';
 import { createCsrf } from './interactions/csrf.js';
 import { createInteractionRoutes } from './interactions/routes.js';
@@ -50,6 +52,7 @@ import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
 import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
+import { tokenRateLimit } from './oidc/token-rate-limit.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
 import { createConsentRepository } from './storage/consent-repository.js';
@@ -65,7 +68,6 @@ import { createServiceAccountRepository } from './storage/service-account-reposi
 import { createSigningKeyRepository } from './storage/signing-key-repository.js';
 import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
-import { createRateLimiter } from './http/rate-limit.js';
 import { tokenRoutes } from './management/routes/tokens.js';
 import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
 import { opaqueCacheKey } from './tokens/introspection.js';
@@ -85,7 +87,7 @@ export interface TesseraOptions {
   config: Config;
   logger: Logger;
   clock: Clock;
-  /** Test isolation: a PostgreSQL schema and a Redis key prefix of their own. */
+  /** A PostgreSQL schema and a Redis key prefix of their own (tests); default: the config's. */
   schema?: string;
   redisPrefix?: string;
   /**
@@ -104,6 +106,8 @@ export interface TesseraOptions {
  */
 export async function createTessera(options: TesseraOptions) {
   const { config, logger, clock } = options;
+  const schema = options.schema ?? config.databaseSchema;
+  const redisPrefix = options.redisPrefix ?? config.redisPrefix;
   const timers: NodeJS.Timeout[] = [];
   const cleanups: (() => Promise<void>)[] = [];
 
@@ -116,10 +120,10 @@ export async function createTessera(options: TesseraOptions) {
     cookieKeys ??= secrets.cookieKeys;
   }
 
-  const { db, cache } = await openStorage(config, { clock, schema: options.schema, redisPrefix: options.redisPrefix });
+  const { db, cache } = await openStorage(config, { clock, schema, redisPrefix });
   cleanups.push(() => cache.close(), () => db.close());
   try {
-    const applied = await migrate(db, { schema: options.schema });
+    const applied = await migrate(db, { schema });
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
 
     const repos = {
@@ -332,7 +336,20 @@ export async function createTessera(options: TesseraOptions) {
       logger,
       policyDefaults: config.policyDefaults,
     });
-    const leakReports = createRateLimiter({ cache, keyPrefix: 'ratelimit:token-leaks', points: 10, durationSeconds: 60 });
+    // Named limits from config `rateLimits`, counted in the cache store (shared by all nodes).
+    const rateLimiters = new Map<string, RateLimiter>();
+    const rateLimiter = (name: string): RateLimiter => {
+      let limiter = rateLimiters.get(name);
+      if (!limiter) {
+        const settings = config.rateLimits[name];
+        if (!settings) throw new Error(`no rate limit named "${name}" in config rateLimits`);
+        limiter = createRateLimiter({ cache, keyPrefix: `ratelimit:${name}:`, ...settings });
+        rateLimiters.set(name, limiter);
+      }
+      return limiter;
+    };
+
+    const leakReports = rateLimiter('leakReport');
 
     const introspection = createIntrospection({
       issuer: config.issuer,
@@ -412,6 +429,7 @@ export async function createTessera(options: TesseraOptions) {
       await next();
     });
     app.use(allowedMethods());
+    app.use(tokenRateLimit(rateLimiter('token')));
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
@@ -521,6 +539,8 @@ export async function createTessera(options: TesseraOptions) {
         return provider;
       },
       bootstrapped,
+      /** The limiter of config `rateLimits.<name>` (login, leak report, …), one per name. */
+      rateLimiter,
       /** Adds Koa middleware that runs before oidc-provider (Management API, interactions, …). */
       addRoutes(middleware: Middleware) {
         routes.push(middleware);
