@@ -364,6 +364,8 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     const resourceDeps: ResourceRouteDependencies = {
+      ownerChanged: (ownerId) => tokenService.ownerChanged(ownerId),
+      revokeOwnerTokens: (ownerId, reason) => tokenService.revokeOwnerTokens(ownerId, reason),
       db,
       clock,
       envelope,
