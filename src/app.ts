@@ -398,7 +398,7 @@ export async function createTessera(options: TesseraOptions) {
       usage,
       routes: [
         ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
-        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
         ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
         ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
