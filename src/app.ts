@@ -364,6 +364,8 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     const resourceDeps: ResourceRouteDependencies = {
+      ownerChanged: (ownerId) => tokenService.ownerChanged(ownerId),
+      revokeOwnerTokens: (ownerId, reason) => tokenService.revokeOwnerTokens(ownerId, reason),
       db,
       clock,
       envelope,
@@ -396,7 +398,7 @@ export async function createTessera(options: TesseraOptions) {
       usage,
       routes: [
         ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
-        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
         ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
         ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
@@ -492,10 +494,9 @@ export async function createTessera(options: TesseraOptions) {
 
     const koaHandler = app.callback();
     // Introspection's fast path runs before Koa and hands it everything it does not answer.
-    // The token endpoint goes through Koa too: its rate limit, the client-secret rotation grace
-    // and the refresh-token reuse grace are Koa middleware in front of the engine, and a /token
-    // that skipped them would refuse rotated secrets, revoke refresh families on an honest
-    // retry, and have no per-client limit.
+    // The token endpoint stays behind Koa: the client-secret and refresh-token grace windows,
+    // the per-client rate limit and the error mapping all run there, and correctness beats the
+    // few percent Koa costs on /token.
     const fastPath = createIntrospectionFastPath({
       authenticator,
       introspection,

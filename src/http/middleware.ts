@@ -5,7 +5,6 @@ import type { Context, Next } from 'koa';
 import { CacheUnavailableError } from '../storage/cache.js';
 import { isUniqueViolation, StorageUnavailableError } from '../storage/database.js';
 import type { Logger } from './logger.js';
-import { PROTOCOL_ENDPOINT_METHODS } from './allowed-methods.js';
 import { scrubText } from './logger.js';
 import { OAuthError, temporarilyUnavailable } from './oauth-error.js';
 
@@ -59,17 +58,13 @@ export function accessLog(logger: Logger) {
  */
 export const HTML_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
 
-/**
- * Baseline security headers (OWASP Secure Headers); HSTS only when served over TLS. The JSON-only
- * protocol endpoints (token, introspection, revocation, JWKS, discovery) never render HTML and
- * carry no CSP, so the introspection fast path and the Koa path answer with the same headers.
- */
+/** Baseline security headers (OWASP Secure Headers); HSTS only when served over TLS. */
 export function securityHeaders(options: { hsts: boolean }) {
   return async (ctx: Context, next: Next) => {
     ctx.set('x-content-type-options', 'nosniff');
     ctx.set('referrer-policy', 'no-referrer');
     ctx.set('x-frame-options', 'DENY');
-    if (!ctx.path.startsWith('/api/') && !(ctx.path in PROTOCOL_ENDPOINT_METHODS)) ctx.set('content-security-policy', HTML_CSP);
+    if (!ctx.path.startsWith('/api/')) ctx.set('content-security-policy', HTML_CSP);
     if (options.hsts) ctx.set('strict-transport-security', 'max-age=31536000; includeSubDomains');
     await next();
   };

@@ -47,8 +47,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // stays for confidential clients registered for it (src/oidc/sign-in-config.ts refuses it
     // for public clients). OpenID Connect Registration §2 pairs `code id_token` with the
     // `implicit` grant type, which is why discovery lists that grant: only for this flow; the
-    // token endpoint has no implicit grant (test/e2e/conformance.test.ts). The `none` response
-    // type is not offered: no client can be registered for it.
+    // token endpoint has no implicit grant (test/e2e/conformance.test.ts).
     responseTypes: ['code', 'code id_token'],
     ttl: {
       // A resource server's own access_token_ttl wins (DESIGN.md "Wire shapes"); the config

@@ -26,6 +26,7 @@ interface Tenant {
   rs: any;
   client: any;
   iat: any;
+  sat: any;
 }
 
 describe(`tenant isolation matrix on ${backend}`, () => {
@@ -41,7 +42,8 @@ describe(`tenant isolation matrix on ${backend}`, () => {
     const rs = await createResourceServer(server, token);
     const client = await createClient(server, token, { scopes: ['things:read'], resources: [rs.identifier], service_account_id: account.id });
     const iat = await expectApi(server, token, 'POST', '/initial-access-tokens', { resources: [rs.identifier] }, 201);
-    return { org, user, account, rs, client, iat };
+    const sat = await expectApi(server, token, 'POST', '/tokens', { type: 'sat', service_account_id: account.id, name: uniqueName('sat'), scopes: ['things:read'], resources: [rs.identifier], expires_in: 86400 }, 201);
+    return { org, user, account, rs, client, iat, sat };
   }
 
   /** A snapshot of B as B sees it. */
@@ -54,6 +56,7 @@ describe(`tenant isolation matrix on ${backend}`, () => {
       client: await expectApi(server, token, 'GET', `/clients/${t.client.client_id}`, undefined, 200),
       organization: await expectApi(server, token, 'GET', '/organization', undefined, 200),
       iats: await expectApi(server, token, 'GET', '/initial-access-tokens', undefined, 200),
+      sat: await expectApi(server, token, 'GET', `/tokens/${t.sat.id}`, undefined, 200),
     };
   }
 
@@ -73,6 +76,7 @@ describe(`tenant isolation matrix on ${backend}`, () => {
     '/resource-servers': t.rs.id,
     '/clients': t.client.client_id,
     '/initial-access-tokens': t.iat.id,
+    '/tokens': t.sat.id,
   });
 
   /** A body the route accepts, so that validation cannot answer before the ownership check. */
