@@ -22,6 +22,7 @@ import { createKeyService } from './keys/key-service.js';
 import { createAuditWriter } from './audit/audit-writer.js';
 import { auditRetentionJob } from './audit/retention.js';
 import { createScheduler } from './jobs/scheduler.js';
+import { createMetrics } from './metrics/metrics.js';
 import { auditEventRoutes } from './management/routes/audit-events.js';
 import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
@@ -128,8 +129,11 @@ export async function createTessera(options: TesseraOptions) {
       }
     }
 
+    // One registry per app instance (never prom-client's global one): see metrics.ts.
+    const metrics = createMetrics(config.metrics);
     const auditRepository = createAuditRepository(db);
-    const audit = createAuditWriter({ db, repository: auditRepository, clock, logger });
+    const audit = createAuditWriter({ db, repository: auditRepository, clock, logger, metrics: metrics.audit });
+    metrics.watchAuditQueue(() => audit.pending());
     const scheduler = createScheduler({ db, logger });
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
@@ -163,7 +167,7 @@ export async function createTessera(options: TesseraOptions) {
         findAccount,
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
-      attachProviderAuditing(built, audit, logger);
+      attachProviderAuditing(built, audit, logger, metrics);
       return built;
     };
     let provider: Provider = buildProvider();
@@ -235,6 +239,14 @@ export async function createTessera(options: TesseraOptions) {
         ctx.body = { status: 'ok' };
         return;
       }
+      if (ctx.method === 'GET' && ctx.path === '/metrics') {
+        // Prometheus text format. Unauthenticated like /healthz: no label carries an
+        // organization id unless the operator turned that on (config `metrics`).
+        ctx.set('cache-control', 'no-store');
+        ctx.type = metrics.contentType;
+        ctx.body = await metrics.render();
+        return;
+      }
       if (ctx.method === 'GET' && ctx.path === '/readyz') {
         const checks = await Promise.all([
           db.query('SELECT 1').then(() => 'ok', () => 'unavailable'),
@@ -257,6 +269,7 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       clock,
       audit,
+      metrics,
     }));
     app.use(management.middleware);
     app.use(async (ctx, next) => {
@@ -301,6 +314,7 @@ export async function createTessera(options: TesseraOptions) {
       management,
       audit,
       auditRepository,
+      metrics,
       scheduler,
       get provider() {
         return provider;

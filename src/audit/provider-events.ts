@@ -2,6 +2,7 @@ import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { Logger } from '../http/logger.js';
+import type { TesseraMetrics } from '../metrics/metrics.js';
 import type { AuditEvent, AuditLog } from './audit-event.js';
 
 type ClientLike = { clientId?: string; tessera_organization_id?: string; clientName?: string } | undefined;
@@ -16,13 +17,19 @@ function requestFacts(ctx: KoaContextWithOIDC): Pick<AuditEvent, 'requestId' | '
  * grant type, client, audience and scopes; refreshes; failed client authentication; revoked
  * grants. Listeners only queue events, so they add nothing to the token endpoint's latency.
  */
-export function attachProviderAuditing(provider: Provider, audit: AuditLog, logger: Logger): void {
+export function attachProviderAuditing(provider: Provider, audit: AuditLog, logger: Logger, metrics?: Pick<TesseraMetrics, 'tokenIssued' | 'tokenRevoked'>): void {
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     const client = ctx.oidc.client as ClientLike;
     const grantType = String(ctx.oidc.params?.grant_type ?? '');
     const entities = ctx.oidc.entities as Record<string, TokenLike>;
     const token = entities.ClientCredentials ?? entities.AccessToken;
     const audience = token?.resourceServer?.audience ?? token?.aud;
+    if (metrics) {
+      const org = client?.tessera_organization_id;
+      metrics.tokenIssued(grantType, 'access_token', org);
+      if (entities.RefreshToken) metrics.tokenIssued(grantType, 'refresh_token', org);
+      if (entities.IdToken) metrics.tokenIssued(grantType, 'id_token', org);
+    }
     audit.record({
       organizationId: client?.tessera_organization_id ?? null,
       actor: token?.accountId ? { type: 'user', id: token.accountId } : { type: 'client', id: client?.clientId ?? null },
@@ -59,6 +66,7 @@ export function attachProviderAuditing(provider: Provider, audit: AuditLog, logg
 
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
     const client = ctx.oidc?.client as ClientLike;
+    metrics?.tokenRevoked(ctx.oidc?.route === 'revocation' ? 'rfc7009' : 'other', 'grant', client?.tessera_organization_id);
     audit.record({
       organizationId: client?.tessera_organization_id ?? null,
       actor: { type: 'client', id: client?.clientId ?? null },

@@ -64,6 +64,10 @@ const fileSchema = z.object({
     client_secret_rotation_grace_seconds: z.number().int().min(0),
     audit_retention_days: z.number().int().positive(),
   }),
+  metrics: z.object({
+    organizationLabels: z.boolean(),
+    processMetrics: z.boolean(),
+  }).default({ organizationLabels: false, processMetrics: true }),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
     clients: z.array(seedClient).default([]),
@@ -101,6 +105,8 @@ export interface Config {
   ttl: z.infer<typeof fileSchema>['ttl'];
   keys: z.infer<typeof fileSchema>['keys'];
   policyDefaults: OrganizationPolicy;
+  /** /metrics: organization labels (off: cardinality) and process metrics. */
+  metrics: z.infer<typeof fileSchema>['metrics'];
   seed: SeedConfig | null;
 }
 
@@ -248,6 +254,7 @@ export function loadConfig(
     ttl: fileConfig.ttl,
     keys: fileConfig.keys,
     policyDefaults: fileConfig.policyDefaults,
+    metrics: fileConfig.metrics,
     seed: fileConfig.seed,
   };
 }

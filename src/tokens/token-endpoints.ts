@@ -8,6 +8,7 @@ import { modelKey } from '../oidc/adapter.js';
 import { readFormBody, single } from '../http/form-body.js';
 import { invalidRequest, OAuthError } from '../http/oauth-error.js';
 import type { KeyRing } from '../keys/key-ring.js';
+import type { IntrospectionMetrics, TesseraMetrics } from '../metrics/metrics.js';
 import type { CacheStore } from '../storage/cache.js';
 import type { ReferenceTokenRepository } from '../storage/reference-token-repository.js';
 import { hashToken, parseToken } from './format.js';
@@ -29,6 +30,8 @@ export interface TokenEndpointDependencies {
   keys: KeyRing;
   clock: Clock;
   audit: AuditLog;
+  /** Introspection latency/result counters and revocations by reason (optional, see metrics.ts). */
+  metrics?: { introspection: IntrospectionMetrics; tokenRevoked: TesseraMetrics['tokenRevoked'] };
   /** Called when a reference token is revoked, so caches on every node drop it. */
   onReferenceTokenRevoked?: (tokenId: string) => Promise<void>;
 }
@@ -71,6 +74,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   const requestFacts = (ctx: Context) => ({ requestId: ctx.state.requestId as string, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined });
 
   function recordRevocation(ctx: Context, caller: IntrospectionCaller, kind: string, id: string) {
+    deps.metrics?.tokenRevoked('rfc7009', kind, caller.organizationId);
     deps.audit.record({
       organizationId: caller.organizationId,
       actor: { type: 'client', id: caller.clientId },
@@ -94,7 +98,13 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     if (token !== undefined && token.length > 0 && !(await isOurs(token))) return next();
     const caller = await authenticate(ctx, params);
     if (!token) throw invalidRequest("missing required parameter 'token'");
+    const started = performance.now();
     const answer = (await introspection.introspect(token, caller)) ?? { active: false };
+    if (deps.metrics) {
+      const shape = tokenShape(token);
+      const kind = shape === 'reference' ? (token.startsWith('tsr_pat_') ? 'pat' : 'sat') : shape;
+      deps.metrics.introspection.observe(kind, answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, undefined, caller.organizationId);
+    }
     noStore(ctx);
     // RFC 9701: a signed JWT response when the caller asks for one.
     if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {
