@@ -24,6 +24,9 @@ import { auditRetentionJob } from './audit/retention.js';
 import { createScheduler } from './jobs/scheduler.js';
 import { createMetrics } from './metrics/metrics.js';
 import { auditEventRoutes } from './management/routes/audit-events.js';
+import { tokenInventoryRoutes } from './management/routes/token-inventory.js';
+import { createTokenInventory } from './audit/token-inventory.js';
+import { createTokenInventoryRepository } from './storage/token-inventory-repository.js';
 import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
@@ -134,6 +137,7 @@ export async function createTessera(options: TesseraOptions) {
     const auditRepository = createAuditRepository(db);
     const audit = createAuditWriter({ db, repository: auditRepository, clock, logger, metrics: metrics.audit });
     metrics.watchAuditQueue(() => audit.pending());
+    const tokenInventory = createTokenInventory({ repository: createTokenInventoryRepository(db), clock });
     const scheduler = createScheduler({ db, logger });
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
@@ -223,6 +227,7 @@ export async function createTessera(options: TesseraOptions) {
       routes: [
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
+        ...tokenInventoryRoutes({ inventory: tokenInventory, organizations: repos.organizations, policyDefaults: config.policyDefaults }),
       ],
     });
 
@@ -315,6 +320,7 @@ export async function createTessera(options: TesseraOptions) {
       audit,
       auditRepository,
       metrics,
+      tokenInventory,
       scheduler,
       get provider() {
         return provider;

@@ -63,6 +63,8 @@ const fileSchema = z.object({
     token_rotation_grace_seconds: z.number().int().min(0),
     client_secret_rotation_grace_seconds: z.number().int().min(0),
     audit_retention_days: z.number().int().positive(),
+    /** Token inventory: a client secret or PAT/SAT secret older than this scores as overdue for rotation. */
+    secret_rotation_days: z.number().positive().default(90),
   }),
   metrics: z.object({
     organizationLabels: z.boolean(),

@@ -25,6 +25,7 @@ export const policySchema = z
     token_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
     client_secret_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
     audit_retention_days: z.number().int().min(1).max(3650),
+    secret_rotation_days: z.number().int().min(1).max(3650),
   })
   .partial()
   .strict();
