@@ -275,6 +275,7 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       audit,
       metrics,
+      clientOrganization: async (clientId) => (await clients.get(clientId))?.record.organization_id,
     }));
     app.use(management.middleware);
     app.use(async (ctx, next) => {

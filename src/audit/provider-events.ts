@@ -9,7 +9,9 @@ type ClientLike = { clientId?: string; tessera_organization_id?: string; clientN
 type TokenLike = { aud?: string | string[]; scope?: string; format?: string; jti?: string; accountId?: string; grantId?: string; resourceServer?: { audience?: string; accessTokenFormat?: string } } | undefined;
 
 function requestFacts(ctx: KoaContextWithOIDC): Pick<AuditEvent, 'requestId' | 'ip' | 'userAgent'> {
-  return { requestId: ctx.state?.requestId as string | undefined, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined };
+  // The engine runs as its own Koa app: Tessera's request id reaches it as the response header set before it.
+  const requestId = (ctx.state?.requestId as string | undefined) ?? (String(ctx.res.getHeader('x-request-id') ?? '') || undefined);
+  return { requestId, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined };
 }
 
 /**

@@ -32,6 +32,8 @@ export interface TokenEndpointDependencies {
   audit: AuditLog;
   /** Introspection latency/result counters and revocations by reason (optional, see metrics.ts). */
   metrics?: { introspection: IntrospectionMetrics; tokenRevoked: TesseraMetrics['tokenRevoked'] };
+  /** The organization of a client id, to attribute failed client authentication (optional). */
+  clientOrganization?: (clientId: string) => Promise<string | undefined>;
   /** Called when a reference token is revoked, so caches on every node drop it. */
   onReferenceTokenRevoked?: (tokenId: string) => Promise<void>;
 }
@@ -43,6 +45,20 @@ export interface TokenEndpointDependencies {
  * organization restriction of principle 2. A value Tessera does not hold (a refresh token, or
  * garbage) is handed on to oidc-provider, which answers in its own, identical format.
  */
+/** The client id of a Basic authorization header, only to attribute a failure (RFC 6749 §2.3.1). */
+function basicClientId(header: string): string | undefined {
+  const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(header.trim());
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 1) return undefined;
+  try {
+    return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, '%20')).slice(0, 200);
+  } catch {
+    return undefined;
+  }
+}
+
 export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   const { issuer, authenticator, introspection, clock } = deps;
 
@@ -57,15 +73,23 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
       return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
-        const claimed = params.get('client_id') ?? undefined;
-        deps.audit.record({
-          organizationId: null,
-          actor: { type: 'client', id: claimed ?? null },
-          action: 'client.authentication_failed',
-          outcome: 'failure',
-          ...requestFacts(ctx),
-          details: { endpoint: ctx.path, reason: error.detail },
-        });
+        const claimed = params.get('client_id') ?? basicClientId(ctx.get('authorization'));
+        const facts = requestFacts(ctx);
+        const endpoint = ctx.path;
+        // The client's organization is looked up after the answer is sent, so its admins see
+        // attacks on their clients; an unknown client's failure belongs to no organization.
+        void (async () => {
+          const organizationId = claimed && deps.clientOrganization ? await deps.clientOrganization(claimed).catch(() => undefined) : undefined;
+          deps.audit.record({
+            organizationId: organizationId ?? null,
+            actor: { type: 'client', id: claimed ?? null },
+            action: 'client.authentication_failed',
+            target: claimed && organizationId ? { type: 'client', id: claimed } : undefined,
+            outcome: 'failure',
+            ...facts,
+            details: { endpoint, reason: error.detail },
+          });
+        })();
       }
       throw error;
     }
