@@ -77,7 +77,8 @@ export const isWriteScope = (scope: string) => WRITE_SCOPE.test(scope);
 export function riskScore(input: RiskInput): RiskScore {
   const reasons: RiskReason[] = [];
   const add = (code: string, points: number, detail: string) => {
-    if (points > 0) reasons.push({ code, points: Math.round(points), detail });
+    const rounded = Math.round(points);
+    if (rounded > 0) reasons.push({ code, points: rounded, detail });
   };
 
   const management = input.audiences.includes(MANAGEMENT_AUDIENCE) ? input.scopes.filter((s) => MANAGEMENT_SCOPES.includes(s)) : [];
