@@ -3,6 +3,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { Clock } from '../clock.js';
 import type { CacheStore } from '../storage/cache.js';
 import { isPlausibleId } from '../storage/ids.js';
+import { engineSafe } from './unavailable.js';
 import type { OidcPayloadRepository } from '../storage/oidc-payload-repository.js';
 
 /**
@@ -172,26 +173,27 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
       else this.inner = new DatabaseAdapter(name);
     }
 
+    // Every call goes through engineSafe: a storage outage becomes 503 temporarily_unavailable.
     upsert(id: string, payload: AdapterPayload, expiresIn: number) {
-      return this.inner.upsert(id, payload, expiresIn);
+      return engineSafe(() => this.inner.upsert(id, payload, expiresIn));
     }
     find(id: string) {
-      return this.inner.find(id);
+      return engineSafe(() => this.inner.find(id));
     }
     findByUid(uid: string) {
-      return this.inner.findByUid(uid);
+      return engineSafe(() => this.inner.findByUid(uid));
     }
     findByUserCode(userCode: string) {
-      return this.inner.findByUserCode(userCode);
+      return engineSafe(() => this.inner.findByUserCode(userCode));
     }
     consume(id: string) {
-      return this.inner.consume(id);
+      return engineSafe(() => this.inner.consume(id));
     }
     destroy(id: string) {
-      return this.inner.destroy(id);
+      return engineSafe(() => this.inner.destroy(id));
     }
     revokeByGrantId(grantId: string) {
-      return this.inner.revokeByGrantId(grantId);
+      return engineSafe(() => this.inner.revokeByGrantId(grantId));
     }
   };
 }

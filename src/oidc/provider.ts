@@ -5,6 +5,7 @@ import type { Config } from '../config/config.js';
 import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
 import type { KeySet } from '../keys/key-service.js';
 import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
+import { engineSafe } from './unavailable.js';
 
 /**
  * The one place that builds oidc-provider (STYLE.md: `new Provider` in one file). Every option
@@ -27,7 +28,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const configuration: Configuration = {
     adapter: deps.adapter,
     jwks: keySet.privateJwks as Configuration['jwks'],
-    findAccount: deps.findAccount,
+    findAccount: (ctx, sub, token) => engineSafe(async () => deps.findAccount(ctx, sub, token)),
     cookies: { keys: deps.cookieKeys },
     // Tessera's own facts about a client (organization, allowed resources) travel as extra
     // metadata; they are set by the Management API, never by a registering client.
@@ -61,7 +62,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, client, oneOf) => oneOf ?? resourceIndicators.defaultResource(client as ClientFacts),
-        getResourceServerInfo: (_ctx, indicator, client) => resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts),
+        getResourceServerInfo: (_ctx, indicator, client) => engineSafe(() => resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts)),
         useGrantedResource: async () => true,
       },
     },
