@@ -4,6 +4,7 @@ import type { AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
+import { REPLACED_SECRET } from '../oidc/client-authenticator.js';
 import { modelKey } from '../oidc/adapter.js';
 import { readFormBody, single } from '../http/form-body.js';
 import { invalidRequest, OAuthError } from '../http/oauth-error.js';
@@ -83,7 +84,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
           deps.audit.record({
             organizationId: organizationId ?? null,
             actor: { type: 'client', id: claimed ?? null },
-            action: 'client.authentication_failed',
+            action: error.detail === REPLACED_SECRET ? 'client.replaced_secret_presented' : 'client.authentication_failed',
             target: claimed && organizationId ? { type: 'client', id: claimed } : undefined,
             outcome: 'failure',
             ...facts,

@@ -24,6 +24,9 @@ const liveHeap = () => {
   return process.memoryUsage().heapUsed;
 };
 
+/** Starting storage (PGlite initializes a fresh data directory in WASM) is slow on a busy two-core machine. */
+const START_TIMEOUT_MS = 180_000;
+
 /**
  * On PostgreSQL when it is there (CI), else on PGlite. PGlite serves one query at a time from
  * WASM, which makes this export take a minute on two cores; the streaming code is the same on
@@ -60,7 +63,7 @@ const INSERT_CHUNK = 20_000;
       );
       }
       await db.query('INSERT INTO audit_chain_heads (organization_id, seq, hash) VALUES ($1, $2, $3) ON CONFLICT (organization_id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash', [org, head + EVENTS, 'bulk']);
-    });
+    }, START_TIMEOUT_MS);
     afterAll(async () => {
       await server?.stop();
     });

@@ -8,6 +8,7 @@
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { secretContext } from '../../src/domain/client-metadata.js';
 import { encodeCursor } from '../../src/management/pagination.js';
 import { backends, createTestClock } from '../helpers/backends.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
@@ -23,6 +24,9 @@ const PLANTED = {
   token: 'tsr_sat_PLANTEDtokenValue0123456789abcdefghijklmno_0AbCdE',
   password: 'planted-password-Zq81kLm2',
 };
+
+/** Starting storage (PGlite initializes a fresh data directory in WASM) is slow on a busy two-core machine. */
+const START_TIMEOUT_MS = 180_000;
 
 for (const backend of backends) {
   describe(`audit trail on ${backend.name}`, () => {
@@ -51,7 +55,7 @@ for (const backend of backends) {
       org = server.bootstrap.organization_id;
       worker = await configure('worker', 'worker-secret-0123456789abcdef');
       ordersRs = await configure('orders-rs', 'orders-rs-secret-0123456789');
-    });
+    }, START_TIMEOUT_MS);
     afterAll(async () => {
       await server?.stop();
     });
@@ -94,6 +98,26 @@ for (const backend of backends) {
       expect(failed.map((e) => e.actor.id).sort()).toEqual(['orders-rs', 'worker']);
       expect(failed.every((e) => e.outcome === 'failure')).toBe(true);
       expect(failed.find((e) => e.actor.id === 'orders-rs')!.details.endpoint).toBe('/token/introspection');
+    });
+
+    it('flags a replaced client secret presented after its grace period', async () => {
+      const old = 'orders-rs-previous-secret-0123456789';
+      const { envelope, db, clients } = server.tessera;
+      await db.query("UPDATE clients SET previous_secret_enc = $1, previous_secret_expires_at = $2 WHERE client_id = 'orders-rs'", [envelope.seal(old, secretContext('orders-rs', 'previous')), new Date(clock.now() - 1000)]);
+      clients.invalidate('orders-rs');
+      const response = await fetch(`${server.url}/token/introspection`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`orders-rs:${old}`).toString('base64')}` },
+        // A token Tessera answers for itself (an unknown opaque value goes to the engine, whose client authentication is its own).
+        body: new URLSearchParams({ token: PLANTED.token }),
+      });
+      expect(response.status).toBe(401);
+      await settle();
+      const [event] = await events('action=client.replaced_secret_presented');
+      expect(event).toMatchObject({ actor: { type: 'client', id: 'orders-rs' }, target: { type: 'client', id: 'orders-rs' }, outcome: 'failure' });
+      expect(JSON.stringify(event)).not.toContain(old);
+      await db.query("UPDATE clients SET previous_secret_enc = NULL, previous_secret_expires_at = NULL WHERE client_id = 'orders-rs'");
+      clients.invalidate('orders-rs');
     });
 
     it('records a Management API change with a before/after diff of only the fields that changed', async () => {

@@ -26,6 +26,9 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 
+/** Starting storage (PGlite initializes a fresh data directory in WASM) is slow on a busy two-core machine. */
+const START_TIMEOUT_MS = 180_000;
+
 for (const backend of backends) {
   describe(`token inventory on ${backend.name}`, () => {
     let server: TestServer;
@@ -79,7 +82,7 @@ for (const backend of backends) {
            ('RefreshToken', 'rt-new', $2, 'grant-family-1', $3, NULL)`,
         [JSON.stringify({ ...family, iat: s(now - 3 * DAY), exp: s(now + 4 * DAY) }), JSON.stringify({ ...family, iat: s(now - DAY), exp: s(now + 4 * DAY) }), new Date(now + 4 * DAY), new Date(now - DAY)],
       );
-    });
+    }, START_TIMEOUT_MS);
     afterAll(async () => {
       await server?.stop();
     });

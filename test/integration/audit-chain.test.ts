@@ -31,6 +31,9 @@ const ROOT = resolve(import.meta.dirname, '../..');
 const DAY = 86_400_000;
 const quiet = createLogger({ level: 'silent' });
 
+/** Starting storage (PGlite initializes a fresh data directory in WASM) is slow on a busy two-core machine. */
+const START_TIMEOUT_MS = 180_000;
+
 for (const backend of backends) {
   describe(`audit hash chain and retention on ${backend.name}`, () => {
     let opened: OpenedBackend;
@@ -66,7 +69,7 @@ for (const backend of backends) {
       });
       await createOrganizationRepository(opened.db).insert({ id: 'org_a', name: 'a', policy: {} });
       await createOrganizationRepository(opened.db).insert({ id: 'org_b', name: 'b', policy: { audit_retention_days: 30 } });
-    });
+    }, START_TIMEOUT_MS);
     afterAll(async () => {
       await writer?.close();
       await opened?.close();
