@@ -68,15 +68,21 @@ export function attachProviderAuditing(provider: Provider, audit: AuditLog, logg
 
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
     const client = ctx.oidc?.client as ClientLike;
-    metrics?.tokenRevoked(ctx.oidc?.route === 'revocation' ? 'rfc7009' : 'other', 'grant', client?.tessera_organization_id);
+    // At the token endpoint with grant_type=refresh_token the engine revokes a grant for one
+    // reason only: a consumed refresh token was presented again (rotation reuse detection), and
+    // the whole family goes with it.
+    const reuse = ctx.oidc?.route === 'token' && ctx.oidc?.params?.grant_type === 'refresh_token';
+    const reason = reuse ? 'reuse_detected' : ctx.oidc?.route === 'revocation' ? 'rfc7009' : 'other';
+    const account = (ctx.oidc?.entities as Record<string, TokenLike> | undefined)?.RefreshToken?.accountId;
+    metrics?.tokenRevoked(reason, reuse ? 'refresh_token' : 'grant', client?.tessera_organization_id);
     audit.record({
       organizationId: client?.tessera_organization_id ?? null,
       actor: { type: 'client', id: client?.clientId ?? null },
-      action: 'grant.revoked',
+      action: reuse ? 'token.refresh_reuse_detected' : 'grant.revoked',
       target: { type: 'grant', id: grantId },
-      outcome: 'success',
+      outcome: reuse ? 'failure' : 'success',
       ...requestFacts(ctx),
-      details: { route: ctx.oidc?.route },
+      details: { route: ctx.oidc?.route, reason, ...(reuse ? { family_revoked: true, account_id: account } : {}) },
     });
   });
 

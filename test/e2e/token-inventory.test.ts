@@ -185,6 +185,16 @@ for (const backend of backends) {
       }
     });
 
+    it('documents the inventory and the audit events in the OpenAPI document', async () => {
+      const document = await (await fetch(`${server.url}/api/v1/openapi.json`)).json();
+      const inventoryOp = document.paths['/api/v1/token-inventory'].get;
+      expect(inventoryOp.security).toEqual([{ bearer: ['tokens:read'] }]);
+      expect(inventoryOp.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(['kind', 'owner', 'owner_status', 'min_score', 'audience', 'scope', 'format', 'limit', 'cursor']));
+      expect(inventoryOp.responses['400']).toBeDefined();
+      const auditOp = document.paths['/api/v1/audit-events'].get;
+      expect(auditOp.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(['from', 'to', 'actor', 'action', 'target', 'outcome', 'format']));
+    });
+
     it('answers bad input with a 400 problem+json', async () => {
       for (const [query, field] of [
         ['?format=xml', 'format'],
