@@ -12,9 +12,14 @@ import type { Config } from './config/config.js';
 import { bootstrap } from './domain/bootstrap.js';
 import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
+import { createLoginThrottle } from './domain/login-throttle.js';
+import { createPolicyService } from './domain/organization-policy.js';
 import { applySeed } from './domain/seed.js';
+import { allowedMethods } from './http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
 import type { Logger } from './http/logger.js';
+import { createCsrf } from './interactions/csrf.js';
+import { createInteractionRoutes } from './interactions/routes.js';
 import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
 import { createEnvelope } from './keys/envelope.js';
 import { createKeyRing } from './keys/key-ring.js';
@@ -31,12 +36,17 @@ import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
+import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
+import { createLogoutRevocation } from './oidc/logout-revocation.js';
 import { createProvider } from './oidc/provider.js';
+import { createRefreshGrace } from './oidc/refresh-grace.js';
+import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
+import { createConsentRepository } from './storage/consent-repository.js';
 import type { Database } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
 import { createOidcPayloadRepository } from './storage/oidc-payload-repository.js';
@@ -64,6 +74,13 @@ export interface TesseraOptions {
   /** Test isolation: a PostgreSQL schema and a Redis key prefix of their own. */
   schema?: string;
   redisPrefix?: string;
+  /**
+   * First start against an empty database (DESIGN.md "Configuration"): `write-file` (the server)
+   * bootstraps and writes `<data dir>/bootstrap.json`; `return` (`tessera bootstrap`) bootstraps
+   * and leaves printing to the caller; `skip` (every other command) never bootstraps, so
+   * `tessera migrate` before `tessera bootstrap --json` cannot swallow the credentials.
+   */
+  bootstrap?: 'write-file' | 'return' | 'skip';
 }
 
 /**
@@ -101,7 +118,9 @@ export async function createTessera(options: TesseraOptions) {
       revokedJtis: createRevokedJtiRepository(db),
       referenceTokens: createReferenceTokenRepository(db),
       signingKeys: createSigningKeyRepository(db),
+      consents: createConsentRepository(db),
     };
+    const policies = createPolicyService({ organizations: repos.organizations, defaults: config.policyDefaults, clock });
     const envelope = createEnvelope(kek);
     const maxTokenLifetime = Math.max(config.ttl.accessToken, config.ttl.clientCredentials, config.ttl.idToken, 86400);
     const keyService = createKeyService({
@@ -115,14 +134,15 @@ export async function createTessera(options: TesseraOptions) {
     const keys = createKeyRing(keyService, await keyService.load());
     const issuer = createReferenceTokenIssuer({ tokens: repos.referenceTokens, clock });
 
-    const bootstrapped = await bootstrap({
+    const bootstrapMode = options.bootstrap ?? 'write-file';
+    const bootstrapped = bootstrapMode === 'skip' ? undefined : await bootstrap({
       db,
       ...repos,
       issuer,
       issuerUrl: config.issuer,
       satLifetimeDays: config.policyDefaults.max_sat_lifetime_days,
     });
-    if (bootstrapped) writeBootstrapFile(config.dataDir, bootstrapped, logger);
+    if (bootstrapped && bootstrapMode === 'write-file') writeBootstrapFile(config.dataDir, bootstrapped, logger);
 
     if (config.seed) {
       const org = await repos.organizations.findByName('default');
@@ -143,7 +163,20 @@ export async function createTessera(options: TesseraOptions) {
     cleanups.push(() => audit.close());
 
     const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
-    const adapter = createAdapterFactory({ cache, payloads: repos.payloads, clock, clientSource: { find: async (id) => (await clients.get(id))?.metadata } });
+    const adapter = createAdapterFactory({
+      cache,
+      payloads: repos.payloads,
+      clock,
+      clientSource: {
+        find: async (id) => {
+          const view = await clients.get(id);
+          // The engine asks policy questions synchronously (ttl, pkce); load the policy whenever it loads a client.
+          if (view) await policies.forOrganization(view.record.organization_id);
+          return view?.metadata;
+        },
+      },
+    });
+    const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
     const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
     const findAccount: FindAccount = async (_ctx, sub) => {
       const user = await repos.users.findById(sub);
@@ -160,7 +193,8 @@ export async function createTessera(options: TesseraOptions) {
       };
     };
 
-    const providerExtensions: ((c: Configuration) => void)[] = [];
+    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents })];
+    const providerSetups: ((p: Provider) => void)[] = [];
     const buildProvider = () => {
       const built = createProvider({
         config,
@@ -172,8 +206,23 @@ export async function createTessera(options: TesseraOptions) {
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
       attachProviderAuditing(built, audit, logger, metrics);
+      providerSetups.forEach((setup) => setup(built));
       return built;
     };
+    // Interactive sign-in: refresh-token reuse grace, logout revocation policy, login throttling.
+    const grantExists = async (grantId: string) => (await new adapter('Grant').find(grantId)) !== undefined;
+    const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, clients, authenticator, logger, grantExists });
+    const logoutRevocation = createLogoutRevocation({
+      getProvider: () => provider,
+      policies,
+      organizationOf: async (accountId) => (await repos.users.findById(accountId))?.organization_id,
+      revokeGrant: (grantId) => new adapter('Grant').revokeByGrantId(grantId),
+    });
+    providerSetups.push((p) => {
+      p.use(refreshGrace.recorder);
+      p.use(logoutRevocation);
+    });
+    const loginThrottle = createLoginThrottle({ cache, clock, redisPrefix: options.redisPrefix });
     let provider: Provider = buildProvider();
     let providerHandler = provider.callback();
     // A new signing key set means a new engine instance; requests in flight finish on the old one.
@@ -211,9 +260,8 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       clock,
       publicJwks: () => keys.publicJwks(),
-      grantExists: async (grantId) => (await new adapter('Grant').find(grantId)) !== undefined,
+      grantExists,
     });
-    const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
 
     const management = createManagementApi({
       realm: config.issuer,
@@ -228,6 +276,7 @@ export async function createTessera(options: TesseraOptions) {
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
         ...tokenInventoryRoutes({ inventory: tokenInventory, organizations: repos.organizations, policyDefaults: config.policyDefaults }),
+        ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
       ],
     });
 
@@ -264,6 +313,7 @@ export async function createTessera(options: TesseraOptions) {
       }
       await next();
     });
+    app.use(allowedMethods());
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
@@ -277,6 +327,7 @@ export async function createTessera(options: TesseraOptions) {
       metrics,
       clientOrganization: async (clientId) => (await clients.get(clientId))?.record.organization_id,
     }));
+    app.use(refreshGrace.middleware);
     app.use(management.middleware);
     app.use(async (ctx, next) => {
       for (const route of routes) {
@@ -288,6 +339,18 @@ export async function createTessera(options: TesseraOptions) {
       }
       await next();
     });
+    routes.push(createInteractionRoutes({
+      getProvider: () => provider,
+      clients,
+      users: repos.users,
+      resourceServers: repos.resourceServers,
+      consents: repos.consents,
+      throttle: loginThrottle,
+      csrf: createCsrf(cookieKeys),
+      logger,
+      audit,
+      metrics,
+    }));
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {
       ctx.respond = false;
@@ -313,6 +376,9 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       keyService,
       clients,
+      policies,
+      /** Failed-sign-in throttling; `listLockouts(organizationId)` is what administrators see. */
+      loginThrottle,
       introspection,
       revocations,
       referenceTokenLookup,

@@ -31,10 +31,11 @@ export type CliCommand = (args: string[]) => Promise<number>;
 /** Extra commands contributed by capabilities (organizations, users, tokens, audit). */
 export const commands = new Map<string, CliCommand>();
 
-async function withTessera<T>(fn: (tessera: Awaited<ReturnType<typeof createTessera>>) => Promise<T>): Promise<T> {
+async function withTessera<T>(fn: (tessera: Awaited<ReturnType<typeof createTessera>>) => Promise<T>, options: { bootstrap?: boolean } = {}): Promise<T> {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', destination: process.stderr as never });
-  const tessera = await createTessera({ config: { ...config, seed: null }, logger, clock: systemClock });
+  // Only `bootstrap` creates the first organization, and it prints the credentials itself.
+  const tessera = await createTessera({ config: { ...config, seed: null }, logger, clock: systemClock, bootstrap: options.bootstrap ? 'return' : 'skip' });
   try {
     return await fn(tessera);
   } finally {
@@ -50,7 +51,7 @@ commands.set('migrate', async () => {
 
 commands.set('bootstrap', async (args) => {
   const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } } });
-  const result = await withTessera(async (tessera) => tessera.bootstrapped);
+  const result = await withTessera(async (tessera) => tessera.bootstrapped, { bootstrap: true });
   if (!result) {
     process.stderr.write('tessera: the database already has organizations; bootstrap runs only on an empty database\n');
     return 1;

@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 
 import { createTessera } from './app.js';
 import type { Tessera } from './app.js';
@@ -8,6 +8,7 @@ import type { Clock } from './clock.js';
 import { loadConfig } from './config/config.js';
 import type { Config } from './config/config.js';
 import { createLogger } from './http/logger.js';
+import { StartupError } from './storage/open-storage.js';
 import type { Logger } from './http/logger.js';
 
 /** Bounds on a slow client: headers must arrive within 10 s, a whole request within 30 s. */
@@ -26,12 +27,32 @@ export interface RunningServer {
 /** Starts Tessera's HTTP server; `stop` drains in-flight requests, then closes pools. */
 export async function startServer(config: Config, logger: Logger, extra: { schema?: string; redisPrefix?: string; clock?: Clock } = {}): Promise<RunningServer> {
   const tessera = await createTessera({ config, logger, clock: extra.clock ?? systemClock, schema: extra.schema, redisPrefix: extra.redisPrefix });
-  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, maxHeaderSize: 16 * 1024 }, tessera.handler);
-  server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, () => resolve());
+  // While draining, every response says `Connection: close`, so a keep-alive client (a load
+  // balancer's pool) neither holds the process open nor keeps sending requests on it.
+  let draining = false;
+  const inFlight = new Set<ServerResponse>();
+  const closeAfterResponse = (res: ServerResponse) => {
+    if (!res.headersSent) res.setHeader('connection', 'close');
+  };
+  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, maxHeaderSize: 16 * 1024 }, (req, res) => {
+    if (draining) closeAfterResponse(res);
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    tessera.handler(req, res);
   });
+  server.keepAliveTimeout = 5_000;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, () => resolve());
+    });
+  } catch (error) {
+    // Name the setting to change (DESIGN.md "Configuration"), and release the pools opened above.
+    await tessera.close().catch(() => {});
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'EADDRINUSE' ? 'the port is already in use' : code === 'EACCES' ? 'permission denied' : (error as Error).message;
+    throw new StartupError(`cannot listen on port ${config.port} (PORT): ${reason}`);
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   let stopping: Promise<void> | undefined;
@@ -42,6 +63,8 @@ export async function startServer(config: Config, logger: Logger, extra: { schem
     stop() {
       stopping ??= (async () => {
         // Stop accepting, let in-flight requests finish, then release the pools.
+        draining = true;
+        for (const res of inFlight) closeAfterResponse(res);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
         const timeout = new Promise<void>((resolve) => setTimeout(resolve, DRAIN_TIMEOUT_MS).unref());

@@ -32,6 +32,8 @@ const seedClient = z.object({
   grant_types: z.array(z.string()).default(['client_credentials']),
   token_endpoint_auth_method: z.string().default('client_secret_basic'),
   redirect_uris: z.array(z.string()).default([]),
+  post_logout_redirect_uris: z.array(z.string()).default([]),
+  response_types: z.array(z.string()).optional(),
   scopes: z.array(z.string()).default([]),
   resources: z.array(z.string()).default([]),
 });
@@ -49,6 +51,7 @@ const fileSchema = z.object({
     session: durationSeconds,
     grant: durationSeconds,
     refreshToken: durationSeconds,
+    sessionIdle: durationSeconds,
   }),
   keys: z.object({
     publishBeforeSignSeconds: z.number().int().min(0),
@@ -65,6 +68,11 @@ const fileSchema = z.object({
     audit_retention_days: z.number().int().positive(),
     /** Token inventory: a client secret or PAT/SAT secret older than this scores as overdue for rotation. */
     secret_rotation_days: z.number().positive().default(90),
+    refresh_absolute_lifetime_seconds: durationSeconds,
+    refresh_idle_lifetime_seconds: durationSeconds,
+    refresh_token_issuance: z.enum(['offline_access', 'always']),
+    pkce_required_for_confidential_clients: z.boolean(),
+    logout_revokes_refresh_tokens: z.boolean(),
   }),
   metrics: z.object({
     organizationLabels: z.boolean(),
@@ -200,6 +208,9 @@ export function loadConfig(
     throw new ConfigError(`TESSERA_ISSUER must use https in production, got "${issuer}"`);
   }
 
+  // To keep Tessera in one schema of a shared database (tests, one database per several
+  // installs), use libpq's `options` parameter: `...?options=-c%20search_path%3Dtessera`. The
+  // driver sets it on every connection and migrations run in that schema; no other setting needed.
   const databaseUrl = nonEmpty(vars.DATABASE_URL);
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     throw new ConfigError('DATABASE_URL must be a postgres:// or postgresql:// URL');

@@ -62,8 +62,9 @@ export async function applySeed(
       service_account_id: null,
       metadata: {
         grant_types: client.grant_types,
-        response_types: client.grant_types.includes('authorization_code') ? ['code'] : [],
+        response_types: client.response_types ?? (client.grant_types.includes('authorization_code') ? ['code'] : []),
         redirect_uris: client.redirect_uris,
+        post_logout_redirect_uris: client.post_logout_redirect_uris,
         token_endpoint_auth_method: client.token_endpoint_auth_method,
       },
       allowed_scopes: client.scopes,

@@ -69,7 +69,8 @@ export function createManagementRouter(options: { routes: Route[]; auth: Managem
   const compiled = options.routes.map(compile);
 
   return async function managementApi(ctx: Context, next: Next) {
-    if (!ctx.path.startsWith(`${API_PREFIX}/`)) return next();
+    // `/api/v1` itself is the API's too: a problem+json 404, not the engine's text/plain one.
+    if (ctx.path !== API_PREFIX && !ctx.path.startsWith(`${API_PREFIX}/`)) return next();
     const path = ctx.path.slice(API_PREFIX.length);
     const candidates = compiled.filter((c) => c.pattern.test(path));
     if (candidates.length === 0) throw new ProblemError(404, 'Not Found', 'no such resource');

@@ -3,6 +3,7 @@ import type { Adapter, Configuration, FindAccount, KoaContextWithOIDC } from 'oi
 
 import type { Config } from '../config/config.js';
 import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
+import { contentSecurityPolicy, messagePage } from '../interactions/views.js';
 import type { KeySet } from '../keys/key-service.js';
 import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
 import { engineSafe } from './unavailable.js';
@@ -36,7 +37,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       properties: TESSERA_CLIENT_PROPERTIES,
     },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
-    // RFC 9700 §2.1.1: PKCE for every authorization code flow.
+    // RFC 9700 §2.1.1: PKCE for every authorization code flow (organization policy may exempt
+    // confidential clients: see src/oidc/sign-in-config.ts, which refines this).
     pkce: { required: () => true },
     // RFC 9700 §2.1.2: no implicit flow; `code id_token` (hybrid) stays for confidential clients.
     responseTypes: ['code', 'code id_token', 'none'],
@@ -76,7 +78,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
     // Refresh tokens only for interactive grants that asked for offline_access; never for
-    // client credentials (RFC 6749 §4.4.3).
+    // client credentials (RFC 6749 §4.4.3). src/oidc/sign-in-config.ts refines this by
+    // organization policy (refresh_token_issuance).
     issueRefreshToken: async (_ctx, client, code) =>
       client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scope?.includes('offline_access') === true),
     enabledJWA: {
@@ -88,8 +91,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // Errors shown in a browser carry no internals (STYLE.md: 5xx bodies say nothing).
     renderError: async (ctx, out) => {
       ctx.type = 'html';
-      const escape = (s: unknown) => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-      ctx.body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Sign-in error</title></head><body><main><h1>Something went wrong</h1><p>${escape(out.error)}: ${escape(out.error_description)}</p></main></body></html>`;
+      ctx.set('content-security-policy', contentSecurityPolicy());
+      ctx.body = messagePage('Sign-in cannot continue', `${String(out.error)}: ${String(out.error_description ?? '')}. Go back to the application and try again.`);
     },
   };
   deps.extend?.(configuration);

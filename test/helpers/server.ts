@@ -25,8 +25,13 @@ export interface TestServer {
   config: Config;
   running: RunningServer;
   tessera: RunningServer['tessera'];
+  /** The first node's bootstrap result (a node sharing storage inherits it). */
   bootstrap: BootstrapResult;
   managementToken: string;
+  /** The environment the server was configured from (a child process or second node reuses it). */
+  env: Record<string, string>;
+  schema?: string;
+  redisPrefix?: string;
   /** Every log line the server wrote, parsed (for redaction tests). */
   logs: string[];
   stop(): Promise<void>;
@@ -50,6 +55,12 @@ export interface TestServerOptions {
   clock?: Clock;
   env?: Record<string, string>;
   logLevel?: string;
+  /**
+   * Another node on the same storage (schema and Redis prefix, or data directory) and with the
+   * same keys, unless `env` says otherwise. The storage stays owned by the first server: it is
+   * released when that one stops.
+   */
+  shareStorageWith?: TestServer;
 }
 
 export async function startTestServer(backend: BackendName, options: TestServerOptions = {}): Promise<TestServer> {
@@ -72,14 +83,25 @@ export async function startTestServer(backend: BackendName, options: TestServerO
   };
   let schema: string | undefined;
   let redisPrefix: string | undefined;
-  if (backend === 'postgres+redis') {
+  const shared = options.shareStorageWith;
+  if (shared) {
+    // Nodes of one installation share the issuer, the keys and the storage.
+    for (const name of ['TESSERA_ISSUER', 'TESSERA_KEK', 'TESSERA_COOKIE_KEYS', 'DATABASE_URL', 'REDIS_URL', 'TESSERA_DATA_DIR']) {
+      if (shared.env[name] !== undefined) env[name] = shared.env[name];
+    }
+    schema = shared.schema;
+    redisPrefix = shared.redisPrefix;
+  } else if (backend === 'postgres+redis') {
     const [postgres, redis] = await Promise.all([openPostgres({ max: 1 }), openRedis()]);
     cleanups.push(() => postgres.close(), () => redis.close());
     schema = postgres.schema;
     redisPrefix = redis.prefix;
     env.DATABASE_URL = postgres.url;
     env.REDIS_URL = redis.url;
-  } else {
+  }
+  if (!shared) {
+    // Every server gets a data directory of its own, PostgreSQL ones too: a first start writes
+    // bootstrap.json there, and it must never land in the working directory.
     const dataDir = mkdtempSync(join(tmpdir(), 'tessera-test-'));
     cleanups.push(async () => rmSync(dataDir, { recursive: true, force: true }));
     env.TESSERA_DATA_DIR = dataDir;
@@ -94,11 +116,15 @@ export async function startTestServer(backend: BackendName, options: TestServerO
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
     throw error;
   }
-  const bootstrap = running.tessera.bootstrapped!;
+  const bootstrap = shared?.bootstrap ?? running.tessera.bootstrapped!;
   return {
     backend,
-    url: config.issuer,
+    // This node's own address; a node sharing storage keeps the first one's issuer.
+    url: running.url,
     config,
+    env,
+    schema,
+    redisPrefix,
     running,
     tessera: running.tessera,
     bootstrap,

@@ -1,0 +1,177 @@
+import { errors } from 'oidc-provider';
+import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
+
+import type { Config } from '../config/config.js';
+import type { PolicyService } from '../domain/organization-policy.js';
+import { OPENID_SCOPES } from '../domain/types.js';
+import type { ConsentRepository } from '../storage/consent-repository.js';
+import { contentSecurityPolicy, loggedOutPage, logoutPage } from '../interactions/views.js';
+
+/**
+ * oidc-provider options of interactive sign-in (authorization code + PKCE, consent, refresh
+ * tokens, sessions, RP-initiated logout), contributed to the one Provider of src/oidc/provider.ts.
+ * Organization policy decides the parts DESIGN.md leaves to tenants.
+ */
+export interface SignInConfigDependencies {
+  config: Config;
+  policies: PolicyService;
+  consents: ConsentRepository;
+}
+
+interface TesseraClient {
+  clientId: string;
+  clientAuthMethod: string;
+  tessera_organization_id?: string;
+  tessera_scopes?: string[];
+  grantTypeAllowed(type: string): boolean;
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+/**
+ * OpenID scopes a client may be granted: `openid` always, the others only when the client's
+ * allowed scopes list them (DESIGN.md: a client's `scopes` may include `profile email
+ * offline_access`). A scope outside the list is dropped, as Keycloak and Auth0 drop unassigned ones.
+ */
+export function allowedOidcScopes(client: { tessera_scopes?: string[] }): Set<string> {
+  const allowed = new Set<string>(['openid']);
+  for (const scope of client.tessera_scopes ?? []) if ((OPENID_SCOPES as readonly string[]).includes(scope)) allowed.add(scope);
+  return allowed;
+}
+
+export function signInConfiguration(deps: SignInConfigDependencies): (c: Configuration) => void {
+  const { config, policies, consents } = deps;
+
+  return (c) => {
+    // OpenID Connect Core §5.4: the claims each scope releases, at /me and in ID tokens.
+    // `org_id` tells a multi-tenant relying party which organization the user belongs to.
+    c.claims = {
+      acr: null,
+      auth_time: null,
+      iss: null,
+      sid: null,
+      openid: ['sub', 'org_id'],
+      profile: ['name', 'preferred_username'],
+      email: ['email'],
+    };
+
+    // RFC 9700 §2.1.1: PKCE (S256 only; the engine rejects `plain`) for every public client,
+    // and for confidential clients too unless their organization turned that off.
+    c.pkce = {
+      required: (_ctx, client) => {
+        const facts = client as unknown as TesseraClient;
+        return facts.clientAuthMethod === 'none' || policies.cached(facts.tessera_organization_id).pkce_required_for_confidential_clients;
+      },
+    };
+
+    c.ttl = {
+      ...c.ttl,
+      // A refresh family lives at most refresh_absolute_lifetime_seconds from the first sign-in
+      // (`iiat` survives rotation) and dies after refresh_idle_lifetime_seconds without use:
+      // each rotation starts a new idle period, never past the absolute end.
+      RefreshToken: (_ctx, token, client) => {
+        const facts = client as unknown as TesseraClient;
+        const policy = facts.tessera_organization_id ? policies.cached(facts.tessera_organization_id) : undefined;
+        if (!policy) return config.ttl.refreshToken;
+        const iiat = (token as unknown as { iiat?: number }).iiat ?? nowSeconds();
+        const absoluteLeft = iiat + policy.refresh_absolute_lifetime_seconds - nowSeconds();
+        return Math.max(1, Math.min(policy.refresh_idle_lifetime_seconds, absoluteLeft));
+      },
+      // A grant holds a refresh family; it must outlive the longest family it can start: a
+      // family may begin as late as the end of the session that created the grant.
+      // (The engine passes the grant's client as a third argument when the grant was built with one.)
+      Grant: ((ctx: KoaContextWithOIDC | undefined, _grant: unknown, client?: TesseraClient) => {
+        const facts = client ?? (ctx?.oidc?.client as unknown as TesseraClient | undefined);
+        return config.ttl.session + policies.cached(facts?.tessera_organization_id).refresh_absolute_lifetime_seconds;
+      }) as unknown as (ctx: KoaContextWithOIDC, grant: unknown) => number,
+      // Sliding session: every authorization request that finds the session saves it again with
+      // a fresh idle period, never past `ttl.session` after sign-in.
+      Session: (_ctx, session) => {
+        const loginTs = (session as unknown as { loginTs?: number }).loginTs ?? nowSeconds();
+        return Math.max(1, Math.min(config.ttl.sessionIdle, loginTs + config.ttl.session - nowSeconds()));
+      },
+    };
+
+    // Refresh tokens for interactive clients only: a client allowed the refresh_token grant that
+    // asked for offline_access, or any such client when its organization's policy says "always".
+    // Never for client credentials (RFC 6749 §4.4.3), which never reach this function.
+    c.issueRefreshToken = async (_ctx, client, code) => {
+      const facts = client as unknown as TesseraClient;
+      if (!facts.grantTypeAllowed('refresh_token')) return false;
+      if (code.scopes.has('offline_access')) return true;
+      return (await policies.forOrganization(facts.tessera_organization_id)).refresh_token_issuance === 'always';
+    };
+
+    // RFC 9700 §4.14.2: rotate on every use, so a stolen token that is used is noticed. Loading the
+    // policy here also makes it available to ttl.RefreshToken just after.
+    c.rotateRefreshToken = async (ctx) => {
+      await policies.forOrganization((ctx.oidc.client as unknown as TesseraClient | undefined)?.tessera_organization_id);
+      return true;
+    };
+
+    // A grant found in this session is reused. Otherwise, what the user once allowed this client
+    // (remembered in `consents`) becomes a fresh grant: consent is not asked again, yet every
+    // sign-in owns its refresh family, so reuse detection on one device never ends another's.
+    c.loadExistingGrant = async (ctx: KoaContextWithOIDC) => {
+      const client = ctx.oidc.client as unknown as TesseraClient;
+      const { Grant } = ctx.oidc.provider;
+      const grantId = (ctx.oidc.result as { consent?: { grantId?: string } } | undefined)?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(client.clientId);
+      if (grantId) {
+        const grant = await Grant.find(grantId);
+        if (grant) return grant;
+      }
+      const accountId = ctx.oidc.session?.accountId;
+      if (!accountId) return undefined;
+      const consent = await consents.find(accountId, client.clientId);
+      if (!consent) return undefined;
+      const allowed = allowedOidcScopes(client);
+      const grant = new Grant({ accountId, clientId: client.clientId, client: ctx.oidc.client } as ConstructorParameters<typeof Grant>[0]);
+      const scopes = consent.oidc_scopes.filter((s) => allowed.has(s));
+      if (scopes.length) grant.addOIDCScope(scopes.join(' '));
+      const refused = [...ctx.oidc.requestParamOIDCScopes].filter((s) => !allowed.has(s));
+      if (refused.length) grant.rejectOIDCScope(refused.join(' '));
+      if (consent.oidc_claims.length) grant.addOIDCClaims(consent.oidc_claims);
+      for (const [resource, resourceScopes] of Object.entries(consent.resource_scopes)) {
+        if (resourceScopes.length) grant.addResourceScope(resource, resourceScopes.join(' '));
+      }
+      await grant.save();
+      return grant;
+    };
+
+    c.features = {
+      ...c.features,
+      // RFC 9126: clients may push the authorization request first (optional, not required).
+      pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
+      // OpenID Connect RP-Initiated Logout 1.0 at /session/end, with Tessera's own pages.
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx, form) => {
+          ctx.set('content-security-policy', contentSecurityPolicy());
+          ctx.type = 'html';
+          ctx.body = logoutPage(form, ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId);
+        },
+        postLogoutSuccessSource: async (ctx) => {
+          ctx.set('content-security-policy', contentSecurityPolicy());
+          ctx.type = 'html';
+          ctx.body = loggedOutPage(ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId);
+        },
+      },
+    };
+
+    // RFC 9700 §2.1.2: the hybrid flow (`code id_token`) is for confidential clients only; a
+    // public client that lists it is misconfigured and refused.
+    const previousValidator = c.extraClientMetadata?.validator;
+    c.extraClientMetadata = {
+      ...c.extraClientMetadata,
+      validator(ctx, key, value, metadata) {
+        if (key === 'tessera_organization_id') {
+          const responseTypes = (metadata.response_types as string[] | undefined) ?? [];
+          if (metadata.token_endpoint_auth_method === 'none' && responseTypes.some((rt) => rt.split(' ').includes('id_token'))) {
+            throw new errors.InvalidClientMetadata('response_type "code id_token" is only for confidential clients');
+          }
+        }
+        return previousValidator?.(ctx, key, value, metadata);
+      },
+    };
+  };
+}
