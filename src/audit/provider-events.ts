@@ -26,11 +26,16 @@ export function attachProviderAuditing(provider: Provider, audit: AuditLog, logg
     const entities = ctx.oidc.entities as Record<string, TokenLike>;
     const token = entities.ClientCredentials ?? entities.AccessToken;
     const audience = token?.resourceServer?.audience ?? token?.aud;
+    // The grant handler has set the response by now: what it holds is what was issued (the
+    // engine keeps no IdToken entity, and a refresh may or may not rotate its token).
+    const body = ctx.body && typeof ctx.body === 'object' ? (ctx.body as { refresh_token?: unknown; id_token?: unknown }) : undefined;
+    const refreshIssued = body ? Boolean(body.refresh_token) : Boolean(entities.RefreshToken);
+    const idTokenIssued = body ? Boolean(body.id_token) : Boolean(entities.IdToken);
     if (metrics) {
       const org = client?.tessera_organization_id;
       metrics.tokenIssued(grantType, 'access_token', org);
-      if (entities.RefreshToken) metrics.tokenIssued(grantType, 'refresh_token', org);
-      if (entities.IdToken) metrics.tokenIssued(grantType, 'id_token', org);
+      if (refreshIssued) metrics.tokenIssued(grantType, 'refresh_token', org);
+      if (idTokenIssued) metrics.tokenIssued(grantType, 'id_token', org);
     }
     audit.record({
       organizationId: client?.tessera_organization_id ?? null,
@@ -45,8 +50,8 @@ export function attachProviderAuditing(provider: Provider, audit: AuditLog, logg
         audience,
         scope: token?.scope,
         token_format: token?.resourceServer?.accessTokenFormat ?? 'opaque',
-        refresh_token_issued: Boolean(entities.RefreshToken),
-        id_token_issued: Boolean(entities.IdToken),
+        refresh_token_issued: refreshIssued,
+        id_token_issued: idTokenIssued,
         grant_id: token?.grantId,
       },
     });

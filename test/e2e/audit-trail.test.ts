@@ -12,6 +12,7 @@ import { secretContext } from '../../src/domain/client-metadata.js';
 import { encodeCursor } from '../../src/management/pagination.js';
 import { backends, createTestClock } from '../helpers/backends.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
+import { addUser, browserless, CALLBACK, SIGN_IN_SEED, signIn } from '../helpers/sign-in.js';
 import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 
@@ -51,7 +52,9 @@ for (const backend of backends) {
     };
 
     beforeAll(async () => {
-      server = await startTestServer(backend.name, { overrides: EXAMPLE_SEED, clock, logLevel: 'debug' });
+      // The machine client and APIs of the example seed, plus the sign-in tests' interactive clients.
+      const seed = { seed: { resourceServers: EXAMPLE_SEED.seed.resourceServers, clients: [...EXAMPLE_SEED.seed.clients, ...SIGN_IN_SEED.seed.clients] } };
+      server = await startTestServer(backend.name, { overrides: seed, clock, logLevel: 'debug' });
       org = server.bootstrap.organization_id;
       worker = await configure('worker', 'worker-secret-0123456789abcdef');
       ordersRs = await configure('orders-rs', 'orders-rs-secret-0123456789');
@@ -127,6 +130,40 @@ for (const backend of backends) {
       const [event] = await events(`action=organization.updated&target=${org}`);
       expect(event.actor).toMatchObject({ type: 'service_account' });
       expect(event.details.changes).toEqual({ name: { before: 'default', after: 'acme' }, idle_revocation_days: { before: null, after: 30 } });
+    });
+
+    it('records sign-ins that fail and succeed, the code exchange and a refresh, and counts them', async () => {
+      const password = 'lena-correct-password-42';
+      const userId = await addUser(server, { username: 'lena', password });
+      const web = await client.discovery(new URL(server.url), 'web-public', undefined, client.None(), { execute: [client.allowInsecureRequests] });
+      const authorization = async () => {
+        const verifier = client.randomPKCECodeVerifier();
+        const state = client.randomState();
+        const url = client.buildAuthorizationUrl(web, { redirect_uri: CALLBACK, scope: 'openid offline_access', prompt: 'consent', code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', state });
+        return { url, verifier, state };
+      };
+      await expect(signIn(browserless(server), (await authorization()).url.href, 'lena', PLANTED.password)).rejects.toThrow(/login failed/);
+      const request = await authorization();
+      const { callback } = await signIn(browserless(server), request.url.href, 'lena', password);
+      const tokens = await client.authorizationCodeGrant(web, callback, { pkceCodeVerifier: request.verifier, expectedState: request.state });
+      expect(tokens.refresh_token).toBeTruthy();
+      await client.refreshTokenGrant(web, tokens.refresh_token!);
+      await settle();
+
+      expect(await events('action=login.failed&actor=lena')).toHaveLength(0);
+      const failed = (await events('action=login.failed')).filter((e) => e.details.reason === 'wrong_credentials');
+      expect(failed.length).toBeGreaterThanOrEqual(1);
+      expect(await events(`action=login.succeeded&actor=${userId}`)).toHaveLength(1);
+      const [code] = await events(`action=token.issued&actor=${userId}`);
+      expect(code.details).toMatchObject({ grant_type: 'authorization_code', client_id: 'web-public', refresh_token_issued: true, id_token_issued: true });
+      const [refreshed] = await events(`action=token.refreshed&actor=${userId}`);
+      expect(refreshed.details).toMatchObject({ grant_type: 'refresh_token', client_id: 'web-public', refresh_token_issued: true });
+
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      expect(text).toMatch(/^tessera_logins_total\{outcome="success"\} 1$/m);
+      expect(text).toMatch(/^tessera_logins_total\{outcome="failure"\} [1-9]/m);
+      expect(text).toMatch(/^tessera_tokens_issued_total\{grant_type="authorization_code",kind="refresh_token"\} 1$/m);
+      expect(text).toMatch(/^tessera_tokens_issued_total\{grant_type="refresh_token",kind="access_token"\} 1$/m);
     });
 
     it('never writes a planted secret into an audit row or a log line', async () => {
