@@ -12,11 +12,14 @@ import type { Config } from './config/config.js';
 import { bootstrap } from './domain/bootstrap.js';
 import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
+import { createResourceServerCache } from './domain/resource-server-cache.js';
 import { createLoginThrottle } from './domain/login-throttle.js';
 import { createPolicyService } from './domain/organization-policy.js';
 import { applySeed } from './domain/seed.js';
 import { allowedMethods } from './http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
+import { createRateLimiter } from './http/rate-limit.js';
+import type { RateLimiter } from './http/rate-limit.js';
 import type { Logger } from './http/logger.js';
 import { createCsrf } from './interactions/csrf.js';
 import { createInteractionRoutes } from './interactions/routes.js';
@@ -36,6 +39,15 @@ import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
+import { clientRoutes } from './management/routes/clients.js';
+import type { ResourceRouteDependencies } from './management/routes/dependencies.js';
+import { initialAccessTokenRoutes } from './management/routes/initial-access-tokens.js';
+import { resourceServerRoutes } from './management/routes/resource-servers.js';
+import { serviceAccountRoutes } from './management/routes/service-accounts.js';
+import { userRoutes } from './management/routes/users.js';
+import { createRegistration } from './oidc/registration.js';
+import { createSecretGrace } from './oidc/secret-grace.js';
+import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
 import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
@@ -44,6 +56,7 @@ import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
 import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
+import { tokenRateLimit } from './oidc/token-rate-limit.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
 import { createConsentRepository } from './storage/consent-repository.js';
@@ -59,19 +72,26 @@ import { createServiceAccountRepository } from './storage/service-account-reposi
 import { createSigningKeyRepository } from './storage/signing-key-repository.js';
 import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
-import { createReferenceTokenLookup } from './tokens/reference-token-lookup.js';
+import { tokenRoutes } from './management/routes/tokens.js';
+import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
+import { opaqueCacheKey } from './tokens/introspection.js';
+import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
+import { createTokenService, IDLE_REVOCATION_LOCK_KEY } from './tokens/token-service.js';
+import { createUsageRecorder } from './tokens/usage-recorder.js';
 import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
 import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-list.js';
 import { createTokenEndpoints } from './tokens/token-endpoints.js';
 
 export const KEYS_CHANNEL = 'keys';
+/** Pub/sub channel on which a node announces changed clients (a JSON array of ids, or "all"). */
+export const CLIENTS_CHANNEL = 'clients';
 export const TESSERA_VERSION = '0.1.0';
 
 export interface TesseraOptions {
   config: Config;
   logger: Logger;
   clock: Clock;
-  /** Test isolation: a PostgreSQL schema and a Redis key prefix of their own. */
+  /** A PostgreSQL schema and a Redis key prefix of their own (tests); default: the config's. */
   schema?: string;
   redisPrefix?: string;
   /**
@@ -90,6 +110,8 @@ export interface TesseraOptions {
  */
 export async function createTessera(options: TesseraOptions) {
   const { config, logger, clock } = options;
+  const schema = options.schema ?? config.databaseSchema;
+  const redisPrefix = options.redisPrefix ?? config.redisPrefix;
   const timers: NodeJS.Timeout[] = [];
   const cleanups: (() => Promise<void>)[] = [];
 
@@ -102,10 +124,10 @@ export async function createTessera(options: TesseraOptions) {
     cookieKeys ??= secrets.cookieKeys;
   }
 
-  const { db, cache } = await openStorage(config, { clock, schema: options.schema, redisPrefix: options.redisPrefix });
+  const { db, cache } = await openStorage(config, { clock, schema, redisPrefix });
   cleanups.push(() => cache.close(), () => db.close());
   try {
-    const applied = await migrate(db, { schema: options.schema });
+    const applied = await migrate(db, { schema });
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
 
     const repos = {
@@ -118,6 +140,7 @@ export async function createTessera(options: TesseraOptions) {
       revokedJtis: createRevokedJtiRepository(db),
       referenceTokens: createReferenceTokenRepository(db),
       signingKeys: createSigningKeyRepository(db),
+      initialAccessTokens: createInitialAccessTokenRepository(db),
       consents: createConsentRepository(db),
     };
     const policies = createPolicyService({ organizations: repos.organizations, defaults: config.policyDefaults, clock });
@@ -162,7 +185,32 @@ export async function createTessera(options: TesseraOptions) {
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
 
-    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
+    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock });
+    // A changed client is dropped from this node's cache at once and from every other node's
+    // through pub/sub, so a deleted client or rotated secret is not honoured for the cache TTL.
+    const clientsChanged = async (ids: string[] | 'all') => {
+      if (ids === 'all') clients.invalidate();
+      else ids.forEach((id) => clients.invalidate(id));
+      await cache.publish(CLIENTS_CHANNEL, JSON.stringify(ids)).catch((error) => logger.warn({ err: error }, 'client change announcement failed'));
+    };
+    await cache.subscribe(CLIENTS_CHANNEL, (message) => {
+      try {
+        const ids = JSON.parse(message) as string[] | 'all';
+        if (ids === 'all') clients.invalidate();
+        else if (Array.isArray(ids)) ids.forEach((id) => clients.invalidate(String(id)));
+      } catch {
+        logger.warn('ignored a malformed client change message');
+      }
+    });
+    const registration = createRegistration({
+      clients: repos.clients,
+      initialAccessTokens: repos.initialAccessTokens,
+      resourceServers: repos.resourceServers,
+      envelope,
+      clock,
+      clientsChanged,
+      audit,
+    });
     const adapter = createAdapterFactory({
       cache,
       payloads: repos.payloads,
@@ -172,12 +220,16 @@ export async function createTessera(options: TesseraOptions) {
           const view = await clients.get(id);
           // The engine asks policy questions synchronously (ttl, pkce); load the policy whenever it loads a client.
           if (view) await policies.forOrganization(view.record.organization_id);
-          return view?.metadata;
+          // A client whose owning service account is disabled is unknown to the engine: no tokens.
+          return view?.active ? view.metadata : undefined;
         },
+        ...registration.clientSource,
       },
+      initialAccessTokens: registration.initialAccessTokenSource,
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
-    const resourceIndicators = createResourceIndicators({ lookup: repos.resourceServers, managementTokenTtl: config.ttl.accessToken });
+    const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
+    const resourceIndicators = createResourceIndicators({ lookup: resourceServerCache, managementTokenTtl: config.ttl.accessToken });
     const findAccount: FindAccount = async (_ctx, sub) => {
       const user = await repos.users.findById(sub);
       if (!user || user.status !== 'active') return undefined;
@@ -193,10 +245,12 @@ export async function createTessera(options: TesseraOptions) {
       };
     };
 
-    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents })];
+    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents }), registration.configure];
+    const providerMiddleware: Middleware[] = [registration.middleware];
     const providerSetups: ((p: Provider) => void)[] = [];
     const buildProvider = () => {
       const built = createProvider({
+        use: providerMiddleware,
         config,
         keySet: keys.current,
         adapter,
@@ -232,12 +286,15 @@ export async function createTessera(options: TesseraOptions) {
       logger.info({ version: keys.current.version }, 'signing keys reloaded');
     });
 
-    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock });
+    // Set once the reference-token cache (which runs the pub/sub heartbeat) exists.
+    let subscriptionHealthy = () => false;
+    const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock, subscriptionHealthy: () => subscriptionHealthy() });
     await revocations.reload();
     await cache.subscribe(REVOCATION_CHANNEL, (message) => {
       try {
-        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number };
+        const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number; key?: string };
         if (parsed.kind === 'jti') revocations.applyMessage(parsed);
+        if (parsed.kind === 'opaque' && typeof parsed.key === 'string') introspection.forgetOpaque(parsed.key);
       } catch {
         logger.warn('ignored a malformed revocation message');
       }
@@ -252,7 +309,60 @@ export async function createTessera(options: TesseraOptions) {
       }, config.keys.reloadIntervalSeconds * 1000),
     );
 
-    const referenceTokenLookup = createReferenceTokenLookup({ tokens: repos.referenceTokens, clock });
+    // Reference tokens: tiered cache (in-process, Redis, PostgreSQL), invalidated on every node
+    // through pub/sub; usage counted in memory and written in batches.
+    const referenceTokenLookup = createReferenceTokenCache({
+      tokens: repos.referenceTokens,
+      cache,
+      clock,
+      logger,
+      async sensitiveScopes(organizationId, resources, scopes) {
+        const sensitive = new Set<string>();
+        for (const identifier of resources) {
+          const rs = await repos.resourceServers.findByIdentifier(identifier);
+          if (rs?.sensitive && rs.organization_id === organizationId) for (const s of rs.scopes) if (scopes.includes(s.name)) sensitive.add(s.name);
+        }
+        return sensitive;
+      },
+    });
+    await cache.subscribe(REFERENCE_TOKEN_CHANNEL, (message) => referenceTokenLookup.applyMessage(message));
+    referenceTokenLookup.start();
+    metrics.watchIntrospectionCache(() => {
+      const { local, shared, database } = referenceTokenLookup.stats;
+      return { hits: local + shared, misses: database };
+    });
+    subscriptionHealthy = () => referenceTokenLookup.subscriptionHealthy();
+    cleanups.push(async () => referenceTokenLookup.stop());
+    const usage = createUsageRecorder({ tokens: repos.referenceTokens, clock, logger, flushIntervalMs: config.env === 'test' ? 500 : 5000 });
+    cleanups.push(() => usage.close());
+    const tokenService = createTokenService({
+      tokens: repos.referenceTokens,
+      organizations: repos.organizations,
+      users: repos.users,
+      serviceAccounts: repos.serviceAccounts,
+      resourceServers: repos.resourceServers,
+      issuer,
+      cache: referenceTokenLookup,
+      audit,
+      clock,
+      logger,
+      policyDefaults: config.policyDefaults,
+    });
+    // Named limits from config `rateLimits`, counted in the cache store (shared by all nodes).
+    const rateLimiters = new Map<string, RateLimiter>();
+    const rateLimiter = (name: string): RateLimiter => {
+      let limiter = rateLimiters.get(name);
+      if (!limiter) {
+        const settings = config.rateLimits[name];
+        if (!settings) throw new Error(`no rate limit named "${name}" in config rateLimits`);
+        limiter = createRateLimiter({ cache, keyPrefix: `ratelimit:${name}:`, ...settings });
+        rateLimiters.set(name, limiter);
+      }
+      return limiter;
+    };
+
+    const leakReports = rateLimiter('leakReport');
+
     const introspection = createIntrospection({
       issuer: config.issuer,
       cache,
@@ -261,8 +371,30 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists,
+      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      usage,
     });
 
+    const resourceDeps: ResourceRouteDependencies = {
+      db,
+      clock,
+      envelope,
+      ...repos,
+      clientDirectory: clients,
+      policyDefaults: config.policyDefaults,
+      clientsChanged,
+      validateClientMetadata: async (metadata) => {
+        await provider.Client.validate(metadata as unknown as Parameters<typeof provider.Client.validate>[0]);
+      },
+      audit,
+    };
+    const resourceRoutes = [
+      ...userRoutes(resourceDeps),
+      ...serviceAccountRoutes(resourceDeps),
+      ...resourceServerRoutes(resourceDeps),
+      ...clientRoutes(resourceDeps),
+      ...initialAccessTokenRoutes(resourceDeps),
+    ];
     const management = createManagementApi({
       realm: config.issuer,
       issuer: config.issuer,
@@ -272,8 +404,12 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
+      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      usage,
       routes: [
+        ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
         ...tokenInventoryRoutes({ inventory: tokenInventory, organizations: repos.organizations, policyDefaults: config.policyDefaults }),
         ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
@@ -314,6 +450,7 @@ export async function createTessera(options: TesseraOptions) {
       await next();
     });
     app.use(allowedMethods());
+    app.use(tokenRateLimit(rateLimiter('token')));
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
@@ -326,6 +463,12 @@ export async function createTessera(options: TesseraOptions) {
       audit,
       metrics,
       clientOrganization: async (clientId) => (await clients.get(clientId))?.record.organization_id,
+      revokeReferenceToken: (id, caller, facts) => tokenService.revokeForClient(id, caller.clientId, facts),
+      onOpaqueRevoked: async (token) => {
+        const key = opaqueCacheKey(token);
+        introspection.forgetOpaque(key);
+        await cache.publish(REVOCATION_CHANNEL, JSON.stringify({ kind: 'opaque', key }));
+      },
     }));
     app.use(refreshGrace.middleware);
     app.use(management.middleware);
@@ -351,6 +494,8 @@ export async function createTessera(options: TesseraOptions) {
       audit,
       metrics,
     }));
+    // Client secret rotation grace on the engine's client authentication (src/oidc/secret-grace.ts).
+    app.use(createSecretGrace({ clients, clock, audit }));
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {
       ctx.respond = false;
@@ -358,11 +503,34 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     scheduler.start([
+      {
+        name: 'idle-token-revocation',
+        lockKey: IDLE_REVOCATION_LOCK_KEY,
+        intervalMs: 10 * 60 * 1000,
+        run: async () => {
+          await tokenService.revokeIdle();
+        },
+      },
       auditRetentionJob({ audit: auditRepository, organizations: repos.organizations, policyDefaults: config.policyDefaults, clock, logger }),
     ]);
 
     const koaHandler = app.callback();
-    const handler = (req: IncomingMessage, res: ServerResponse) => koaHandler(req, res);
+    // Introspection's fast path runs before Koa and hands it everything it does not answer.
+    // The token endpoint stays behind Koa: the client-secret and refresh-token grace windows,
+    // the per-client rate limit and the error mapping all run there, and correctness beats the
+    // few percent Koa costs on /token.
+    const fastPath = createIntrospectionFastPath({
+      authenticator,
+      introspection,
+      issuer: config.issuer,
+      logger,
+      hsts: config.issuer.startsWith('https://'),
+      fallback: (req, res) => {
+        void koaHandler(req, res);
+      },
+      metrics: metrics.introspection,
+    });
+    const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
 
     return {
       handler,
@@ -376,6 +544,7 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       keyService,
       clients,
+      resourceServerCache,
       policies,
       /** Failed-sign-in throttling; `listLockouts(organizationId)` is what administrators see. */
       loginThrottle,
@@ -383,6 +552,10 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       referenceTokenLookup,
       referenceTokenIssuer: issuer,
+      /** PAT/SAT lifecycle; user and service-account routes call `ownerChanged` after a status or role change. */
+      tokenService,
+      usage,
+      fastPathStats: fastPath.stats,
       management,
       audit,
       auditRepository,
@@ -393,6 +566,8 @@ export async function createTessera(options: TesseraOptions) {
         return provider;
       },
       bootstrapped,
+      /** The limiter of config `rateLimits.<name>` (login, leak report, …), one per name. */
+      rateLimiter,
       /** Adds Koa middleware that runs before oidc-provider (Management API, interactions, …). */
       addRoutes(middleware: Middleware) {
         routes.push(middleware);

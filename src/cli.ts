@@ -8,6 +8,8 @@ import { createLogger } from './http/logger.js';
 import { inventoryTable } from './audit/token-inventory.js';
 import { verifyChain } from './audit/verify-chain.js';
 import { serve } from './main.js';
+import { OPERATOR_USAGE, organizationsCommand, usersCommand } from './operator-commands.js';
+import type { OperatorIo } from './operator-commands.js';
 
 /**
  * `tessera` — the operator's command line. Commands that touch storage open it exactly as the
@@ -24,7 +26,7 @@ const USAGE = `usage: tessera <command>
                              check the audit hash chain; names the first broken row
   tokens audit [--organization ID] [--min-score N] [--json]
                              the token inventory with risk scores, riskiest first
-`;
+${OPERATOR_USAGE}`;
 
 export type CliCommand = (args: string[]) => Promise<number>;
 
@@ -42,6 +44,18 @@ async function withTessera<T>(fn: (tessera: Awaited<ReturnType<typeof createTess
     await tessera.close();
   }
 }
+
+const io: OperatorIo = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  async readStdin() {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
+};
+commands.set('organizations', (args) => withTessera((tessera) => organizationsCommand(tessera, args, io)));
+commands.set('users', (args) => withTessera((tessera) => usersCommand(tessera, args, io)));
 
 commands.set('migrate', async () => {
   await withTessera(async () => undefined);

@@ -9,6 +9,7 @@ import type { Introspection } from '../tokens/introspection.js';
 import { tokenShape } from '../tokens/introspection.js';
 import type { ReferenceTokenLookup } from '../tokens/reference-token-lookup.js';
 import type { RevocationList } from '../tokens/revocation-list.js';
+import type { UsageRecorder } from '../tokens/usage-recorder.js';
 import type { Principal } from './principal.js';
 
 /**
@@ -24,6 +25,13 @@ export interface ManagementAuthDependencies {
   revocations: RevocationList;
   users: UserRepository;
   serviceAccounts: ServiceAccountRepository;
+  /**
+   * Whether a client may still act: it exists and its owning service account is not disabled.
+   * A client-credentials token stops working when either changes, not only at its `exp`.
+   */
+  clientActive?: (clientId: string) => Promise<boolean>;
+  /** Counts each Management API use of a PAT/SAT (last used, per resource server). */
+  usage?: UsageRecorder;
 }
 
 export const unauthorized = (realm: string, description: string, error = 'invalid_token') =>
@@ -63,25 +71,28 @@ export function createManagementAuth(deps: ManagementAuthDependencies) {
       if (!user || user.status !== 'active' || user.organization_id !== payload.org_id) throw unauthorized(realm, 'the token owner is no longer active');
       return { organizationId: user.organization_id, scopes: narrow(scopes, user.role), actor: { type: 'user', id: user.id, name: user.username }, via: 'jwt', role: user.role, platformAdmin: false };
     }
+    if (deps.clientActive && !(await deps.clientActive(payload.sub))) throw unauthorized(realm, 'the token owner is no longer active');
     return { organizationId: payload.org_id, scopes: new Set(scopes), actor: { type: 'client', id: payload.sub }, via: 'jwt', platformAdmin: false };
   }
 
   async function fromReference(token: string): Promise<Principal> {
     const resolved = await deps.referenceTokens.resolve(token);
     if (!resolved.ok) throw unauthorized(realm, 'the access token is invalid, expired or revoked');
-    const { row } = resolved.token;
-    if (!row.resources.includes(MANAGEMENT_AUDIENCE)) throw unauthorized(realm, 'the access token is not for the Management API');
-    if (row.type === 'pat') {
-      const role = (row.owner_role ?? 'member') as Role;
-      return { organizationId: row.organization_id, scopes: narrow(row.scopes, role), actor: { type: 'user', id: row.user_id!, name: row.owner_name }, via: 'pat', tokenId: row.id, role, platformAdmin: false };
+    const t = resolved.token;
+    if (!t.resources.includes(MANAGEMENT_AUDIENCE)) throw unauthorized(realm, 'the access token is not for the Management API');
+    deps.usage?.record(t.id, MANAGEMENT_AUDIENCE);
+    if (t.type === 'pat') {
+      // The resolved scopes are already narrowed to the owner's current role.
+      const role = (t.ownerRole ?? 'member') as Role;
+      return { organizationId: t.org, scopes: narrow(t.scopes, role), actor: { type: 'user', id: t.ownerId, name: t.ownerName }, via: 'pat', tokenId: t.id, role, platformAdmin: false };
     }
-    const account = await deps.serviceAccounts.findById(row.service_account_id!);
+    const account = await deps.serviceAccounts.findById(t.ownerId);
     return {
-      organizationId: row.organization_id,
-      scopes: new Set(row.scopes),
-      actor: { type: 'service_account', id: row.service_account_id!, name: row.owner_name },
+      organizationId: t.org,
+      scopes: new Set(t.scopes),
+      actor: { type: 'service_account', id: t.ownerId, name: t.ownerName },
       via: 'sat',
-      tokenId: row.id,
+      tokenId: t.id,
       platformAdmin: account?.platform_admin === true,
     };
   }

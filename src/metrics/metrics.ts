@@ -38,6 +38,12 @@ export interface TesseraMetrics {
   login(outcome: 'success' | 'failure' | 'locked_out', organizationId?: string | null): void;
   /** Reports the audit queue depth at scrape time (events accepted, not yet written). */
   watchAuditQueue(pending: () => number): void;
+  /**
+   * Feeds the introspection cache hit/miss counter at scrape time from a cache's own counters
+   * (reference tokens: answers from the local or shared tier are hits, database loads misses),
+   * so the hot path pays nothing for it.
+   */
+  watchIntrospectionCache(counts: () => { hits: number; misses: number }): void;
   render(): Promise<string>;
 }
 
@@ -78,7 +84,22 @@ export function createMetrics(options: MetricsOptions): TesseraMetrics {
     buckets: INTROSPECTION_BUCKETS,
     registers: [registry],
   });
-  const introspectionCache = counter({ name: `${prefix}introspection_cache_total`, help: 'Introspection cache lookups, by result (hit, miss)', labelNames: ['result'] });
+  let cacheSource: (() => { hits: number; misses: number }) | undefined;
+  let cacheSeen = { hits: 0, misses: 0 };
+  const introspectionCache = new Counter({
+    name: `${prefix}introspection_cache_total`,
+    help: 'Introspection cache lookups, by result (hit, miss)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      if (!cacheSource) return;
+      const now = cacheSource();
+      // The source counts since start; add what is new since the previous scrape.
+      if (now.hits > cacheSeen.hits) this.inc({ result: 'hit' }, now.hits - cacheSeen.hits);
+      if (now.misses > cacheSeen.misses) this.inc({ result: 'miss' }, now.misses - cacheSeen.misses);
+      cacheSeen = now;
+    },
+  });
   const auditBatches = counter({ name: `${prefix}audit_batches_written_total`, help: 'Audit batches written to the database' });
   const auditRows = counter({ name: `${prefix}audit_rows_written_total`, help: 'Audit events written to the database' });
   const auditDropped = counter({ name: `${prefix}audit_rows_lost_total`, help: 'Audit events dropped because the queue was full (the database was unreachable too long)' });
@@ -149,6 +170,9 @@ export function createMetrics(options: MetricsOptions): TesseraMetrics {
     },
     watchAuditQueue(fn) {
       pending = fn;
+    },
+    watchIntrospectionCache(fn) {
+      cacheSource = () => ({ ...fn() });
     },
     render: () => registry.metrics(),
   };

@@ -22,6 +22,8 @@ export interface ReferenceTokenRow {
   use_count: number;
   revoked_at: Date | null;
   revoked_reason: string | null;
+  lifetime_seconds: number | null;
+  rotation_count: number;
 }
 
 /** A token with what introspection needs to know about its owner. */
@@ -31,48 +33,202 @@ export interface ReferenceTokenWithOwner extends ReferenceTokenRow {
   owner_role: string | null;
 }
 
+export interface ReferenceTokenUsage {
+  resource: string;
+  use_count: number;
+  last_used_at: Date;
+}
+
 export type NewReferenceToken = Pick<ReferenceTokenRow, 'id' | 'organization_id' | 'type' | 'name' | 'user_id' | 'service_account_id' | 'scopes' | 'resources' | 'secret_hash' | 'rotation_key_hash' | 'created_by' | 'expires_at'> & { now: Date };
 
+export interface ReferenceTokenFilter {
+  organizationId: string;
+  type?: 'pat' | 'sat';
+  /** A user id or a service account id. */
+  ownerId?: string;
+  state?: 'active' | 'revoked' | 'expired';
+  expiringBefore?: Date;
+  /** Tokens not used since this time (never-used tokens count by their creation). */
+  lastUsedBefore?: Date;
+  now: Date;
+  after?: { k: string; id: string };
+  limit: number;
+}
+
+/** The hashes by which a token can be presented: current and previous secret. */
+export interface TokenHashes {
+  id: string;
+  organization_id: string;
+  secret_hash: Buffer;
+  previous_secret_hash: Buffer | null;
+}
+
+const WITH_OWNER = `SELECT t.*, COALESCE(u.username, sa.name) AS owner_name, COALESCE(u.status, sa.status) AS owner_status, u.role AS owner_role
+                      FROM reference_tokens t
+                      LEFT JOIN users u ON u.id = t.user_id
+                      LEFT JOIN service_accounts sa ON sa.id = t.service_account_id`;
+
 export function createReferenceTokenRepository(db: Database) {
+  /** Moves a replaced secret or consumed rotation key to the retired list (reuse detection). */
+  const retire = (q: Queryable, tokenId: string, hash: Buffer | null, kind: 'secret' | 'rotation_key', now: Date) =>
+    hash
+      ? q.query('INSERT INTO reference_token_retired_hashes (hash, token_id, kind, retired_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING', [hash, tokenId, kind, now])
+      : Promise.resolve();
+
   return {
     async insert(token: NewReferenceToken, q: Queryable = db): Promise<ReferenceTokenRow> {
+      const lifetime = Math.round((token.expires_at.getTime() - token.now.getTime()) / 1000);
       const { rows } = await q.query<ReferenceTokenRow>(
         `INSERT INTO reference_tokens (id, organization_id, type, name, user_id, service_account_id, scopes, resources,
-                                       secret_hash, rotation_key_hash, created_by, created_at, issued_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13) RETURNING *`,
+                                       secret_hash, rotation_key_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14) RETURNING *`,
         [
           token.id, token.organization_id, token.type, token.name, token.user_id, token.service_account_id,
           JSON.stringify(token.scopes), JSON.stringify(token.resources), token.secret_hash, token.rotation_key_hash,
-          token.created_by, token.now, token.expires_at,
+          token.created_by, token.now, token.expires_at, lifetime,
         ],
       );
       return rows[0]!;
     },
     async findWithOwnerByHash(hash: Buffer): Promise<ReferenceTokenWithOwner | undefined> {
-      const { rows } = await db.query<ReferenceTokenWithOwner>(
-        `SELECT t.*, COALESCE(u.username, sa.name) AS owner_name, COALESCE(u.status, sa.status) AS owner_status, u.role AS owner_role
-           FROM reference_tokens t
-           LEFT JOIN users u ON u.id = t.user_id
-           LEFT JOIN service_accounts sa ON sa.id = t.service_account_id
-          WHERE t.secret_hash = $1 OR t.previous_secret_hash = $1`,
+      const { rows } = await db.query<ReferenceTokenWithOwner>(`${WITH_OWNER} WHERE t.secret_hash = $1 OR t.previous_secret_hash = $1`, [hash]);
+      return rows[0];
+    },
+    async findWithOwnerById(id: string): Promise<ReferenceTokenWithOwner | undefined> {
+      const { rows } = await db.query<ReferenceTokenWithOwner>(`${WITH_OWNER} WHERE t.id = $1`, [id]);
+      return rows[0];
+    },
+    /** The token a retired (replaced or consumed) hash belonged to. */
+    async findRetired(hash: Buffer): Promise<{ token_id: string; organization_id: string; kind: 'secret' | 'rotation_key' } | undefined> {
+      const { rows } = await db.query<{ token_id: string; organization_id: string; kind: 'secret' | 'rotation_key' }>(
+        `SELECT r.token_id, t.organization_id, r.kind FROM reference_token_retired_hashes r JOIN reference_tokens t ON t.id = r.token_id WHERE r.hash = $1`,
         [hash],
       );
       return rows[0];
     },
-    async revoke(id: string, reason: string, now: Date): Promise<boolean> {
-      const { rowCount } = await db.query(
-        'UPDATE reference_tokens SET revoked_at = $3, revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL',
+    async findByRotationKey(hash: Buffer): Promise<ReferenceTokenWithOwner | undefined> {
+      const { rows } = await db.query<ReferenceTokenWithOwner>(`${WITH_OWNER} WHERE t.rotation_key_hash = $1`, [hash]);
+      return rows[0];
+    },
+    /** Revokes a live token; returns its hashes (for cache invalidation) or undefined if it was not live. */
+    async revoke(id: string, reason: string, now: Date): Promise<TokenHashes | undefined> {
+      const { rows } = await db.query<TokenHashes>(
+        `UPDATE reference_tokens SET revoked_at = $3, revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL
+         RETURNING id, organization_id, secret_hash, previous_secret_hash`,
         [id, reason, now],
       );
-      return rowCount > 0;
+      return rows[0];
     },
     /** The token whose current or previous secret hashes to `hash`. */
     async findByHash(hash: Buffer): Promise<ReferenceTokenRow | undefined> {
-      const { rows } = await db.query<ReferenceTokenRow>(
-        'SELECT * FROM reference_tokens WHERE secret_hash = $1 OR previous_secret_hash = $1',
-        [hash],
-      );
+      const { rows } = await db.query<ReferenceTokenRow>('SELECT * FROM reference_tokens WHERE secret_hash = $1 OR previous_secret_hash = $1', [hash]);
       return rows[0];
+    },
+    /**
+     * Replaces the secret: the current one becomes the previous one until `previousValidUntil`,
+     * the former previous one is retired. With `rotationKey`, the presented key must still be the
+     * token's (checked under the row lock) and is consumed in the same transaction.
+     */
+    async rotate(input: {
+      id: string;
+      newSecretHash: Buffer;
+      previousValidUntil: Date;
+      now: Date;
+      expiresAt?: Date;
+      consumeRotationKey?: { presented: Buffer; next: Buffer };
+    }): Promise<{ before: ReferenceTokenRow; after: ReferenceTokenRow } | undefined> {
+      return db.transaction(async (tx) => {
+        const { rows } = await tx.query<ReferenceTokenRow>('SELECT * FROM reference_tokens WHERE id = $1 AND revoked_at IS NULL FOR UPDATE', [input.id]);
+        const before = rows[0];
+        if (!before) return undefined;
+        if (input.consumeRotationKey && !before.rotation_key_hash?.equals(input.consumeRotationKey.presented)) return undefined;
+        await retire(tx, before.id, before.previous_secret_hash, 'secret', input.now);
+        if (input.consumeRotationKey) await retire(tx, before.id, input.consumeRotationKey.presented, 'rotation_key', input.now);
+        const { rows: updated } = await tx.query<ReferenceTokenRow>(
+          `UPDATE reference_tokens
+              SET previous_secret_hash = secret_hash, previous_valid_until = $3, secret_hash = $2, rotated_at = $4, issued_at = $4,
+                  rotation_count = rotation_count + 1, expires_at = COALESCE($5, expires_at),
+                  rotation_key_hash = CASE WHEN $6::bytea IS NULL THEN rotation_key_hash ELSE $6::bytea END
+            WHERE id = $1 RETURNING *`,
+          [input.id, input.newSecretHash, input.previousValidUntil, input.now, input.expiresAt ?? null, input.consumeRotationKey?.next ?? null],
+        );
+        return { before, after: updated[0]! };
+      });
+    },
+    async list(filter: ReferenceTokenFilter): Promise<ReferenceTokenWithOwner[]> {
+      const params: unknown[] = [filter.organizationId];
+      const where = ['t.organization_id = $1'];
+      const add = (clause: (n: string) => string, value: unknown) => {
+        params.push(value);
+        where.push(clause(`$${params.length}`));
+      };
+      if (filter.type) add((p) => `t.type = ${p}`, filter.type);
+      if (filter.ownerId) add((p) => `(t.user_id = ${p} OR t.service_account_id = ${p})`, filter.ownerId);
+      if (filter.state === 'active') add((p) => `(t.revoked_at IS NULL AND t.expires_at > ${p})`, filter.now);
+      if (filter.state === 'revoked') where.push('t.revoked_at IS NOT NULL');
+      if (filter.state === 'expired') add((p) => `(t.revoked_at IS NULL AND t.expires_at <= ${p})`, filter.now);
+      if (filter.expiringBefore) add((p) => `t.expires_at < ${p}`, filter.expiringBefore);
+      if (filter.lastUsedBefore) add((p) => `COALESCE(t.last_used_at, t.created_at) < ${p}`, filter.lastUsedBefore);
+      if (filter.after) {
+        add((p) => `(t.created_at, t.id) > (${p}::timestamptz`, filter.after.k);
+        params.push(filter.after.id);
+        where[where.length - 1] += `, $${params.length})`;
+      }
+      params.push(filter.limit);
+      const { rows } = await db.query<ReferenceTokenWithOwner>(
+        `${WITH_OWNER} WHERE ${where.join(' AND ')} ORDER BY t.created_at, t.id LIMIT $${params.length}`,
+        params,
+      );
+      return rows;
+    },
+    async usage(tokenId: string): Promise<ReferenceTokenUsage[]> {
+      const { rows } = await db.query<ReferenceTokenUsage>('SELECT resource, use_count, last_used_at FROM reference_token_usage WHERE token_id = $1 ORDER BY resource', [tokenId]);
+      return rows;
+    },
+    /** Hashes of every live token of a user or service account (ownership changes). */
+    async hashesOfOwner(ownerId: string): Promise<TokenHashes[]> {
+      const { rows } = await db.query<TokenHashes>(
+        `SELECT id, organization_id, secret_hash, previous_secret_hash FROM reference_tokens
+          WHERE (user_id = $1 OR service_account_id = $1) AND revoked_at IS NULL`,
+        [ownerId],
+      );
+      return rows;
+    },
+    /**
+     * Revokes live tokens unused for their organization's idle limit (policy
+     * `idle_revocation_days`, `defaultDays` when the organization does not set it).
+     */
+    async revokeIdle(now: Date, defaultDays: number, limit: number): Promise<TokenHashes[]> {
+      const { rows } = await db.query<TokenHashes>(
+        `UPDATE reference_tokens t SET revoked_at = $1, revoked_reason = 'idle'
+           FROM (SELECT t2.id FROM reference_tokens t2 JOIN organizations o ON o.id = t2.organization_id
+                  WHERE t2.revoked_at IS NULL AND t2.expires_at > $1
+                    AND COALESCE(t2.last_used_at, t2.rotated_at, t2.created_at)
+                        < $1 - COALESCE((o.policy->>'idle_revocation_days')::float8, $2) * interval '1 day'
+                  LIMIT $3) idle
+          WHERE t.id = idle.id AND t.revoked_at IS NULL
+          RETURNING t.id, t.organization_id, t.secret_hash, t.previous_secret_hash`,
+        [now, defaultDays, limit],
+      );
+      return rows;
+    },
+    /** One batched write of usage counters: per token and per resource server. */
+    async recordUsage(batch: { tokenId: string; resource: string; count: number; lastUsedAt: Date }[]): Promise<void> {
+      if (batch.length === 0) return;
+      await db.query(
+        `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) AS u(token_id, resource, n, at)
+                     WHERE EXISTS (SELECT 1 FROM reference_tokens t WHERE t.id = u.token_id)),
+              per_resource AS (
+                INSERT INTO reference_token_usage (token_id, resource, use_count, last_used_at)
+                SELECT token_id, resource, n, at FROM u
+                ON CONFLICT (token_id, resource) DO UPDATE
+                  SET use_count = reference_token_usage.use_count + EXCLUDED.use_count,
+                      last_used_at = GREATEST(reference_token_usage.last_used_at, EXCLUDED.last_used_at))
+         UPDATE reference_tokens t SET use_count = t.use_count + s.n, last_used_at = GREATEST(t.last_used_at, s.at)
+           FROM (SELECT token_id, sum(n)::bigint AS n, max(at) AS at FROM u GROUP BY token_id) s
+          WHERE t.id = s.token_id`,
+        [batch.map((b) => b.tokenId), batch.map((b) => b.resource), batch.map((b) => b.count), batch.map((b) => b.lastUsedAt)],
+      );
     },
   };
 }

@@ -5,10 +5,11 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import { modelKey } from '../oidc/adapter.js';
 import type { CacheStore } from '../storage/cache.js';
-import type { ReferenceTokenWithOwner } from '../storage/reference-token-repository.js';
-import { looksLikeReferenceToken } from './format.js';
-import type { ReferenceTokenLookup } from './reference-token-lookup.js';
+import { BoundedCache } from './bounded-cache.js';
+import { hashToken, looksLikeReferenceToken } from './format.js';
+import type { ReferenceTokenLookup, TokenFacts } from './reference-token-lookup.js';
 import type { RevocationList } from './revocation-list.js';
+import type { UsageRecorder } from './usage-recorder.js';
 
 /**
  * RFC 7662 introspection of every token kind Tessera issues, from one place:
@@ -55,9 +56,28 @@ export interface IntrospectionDependencies {
   clock: Clock;
   /** Current public JWKS (changes with key rotation). */
   publicJwks: () => JSONWebKeySet;
+  /**
+   * Whether the client a token was issued to may still act: it exists, and the service account
+   * owning it is not disabled. A deleted client's or disabled account's tokens stop at once.
+   */
+  clientActive?: (clientId: string) => Promise<boolean>;
   /** Whether the grant behind an opaque token still exists (revoked grants kill their tokens). */
   grantExists: (grantId: string) => Promise<boolean>;
+  /** Counts each successful PAT/SAT introspection per token and resource server. */
+  usage?: UsageRecorder;
 }
+
+/**
+ * Verified JWT payloads are kept until the token expires (a JWT cannot change; its revocation is
+ * checked on every call against the in-memory revocation list). Opaque tokens are kept 1 s:
+ * their revocation is announced on pub/sub, and the short life bounds a lost announcement.
+ */
+const JWT_CACHE_ENTRIES = 10_000;
+const JWT_INVALID_TTL_MS = 5_000;
+const OPAQUE_CACHE_ENTRIES = 10_000;
+const OPAQUE_TTL_MS = 1_000;
+/** Key of an opaque token in the local cache and in revocation messages: never the token itself. */
+export const opaqueCacheKey = (token: string) => hashToken(token).toString('base64url');
 
 export function createIntrospection(deps: IntrospectionDependencies) {
   const { issuer, cache, clock } = deps;
@@ -76,34 +96,40 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     organizationId === caller.organizationId && audiences.some((a) => caller.audiences.includes(a));
 
   /** PAT/SAT answer members: RFC 7662 §2.2 ones plus Tessera's documented `token_kind`, `token_id`, `org_id`, `owner_name`. */
-  function referenceAnswer(row: ReferenceTokenWithOwner, caller: IntrospectionCaller): IntrospectionAnswer {
+  function referenceAnswer(t: TokenFacts, caller: IntrospectionCaller): IntrospectionAnswer {
     return {
       active: true,
-      scope: row.scopes.join(' '),
+      scope: t.scopes.join(' '),
       client_id: caller.clientId,
-      sub: (row.user_id ?? row.service_account_id)!,
-      ...(row.type === 'pat' ? { username: row.owner_name } : {}),
-      aud: row.resources.length === 1 ? row.resources[0] : row.resources,
-      exp: Math.floor(row.expires_at.getTime() / 1000),
-      iat: Math.floor(row.issued_at.getTime() / 1000),
+      sub: t.ownerId,
+      ...(t.type === 'pat' ? { username: t.ownerName } : {}),
+      aud: t.resources.length === 1 ? t.resources[0] : t.resources,
+      exp: Math.floor(t.exp / 1000),
+      iat: Math.floor(t.iat / 1000),
       iss: issuer,
       token_type: 'Bearer',
-      token_kind: row.type,
-      token_id: row.id,
-      org_id: row.organization_id,
-      owner_name: row.owner_name,
+      token_kind: t.type,
+      token_id: t.id,
+      org_id: t.org,
+      owner_name: t.ownerName,
     };
   }
 
   async function reference(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
     const resolved = await deps.referenceTokens.resolve(token);
     if (!resolved.ok) return INACTIVE;
-    const { row } = resolved.token;
-    if (!visibleTo(caller, row.organization_id, row.resources)) return INACTIVE;
-    return referenceAnswer(row, caller);
+    const t = resolved.token;
+    if (t.org !== caller.organizationId) return INACTIVE;
+    const audience = t.resources.find((a) => caller.audiences.includes(a));
+    if (audience === undefined) return INACTIVE;
+    deps.usage?.record(t.id, audience);
+    return referenceAnswer(t, caller);
   }
 
-  async function jwt(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
+  const verifiedJwts = new BoundedCache<JWTPayload | null>(JWT_CACHE_ENTRIES, () => clock.now());
+  async function verifiedJwt(token: string): Promise<JWTPayload | undefined> {
+    const cached = verifiedJwts.get(token);
+    if (cached !== undefined) return cached ?? undefined;
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, verificationKeys(), {
@@ -113,12 +139,25 @@ export function createIntrospection(deps: IntrospectionDependencies) {
         currentDate: new Date(clock.now()),
       }));
     } catch {
-      return INACTIVE;
+      verifiedJwts.set(token, null, JWT_INVALID_TTL_MS);
+      return undefined;
     }
-    if (!payload.jti || !payload.exp) return INACTIVE;
+    if (!payload.jti || !payload.exp) {
+      verifiedJwts.set(token, null, JWT_INVALID_TTL_MS);
+      return undefined;
+    }
+    verifiedJwts.set(token, payload, payload.exp * 1000 - clock.now());
+    return payload;
+  }
+
+  async function jwt(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
+    const payload = await verifiedJwt(token);
+    // Expiry is checked on every call: a cached payload never outlives its token.
+    if (!payload || payload.exp! * 1000 <= clock.now()) return INACTIVE;
     const audiences = audiencesOf(payload.aud);
     if (!visibleTo(caller, payload.org_id, audiences)) return INACTIVE;
-    if (await deps.revocations.isRevoked(payload.jti)) return INACTIVE;
+    if (await deps.revocations.isRevoked(payload.jti!)) return INACTIVE;
+    if (typeof payload.client_id === 'string' && deps.clientActive && !(await deps.clientActive(payload.client_id))) return INACTIVE;
     return {
       active: true,
       scope: payload.scope,
@@ -135,11 +174,19 @@ export function createIntrospection(deps: IntrospectionDependencies) {
   }
 
   /** oidc-provider's opaque access token, read from the cache store where the adapter keeps it. */
+  const opaqueTokens = new BoundedCache<Record<string, unknown>>(OPAQUE_CACHE_ENTRIES, () => clock.now());
   async function findOpaque(token: string): Promise<Record<string, unknown> | undefined> {
     if (token.length > 512) return undefined;
+    const key = opaqueCacheKey(token);
+    const cached = opaqueTokens.get(key);
+    if (cached !== undefined) return cached;
     for (const model of ['AccessToken', 'ClientCredentials']) {
       const value = await cache.get(modelKey(model, token));
-      if (value) return JSON.parse(value) as Record<string, unknown>;
+      if (value) {
+        const payload = JSON.parse(value) as Record<string, unknown>;
+        opaqueTokens.set(key, payload, Math.min(OPAQUE_TTL_MS, Number(payload.exp) * 1000 - clock.now()));
+        return payload;
+      }
     }
     return undefined;
   }
@@ -151,6 +198,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     const audiences = audiencesOf(payload.aud);
     if (!visibleTo(caller, extra.org_id, audiences)) return INACTIVE;
     if (typeof payload.grantId === 'string' && !(await deps.grantExists(payload.grantId))) return INACTIVE;
+    if (typeof payload.clientId === 'string' && deps.clientActive && !(await deps.clientActive(payload.clientId))) return INACTIVE;
     return {
       ...extra,
       active: true,
@@ -168,6 +216,10 @@ export function createIntrospection(deps: IntrospectionDependencies) {
 
   return {
     findOpaque,
+    /** Drops an opaque token from this node's cache (its revocation, here or announced by another node). */
+    forgetOpaque(key: string): void {
+      opaqueTokens.delete(key);
+    },
     /**
      * The answer for `token`, or undefined when the token is not one Tessera answers for here
      * (an opaque value it does not hold: oidc-provider gets the request, e.g. a refresh token).
@@ -182,11 +234,8 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     },
     /** Decoded and verified JWT payload, for revocation. */
     async verifyJwt(token: string): Promise<JWTPayload | undefined> {
-      try {
-        return (await jwtVerify(token, verificationKeys(), { issuer, typ: 'at+jwt', currentDate: new Date(clock.now()) })).payload;
-      } catch {
-        return undefined;
-      }
+      const payload = await verifiedJwt(token);
+      return payload && payload.exp! * 1000 > clock.now() ? payload : undefined;
     },
   };
 }

@@ -12,7 +12,16 @@ const key = (jti: string) => `revoked:jti:${jti}`;
  * revocation into every node's memory at once; a periodic reload from PostgreSQL repairs any
  * message lost while Redis was away.
  */
-export function createRevocationList(deps: { cache: CacheStore; repository: RevokedJtiRepository; clock: Clock }) {
+export function createRevocationList(deps: {
+  cache: CacheStore;
+  repository: RevokedJtiRepository;
+  clock: Clock;
+  /**
+   * True while this node's pub/sub subscription is known to work (its heartbeat returns within
+   * 1 s): then every revocation has reached local memory and the hot path asks nobody else.
+   */
+  subscriptionHealthy?: () => boolean;
+}) {
   const { cache, repository, clock } = deps;
   const local = new Map<string, number>();
 
@@ -35,6 +44,7 @@ export function createRevocationList(deps: { cache: CacheStore; repository: Revo
         if (exp > clock.now()) return true;
         local.delete(jti);
       }
+      if (deps.subscriptionHealthy?.()) return false;
       return (await cache.get(key(jti))) !== null;
     },
     /** Applies a revocation announced by another node. */

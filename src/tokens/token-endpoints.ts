@@ -35,12 +35,17 @@ export interface TokenEndpointDependencies {
   metrics?: { introspection: IntrospectionMetrics; tokenRevoked: TesseraMetrics['tokenRevoked'] };
   /** The organization of a client id, to attribute failed client authentication (optional). */
   clientOrganization?: (clientId: string) => Promise<string | undefined>;
-  /** Called when a reference token is revoked, so caches on every node drop it. */
-  onReferenceTokenRevoked?: (tokenId: string) => Promise<void>;
+  /**
+   * Revokes a PAT/SAT family for an introspection client (RFC 7009): the token service does it,
+   * so every node's cache drops it and the audit trail records it.
+   */
+  revokeReferenceToken?: (tokenId: string, caller: IntrospectionCaller, facts: { requestId?: string; ip?: string; userAgent?: string }) => Promise<void>;
+  /** Called when an opaque access token is revoked, so every node drops it from its local cache. */
+  onOpaqueRevoked?: (token: string) => Promise<void>;
 }
 
 /** The token kind label of the introspection metrics, from prefixes only: no parsing on the hot path. */
-function metricKind(token: string): 'pat' | 'sat' | 'jwt' | 'opaque' {
+export function metricKind(token: string): 'pat' | 'sat' | 'jwt' | 'opaque' {
   if (token.startsWith('tsr_pat_')) return 'pat';
   if (token.startsWith('tsr_sat_')) return 'sat';
   const dot = token.indexOf('.');
@@ -159,16 +164,19 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     if (!answer?.active) return;
     const shape = tokenShape(token);
     if (shape === 'reference' && parseToken(token)) {
-      const row = await deps.referenceTokens.findByHash(hashToken(token));
-      if (row && (await deps.referenceTokens.revoke(row.id, 'rfc7009', new Date(clock.now())))) {
-        recordRevocation(ctx, caller, row.type, row.id);
-        await deps.onReferenceTokenRevoked?.(row.id);
+      if (deps.revokeReferenceToken) {
+        await deps.revokeReferenceToken(String(answer.token_id), caller, requestFacts(ctx));
+        deps.metrics?.tokenRevoked('rfc7009', String(answer.token_kind), caller.organizationId);
+      } else {
+        const row = await deps.referenceTokens.findByHash(hashToken(token));
+        if (row && (await deps.referenceTokens.revoke(row.id, 'rfc7009', new Date(clock.now())))) recordRevocation(ctx, caller, row.type, row.id);
       }
     } else if (shape === 'jwt') {
       await deps.revocations.revoke(String(answer.jti), String(answer.org_id ?? '') || null, Number(answer.exp));
       recordRevocation(ctx, caller, 'access_token', String(answer.jti));
     } else {
       await deps.cache.del(modelKey('AccessToken', token), modelKey('ClientCredentials', token));
+      await deps.onOpaqueRevoked?.(token);
       recordRevocation(ctx, caller, 'access_token', 'opaque');
     }
   }

@@ -49,6 +49,19 @@ describe('metrics', () => {
     expect(text).not.toContain('evil');
   });
 
+  it('reads introspection cache hits and misses from the cache\'s own counters at scrape time', async () => {
+    const m = createMetrics({ organizationLabels: false });
+    const tiers = { local: 5, shared: 1, database: 2 };
+    m.watchIntrospectionCache(() => ({ hits: tiers.local + tiers.shared, misses: tiers.database }));
+    let text = await m.render();
+    expect(value(text, 'tessera_introspection_cache_total{result="hit"}')).toBe(6);
+    expect(value(text, 'tessera_introspection_cache_total{result="miss"}')).toBe(2);
+    tiers.local += 10;
+    text = await m.render();
+    expect(value(text, 'tessera_introspection_cache_total{result="hit"}')).toBe(16);
+    expect(value(text, 'tessera_introspection_cache_total{result="miss"}')).toBe(2);
+  });
+
   it('counts audit batches, lost rows, failed batches and the queue depth', async () => {
     const m = createMetrics({ organizationLabels: false });
     let pending = 7;

@@ -23,6 +23,7 @@ export const policySchema = z
     allowed_pat_scopes: z.array(z.string().max(200)).max(500).nullable(),
     refresh_reuse_grace_seconds: z.number().int().min(0).max(60),
     token_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
+    token_pair_sliding_renewal: z.boolean(),
     client_secret_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
     audit_retention_days: z.number().int().min(1).max(3650),
     secret_rotation_days: z.number().int().min(1).max(3650),

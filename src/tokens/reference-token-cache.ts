@@ -1,0 +1,295 @@
+import { randomUUID } from 'node:crypto';
+
+import type { Clock } from '../clock.js';
+import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES, ROLE_SCOPES } from '../domain/types.js';
+import type { Role } from '../domain/types.js';
+import type { Logger } from '../http/logger.js';
+import type { CacheStore } from '../storage/cache.js';
+import type { ReferenceTokenRepository, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
+import { BoundedCache } from './bounded-cache.js';
+import { hashToken, MAX_TOKEN_LENGTH, parseToken } from './format.js';
+
+/**
+ * What a presented PAT/SAT resolves to, answered from three tiers: a bounded in-process cache,
+ * the shared cache store (Redis, minutes), PostgreSQL. Entries are keyed by sha256(token), so
+ * the secret itself is never a key anywhere. Every change (revocation, rotation, ownership
+ * change) deletes the shared entry and is announced on pub/sub, so each node drops its own copy
+ * at once: staleness is 0 on the node that made the change and the pub/sub delay (milliseconds)
+ * elsewhere.
+ *
+ * Documented bound: 1 s. Pub/sub delivers at most once, so a node must know its subscription
+ * works before it trusts its local tier: each node publishes a heartbeat (stamped with the time
+ * it was sent) every 250 ms and listens for its own. Redis delivers a subscriber's messages in
+ * the order it received them, so once a heartbeat sent at time S has come back, every change
+ * announced before S has been applied here. The local tier is trusted only while the latest
+ * heartbeat that came back was sent less than 1 s ago; otherwise (Redis unreachable, the
+ * subscriber reconnecting) the node drops its local tier and reads the shared tier or
+ * PostgreSQL until heartbeats flow again. Heartbeats are also sent from the request path when
+ * the timer is late, so a busy event loop does not by itself distrust the cache.
+ *
+ * The facts kept are those that do not depend on the clock; expiry and the end of a rotation
+ * grace period are evaluated on every resolve, so a cached entry never outlives its token.
+ */
+export const REFERENCE_TOKEN_CHANNEL = 'reference-tokens';
+/** Local entries live this long; invalidation, not expiry, is what keeps them fresh. */
+export const LOCAL_TTL_MS = 60_000;
+/** The local tier is trusted only while this node's own heartbeat came back within this bound. */
+export const STALENESS_BOUND_MS = 1000;
+const HEARTBEAT_INTERVAL_MS = 250;
+const SHARED_TTL_SECONDS = 300;
+/** A change is deleted from the shared cache twice: a node that was loading the old state at that moment may have written it back. */
+const SECOND_DELETE_MS = 1000;
+const DEFAULT_MAX_ENTRIES = 100_000;
+
+export interface TokenFacts {
+  k: 'token';
+  id: string;
+  org: string;
+  type: 'pat' | 'sat';
+  ownerId: string;
+  ownerName: string;
+  ownerActive: boolean;
+  ownerRole: Role | null;
+  /** Scopes the token holds right now: issued scopes narrowed by the owner's current role. */
+  scopes: string[];
+  resources: string[];
+  /** Epoch ms. */
+  exp: number;
+  iat: number;
+  revoked: boolean;
+  /** null for the current secret; for the previous one, when its rotation grace ends (epoch ms). */
+  graceUntil: number | null;
+}
+
+type Facts = TokenFacts | { k: 'unknown' } | { k: 'retired'; id: string; org: string };
+
+export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive';
+
+export type Resolution = { ok: true; token: TokenFacts; viaPreviousSecret: boolean } | { ok: false; reason: ReferenceRejection; tokenId?: string; organizationId?: string };
+
+export interface ReferenceTokenCacheDependencies {
+  tokens: ReferenceTokenRepository;
+  cache: CacheStore;
+  clock: Clock;
+  logger: Logger;
+  /** Scopes among `scopes` that belong to a sensitive resource server of `resources` (they need admin or owner). */
+  sensitiveScopes(organizationId: string, resources: string[], scopes: string[]): Promise<Set<string>>;
+  maxEntries?: number;
+}
+
+const ELEVATED_ROLES = new Set<Role>(['owner', 'admin']);
+
+/**
+ * Scopes a PAT may exercise now (DESIGN.md "What a PAT may carry"): Management API scopes within
+ * the owner's role, sensitive resource servers' scopes only for admins and owners. A demotion
+ * therefore removes the excess at once, at introspection as at the Management API.
+ */
+export function effectivePatScopes(scopes: string[], resources: string[], role: Role | null, sensitive: Set<string>): string[] {
+  const roleScopes = new Set<string>(role ? ROLE_SCOPES[role] : []);
+  const management = resources.includes(MANAGEMENT_AUDIENCE);
+  return scopes.filter((s) => {
+    if (management && MANAGEMENT_SCOPES.includes(s)) return roleScopes.has(s);
+    if (sensitive.has(s)) return role !== null && ELEVATED_ROLES.has(role);
+    return true;
+  });
+}
+
+export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies) {
+  const { tokens, cache, clock, logger } = deps;
+  const local = new BoundedCache<Facts>(deps.maxEntries ?? DEFAULT_MAX_ENTRIES, () => clock.now());
+  const shared = cache.kind === 'redis';
+  const sharedKey = (key: string) => `rt:${key}`;
+  let onReuse: ((tokenId: string, organizationId: string) => void) | undefined;
+  // Heartbeats measure real elapsed time (not the injected clock): they are about the network.
+  const nodeId = randomUUID();
+  /** When the latest heartbeat that came back was sent; and when the latest one was sent. */
+  let lastHeartbeat = shared ? -Infinity : Infinity;
+  let lastSent = -Infinity;
+  const beat = () => {
+    lastSent = performance.now();
+    cache.publish(REFERENCE_TOKEN_CHANNEL, JSON.stringify({ hb: nodeId, t: lastSent })).catch(() => {});
+  };
+  let localTrusted = !shared;
+  let heartbeat: NodeJS.Timeout | undefined;
+  /** Where answers came from (for metrics, tests and the benchmark). */
+  const stats = { local: 0, shared: 0, database: 0, untrusted: 0 };
+  /** Loads in flight, so concurrent requests for one cold token share a single lookup. */
+  const inFlight = new Map<string, Promise<Facts>>();
+  /** Bumped by every invalidation: a load that started before one must not be cached after it. */
+  let generation = 0;
+  /** Whether the local tier may answer now; a lost subscription drops everything it held. */
+  function useLocal(): boolean {
+    if (!shared) return true;
+    const now = performance.now();
+    if (heartbeat && now - lastSent >= HEARTBEAT_INTERVAL_MS) beat();
+    const fresh = now - lastHeartbeat < STALENESS_BOUND_MS;
+    if (!fresh && localTrusted) local.clear();
+    localTrusted = fresh;
+    return fresh;
+  }
+
+  async function toFacts(row: ReferenceTokenWithOwner, hash: Buffer): Promise<TokenFacts> {
+    const role = (row.owner_role as Role | null) ?? null;
+    let scopes = row.scopes;
+    if (row.type === 'pat') scopes = effectivePatScopes(row.scopes, row.resources, role, await deps.sensitiveScopes(row.organization_id, row.resources, row.scopes));
+    const current = row.secret_hash.equals(hash);
+    return {
+      k: 'token',
+      id: row.id,
+      org: row.organization_id,
+      type: row.type,
+      ownerId: (row.user_id ?? row.service_account_id)!,
+      ownerName: row.owner_name,
+      ownerActive: row.owner_status === 'active',
+      ownerRole: role,
+      scopes,
+      resources: row.resources,
+      exp: row.expires_at.getTime(),
+      iat: row.issued_at.getTime(),
+      revoked: row.revoked_at !== null,
+      graceUntil: current ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
+    };
+  }
+
+  async function load(hash: Buffer, key: string): Promise<Facts> {
+    if (shared) {
+      // The shared tier is an optimisation: when Redis is away, PostgreSQL still answers.
+      const value = await cache.get(sharedKey(key)).catch(() => null);
+      if (value) {
+        stats.shared += 1;
+        return JSON.parse(value) as Facts;
+      }
+    }
+    stats.database += 1;
+    const row = await tokens.findWithOwnerByHash(hash);
+    let facts: Facts;
+    if (row) facts = await toFacts(row, hash);
+    else {
+      const retired = await tokens.findRetired(hash);
+      facts = retired ? { k: 'retired', id: retired.token_id, org: retired.organization_id } : { k: 'unknown' };
+    }
+    // Unknown hashes stay out of the shared store: a flood of made-up tokens must not fill Redis.
+    if (shared && facts.k !== 'unknown') await cache.set(sharedKey(key), JSON.stringify(facts), SHARED_TTL_SECONDS).catch(() => {});
+    return facts;
+  }
+
+  function reuse(id: string, org: string): void {
+    try {
+      onReuse?.(id, org);
+    } catch (error) {
+      logger.error({ err: error, tokenId: id }, 'reuse handling failed');
+    }
+  }
+
+  function evaluate(facts: Facts, kind: 'pat' | 'sat'): Resolution {
+    if (facts.k === 'unknown') return { ok: false, reason: 'unknown' };
+    if (facts.k === 'retired') {
+      reuse(facts.id, facts.org);
+      return { ok: false, reason: 'replaced', tokenId: facts.id, organizationId: facts.org };
+    }
+    const base = { tokenId: facts.id, organizationId: facts.org };
+    if (facts.type !== kind) return { ok: false, reason: 'unknown' };
+    if (facts.revoked) return { ok: false, reason: 'revoked', ...base };
+    const now = clock.now();
+    if (facts.exp <= now) return { ok: false, reason: 'expired', ...base };
+    if (facts.graceUntil !== null && facts.graceUntil <= now) {
+      // A replaced secret presented after its grace period: someone still holds a copy that
+      // should have been discarded. Like refresh-token reuse, the whole family is revoked.
+      reuse(facts.id, facts.org);
+      return { ok: false, reason: 'replaced', ...base };
+    }
+    if (!facts.ownerActive) return { ok: false, reason: 'owner_inactive', ...base };
+    return { ok: true, token: facts, viaPreviousSecret: facts.graceUntil !== null };
+  }
+
+  const dropLocal = (keys: string[]) => {
+    generation += 1;
+    for (const key of keys) {
+      local.delete(key);
+      inFlight.delete(key);
+    }
+  };
+
+  return {
+    /** Resolves a presented PAT/SAT. Garbage is rejected by shape and checksum before any lookup. */
+    async resolve(token: string): Promise<Resolution> {
+      if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'malformed' };
+      const kind = parseToken(token);
+      if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
+      const hash = hashToken(token);
+      const key = hash.toString('base64url');
+      const trusted = useLocal();
+      if (!trusted) stats.untrusted += 1;
+      let facts = trusted ? local.get(key) : undefined;
+      if (facts !== undefined) stats.local += 1;
+      else {
+        const startedAt = generation;
+        let loading = inFlight.get(key);
+        if (!loading) {
+          loading = load(hash, key).finally(() => inFlight.delete(key));
+          inFlight.set(key, loading);
+        }
+        facts = await loading;
+        if (trusted && generation === startedAt) local.set(key, facts, LOCAL_TTL_MS);
+      }
+      return evaluate(facts, kind);
+    },
+    /** Called when a retired or out-of-grace secret is presented. */
+    onReuse(handler: (tokenId: string, organizationId: string) => void): void {
+      onReuse = handler;
+    },
+    /**
+     * Forgets the given tokens everywhere: here at once, in the shared store, and on every other
+     * node through pub/sub.
+     */
+    async invalidate(rows: Pick<TokenHashes, 'secret_hash' | 'previous_secret_hash'>[]): Promise<void> {
+      const keys = rows.flatMap((r) => [r.secret_hash, r.previous_secret_hash]).filter((h): h is Buffer => h !== null).map((h) => h.toString('base64url'));
+      if (keys.length === 0) return;
+      const deleteShared = () => (shared ? cache.del(...keys.map(sharedKey)) : Promise.resolve());
+      // Shared tier first, then this node's: a load racing with us then either reads the new
+      // state or finishes after the generation bump and is not kept.
+      await deleteShared().finally(() => dropLocal(keys));
+      await cache.publish(REFERENCE_TOKEN_CHANNEL, JSON.stringify({ h: keys }));
+      setTimeout(() => {
+        dropLocal(keys);
+        deleteShared().catch((error) => logger.warn({ err: error }, 'second reference-token cache delete failed'));
+      }, SECOND_DELETE_MS).unref();
+    },
+    /** A message from another node (or this one) on REFERENCE_TOKEN_CHANNEL. */
+    applyMessage(message: string): void {
+      try {
+        const parsed = JSON.parse(message) as { h?: unknown; hb?: unknown; t?: unknown };
+        if (parsed.hb === nodeId && typeof parsed.t === 'number') lastHeartbeat = Math.max(lastHeartbeat, parsed.t);
+        if (Array.isArray(parsed.h)) dropLocal(parsed.h.filter((k): k is string => typeof k === 'string'));
+      } catch {
+        logger.warn('ignored a malformed reference-token message');
+      }
+    },
+    /** Whether this node's pub/sub subscription is known to work right now (heartbeat within 1 s). */
+    subscriptionHealthy(): boolean {
+      return !shared || performance.now() - lastHeartbeat < STALENESS_BOUND_MS;
+    },
+    /** Starts this node's heartbeat (after subscribing to REFERENCE_TOKEN_CHANNEL). */
+    start(): void {
+      if (!shared || heartbeat) return;
+      beat();
+      heartbeat = setInterval(() => {
+        if (performance.now() - lastSent >= HEARTBEAT_INTERVAL_MS / 2) beat();
+      }, HEARTBEAT_INTERVAL_MS);
+      heartbeat.unref();
+    },
+    stop(): void {
+      if (heartbeat) clearInterval(heartbeat);
+      heartbeat = undefined;
+    },
+    /** Drops every local entry (tests, or after a long pub/sub outage). */
+    clearLocal(): void {
+      local.clear();
+    },
+    stats,
+    get localSize(): number {
+      return local.size;
+    },
+  };
+}
+export type ReferenceTokenCache = ReturnType<typeof createReferenceTokenCache>;

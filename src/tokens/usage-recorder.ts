@@ -1,0 +1,80 @@
+import type { Clock } from '../clock.js';
+import type { Logger } from '../http/logger.js';
+import type { ReferenceTokenRepository } from '../storage/reference-token-repository.js';
+
+/**
+ * Last-used time and use count per token and per resource server (principle 5) without a write
+ * per request: each use is an increment in this node's memory; a timer writes everything
+ * gathered to PostgreSQL in one statement. The map holds one entry per (token, resource server)
+ * used since the last flush, and a flush is forced when it reaches `maxEntries`, so it stays
+ * bounded whatever the traffic.
+ */
+export interface UsageRecorderOptions {
+  tokens: ReferenceTokenRepository;
+  clock: Clock;
+  logger: Logger;
+  flushIntervalMs?: number;
+  maxEntries?: number;
+}
+
+interface Counter {
+  tokenId: string;
+  resource: string;
+  count: number;
+  lastUsedAt: number;
+}
+
+export function createUsageRecorder(options: UsageRecorderOptions) {
+  const { tokens, clock, logger } = options;
+  const maxEntries = options.maxEntries ?? 50_000;
+  let pending = new Map<string, Counter>();
+  let flushing: Promise<void> | undefined;
+
+  async function flush(): Promise<void> {
+    if (flushing) await flushing;
+    if (pending.size === 0) return;
+    const batch = pending;
+    pending = new Map();
+    flushing = tokens
+      .recordUsage([...batch.values()].map((c) => ({ tokenId: c.tokenId, resource: c.resource, count: c.count, lastUsedAt: new Date(c.lastUsedAt) })))
+      .catch((error) => {
+        // Put the counts back so a database blip loses nothing; they go out with the next flush.
+        for (const [key, counter] of batch) {
+          const current = pending.get(key);
+          if (current) {
+            current.count += counter.count;
+            current.lastUsedAt = Math.max(current.lastUsedAt, counter.lastUsedAt);
+          } else if (pending.size < maxEntries) pending.set(key, counter);
+        }
+        logger.warn({ err: error }, 'usage flush failed; will retry');
+      })
+      .finally(() => {
+        flushing = undefined;
+      });
+    await flushing;
+  }
+
+  const timer = setInterval(() => void flush(), options.flushIntervalMs ?? 5000);
+  timer.unref();
+
+  return {
+    /** One use of `tokenId` at `resource`: a map increment, nothing else. */
+    record(tokenId: string, resource: string): void {
+      const key = `${tokenId}\u0000${resource}`;
+      const counter = pending.get(key);
+      if (counter !== undefined) {
+        counter.count += 1;
+        counter.lastUsedAt = clock.now();
+        return;
+      }
+      pending.set(key, { tokenId, resource, count: 1, lastUsedAt: clock.now() });
+      if (pending.size >= maxEntries) void flush();
+    },
+    flush,
+    async close(): Promise<void> {
+      clearInterval(timer);
+      await flush();
+    },
+  };
+}
+export type UsageRecorder = ReturnType<typeof createUsageRecorder>;

@@ -1,0 +1,52 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { resolve } from 'node:path';
+
+import type { BootstrapResult } from '../../src/domain/bootstrap.js';
+
+export interface SpawnedNode {
+  url: string;
+  bootstrapped: BootstrapResult | null;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+const SERVER_SCRIPT = resolve(import.meta.dirname, 'server-process.ts');
+const TSX = resolve(import.meta.dirname, '../../node_modules/.bin/tsx');
+
+/** Starts a Tessera node in a child process and waits until it listens (or fails). */
+export async function spawnNode(env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<SpawnedNode> {
+  const child = spawn(TSX, [SERVER_SCRIPT], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const first = await new Promise<string>((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node did not start in time: ${stderr}`)), options.timeoutMs ?? 30_000);
+    lines.on('line', (line) => {
+      if (!line.startsWith('TESSERA_READY ')) return;
+      clearTimeout(timer);
+      resolvePromise(line.slice('TESSERA_READY '.length));
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node exited with ${code}: ${stderr}`));
+    });
+  });
+  const { url, bootstrapped } = JSON.parse(first) as { url: string; bootstrapped: BootstrapResult | null };
+  return {
+    url,
+    bootstrapped,
+    child,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
