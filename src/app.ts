@@ -31,6 +31,7 @@ import { createAuditWriter } from './audit/audit-writer.js';
 import { auditRetentionJob } from './audit/retention.js';
 import { createScheduler } from './jobs/scheduler.js';
 import { createMetrics } from './metrics/metrics.js';
+import { withTokenMetrics } from './metrics/token-metrics-tap.js';
 import { auditEventRoutes } from './management/routes/audit-events.js';
 import { tokenInventoryRoutes } from './management/routes/token-inventory.js';
 import { createTokenInventory } from './audit/token-inventory.js';
@@ -343,7 +344,8 @@ export async function createTessera(options: TesseraOptions) {
       resourceServers: repos.resourceServers,
       issuer,
       cache: referenceTokenLookup,
-      audit,
+      // Its audit events also feed the token metrics (issued, rotated, revoked by reason).
+      audit: withTokenMetrics(audit, metrics),
       clock,
       logger,
       policyDefaults: config.policyDefaults,

@@ -61,8 +61,8 @@ const INTROSPECTION_RESULTS: readonly IntrospectionResult[] = ['active', 'inacti
 const INTROSPECTION_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 /** A value that is not one of our known label values becomes `other`: a label never echoes request input. */
 const bounded = (value: string, allowed: ReadonlySet<string>) => (allowed.has(value) ? value : 'other');
-const GRANT_TYPES = new Set(['client_credentials', 'authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code', 'urn:ietf:params:oauth:grant-type:token-exchange', 'reference_token']);
-const TOKEN_KINDS = new Set(['access_token', 'refresh_token', 'id_token', 'pat', 'sat', 'rotation_key', 'client_secret', 'grant']);
+const GRANT_TYPES = new Set(['client_credentials', 'authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code', 'urn:ietf:params:oauth:grant-type:token-exchange', 'reference_token', 'rotation']);
+const TOKEN_KINDS = new Set(['access_token', 'refresh_token', 'id_token', 'pat', 'sat', 'reference_token', 'rotation_key', 'client_secret', 'grant']);
 
 export function createMetrics(options: MetricsOptions): TesseraMetrics {
   const registry = new Registry();

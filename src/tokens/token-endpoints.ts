@@ -166,7 +166,6 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     if (shape === 'reference' && parseToken(token)) {
       if (deps.revokeReferenceToken) {
         await deps.revokeReferenceToken(String(answer.token_id), caller, requestFacts(ctx));
-        deps.metrics?.tokenRevoked('rfc7009', String(answer.token_kind), caller.organizationId);
       } else {
         const row = await deps.referenceTokens.findByHash(hashToken(token));
         if (row && (await deps.referenceTokens.revoke(row.id, 'rfc7009', new Date(clock.now())))) recordRevocation(ctx, caller, row.type, row.id);
