@@ -378,6 +378,8 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     const resourceDeps: ResourceRouteDependencies = {
+      ownerChanged: (ownerId) => tokenService.ownerChanged(ownerId),
+      revokeOwnerTokens: (ownerId, reason) => tokenService.revokeOwnerTokens(ownerId, reason),
       db,
       clock,
       envelope,
@@ -410,7 +412,7 @@ export async function createTessera(options: TesseraOptions) {
       usage,
       routes: [
         ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
-        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
         ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
         ...tokenInventoryRoutes({ inventory: tokenInventory, organizations: repos.organizations, policyDefaults: config.policyDefaults }),

@@ -43,11 +43,12 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // RFC 9700 §2.1.1: PKCE for every authorization code flow (organization policy may exempt
     // confidential clients: see src/oidc/sign-in-config.ts, which refines this).
     pkce: { required: () => true },
-    // RFC 9700 §2.1.2: no implicit flow. Only `code` is advertised: clients are registered with
-    // response_types ["code"] (Management API, seed), so a hybrid `code id_token` or `none`
-    // entry in discovery would promise flows no client can use, and the hybrid type also made
-    // the engine advertise the `implicit` grant (test/e2e/conformance.test.ts checks this).
-    responseTypes: ['code'],
+    // RFC 9700 §2.1.2: no implicit flow (`token`, `id_token` alone). The hybrid `code id_token`
+    // stays for confidential clients registered for it (src/oidc/sign-in-config.ts refuses it
+    // for public clients). OpenID Connect Registration §2 pairs `code id_token` with the
+    // `implicit` grant type, which is why discovery lists that grant: only for this flow; the
+    // token endpoint has no implicit grant (test/e2e/conformance.test.ts).
+    responseTypes: ['code', 'code id_token'],
     ttl: {
       // A resource server's own access_token_ttl wins (DESIGN.md "Wire shapes"); the config
       // value is the default for tokens without one.

@@ -28,5 +28,12 @@ export interface ResourceRouteDependencies {
   clientsChanged(clientIds: string[] | 'all'): Promise<void>;
   /** Runs oidc-provider's own client metadata validation; throws its InvalidClientMetadata error. */
   validateClientMetadata(metadata: Record<string, unknown>): Promise<void>;
+  /**
+   * A user's or service account's status or role changed (committed): every node forgets the
+   * owner's cached PATs/SATs, so the next use sees the change at once.
+   */
+  ownerChanged?(ownerId: string): Promise<void>;
+  /** Before a user or service account is deleted: revokes its tokens (audited, caches dropped). */
+  revokeOwnerTokens?(ownerId: string, reason: string): Promise<number>;
   audit?: AuditLog;
 }

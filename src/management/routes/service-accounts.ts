@@ -115,6 +115,7 @@ export function serviceAccountRoutes(deps: ResourceRouteDependencies): Route[] {
         const after = await deps.serviceAccounts.update(principal.organizationId, before.id, changes).catch(nameTaken);
         if (!after) throw notFound('service account');
         if (before.status !== after.status) {
+          await deps.ownerChanged?.(after.id);
           const owned = await deps.clients.listByServiceAccount(principal.organizationId, after.id);
           await deps.clientsChanged(owned.map((c) => c.client_id));
         }
@@ -137,6 +138,12 @@ export function serviceAccountRoutes(deps: ResourceRouteDependencies): Route[] {
       errors: [404, 409],
       async handler(ctx) {
         const { principal, params } = ctx;
+        const target = await deps.serviceAccounts.findInOrganization(principal.organizationId, params.id!);
+        if (!target) throw notFound('service account');
+        const owning = await deps.clients.listByServiceAccount(principal.organizationId, target.id);
+        if (owning.length > 0) throw conflict('id', `the service account owns ${owning.length} client(s); delete them or move them to another account first`);
+        // Its SATs are revoked (and dropped from every cache) before the rows go with the account.
+        await deps.revokeOwnerTokens?.(target.id, 'owner_deleted');
         const deleted = await deps.db.transaction(async (tx) => {
           const account = await deps.serviceAccounts.findInOrganization(principal.organizationId, params.id!, tx);
           if (!account) throw notFound('service account');

@@ -151,6 +151,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
           const after = await deps.users.update(principal.organizationId, before.id, changes, tx);
           return { before, after: after! };
         });
+        if (result.before.role !== result.after.role || result.before.status !== result.after.status) await deps.ownerChanged?.(result.after.id);
         const presented = presentUser(result.after);
         recordChange(deps.audit, ctx, {
           action: body.status === 'deactivated' && result.before.status !== 'deactivated' ? 'user.deactivated' : 'user.updated',
@@ -188,6 +189,16 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
       errors: [403, 404, 409],
       async handler(ctx) {
         const { principal, params } = ctx;
+        const target = await deps.users.findInOrganization(principal.organizationId, params.id!);
+        if (!target) throw notFound('user');
+        if (target.role === 'owner' && !actsAsOwner(principal)) throw ownersOnly();
+        if (target.role === 'owner' && target.status === 'active') {
+          const owners = await deps.users.list(principal.organizationId, { role: 'owner', status: 'active', limit: 2 });
+          if (owners.length <= 1) throw conflict('id', 'the last active owner cannot be deleted');
+        }
+        // The user's tokens are revoked (and dropped from every cache) before the rows go with the
+        // user; the checks above run first so a refused deletion revokes nothing.
+        await deps.revokeOwnerTokens?.(target.id, 'owner_deleted');
         const deleted = await deps.db.transaction(async (tx) => {
           const owners = await deps.users.lockActiveOwners(principal.organizationId, tx);
           const user = await deps.users.findInOrganization(principal.organizationId, params.id!, tx, { lock: true });
