@@ -30,7 +30,12 @@ import { createKeyService } from './keys/key-service.js';
 import { createAuditWriter } from './audit/audit-writer.js';
 import { auditRetentionJob } from './audit/retention.js';
 import { createScheduler } from './jobs/scheduler.js';
+import { createMetrics } from './metrics/metrics.js';
+import { withTokenMetrics } from './metrics/token-metrics-tap.js';
 import { auditEventRoutes } from './management/routes/audit-events.js';
+import { tokenInventoryRoutes } from './management/routes/token-inventory.js';
+import { createTokenInventory } from './audit/token-inventory.js';
+import { createTokenInventoryRepository } from './storage/token-inventory-repository.js';
 import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
@@ -171,8 +176,12 @@ export async function createTessera(options: TesseraOptions) {
       }
     }
 
+    // One registry per app instance (never prom-client's global one): see metrics.ts.
+    const metrics = createMetrics(config.metrics);
     const auditRepository = createAuditRepository(db);
-    const audit = createAuditWriter({ db, repository: auditRepository, clock, logger });
+    const audit = createAuditWriter({ db, repository: auditRepository, clock, logger, metrics: metrics.audit });
+    metrics.watchAuditQueue(() => audit.pending());
+    const tokenInventory = createTokenInventory({ repository: createTokenInventoryRepository(db), clock });
     const scheduler = createScheduler({ db, logger });
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
@@ -251,7 +260,7 @@ export async function createTessera(options: TesseraOptions) {
         findAccount,
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
-      attachProviderAuditing(built, audit, logger);
+      attachProviderAuditing(built, audit, logger, metrics);
       providerSetups.forEach((setup) => setup(built));
       return built;
     };
@@ -319,6 +328,10 @@ export async function createTessera(options: TesseraOptions) {
     });
     await cache.subscribe(REFERENCE_TOKEN_CHANNEL, (message) => referenceTokenLookup.applyMessage(message));
     referenceTokenLookup.start();
+    metrics.watchIntrospectionCache(() => {
+      const { local, shared, database } = referenceTokenLookup.stats;
+      return { hits: local + shared, misses: database };
+    });
     subscriptionHealthy = () => referenceTokenLookup.subscriptionHealthy();
     cleanups.push(async () => referenceTokenLookup.stop());
     const usage = createUsageRecorder({ tokens: repos.referenceTokens, clock, logger, flushIntervalMs: config.env === 'test' ? 500 : 5000 });
@@ -331,7 +344,8 @@ export async function createTessera(options: TesseraOptions) {
       resourceServers: repos.resourceServers,
       issuer,
       cache: referenceTokenLookup,
-      audit,
+      // Its audit events also feed the token metrics (issued, rotated, revoked by reason).
+      audit: withTokenMetrics(audit, metrics),
       clock,
       logger,
       policyDefaults: config.policyDefaults,
@@ -401,6 +415,7 @@ export async function createTessera(options: TesseraOptions) {
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
         ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
+        ...tokenInventoryRoutes({ inventory: tokenInventory, organizations: repos.organizations, policyDefaults: config.policyDefaults }),
         ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
       ],
     });
@@ -416,6 +431,14 @@ export async function createTessera(options: TesseraOptions) {
     app.use(async (ctx, next) => {
       if (ctx.method === 'GET' && ctx.path === '/healthz') {
         ctx.body = { status: 'ok' };
+        return;
+      }
+      if (ctx.method === 'GET' && ctx.path === '/metrics') {
+        // Prometheus text format. Unauthenticated like /healthz: no label carries an
+        // organization id unless the operator turned that on (config `metrics`).
+        ctx.set('cache-control', 'no-store');
+        ctx.type = metrics.contentType;
+        ctx.body = await metrics.render();
         return;
       }
       if (ctx.method === 'GET' && ctx.path === '/readyz') {
@@ -442,6 +465,8 @@ export async function createTessera(options: TesseraOptions) {
       keys,
       clock,
       audit,
+      metrics,
+      clientOrganization: async (clientId) => (await clients.get(clientId))?.record.organization_id,
       revokeReferenceToken: (id, caller, facts) => tokenService.revokeForClient(id, caller.clientId, facts),
       onOpaqueRevoked: async (token) => {
         const key = opaqueCacheKey(token);
@@ -471,6 +496,7 @@ export async function createTessera(options: TesseraOptions) {
       csrf: createCsrf(cookieKeys),
       logger,
       audit,
+      metrics,
     }));
     // Client secret rotation grace on the engine's client authentication (src/oidc/secret-grace.ts).
     app.use(createSecretGrace({ clients, clock, audit }));
@@ -506,6 +532,7 @@ export async function createTessera(options: TesseraOptions) {
       fallback: (req, res) => {
         void koaHandler(req, res);
       },
+      metrics: metrics.introspection,
     });
     const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
 
@@ -536,6 +563,8 @@ export async function createTessera(options: TesseraOptions) {
       management,
       audit,
       auditRepository,
+      metrics,
+      tokenInventory,
       scheduler,
       get provider() {
         return provider;

@@ -5,6 +5,7 @@ import { createTessera } from './app.js';
 import { systemClock } from './clock.js';
 import { loadConfig } from './config/config.js';
 import { createLogger } from './http/logger.js';
+import { inventoryTable } from './audit/token-inventory.js';
 import { verifyChain } from './audit/verify-chain.js';
 import { serve } from './main.js';
 import { OPERATOR_USAGE, organizationsCommand, usersCommand } from './operator-commands.js';
@@ -23,6 +24,8 @@ const USAGE = `usage: tessera <command>
   keys rotate [--force]      stage a new signing key, or promote the staged one
   audit verify [--organization ID]
                              check the audit hash chain; names the first broken row
+  tokens audit [--organization ID] [--min-score N] [--json]
+                             the token inventory with risk scores, riskiest first
 ${OPERATOR_USAGE}`;
 
 export type CliCommand = (args: string[]) => Promise<number>;
@@ -111,6 +114,31 @@ commands.set('audit', async (args) => {
     }
   }
   return broken > 0 ? 3 : 0;
+});
+
+commands.set('tokens', async (args) => {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { organization: { type: 'string' }, 'min-score': { type: 'string' }, json: { type: 'boolean', default: false } },
+  });
+  if (positionals[0] !== 'audit') {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  const minScore = values['min-score'] === undefined ? undefined : Number(values['min-score']);
+  if (minScore !== undefined && !(Number.isInteger(minScore) && minScore >= 0 && minScore <= 100)) {
+    process.stderr.write('tessera: --min-score must be an integer from 0 to 100\n');
+    return 2;
+  }
+  const items = await withTessera(async (tessera) => {
+    const org = values.organization !== undefined ? await tessera.repos.organizations.findById(values.organization) : await tessera.repos.organizations.findByName('default');
+    if (!org) throw new Error(values.organization !== undefined ? `no organization ${values.organization}` : 'no default organization; pass --organization ID');
+    const policy = { ...tessera.config.policyDefaults, ...org.policy };
+    return tessera.tokenInventory.list(org.id, { secretRotationDays: policy.secret_rotation_days }, { minScore });
+  });
+  process.stdout.write(values.json ? `${JSON.stringify(items, null, 2)}\n` : inventoryTable(items));
+  return 0;
 });
 
 export async function runCli(argv: string[]): Promise<number> {

@@ -41,12 +41,19 @@ interface Queued {
 const MAX_FIELD = 512;
 const clip = (value: string | undefined | null, max = MAX_FIELD) => (value == null ? null : value.length > max ? value.slice(0, max) : value);
 
+/**
+ * Member names that hold a secret: `token`, `access_token`, `client_secret`, `password`, … but
+ * not facts about one (`token_kind`, `token_format`, `management_token_id`), which an audit
+ * row needs to say what happened.
+ */
+const SECRET_KEY = /(^|_)(secret|password|passwd|assertion|code_verifier|rotation_key|cookie)(_|$)|(^|_)token$|^authorization$/i;
+
 /** Second line of defence: token-shaped strings and secret-named members never reach a row. */
 function scrubDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
   if (!details) return {};
   return JSON.parse(
     JSON.stringify(details, (key, value: unknown) => {
-      if (/secret|password|token$|^token|assertion|code_verifier/i.test(key) && typeof value === 'string') return '[REDACTED]';
+      if (SECRET_KEY.test(key) && typeof value === 'string') return '[REDACTED]';
       return typeof value === 'string' ? scrubText(value) : value;
     }),
   ) as Record<string, unknown>;

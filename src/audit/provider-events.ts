@@ -2,13 +2,16 @@ import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { Logger } from '../http/logger.js';
+import type { TesseraMetrics } from '../metrics/metrics.js';
 import type { AuditEvent, AuditLog } from './audit-event.js';
 
 type ClientLike = { clientId?: string; tessera_organization_id?: string; clientName?: string } | undefined;
 type TokenLike = { aud?: string | string[]; scope?: string; format?: string; jti?: string; accountId?: string; grantId?: string; resourceServer?: { audience?: string; accessTokenFormat?: string } } | undefined;
 
 function requestFacts(ctx: KoaContextWithOIDC): Pick<AuditEvent, 'requestId' | 'ip' | 'userAgent'> {
-  return { requestId: ctx.state?.requestId as string | undefined, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined };
+  // The engine runs as its own Koa app: Tessera's request id reaches it as the response header set before it.
+  const requestId = (ctx.state?.requestId as string | undefined) ?? (String(ctx.res.getHeader('x-request-id') ?? '') || undefined);
+  return { requestId, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined };
 }
 
 /**
@@ -16,13 +19,24 @@ function requestFacts(ctx: KoaContextWithOIDC): Pick<AuditEvent, 'requestId' | '
  * grant type, client, audience and scopes; refreshes; failed client authentication; revoked
  * grants. Listeners only queue events, so they add nothing to the token endpoint's latency.
  */
-export function attachProviderAuditing(provider: Provider, audit: AuditLog, logger: Logger): void {
+export function attachProviderAuditing(provider: Provider, audit: AuditLog, logger: Logger, metrics?: Pick<TesseraMetrics, 'tokenIssued' | 'tokenRevoked'>): void {
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     const client = ctx.oidc.client as ClientLike;
     const grantType = String(ctx.oidc.params?.grant_type ?? '');
     const entities = ctx.oidc.entities as Record<string, TokenLike>;
     const token = entities.ClientCredentials ?? entities.AccessToken;
     const audience = token?.resourceServer?.audience ?? token?.aud;
+    // The grant handler has set the response by now: what it holds is what was issued (the
+    // engine keeps no IdToken entity, and a refresh may or may not rotate its token).
+    const body = ctx.body && typeof ctx.body === 'object' ? (ctx.body as { refresh_token?: unknown; id_token?: unknown }) : undefined;
+    const refreshIssued = body ? Boolean(body.refresh_token) : Boolean(entities.RefreshToken);
+    const idTokenIssued = body ? Boolean(body.id_token) : Boolean(entities.IdToken);
+    if (metrics) {
+      const org = client?.tessera_organization_id;
+      metrics.tokenIssued(grantType, 'access_token', org);
+      if (refreshIssued) metrics.tokenIssued(grantType, 'refresh_token', org);
+      if (idTokenIssued) metrics.tokenIssued(grantType, 'id_token', org);
+    }
     audit.record({
       organizationId: client?.tessera_organization_id ?? null,
       actor: token?.accountId ? { type: 'user', id: token.accountId } : { type: 'client', id: client?.clientId ?? null },
@@ -36,8 +50,8 @@ export function attachProviderAuditing(provider: Provider, audit: AuditLog, logg
         audience,
         scope: token?.scope,
         token_format: token?.resourceServer?.accessTokenFormat ?? 'opaque',
-        refresh_token_issued: Boolean(entities.RefreshToken),
-        id_token_issued: Boolean(entities.IdToken),
+        refresh_token_issued: refreshIssued,
+        id_token_issued: idTokenIssued,
         grant_id: token?.grantId,
       },
     });
@@ -59,14 +73,21 @@ export function attachProviderAuditing(provider: Provider, audit: AuditLog, logg
 
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC, grantId: string) => {
     const client = ctx.oidc?.client as ClientLike;
+    // At the token endpoint with grant_type=refresh_token the engine revokes a grant for one
+    // reason only: a consumed refresh token was presented again (rotation reuse detection), and
+    // the whole family goes with it.
+    const reuse = ctx.oidc?.route === 'token' && ctx.oidc?.params?.grant_type === 'refresh_token';
+    const reason = reuse ? 'reuse_detected' : ctx.oidc?.route === 'revocation' ? 'rfc7009' : 'other';
+    const account = (ctx.oidc?.entities as Record<string, TokenLike> | undefined)?.RefreshToken?.accountId;
+    metrics?.tokenRevoked(reason, reuse ? 'refresh_token' : 'grant', client?.tessera_organization_id);
     audit.record({
       organizationId: client?.tessera_organization_id ?? null,
       actor: { type: 'client', id: client?.clientId ?? null },
-      action: 'grant.revoked',
+      action: reuse ? 'token.refresh_reuse_detected' : 'grant.revoked',
       target: { type: 'grant', id: grantId },
-      outcome: 'success',
+      outcome: reuse ? 'failure' : 'success',
       ...requestFacts(ctx),
-      details: { route: ctx.oidc?.route },
+      details: { route: ctx.oidc?.route, reason, ...(reuse ? { family_revoked: true, account_id: account } : {}) },
     });
   });
 

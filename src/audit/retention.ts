@@ -14,7 +14,18 @@ const MAX_BATCHES_PER_RUN = 20;
  * Audit retention (organization policy `audit_retention_days`, default 400): removes the oldest
  * rows in bounded batches, always a prefix of the chain so what remains still verifies.
  */
-export function auditRetentionJob(deps: { audit: AuditRepository; organizations: OrganizationRepository; policyDefaults: OrganizationPolicy; clock: Clock; logger: Logger }): Job {
+export function auditRetentionJob(deps: {
+  audit: AuditRepository;
+  organizations: OrganizationRepository;
+  policyDefaults: OrganizationPolicy;
+  clock: Clock;
+  logger: Logger;
+  /** Rows per statement and statements per run (defaults above; tests shrink them). */
+  batchSize?: number;
+  maxBatchesPerRun?: number;
+}): Job {
+  const batchSize = deps.batchSize ?? RETENTION_BATCH;
+  const maxBatches = deps.maxBatchesPerRun ?? MAX_BATCHES_PER_RUN;
   return {
     name: 'audit-retention',
     lockKey: 0x7e55_0001,
@@ -25,10 +36,10 @@ export function auditRetentionJob(deps: { audit: AuditRepository; organizations:
         const days = (org?.policy.audit_retention_days as number | undefined) ?? deps.policyDefaults.audit_retention_days;
         const before = new Date(deps.clock.now() - days * 86400_000);
         let removed = 0;
-        for (let i = 0; i < MAX_BATCHES_PER_RUN; i += 1) {
-          const n = await deps.audit.deleteOlderThan(organizationId, before, RETENTION_BATCH);
+        for (let i = 0; i < maxBatches; i += 1) {
+          const n = await deps.audit.deleteOlderThan(organizationId, before, batchSize);
           removed += n;
-          if (n < RETENTION_BATCH) break;
+          if (n < batchSize) break;
         }
         if (removed > 0) deps.logger.info({ organizationId, removed, retentionDays: days }, 'audit retention removed old events');
       }

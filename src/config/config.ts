@@ -69,12 +69,18 @@ const fileSchema = z.object({
     token_pair_sliding_renewal: z.boolean().default(false),
     client_secret_rotation_grace_seconds: z.number().int().min(0),
     audit_retention_days: z.number().int().positive(),
+    /** Token inventory: a client secret or PAT/SAT secret older than this scores as overdue for rotation. */
+    secret_rotation_days: z.number().positive().default(90),
     refresh_absolute_lifetime_seconds: durationSeconds,
     refresh_idle_lifetime_seconds: durationSeconds,
     refresh_token_issuance: z.enum(['offline_access', 'always']),
     pkce_required_for_confidential_clients: z.boolean(),
     logout_revokes_refresh_tokens: z.boolean(),
   }),
+  metrics: z.object({
+    organizationLabels: z.boolean(),
+    processMetrics: z.boolean(),
+  }).default({ organizationLabels: false, processMetrics: true }),
   rateLimits: z.object({ token: rateLimitSchema }).catchall(rateLimitSchema),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
@@ -121,6 +127,8 @@ export interface Config {
   ttl: z.infer<typeof fileSchema>['ttl'];
   keys: z.infer<typeof fileSchema>['keys'];
   policyDefaults: OrganizationPolicy;
+  /** /metrics: organization labels (off: cardinality) and process metrics. */
+  metrics: z.infer<typeof fileSchema>['metrics'];
   /** Named rate limits (src/http/rate-limit.ts); `token` is per client on /token. */
   rateLimits: z.infer<typeof fileSchema>['rateLimits'];
   seed: SeedConfig | null;
@@ -290,6 +298,7 @@ export function loadConfig(
     ttl: fileConfig.ttl,
     keys: fileConfig.keys,
     policyDefaults: fileConfig.policyDefaults,
+    metrics: fileConfig.metrics,
     rateLimits: fileConfig.rateLimits,
     seed: fileConfig.seed,
   };

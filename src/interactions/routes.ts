@@ -12,6 +12,7 @@ import { MANAGEMENT_AUDIENCE } from '../domain/types.js';
 import { FORM_BODY_LIMIT, readFormBody } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { OAuthError } from '../http/oauth-error.js';
+import type { TesseraMetrics } from '../metrics/metrics.js';
 import { allowedOidcScopes } from '../oidc/sign-in-config.js';
 import { CacheUnavailableError } from '../storage/cache.js';
 import type { ConsentRepository } from '../storage/consent-repository.js';
@@ -48,6 +49,8 @@ export interface InteractionRouteDependencies {
   csrf: Csrf;
   logger: Logger;
   audit: AuditLog;
+  /** Counts sign-in outcomes for /metrics (optional). */
+  metrics?: Pick<TesseraMetrics, 'login'>;
 }
 
 /** An error shown as a page (never a redirect: the request may not be trusted to say where). */
@@ -71,13 +74,23 @@ const OIDC_SCOPE_WORDS: Record<string, ConsentItem> = {
   offline_access: { title: 'Stay connected', description: 'Keep access while you are away, until you sign out or withdraw it.' },
 };
 
+/** Sign-in audit actions as the `outcome` label of tessera_logins_total. */
+const LOGIN_OUTCOMES: Record<string, 'success' | 'failure' | 'locked_out' | undefined> = {
+  'login.succeeded': 'success',
+  'login.failed': 'failure',
+  'login.locked_out': 'locked_out',
+};
+
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 
 export function createInteractionRoutes(deps: InteractionRouteDependencies): Middleware {
   const { clients, users, throttle, csrf, logger, audit } = deps;
   // Principle 5: sign-ins, failures, lock-outs and consent decisions are audit events.
-  const record = (ctx: Context, event: Omit<AuditEvent, 'requestId' | 'ip' | 'userAgent'>) =>
+  const record = (ctx: Context, event: Omit<AuditEvent, 'requestId' | 'ip' | 'userAgent'>) => {
+    const outcome = LOGIN_OUTCOMES[event.action];
+    if (outcome) deps.metrics?.login(outcome, event.organizationId);
     audit.record({ ...event, requestId: ctx.state.requestId as string | undefined, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined });
+  };
   const router = new Router();
   // Wrong usernames cost the same scrypt work as wrong passwords, so timing tells nothing.
   let decoyHash: Promise<string> | undefined;

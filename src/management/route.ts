@@ -46,6 +46,11 @@ export interface Route<B extends z.ZodType = z.ZodType, Q extends z.ZodType = z.
   /** Documented success response schema and status. */
   response?: z.ZodType;
   status?: number;
+  /**
+   * Status of a query that fails its schema: 422 by default; 400 for routes whose query is a
+   * search (an unknown format or filter is a bad request, not unprocessable content).
+   */
+  queryErrorStatus?: 400 | 422;
   /** Other statuses the route documents (404, 409, …). */
   errors?: number[];
   handler(ctx: RouteContext<z.output<B>, z.output<Q>>): Promise<RouteResult>;

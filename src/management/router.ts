@@ -45,19 +45,19 @@ async function readJson(ctx: Context): Promise<unknown> {
 }
 
 /** A 422 naming every field that failed, in RFC 9457 form with an `errors` extension member. */
-export function validationProblem(error: z.ZodError, where: 'body' | 'query'): ProblemError {
+export function validationProblem(error: z.ZodError, where: 'body' | 'query', status: 400 | 422 = 422): ProblemError {
   const errors = error.issues.map((issue) => {
     const field = issue.path.join('.');
     const message = issue.code === 'unrecognized_keys' ? `unknown field(s): ${issue.keys.join(', ')}` : issue.message;
     return { field: field || (issue.code === 'unrecognized_keys' ? issue.keys.join(',') : where), message };
   });
   const first = errors[0]!;
-  return new ProblemError(422, 'Unprocessable Content', `${first.field}: ${first.message}`, { errors });
+  return new ProblemError(status, status === 400 ? 'Bad Request' : 'Unprocessable Content', `${first.field}: ${first.message}`, { errors });
 }
 
-function parseWith<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query'): z.output<S> {
+function parseWith<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query', status: 400 | 422 = 422): z.output<S> {
   const result = schema.safeParse(value);
-  if (!result.success) throw validationProblem(result.error, where);
+  if (!result.success) throw validationProblem(result.error, where, status);
   return result.data;
 }
 
@@ -101,7 +101,7 @@ export function createManagementRouter(options: { routes: Route[]; auth: Managem
       if (route.scope) options.auth.requireScope(principal, route.scope);
     }
 
-    const query = route.query ? parseWith(route.query, Object.fromEntries(Object.entries(ctx.query).map(([k, v]) => [k, Array.isArray(v) ? v[v.length - 1] : v])), 'query') : undefined;
+    const query = route.query ? parseWith(route.query, Object.fromEntries(Object.entries(ctx.query).map(([k, v]) => [k, Array.isArray(v) ? v[v.length - 1] : v])), 'query', route.queryErrorStatus) : undefined;
     let body: unknown;
     if (ctx.method !== 'GET' && ctx.method !== 'DELETE') {
       const raw = await readJson(ctx);

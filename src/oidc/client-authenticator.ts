@@ -19,6 +19,9 @@ export interface AuthenticatedClient {
   method: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
 }
 
+/** The failure detail (logs, audit) of a replaced secret presented after its grace period. */
+export const REPLACED_SECRET = 'a replaced client secret was presented after its grace period';
+
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 /** Compares digests, so neither the secret nor its length leaks through timing. */
@@ -47,14 +50,25 @@ export function createClientAuthenticator(deps: { clients: ClientDirectory; cach
   const { clients, clock, issuer } = deps;
   const realm = issuer;
 
-  function secretMatches(view: ClientView, presented: string): boolean {
+  /**
+   * 'replaced': the secret is the previous one and its grace period is over. Refused like any
+   * wrong secret, but told apart so the audit trail can flag a client still using an old secret
+   * (or someone holding a leaked one).
+   */
+  function checkSecret(view: ClientView, presented: string): 'ok' | 'replaced' | 'wrong' {
     const current = view.metadata.client_secret as string | undefined;
     let ok = current !== undefined && secretsEqual(presented, current);
+    const previousMatches = view.previousSecret !== undefined && secretsEqual(presented, view.previousSecret);
     // A rotated secret keeps working until its grace period ends (documented in the README).
-    if (view.previousSecret !== undefined && (view.previousSecretExpiresAt ?? 0) > clock.now()) {
-      ok = secretsEqual(presented, view.previousSecret) || ok;
-    }
-    return ok;
+    if (previousMatches && (view.previousSecretExpiresAt ?? 0) > clock.now()) ok = true;
+    if (ok) return 'ok';
+    return previousMatches ? 'replaced' : 'wrong';
+  }
+
+  function requireSecret(view: ClientView | undefined, presented: string, basic: boolean): asserts view is ClientView {
+    const result = view ? checkSecret(view, presented) : 'wrong';
+    if (result === 'replaced') throw invalidClient(basic, realm, REPLACED_SECRET);
+    if (result !== 'ok') throw invalidClient(basic, realm, 'unknown client or wrong secret');
   }
 
   async function viaAssertion(assertion: string, claimedId: string | undefined, endpointUrl: string): Promise<AuthenticatedClient> {
@@ -109,12 +123,12 @@ export function createClientAuthenticator(deps: { clients: ClientDirectory; cach
         const basic = parseBasic(authorization);
         if (!basic) throw invalidClient(true, realm, 'malformed Basic authorization header');
         const view = await clients.get(basic.id);
-        if (!view || !secretMatches(view, basic.secret)) throw invalidClient(true, realm, 'unknown client or wrong secret');
+        requireSecret(view, basic.secret, true);
         return { view, method: 'client_secret_basic' };
       }
       if (postId !== undefined && postSecret !== undefined) {
         const view = await clients.get(postId);
-        if (!view || !secretMatches(view, postSecret)) throw invalidClient(false, realm, 'unknown client or wrong secret');
+        requireSecret(view, postSecret, false);
         return { view, method: 'client_secret_post' };
       }
       throw invalidClient(false, realm, 'no client authentication provided');

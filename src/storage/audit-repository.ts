@@ -53,20 +53,25 @@ export function createAuditRepository(db: Database) {
       const last = rows.at(-1)!;
       await tx.query('UPDATE audit_chain_heads SET seq = $2, hash = $3 WHERE organization_id = $1', [last.organization_id, last.seq, last.hash]);
     },
+    /**
+     * One page of a filtered listing, in chain order. Only the conditions given are put in the
+     * statement (no `$n IS NULL OR …`), so PostgreSQL plans each shape with its own index.
+     */
     async list(filter: AuditFilter): Promise<AuditRow[]> {
-      const { rows } = await db.query<AuditRow>(
-        `SELECT * FROM audit_events
-          WHERE organization_id = $1
-            AND ($2::timestamptz IS NULL OR occurred_at >= $2)
-            AND ($3::timestamptz IS NULL OR occurred_at < $3)
-            AND ($4::text IS NULL OR actor_id = $4)
-            AND ($5::text IS NULL OR action = $5)
-            AND ($6::text IS NULL OR target_id = $6)
-            AND ($7::text IS NULL OR outcome = $7)
-            AND seq > $8
-          ORDER BY seq LIMIT $9`,
-        [filter.organizationId, filter.from ?? null, filter.to ?? null, filter.actorId ?? null, filter.action ?? null, filter.targetId ?? null, filter.outcome ?? null, filter.afterSeq ?? 0, filter.limit],
-      );
+      const values: unknown[] = [filter.organizationId, filter.afterSeq ?? 0];
+      const where = ['organization_id = $1', 'seq > $2'];
+      const add = (sql: string, value: unknown) => {
+        values.push(value);
+        where.push(sql.replace('?', `$${values.length}`));
+      };
+      if (filter.from) add('occurred_at >= ?', filter.from);
+      if (filter.to) add('occurred_at < ?', filter.to);
+      if (filter.actorId !== undefined) add('actor_id = ?', filter.actorId);
+      if (filter.action !== undefined) add('action = ?', filter.action);
+      if (filter.targetId !== undefined) add('target_id = ?', filter.targetId);
+      if (filter.outcome !== undefined) add('outcome = ?', filter.outcome);
+      values.push(filter.limit);
+      const { rows } = await db.query<AuditRow>(`SELECT * FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${values.length}`, values);
       return rows;
     },
     /** Rows of one organization in chain order, in pages (verification, export). */

@@ -4,9 +4,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FORM_BODY_LIMIT } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { HTML_CSP } from '../http/middleware.js';
+import type { IntrospectionMetrics } from '../metrics/metrics.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import type { Introspection } from './introspection.js';
-import { INTROSPECTION_PATH } from './token-endpoints.js';
+import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
 
 /**
  * The introspection fast path, in front of Koa. Koa plus oidc-provider cost most of an
@@ -29,6 +30,8 @@ export interface FastPathDependencies {
   /** Security headers the Koa stack adds; HSTS only for an https issuer. */
   hsts: boolean;
   fallback: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Result, kind and latency of each answer given here (optional, see metrics.ts). */
+  metrics?: IntrospectionMetrics;
 }
 
 const REQUEST_ID = /^[\w.-]{1,128}$/;
@@ -78,6 +81,7 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     }
     const answer = await introspection.introspect(tokens[0]!, caller);
     if (answer === undefined) return false;
+    deps.metrics?.observe(metricKind(tokens[0]!), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, undefined, caller.organizationId);
     const body = JSON.stringify(answer);
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();

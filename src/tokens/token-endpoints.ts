@@ -4,10 +4,12 @@ import type { AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
+import { REPLACED_SECRET } from '../oidc/client-authenticator.js';
 import { modelKey } from '../oidc/adapter.js';
 import { readFormBody, single } from '../http/form-body.js';
 import { invalidRequest, OAuthError } from '../http/oauth-error.js';
 import type { KeyRing } from '../keys/key-ring.js';
+import type { IntrospectionMetrics, TesseraMetrics } from '../metrics/metrics.js';
 import type { CacheStore } from '../storage/cache.js';
 import type { ReferenceTokenRepository } from '../storage/reference-token-repository.js';
 import { hashToken, parseToken } from './format.js';
@@ -29,6 +31,10 @@ export interface TokenEndpointDependencies {
   keys: KeyRing;
   clock: Clock;
   audit: AuditLog;
+  /** Introspection latency/result counters and revocations by reason (optional, see metrics.ts). */
+  metrics?: { introspection: IntrospectionMetrics; tokenRevoked: TesseraMetrics['tokenRevoked'] };
+  /** The organization of a client id, to attribute failed client authentication (optional). */
+  clientOrganization?: (clientId: string) => Promise<string | undefined>;
   /**
    * Revokes a PAT/SAT family for an introspection client (RFC 7009): the token service does it,
    * so every node's cache drops it and the audit trail records it.
@@ -36,6 +42,28 @@ export interface TokenEndpointDependencies {
   revokeReferenceToken?: (tokenId: string, caller: IntrospectionCaller, facts: { requestId?: string; ip?: string; userAgent?: string }) => Promise<void>;
   /** Called when an opaque access token is revoked, so every node drops it from its local cache. */
   onOpaqueRevoked?: (token: string) => Promise<void>;
+}
+
+/** The token kind label of the introspection metrics, from prefixes only: no parsing on the hot path. */
+export function metricKind(token: string): 'pat' | 'sat' | 'jwt' | 'opaque' {
+  if (token.startsWith('tsr_pat_')) return 'pat';
+  if (token.startsWith('tsr_sat_')) return 'sat';
+  const dot = token.indexOf('.');
+  return token.startsWith('eyJ') && dot > 0 && token.indexOf('.', dot + 1) > dot ? 'jwt' : 'opaque';
+}
+
+/** The client id of a Basic authorization header, only to attribute a failure (RFC 6749 §2.3.1). */
+function basicClientId(header: string): string | undefined {
+  const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(header.trim());
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 1) return undefined;
+  try {
+    return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, '%20')).slice(0, 200);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -59,15 +87,23 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
       return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
-        const claimed = params.get('client_id') ?? undefined;
-        deps.audit.record({
-          organizationId: null,
-          actor: { type: 'client', id: claimed ?? null },
-          action: 'client.authentication_failed',
-          outcome: 'failure',
-          ...requestFacts(ctx),
-          details: { endpoint: ctx.path, reason: error.detail },
-        });
+        const claimed = params.get('client_id') ?? basicClientId(ctx.get('authorization'));
+        const facts = requestFacts(ctx);
+        const endpoint = ctx.path;
+        // The client's organization is looked up after the answer is sent, so its admins see
+        // attacks on their clients; an unknown client's failure belongs to no organization.
+        void (async () => {
+          const organizationId = claimed && deps.clientOrganization ? await deps.clientOrganization(claimed).catch(() => undefined) : undefined;
+          deps.audit.record({
+            organizationId: organizationId ?? null,
+            actor: { type: 'client', id: claimed ?? null },
+            action: error.detail === REPLACED_SECRET ? 'client.replaced_secret_presented' : 'client.authentication_failed',
+            target: claimed && organizationId ? { type: 'client', id: claimed } : undefined,
+            outcome: 'failure',
+            ...facts,
+            details: { endpoint, reason: error.detail },
+          });
+        })();
       }
       throw error;
     }
@@ -76,6 +112,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   const requestFacts = (ctx: Context) => ({ requestId: ctx.state.requestId as string, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined });
 
   function recordRevocation(ctx: Context, caller: IntrospectionCaller, kind: string, id: string) {
+    deps.metrics?.tokenRevoked('rfc7009', kind, caller.organizationId);
     deps.audit.record({
       organizationId: caller.organizationId,
       actor: { type: 'client', id: caller.clientId },
@@ -99,7 +136,9 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     if (token !== undefined && token.length > 0 && !(await isOurs(token))) return next();
     const caller = await authenticate(ctx, params);
     if (!token) throw invalidRequest("missing required parameter 'token'");
+    const started = performance.now();
     const answer = (await introspection.introspect(token, caller)) ?? { active: false };
+    deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, undefined, caller.organizationId);
     noStore(ctx);
     // RFC 9701: a signed JWT response when the caller asks for one.
     if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {

@@ -161,7 +161,8 @@ for (const backend of backends) {
       expectProblem(await post('[]'), 422);
       expectProblem(await post('null'), 422);
       expectProblem(await post(JSON.stringify({ name: 'x', padding: 'a'.repeat(70 * 1024) })), 413);
-      expectProblem(await call('/api/v1/audit-events?limit=abc', { headers: auth }), 422);
+      // A search query that does not parse is a bad request (400), like a bad cursor.
+      expectProblem(await call('/api/v1/audit-events?limit=abc', { headers: auth }), 400);
       expectProblem(await call('/api/v1/audit-events?cursor=%%%', { headers: auth }), 400);
       for (const header of ['Bearer a.b.c', `Bearer ${'a'.repeat(10_000)}`, 'Bearer', WORKER, `Bearer ${generateToken('sat')}`]) {
         expectProblem(await call('/api/v1/organization', { headers: { authorization: header } }), 401);

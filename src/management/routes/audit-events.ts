@@ -46,16 +46,27 @@ export function presentEvent(row: AuditRow) {
 const time = (field: string) =>
   z.iso.datetime({ offset: true, message: `${field} must be an RFC 3339 date-time` }).transform((value) => new Date(value));
 
+/** Exact match only: an empty value or a wildcard would match, and so scan, every row. */
+const exact = (field: string) =>
+  z
+    .string()
+    .min(1, `${field} must not be empty`)
+    .max(200)
+    .refine((value) => !/[*%?]/.test(value), `${field} is matched exactly; wildcards are not supported`);
+
+/** The longest range a query may span: the longest retention an organization may set. */
+const MAX_RANGE_DAYS = 3650;
+
 const query = z
   .object({
     ...pageQuery,
     from: time('from').optional(),
     to: time('to').optional(),
-    actor: z.string().max(200).optional(),
-    action: z.string().max(100).regex(/^[a-z_.]+$/, 'a dotted action name such as token.issued').optional(),
-    target: z.string().max(200).optional(),
+    actor: exact('actor').optional(),
+    action: z.string().max(100).regex(/^[a-z_]+(\.[a-z_]+)+$/, 'a dotted action name such as token.issued').optional(),
+    target: exact('target').optional(),
     outcome: z.enum(['success', 'failure']).optional(),
-    format: z.enum(['json', 'jsonl']).default('json'),
+    format: z.enum(['json', 'jsonl'], { message: 'format must be json or jsonl' }).default('json'),
   })
   .strict();
 
@@ -69,6 +80,7 @@ export function auditEventRoutes(deps: { audit: AuditRepository; now: () => numb
       tag: 'Audit',
       summary: 'Audit events of the organization, oldest first; `format=jsonl` streams every match as JSON Lines',
       query,
+      queryErrorStatus: 400,
       response: z.object({ items: z.array(eventSchema), next_cursor: z.string().nullable() }),
       errors: [400],
       async handler({ principal, query: q, koa }) {
@@ -77,9 +89,15 @@ export function auditEventRoutes(deps: { audit: AuditRepository; now: () => numb
         for (const [field, value] of [['from', q.from], ['to', q.to]] as const) {
           if (value && (value.getTime() < EARLIEST || value.getTime() > deps.now() + 86400_000)) throw bad(field, 'is outside any range that can hold events');
         }
+        if (q.from && q.to && q.to.getTime() - q.from.getTime() > MAX_RANGE_DAYS * 86400_000) throw bad('to', `the range may span at most ${MAX_RANGE_DAYS} days`);
+        // `outcome` alone has no index to narrow it: a rare outcome would walk the whole trail
+        // to fill one page. It must come with a time range or an indexed filter.
+        if (q.outcome && !q.from && !q.to && q.actor === undefined && q.action === undefined && q.target === undefined) {
+          throw bad('outcome', 'combine it with from/to, actor, action or target; on its own it scans the whole audit trail');
+        }
         const position = decodeCursor(principal.organizationId, q.cursor);
         const afterSeq = position ? Number(position.k) : 0;
-        if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) throw bad('cursor', 'invalid cursor');
+        if (!/^\d{1,15}$/.test(position?.k ?? '0') || !Number.isSafeInteger(afterSeq)) throw bad('cursor', 'cursor is malformed or belongs to another listing');
         const filter = { organizationId: principal.organizationId, from: q.from, to: q.to, actorId: q.actor, action: q.action, targetId: q.target, outcome: q.outcome };
 
         if (q.format === 'jsonl') {

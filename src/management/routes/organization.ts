@@ -26,6 +26,7 @@ export const policySchema = z
     token_pair_sliding_renewal: z.boolean(),
     client_secret_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
     audit_retention_days: z.number().int().min(1).max(3650),
+    secret_rotation_days: z.number().int().min(1).max(3650),
     refresh_absolute_lifetime_seconds: z.number().int().min(60).max(365 * 86400),
     refresh_idle_lifetime_seconds: z.number().int().min(60).max(365 * 86400),
     refresh_token_issuance: z.enum(['offline_access', 'always']),

@@ -1,0 +1,123 @@
+import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES } from '../domain/types.js';
+
+/**
+ * The blast-radius score of a long-lived credential (principle 4), from 0 to 100: what an
+ * attacker holding it could reach, for how long, and how likely its loss is to go unnoticed.
+ * Each factor adds points up to its own ceiling and says why; the sum is capped at 100.
+ * The README section "Token inventory and risk scores" documents the same table.
+ *
+ * | factor                                   | points                                        |
+ * | ---------------------------------------- | --------------------------------------------- |
+ * | Management API scope that writes/admins  | 35                                            |
+ * | Management API read-only scope           | 20                                            |
+ * | write/admin scope on another API         | 15                                            |
+ * | an audience marked sensitive             | 15                                            |
+ * | remaining lifetime                       | 15 × min(days left, 365) / 365; 15 if none    |
+ * | days idle (since last use, or creation)  | 15 × min(idle days, 90) / 90                  |
+ * | owner deactivated or disabled            | 20                                            |
+ * | secret older than the rotation policy    | 10                                            |
+ * | used by several clients / several IPs    | 5 each                                        |
+ */
+export const RISK_WEIGHTS = {
+  managementWrite: 35,
+  managementRead: 20,
+  writeScope: 15,
+  sensitiveAudience: 15,
+  lifetime: 15,
+  /** A year or more left scores the full lifetime points. */
+  lifetimeFullDays: 365,
+  idle: 15,
+  /** Idle this long scores the full idle points (the default idle-revocation policy is 90 days). */
+  idleFullDays: 90,
+  ownerInactive: 20,
+  rotationOverdue: 10,
+  sharedClients: 5,
+  sharedIps: 5,
+} as const;
+
+export interface RiskInput {
+  scopes: readonly string[];
+  audiences: readonly string[];
+  /** Audiences of this organization's resource servers marked `sensitive`. */
+  sensitiveAudiences: ReadonlySet<string>;
+  now: number;
+  createdAt: Date;
+  /** When the current secret was set (issue or last rotation); undefined where rotation does not apply. */
+  secretSetAt?: Date;
+  /** undefined: never expires. */
+  expiresAt?: Date;
+  /** undefined with `usageKnown`: never used. */
+  lastUsedAt?: Date;
+  /** false when Tessera records no use of this kind of credential (no idle points, a note instead). */
+  usageKnown: boolean;
+  ownerStatus: string;
+  rotationPolicyDays: number;
+  /** Distinct clients / source IPs seen presenting it; undefined when not measured. */
+  distinctClients?: number;
+  distinctIps?: number;
+}
+
+export interface RiskReason {
+  code: string;
+  points: number;
+  detail: string;
+}
+
+export interface RiskScore {
+  score: number;
+  reasons: RiskReason[];
+}
+
+const DAY = 86_400_000;
+/** A scope that changes or administers something, by the conventions APIs use for scope names. */
+const WRITE_SCOPE = /(^|[:._/-])(write|admin|delete|manage|owner|full)([:._/-]|$)|^\*$/i;
+
+export const isWriteScope = (scope: string) => WRITE_SCOPE.test(scope);
+
+export function riskScore(input: RiskInput): RiskScore {
+  const reasons: RiskReason[] = [];
+  const add = (code: string, points: number, detail: string) => {
+    const rounded = Math.round(points);
+    if (rounded > 0) reasons.push({ code, points: rounded, detail });
+  };
+
+  const management = input.audiences.includes(MANAGEMENT_AUDIENCE) ? input.scopes.filter((s) => MANAGEMENT_SCOPES.includes(s)) : [];
+  const managementWrites = management.filter(isWriteScope);
+  const otherWrites = input.scopes.filter((s) => !management.includes(s) && isWriteScope(s));
+  if (managementWrites.length > 0) add('management_write', RISK_WEIGHTS.managementWrite, `writes or administers through the Management API (${managementWrites.join(' ')})`);
+  else if (management.length > 0) add('management_read', RISK_WEIGHTS.managementRead, `reads through the Management API (${management.join(' ')})`);
+  else if (otherWrites.length > 0) add('write_scope', RISK_WEIGHTS.writeScope, `scopes that write or administer (${otherWrites.join(' ')})`);
+
+  const sensitive = input.audiences.filter((a) => input.sensitiveAudiences.has(a));
+  if (sensitive.length > 0) add('sensitive_audience', RISK_WEIGHTS.sensitiveAudience, `reaches an API marked sensitive (${sensitive.join(' ')})`);
+
+  if (!input.expiresAt) {
+    add('no_expiry', RISK_WEIGHTS.lifetime, 'never expires');
+  } else {
+    const daysLeft = Math.max(0, (input.expiresAt.getTime() - input.now) / DAY);
+    add('lifetime', (RISK_WEIGHTS.lifetime * Math.min(daysLeft, RISK_WEIGHTS.lifetimeFullDays)) / RISK_WEIGHTS.lifetimeFullDays, `valid for ${Math.floor(daysLeft)} more days`);
+  }
+
+  if (input.usageKnown) {
+    const since = input.lastUsedAt ?? input.createdAt;
+    const idleDays = Math.max(0, (input.now - since.getTime()) / DAY);
+    const how = input.lastUsedAt ? `last used ${Math.floor(idleDays)} days ago` : `never used in ${Math.floor(idleDays)} days`;
+    add('idle', (RISK_WEIGHTS.idle * Math.min(idleDays, RISK_WEIGHTS.idleFullDays)) / RISK_WEIGHTS.idleFullDays, how);
+  } else {
+    reasons.push({ code: 'usage_unknown', points: 0, detail: 'no use is recorded for this kind of credential yet, so idleness is not scored' });
+  }
+
+  if (input.ownerStatus !== 'active') add('owner_inactive', RISK_WEIGHTS.ownerInactive, `owner is ${input.ownerStatus}`);
+
+  if (input.secretSetAt) {
+    const secretAgeDays = (input.now - input.secretSetAt.getTime()) / DAY;
+    if (secretAgeDays > input.rotationPolicyDays) add('rotation_overdue', RISK_WEIGHTS.rotationOverdue, `secret is ${Math.floor(secretAgeDays)} days old; policy rotates every ${input.rotationPolicyDays} days`);
+  }
+
+  if ((input.distinctClients ?? 0) > 1) add('shared_clients', RISK_WEIGHTS.sharedClients, `presented by ${input.distinctClients} different clients`);
+  if ((input.distinctIps ?? 0) > 1) add('shared_ips', RISK_WEIGHTS.sharedIps, `presented from ${input.distinctIps} different IP addresses`);
+
+  const score = Math.min(100, reasons.reduce((sum, r) => sum + r.points, 0));
+  reasons.sort((a, b) => b.points - a.points);
+  return { score, reasons };
+}

@@ -1,0 +1,266 @@
+import type { Clock } from '../clock.js';
+import type { TokenInventoryRepository } from '../storage/token-inventory-repository.js';
+import { riskScore } from './risk-score.js';
+import type { RiskReason } from './risk-score.js';
+
+/**
+ * The token inventory (principle 4, blast radius is visible): every live long-lived credential
+ * of an organization — PATs, SATs, client secrets and refresh-token families — with its owner,
+ * reach, age, expiry, last use and risk score, most dangerous first.
+ */
+export type CredentialKind = 'pat' | 'sat' | 'client_secret' | 'refresh_token_family';
+
+export interface InventoryItem {
+  id: string;
+  kind: CredentialKind;
+  name: string | null;
+  owner: { type: 'user' | 'service_account' | 'client' | 'resource_server'; id: string; name: string | null; status: string };
+  client_id: string | null;
+  scopes: string[];
+  audiences: string[];
+  created_at: string;
+  age_days: number;
+  expires_at: string | null;
+  expires_in_days: number | null;
+  last_used_at: string | null;
+  idle_days: number | null;
+  use_count: number | null;
+  distinct_clients: number | null;
+  distinct_ips: number | null;
+  risk_score: number;
+  risk_reasons: RiskReason[];
+}
+
+/**
+ * Per-token usage measured elsewhere (per token and resource server, aggregated off the hot
+ * path). Optional: without it, PAT/SAT last use comes from reference_tokens and the
+ * several-clients/IPs factor is not scored.
+ */
+export interface UsageSource {
+  usage(organizationId: string, credentialIds: string[]): Promise<Map<string, { lastUsedAt?: Date; distinctClients?: number; distinctIps?: number }>>;
+}
+
+export interface InventoryPolicy {
+  /** Days after which a secret that was never rotated counts as overdue. */
+  secretRotationDays: number;
+}
+
+export interface InventoryFilter {
+  kind?: CredentialKind;
+  ownerId?: string;
+  ownerStatus?: 'active' | 'inactive';
+  minScore?: number;
+  audience?: string;
+  scope?: string;
+}
+
+const DAY = 86_400_000;
+const days = (ms: number) => Math.floor(ms / DAY);
+const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
+const toArray = (value: string | string[] | undefined) => (Array.isArray(value) ? value : value ? [value] : []);
+
+export function createTokenInventory(deps: { repository: TokenInventoryRepository; clock: Clock; usage?: UsageSource }) {
+  async function list(organizationId: string, policy: InventoryPolicy, filter: InventoryFilter = {}): Promise<InventoryItem[]> {
+    const nowMs = deps.clock.now();
+    const now = new Date(nowMs);
+    const [tokens, secrets, refresh, sensitiveList] = await Promise.all([
+      deps.repository.referenceTokens(organizationId, now),
+      deps.repository.clientSecrets(organizationId),
+      deps.repository.refreshTokens(organizationId, now),
+      deps.repository.sensitiveAudiences(organizationId),
+    ]);
+    const sensitiveAudiences = new Set(sensitiveList);
+    const measured = deps.usage ? await deps.usage.usage(organizationId, tokens.map((t) => t.id)) : new Map();
+    const items: InventoryItem[] = [];
+    const base = { now: nowMs, sensitiveAudiences, rotationPolicyDays: policy.secretRotationDays };
+
+    for (const t of tokens) {
+      const usage = measured.get(t.id);
+      const lastUsedAt = usage?.lastUsedAt ?? t.last_used_at ?? undefined;
+      const risk = riskScore({
+        ...base,
+        scopes: t.scopes,
+        audiences: t.resources,
+        createdAt: t.created_at,
+        secretSetAt: t.rotated_at ?? t.issued_at,
+        expiresAt: t.expires_at,
+        lastUsedAt,
+        usageKnown: true,
+        ownerStatus: t.owner_status,
+        distinctClients: usage?.distinctClients,
+        distinctIps: usage?.distinctIps,
+      });
+      items.push({
+        id: t.id,
+        kind: t.type,
+        name: t.name,
+        owner: { type: t.owner_type, id: t.owner_id, name: t.owner_name, status: t.owner_status },
+        client_id: null,
+        scopes: t.scopes,
+        audiences: t.resources,
+        created_at: t.created_at.toISOString(),
+        age_days: days(nowMs - t.created_at.getTime()),
+        expires_at: t.expires_at.toISOString(),
+        expires_in_days: days(t.expires_at.getTime() - nowMs),
+        last_used_at: iso(lastUsedAt),
+        idle_days: days(nowMs - (lastUsedAt ?? t.created_at).getTime()),
+        use_count: Number(t.use_count),
+        distinct_clients: usage?.distinctClients ?? null,
+        distinct_ips: usage?.distinctIps ?? null,
+        risk_score: risk.score,
+        risk_reasons: risk.reasons,
+      });
+    }
+
+    for (const c of secrets) {
+      const owner: InventoryItem['owner'] = c.service_account_id
+        ? { type: 'service_account', id: c.service_account_id, name: c.service_account_name, status: c.service_account_status ?? 'active' }
+        : c.kind === 'introspection'
+          ? { type: 'resource_server', id: c.resource_server_identifier ?? c.client_id, name: c.resource_server_identifier, status: 'active' }
+          : { type: 'client', id: c.client_id, name: c.name, status: 'active' };
+      const audiences = c.kind === 'introspection' ? (c.resource_server_identifier ? [c.resource_server_identifier] : []) : c.allowed_resources;
+      const setAt = c.secret_rotated_at ?? c.created_at;
+      // Client authentication is not counted per client yet: last use is unknown, not "never".
+      const risk = riskScore({ ...base, scopes: c.kind === 'introspection' ? [] : c.allowed_scopes, audiences: c.kind === 'introspection' ? [] : audiences, createdAt: c.created_at, secretSetAt: setAt, usageKnown: false, ownerStatus: owner.status });
+      items.push({
+        id: c.client_id,
+        kind: 'client_secret',
+        name: c.name,
+        owner,
+        client_id: c.client_id,
+        scopes: c.kind === 'introspection' ? [] : c.allowed_scopes,
+        audiences,
+        created_at: setAt.toISOString(),
+        age_days: days(nowMs - setAt.getTime()),
+        expires_at: null,
+        expires_in_days: null,
+        last_used_at: null,
+        idle_days: null,
+        use_count: null,
+        distinct_clients: null,
+        distinct_ips: null,
+        risk_score: risk.score,
+        risk_reasons: risk.reasons,
+      });
+    }
+
+    // One entry per family (grant): the newest live token stands for it.
+    const families = new Map<string, (typeof refresh)[number]>();
+    for (const r of refresh) {
+      const key = r.grant_id ?? r.id;
+      const seen = families.get(key);
+      if (!seen || (r.payload.iat ?? 0) > (seen.payload.iat ?? 0)) families.set(key, r);
+    }
+    for (const [familyId, r] of families) {
+      const createdAt = new Date((r.payload.iiat ?? r.payload.iat ?? 0) * 1000);
+      // Refresh tokens rotate on every use, so the newest token's issue time is the last use.
+      const lastUsedAt = r.payload.iat && r.payload.iiat && r.payload.iat > r.payload.iiat ? new Date(r.payload.iat * 1000) : undefined;
+      const expiresAt = r.expires_at ?? (r.payload.exp ? new Date(r.payload.exp * 1000) : undefined);
+      const scopes = (r.payload.scope ?? '').split(' ').filter(Boolean);
+      const audiences = toArray(r.payload.resource);
+      const ownerStatus = r.account_id ? (r.owner_status ?? 'deleted') : 'active';
+      const risk = riskScore({ ...base, scopes, audiences, createdAt, expiresAt, lastUsedAt, usageKnown: true, ownerStatus });
+      items.push({
+        id: familyId,
+        kind: 'refresh_token_family',
+        name: r.client_name,
+        owner: r.account_id ? { type: 'user', id: r.account_id, name: r.owner_name, status: ownerStatus } : { type: 'client', id: r.client_id, name: r.client_name, status: 'active' },
+        client_id: r.client_id,
+        scopes,
+        audiences,
+        created_at: createdAt.toISOString(),
+        age_days: days(nowMs - createdAt.getTime()),
+        expires_at: iso(expiresAt),
+        expires_in_days: expiresAt ? days(expiresAt.getTime() - nowMs) : null,
+        last_used_at: iso(lastUsedAt),
+        idle_days: days(nowMs - (lastUsedAt ?? createdAt).getTime()),
+        use_count: null,
+        distinct_clients: null,
+        distinct_ips: null,
+        risk_score: risk.score,
+        risk_reasons: risk.reasons,
+      });
+    }
+
+    return items
+      .filter((item) => matches(item, filter))
+      .sort((a, b) => b.risk_score - a.risk_score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  return { list };
+}
+export type TokenInventory = ReturnType<typeof createTokenInventory>;
+
+function matches(item: InventoryItem, filter: InventoryFilter): boolean {
+  if (filter.kind && item.kind !== filter.kind) return false;
+  if (filter.ownerId !== undefined && item.owner.id !== filter.ownerId) return false;
+  if (filter.ownerStatus === 'active' && item.owner.status !== 'active') return false;
+  if (filter.ownerStatus === 'inactive' && item.owner.status === 'active') return false;
+  if (filter.minScore !== undefined && item.risk_score < filter.minScore) return false;
+  if (filter.audience !== undefined && !item.audiences.includes(filter.audience)) return false;
+  if (filter.scope !== undefined && !item.scopes.includes(filter.scope)) return false;
+  return true;
+}
+
+const CSV_COLUMNS = ['risk_score', 'kind', 'id', 'name', 'owner_type', 'owner_id', 'owner_name', 'owner_status', 'client_id', 'scopes', 'audiences', 'created_at', 'age_days', 'expires_at', 'expires_in_days', 'last_used_at', 'idle_days', 'use_count', 'risk_reasons'] as const;
+
+/**
+ * RFC 4180 CSV. A cell that a spreadsheet would run as a formula (=, +, -, @ first) gets a
+ * leading apostrophe: token names are chosen by users and the file is opened by admins.
+ */
+export function csvCell(value: unknown): string {
+  let text = value == null ? '' : String(value);
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) || text !== text.trim() ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+export function inventoryCsvHeader(): string {
+  return `${CSV_COLUMNS.join(',')}\r\n`;
+}
+
+export function inventoryCsvRow(item: InventoryItem): string {
+  const flat: Record<(typeof CSV_COLUMNS)[number], unknown> = {
+    risk_score: item.risk_score,
+    kind: item.kind,
+    id: item.id,
+    name: item.name,
+    owner_type: item.owner.type,
+    owner_id: item.owner.id,
+    owner_name: item.owner.name,
+    owner_status: item.owner.status,
+    client_id: item.client_id,
+    scopes: item.scopes.join(' '),
+    audiences: item.audiences.join(' '),
+    created_at: item.created_at,
+    age_days: item.age_days,
+    expires_at: item.expires_at,
+    expires_in_days: item.expires_in_days,
+    last_used_at: item.last_used_at,
+    idle_days: item.idle_days,
+    use_count: item.use_count,
+    risk_reasons: item.risk_reasons.filter((r) => r.points > 0).map((r) => `${r.code}+${r.points}`).join(' '),
+  };
+  return `${CSV_COLUMNS.map((c) => csvCell(flat[c])).join(',')}\r\n`;
+}
+
+/** A fixed-width table for the terminal (`tessera tokens audit`). */
+export function inventoryTable(items: InventoryItem[]): string {
+  const header = ['RISK', 'KIND', 'ID', 'NAME', 'OWNER', 'STATUS', 'SCOPES', 'AGE', 'EXPIRES', 'IDLE', 'REASONS'];
+  const rows = items.map((i) => [
+    String(i.risk_score),
+    i.kind,
+    i.id,
+    i.name ?? '',
+    `${i.owner.type}:${i.owner.name ?? i.owner.id}`,
+    i.owner.status,
+    i.scopes.join(' ') || '-',
+    `${i.age_days}d`,
+    i.expires_in_days === null ? 'never' : `${i.expires_in_days}d`,
+    i.idle_days === null ? '?' : `${i.idle_days}d`,
+    i.risk_reasons.filter((r) => r.points > 0).map((r) => r.code).join(',') || '-',
+  ]);
+  const clipCell = (s: string) => (s.length > 40 ? `${s.slice(0, 39)}…` : s);
+  const all = [header, ...rows].map((r) => r.map(clipCell));
+  const widths = header.map((_h, c) => Math.max(...all.map((r) => r[c]!.length)));
+  return `${all.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')).join('\n')}\n`;
+}

@@ -1,0 +1,102 @@
+import type { Database } from './database.js';
+
+/**
+ * What the token inventory reads: every live long-lived credential of one organization, with
+ * its owner. Read-only; one statement per credential kind.
+ */
+export interface InventoryReferenceToken {
+  id: string;
+  type: 'pat' | 'sat';
+  name: string;
+  owner_type: 'user' | 'service_account';
+  owner_id: string;
+  owner_name: string;
+  owner_status: string;
+  scopes: string[];
+  resources: string[];
+  created_at: Date;
+  issued_at: Date;
+  rotated_at: Date | null;
+  expires_at: Date;
+  last_used_at: Date | null;
+  use_count: number;
+}
+
+export interface InventoryClientSecret {
+  client_id: string;
+  name: string | null;
+  kind: 'oauth' | 'introspection';
+  service_account_id: string | null;
+  service_account_name: string | null;
+  service_account_status: string | null;
+  resource_server_identifier: string | null;
+  allowed_scopes: string[];
+  allowed_resources: string[];
+  created_at: Date;
+  secret_rotated_at: Date | null;
+}
+
+export interface InventoryRefreshToken {
+  id: string;
+  grant_id: string | null;
+  client_id: string;
+  client_name: string | null;
+  account_id: string | null;
+  owner_name: string | null;
+  owner_status: string | null;
+  payload: { scope?: string; resource?: string | string[]; iat?: number; iiat?: number; exp?: number };
+  expires_at: Date | null;
+}
+
+export function createTokenInventoryRepository(db: Database) {
+  return {
+    async referenceTokens(organizationId: string, now: Date): Promise<InventoryReferenceToken[]> {
+      const { rows } = await db.query<InventoryReferenceToken>(
+        `SELECT t.id, t.type, t.name,
+                CASE WHEN t.type = 'pat' THEN 'user' ELSE 'service_account' END AS owner_type,
+                COALESCE(t.user_id, t.service_account_id) AS owner_id,
+                COALESCE(u.username, sa.name) AS owner_name,
+                COALESCE(u.status, sa.status) AS owner_status,
+                t.scopes, t.resources, t.created_at, t.issued_at, t.rotated_at, t.expires_at, t.last_used_at, t.use_count
+           FROM reference_tokens t
+           LEFT JOIN users u ON u.id = t.user_id
+           LEFT JOIN service_accounts sa ON sa.id = t.service_account_id
+          WHERE t.organization_id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2`,
+        [organizationId, now],
+      );
+      return rows;
+    },
+    /** Confidential clients (applications and resource servers' introspection credentials) that hold a secret. */
+    async clientSecrets(organizationId: string): Promise<InventoryClientSecret[]> {
+      const { rows } = await db.query<InventoryClientSecret>(
+        `SELECT c.client_id, c.name, c.kind, c.service_account_id, sa.name AS service_account_name, sa.status AS service_account_status,
+                rs.identifier AS resource_server_identifier, c.allowed_scopes, c.allowed_resources, c.created_at, c.secret_rotated_at
+           FROM clients c
+           LEFT JOIN service_accounts sa ON sa.id = c.service_account_id
+           LEFT JOIN resource_servers rs ON rs.id = c.resource_server_id
+          WHERE c.organization_id = $1 AND c.secret_enc IS NOT NULL AND c.kind IN ('oauth', 'introspection')`,
+        [organizationId],
+      );
+      return rows;
+    },
+    /** Live (unconsumed, unexpired) refresh tokens of the organization's clients; one per family as a rule. */
+    async refreshTokens(organizationId: string, now: Date): Promise<InventoryRefreshToken[]> {
+      const { rows } = await db.query<InventoryRefreshToken>(
+        `SELECT p.id, p.grant_id, c.client_id, c.name AS client_name, p.payload->>'accountId' AS account_id,
+                u.username AS owner_name, u.status AS owner_status, p.payload, p.expires_at
+           FROM oidc_payloads p
+           JOIN clients c ON c.client_id = p.payload->>'clientId'
+           LEFT JOIN users u ON u.id = p.payload->>'accountId'
+          WHERE p.model = 'RefreshToken' AND p.consumed_at IS NULL AND (p.expires_at IS NULL OR p.expires_at > $2)
+            AND c.organization_id = $1`,
+        [organizationId, now],
+      );
+      return rows;
+    },
+    async sensitiveAudiences(organizationId: string): Promise<string[]> {
+      const { rows } = await db.query<{ identifier: string }>('SELECT identifier FROM resource_servers WHERE organization_id = $1 AND sensitive', [organizationId]);
+      return rows.map((r) => r.identifier);
+    },
+  };
+}
+export type TokenInventoryRepository = ReturnType<typeof createTokenInventoryRepository>;

@@ -1,0 +1,244 @@
+/**
+ * The token inventory against a real running Tessera, on every backend. Fixtures are made
+ * through the repositories and SQL with an injected clock (the Management API routes for
+ * tokens and users land separately): a year-long SAT with Management API write scopes idle
+ * for 60 days must outrank a week-long read-only PAT used an hour ago; every kind of
+ * long-lived credential is listed with its owner, reach, age, expiry, last use and reasons;
+ * filters, cursors, CSV and `tessera tokens audit` present the same ranking.
+ */
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { inventoryTable } from '../../src/audit/token-inventory.js';
+import { MANAGEMENT_AUDIENCE } from '../../src/domain/types.js';
+import { encodeCursor } from '../../src/management/pagination.js';
+import { newId } from '../../src/storage/ids.js';
+import { backends, createTestClock } from '../helpers/backends.js';
+import { EXAMPLE_SEED } from '../helpers/seed.js';
+import { api, startTestServer } from '../helpers/server.js';
+import type { TestServer } from '../helpers/server.js';
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '../..');
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+/** Starting storage (PGlite initializes a fresh data directory in WASM) is slow on a busy two-core machine. */
+const START_TIMEOUT_MS = 180_000;
+
+for (const backend of backends) {
+  describe(`token inventory on ${backend.name}`, () => {
+    let server: TestServer;
+    let org: string;
+    const now = Date.now();
+    const clock = createTestClock(now);
+    const ids = { sat: '', pat: '', bobPat: '', revoked: '', bob: '', alice: '', deploy: '' };
+
+    const inventory = async (query = '') => {
+      const response = await api(server, server.managementToken, 'GET', `/token-inventory${query}`);
+      expect(response.status, response.text).toBe(200);
+      return response.body as { items: any[]; next_cursor: string | null };
+    };
+
+    beforeAll(async () => {
+      server = await startTestServer(backend.name, { overrides: EXAMPLE_SEED, clock });
+      org = server.bootstrap.organization_id;
+      const { repos, referenceTokenIssuer: issuer, db } = server.tessera;
+
+      const deploy = await repos.serviceAccounts.insert({ id: newId('sa'), organization_id: org, name: 'deploy-bot', description: null, platform_admin: false });
+      const alice = await repos.users.insert({ id: newId('usr'), organization_id: org, username: 'alice', email: null, name: null, role: 'member', password_hash: null });
+      const bob = await repos.users.insert({ id: newId('usr'), organization_id: org, username: 'bob', email: null, name: null, role: 'admin', password_hash: null });
+      Object.assign(ids, { deploy: deploy.id, alice: alice.id, bob: bob.id });
+
+      // A year-long SAT with Management API write scopes, issued 61 days ago, last used 60 days ago.
+      clock.set(now - 61 * DAY);
+      const sat = await issuer.issue({ organizationId: org, type: 'sat', name: 'deploy', serviceAccountId: deploy.id, scopes: ['clients:write', 'tokens:write', 'audit:read'], resources: [MANAGEMENT_AUDIENCE], expiresInSeconds: 365 * 86400, createdBy: 'test' });
+      // A week-long read-only PAT, issued two hours ago, used an hour ago.
+      clock.set(now - 2 * HOUR);
+      const pat = await issuer.issue({ organizationId: org, type: 'pat', name: 'laptop', userId: alice.id, scopes: ['orders:read'], resources: ['https://orders.test'], expiresInSeconds: 7 * 86400, createdBy: 'test' });
+      const bobPat = await issuer.issue({ organizationId: org, type: 'pat', name: 'script', userId: bob.id, scopes: ['orders:read'], resources: ['https://orders.test'], expiresInSeconds: 7 * 86400, createdBy: 'test' });
+      const revoked = await issuer.issue({ organizationId: org, type: 'pat', name: 'gone', userId: alice.id, scopes: ['orders:write'], resources: ['https://orders.test'], expiresInSeconds: 7 * 86400, createdBy: 'test' });
+      clock.set(now);
+      Object.assign(ids, { sat: sat.row.id, pat: pat.row.id, bobPat: bobPat.row.id, revoked: revoked.row.id });
+
+      await db.query('UPDATE reference_tokens SET last_used_at = $2, use_count = 40 WHERE id = $1', [sat.row.id, new Date(now - 60 * DAY)]);
+      await db.query('UPDATE reference_tokens SET last_used_at = $2, use_count = 3 WHERE id = $1', [pat.row.id, new Date(now - HOUR)]);
+      await db.query('UPDATE reference_tokens SET last_used_at = $2 WHERE id = $1', [bobPat.row.id, new Date(now - HOUR)]);
+      await server.tessera.repos.referenceTokens.revoke(revoked.row.id, 'api', new Date(now));
+      await db.query("UPDATE users SET status = 'deactivated' WHERE id = $1", [bob.id]);
+      await db.query("UPDATE resource_servers SET sensitive = true WHERE identifier = 'https://billing.test'");
+      // The worker's secret was set 200 days ago: past the 90-day rotation policy.
+      await db.query("UPDATE clients SET secret_rotated_at = $1 WHERE client_id = 'worker'", [new Date(now - 200 * DAY)]);
+
+      // A refresh-token family of alice's: started 10 days ago, last rotated a day ago; the token it replaced is consumed.
+      const s = (ms: number) => Math.floor(ms / 1000);
+      const family = { accountId: alice.id, clientId: 'worker', scope: 'openid offline_access orders:write', resource: 'https://orders.test', iiat: s(now - 10 * DAY), grantId: 'grant-family-1', kind: 'RefreshToken' };
+      await db.query(
+        `INSERT INTO oidc_payloads (model, id, payload, grant_id, expires_at, consumed_at) VALUES
+           ('RefreshToken', 'rt-old', $1, 'grant-family-1', $3, $4),
+           ('RefreshToken', 'rt-new', $2, 'grant-family-1', $3, NULL)`,
+        [JSON.stringify({ ...family, iat: s(now - 3 * DAY), exp: s(now + 4 * DAY) }), JSON.stringify({ ...family, iat: s(now - DAY), exp: s(now + 4 * DAY) }), new Date(now + 4 * DAY), new Date(now - DAY)],
+      );
+    }, START_TIMEOUT_MS);
+    afterAll(async () => {
+      await server?.stop();
+    });
+
+    it('ranks a year-long Management-write SAT idle for 60 days above a week-long read-only PAT used an hour ago', async () => {
+      const { items } = await inventory();
+      const sat = items.find((i) => i.id === ids.sat);
+      const pat = items.find((i) => i.id === ids.pat);
+      expect(items.indexOf(sat)).toBeLessThan(items.indexOf(pat));
+      expect(sat.risk_score).toBeGreaterThan(pat.risk_score + 30);
+      expect(sat.risk_reasons.map((r: any) => r.code)).toEqual(expect.arrayContaining(['management_write', 'lifetime', 'idle']));
+      expect(sat.risk_reasons.find((r: any) => r.code === 'idle')).toMatchObject({ points: 10, detail: 'last used 60 days ago' });
+      expect(pat.risk_reasons.map((r: any) => r.code)).not.toContain('management_write');
+      expect(pat.risk_score).toBeLessThanOrEqual(5);
+      expect(sat).toMatchObject({
+        kind: 'sat',
+        owner: { type: 'service_account', id: ids.deploy, name: 'deploy-bot', status: 'active' },
+        scopes: ['clients:write', 'tokens:write', 'audit:read'],
+        audiences: [MANAGEMENT_AUDIENCE],
+        age_days: 61,
+        expires_in_days: 304,
+        last_used_at: new Date(now - 60 * DAY).toISOString(),
+        idle_days: 60,
+        use_count: 40,
+      });
+      expect(pat).toMatchObject({ kind: 'pat', owner: { type: 'user', name: 'alice', status: 'active' }, expires_in_days: 6, idle_days: 0 });
+      // Sorted by risk.
+      expect(items.map((i) => i.risk_score)).toEqual([...items.map((i) => i.risk_score)].sort((a, b) => b - a));
+    });
+
+    it('lists every live long-lived kind: PATs, SATs, client secrets and refresh-token families, and nothing revoked', async () => {
+      const { items } = await inventory();
+      expect(new Set(items.map((i) => i.kind))).toEqual(new Set(['pat', 'sat', 'client_secret', 'refresh_token_family']));
+      expect(items.map((i) => i.id)).not.toContain(ids.revoked);
+
+      const worker = items.find((i) => i.kind === 'client_secret' && i.id === 'worker');
+      expect(worker).toMatchObject({ expires_at: null, age_days: 200, last_used_at: null });
+      expect(worker.risk_reasons.map((r: any) => r.code)).toEqual(expect.arrayContaining(['no_expiry', 'rotation_overdue', 'sensitive_audience', 'usage_unknown']));
+      expect(items.find((i) => i.kind === 'client_secret' && i.id === 'orders-rs')).toMatchObject({ owner: { type: 'resource_server', id: 'https://orders.test' } });
+
+      const families = items.filter((i) => i.kind === 'refresh_token_family');
+      expect(families).toHaveLength(1);
+      expect(families[0]).toMatchObject({
+        id: 'grant-family-1',
+        client_id: 'worker',
+        owner: { type: 'user', id: ids.alice, name: 'alice', status: 'active' },
+        scopes: ['openid', 'offline_access', 'orders:write'],
+        audiences: ['https://orders.test'],
+        age_days: 10,
+        idle_days: 1,
+        expires_in_days: 4,
+      });
+      expect(families[0].risk_reasons.map((r: any) => r.code)).toContain('write_scope');
+
+      const bobs = items.find((i) => i.id === ids.bobPat);
+      expect(bobs.owner.status).toBe('deactivated');
+      expect(bobs.risk_reasons.find((r: any) => r.code === 'owner_inactive')).toMatchObject({ points: 20 });
+      expect(bobs.risk_score).toBeGreaterThan(items.find((i) => i.id === ids.pat).risk_score);
+    });
+
+    it('filters by kind, owner, owner status, minimum score, audience and scope', async () => {
+      expect((await inventory('?kind=pat')).items.map((i) => i.id).sort()).toEqual([ids.pat, ids.bobPat].sort());
+      expect((await inventory(`?owner=${ids.bob}`)).items.map((i) => i.id)).toEqual([ids.bobPat]);
+      expect((await inventory('?owner_status=inactive')).items.map((i) => i.id)).toEqual([ids.bobPat]);
+      const risky = (await inventory('?min_score=50')).items;
+      expect(risky.length).toBeGreaterThan(0);
+      expect(risky.every((i) => i.risk_score >= 50)).toBe(true);
+      expect(risky.map((i) => i.id)).toContain(ids.sat);
+      expect((await inventory(`?audience=${encodeURIComponent('https://billing.test')}`)).items.map((i) => i.id)).toEqual(expect.arrayContaining(['worker', 'billing-rs']));
+      expect((await inventory('?scope=clients:write')).items.map((i) => i.id)).toContain(ids.sat);
+    });
+
+    it('pages with a cursor through the same ranking', async () => {
+      const { items: all } = await inventory('?limit=1000');
+      const seen: any[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { items: any[]; next_cursor: string | null } = await inventory(`?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+        expect(page.items.length).toBeLessThanOrEqual(2);
+        seen.push(...page.items);
+        cursor = page.next_cursor;
+      } while (cursor);
+      expect(seen.map((i) => i.id)).toEqual(all.map((i) => i.id));
+    });
+
+    it('exports CSV with ?format=csv or Accept: text/csv, riskiest first', async () => {
+      const { items } = await inventory();
+      for (const request of [
+        fetch(`${server.url}/api/v1/token-inventory?format=csv`, { headers: { authorization: `Bearer ${server.managementToken}` } }),
+        fetch(`${server.url}/api/v1/token-inventory`, { headers: { authorization: `Bearer ${server.managementToken}`, accept: 'text/csv' } }),
+      ]) {
+        const response = await request;
+        expect(response.status).toBe(200);
+        expect(response.headers.get('content-type')).toContain('text/csv');
+        const lines = (await response.text()).trimEnd().split('\r\n');
+        expect(lines[0]).toMatch(/^risk_score,kind,id,name,owner_type,owner_id,owner_name,owner_status,/);
+        expect(lines).toHaveLength(items.length + 1);
+        expect(lines[1]!.startsWith(`${items[0].risk_score},${items[0].kind},${items[0].id},`)).toBe(true);
+        expect(lines.find((l) => l.includes(ids.sat))).toContain('management_write+35');
+      }
+    });
+
+    it('documents the inventory and the audit events in the OpenAPI document', async () => {
+      const document = await (await fetch(`${server.url}/api/v1/openapi.json`)).json();
+      const inventoryOp = document.paths['/api/v1/token-inventory'].get;
+      expect(inventoryOp.security).toEqual([{ bearer: ['tokens:read'] }]);
+      expect(inventoryOp.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(['kind', 'owner', 'owner_status', 'min_score', 'audience', 'scope', 'format', 'limit', 'cursor']));
+      expect(inventoryOp.responses['400']).toBeDefined();
+      const auditOp = document.paths['/api/v1/audit-events'].get;
+      expect(auditOp.parameters.map((p: any) => p.name)).toEqual(expect.arrayContaining(['from', 'to', 'actor', 'action', 'target', 'outcome', 'format']));
+    });
+
+    it('answers bad input with a 400 problem+json', async () => {
+      for (const [query, field] of [
+        ['?format=xml', 'format'],
+        ['?min_score=101', 'min_score'],
+        ['?kind=password', 'kind'],
+        ['?cursor=%%%', 'cursor'],
+        [`?cursor=${encodeCursor('org_other', { k: '50', id: 'x' })}`, 'cursor'],
+        [`?cursor=${encodeCursor(org, { k: 'high', id: 'x' })}`, 'cursor'],
+        ['?limit=5000', 'limit'],
+      ] as const) {
+        const response = await api(server, server.managementToken, 'GET', `/token-inventory${query}`);
+        expect(response.status, query).toBe(400);
+        expect(response.headers.get('content-type')).toContain('application/problem+json');
+        expect(response.body.detail, query).toContain(field);
+      }
+    });
+
+    it('prints the inventory as a table for the terminal', async () => {
+      const { items } = await inventory();
+      const table = inventoryTable(items).trimEnd().split('\n');
+      expect(table[0]).toMatch(/^RISK\s+KIND\s+ID\s+NAME\s+OWNER\s+STATUS/);
+      expect(table).toHaveLength(items.length + 1);
+      expect(table[1]).toMatch(new RegExp(`^${items[0].risk_score}\\s+${items[0].kind}\\s+`));
+
+      if (server.config.databaseUrl) {
+        // `tessera tokens audit`, as an operator runs it, against the same PostgreSQL schema.
+        const { rows } = await server.tessera.db.query<{ schema: string }>('SELECT current_schema() AS schema');
+        const url = new URL(server.config.databaseUrl);
+        url.searchParams.set('options', `-c search_path=${rows[0]!.schema}`);
+        const env = {
+          PATH: process.env.PATH,
+          NODE_ENV: 'test',
+          LOG_LEVEL: 'silent',
+          DATABASE_URL: url.toString(),
+          TESSERA_DATA_DIR: server.config.dataDir,
+          TESSERA_KEK: server.config.kek!.toString('base64'),
+          TESSERA_COOKIE_KEYS: server.config.cookieKeys!.join(','),
+        };
+        const { stdout } = await run(resolve(ROOT, 'node_modules/.bin/tsx'), ['src/cli.ts', 'tokens', 'audit', '--organization', org, '--min-score', '40'], { cwd: ROOT, env, timeout: 60_000 });
+        const lines = stdout.trimEnd().split('\n');
+        expect(lines[0]).toMatch(/^RISK\s+KIND/);
+        expect(lines.some((l) => l.includes(ids.sat) && l.includes('deploy-bot'))).toBe(true);
+        expect(lines.some((l) => l.includes(ids.pat))).toBe(false);
+      }
+    });
+  });
+}

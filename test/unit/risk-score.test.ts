@@ -1,0 +1,101 @@
+/** The blast-radius score, factor by factor, as the README documents it. */
+import { describe, expect, it } from 'vitest';
+
+import { isWriteScope, RISK_WEIGHTS, riskScore } from '../../src/audit/risk-score.js';
+import type { RiskInput } from '../../src/audit/risk-score.js';
+import { csvCell } from '../../src/audit/token-inventory.js';
+import { MANAGEMENT_AUDIENCE } from '../../src/domain/types.js';
+
+const DAY = 86_400_000;
+const NOW = Date.UTC(2026, 5, 1);
+
+/** A credential that scores nothing: read-only, short, just used, active owner, fresh secret. */
+const quiet = (over: Partial<RiskInput> = {}): RiskInput => ({
+  scopes: ['orders:read'],
+  audiences: ['https://orders.test'],
+  sensitiveAudiences: new Set(),
+  now: NOW,
+  createdAt: new Date(NOW - DAY),
+  secretSetAt: new Date(NOW - DAY),
+  expiresAt: new Date(NOW + DAY / 24),
+  lastUsedAt: new Date(NOW - 60_000),
+  usageKnown: true,
+  ownerStatus: 'active',
+  rotationPolicyDays: 90,
+  ...over,
+});
+
+const points = (input: RiskInput, code: string) => riskScore(input).reasons.find((r) => r.code === code)?.points ?? 0;
+
+describe('risk score', () => {
+  it('is 0 for a short-lived, read-only, just-used credential of an active owner', () => {
+    expect(riskScore(quiet())).toEqual({ score: 0, reasons: [] });
+  });
+
+  it('weighs Management API write above Management read above other writes', () => {
+    const mgmt = { audiences: [MANAGEMENT_AUDIENCE] };
+    expect(points(quiet({ ...mgmt, scopes: ['audit:read', 'clients:write'] }), 'management_write')).toBe(RISK_WEIGHTS.managementWrite);
+    expect(points(quiet({ ...mgmt, scopes: ['organizations:admin'] }), 'management_write')).toBe(RISK_WEIGHTS.managementWrite);
+    expect(points(quiet({ ...mgmt, scopes: ['audit:read'] }), 'management_read')).toBe(RISK_WEIGHTS.managementRead);
+    expect(points(quiet({ scopes: ['orders:write'] }), 'write_scope')).toBe(RISK_WEIGHTS.writeScope);
+    // A Management scope name on another API's token is that API's scope, not the Management API's.
+    expect(points(quiet({ scopes: ['clients:write'] }), 'management_write')).toBe(0);
+    expect(['orders:write', 'admin', 'repo.delete', 'billing:manage', '*'].every(isWriteScope)).toBe(true);
+    expect(['orders:read', 'openid', 'profile', 'writers:list', 'administration-docs:read'].some(isWriteScope)).toBe(false);
+  });
+
+  it('adds sensitive audiences, remaining lifetime, idleness, an inactive owner, an overdue secret and shared use', () => {
+    expect(points(quiet({ sensitiveAudiences: new Set(['https://orders.test']) }), 'sensitive_audience')).toBe(15);
+    expect(points(quiet({ expiresAt: new Date(NOW + 365 * DAY) }), 'lifetime')).toBe(15);
+    expect(points(quiet({ expiresAt: new Date(NOW + 3 * 365 * DAY) }), 'lifetime')).toBe(15);
+    expect(points(quiet({ expiresAt: new Date(NOW + 73 * DAY) }), 'lifetime')).toBe(3);
+    expect(points(quiet({ expiresAt: undefined }), 'no_expiry')).toBe(15);
+    expect(points(quiet({ lastUsedAt: new Date(NOW - 60 * DAY) }), 'idle')).toBe(10);
+    expect(points(quiet({ lastUsedAt: new Date(NOW - 400 * DAY) }), 'idle')).toBe(15);
+    expect(points(quiet({ lastUsedAt: undefined, createdAt: new Date(NOW - 45 * DAY) }), 'idle')).toBe(8);
+    expect(riskScore(quiet({ usageKnown: false, lastUsedAt: undefined })).reasons).toEqual([expect.objectContaining({ code: 'usage_unknown', points: 0 })]);
+    expect(points(quiet({ ownerStatus: 'disabled' }), 'owner_inactive')).toBe(20);
+    expect(points(quiet({ secretSetAt: new Date(NOW - 91 * DAY) }), 'rotation_overdue')).toBe(10);
+    expect(points(quiet({ secretSetAt: new Date(NOW - 89 * DAY) }), 'rotation_overdue')).toBe(0);
+    expect(points(quiet({ distinctClients: 3 }), 'shared_clients')).toBe(5);
+    expect(points(quiet({ distinctIps: 2 }), 'shared_ips')).toBe(5);
+    expect(points(quiet({ distinctClients: 1, distinctIps: 1 }), 'shared_ips')).toBe(0);
+  });
+
+  it('caps the sum at 100 and lists reasons heaviest first', () => {
+    const worst = riskScore(quiet({
+      scopes: ['organization:write'],
+      audiences: [MANAGEMENT_AUDIENCE, 'https://vault.test'],
+      sensitiveAudiences: new Set(['https://vault.test']),
+      expiresAt: undefined,
+      lastUsedAt: undefined,
+      createdAt: new Date(NOW - 500 * DAY),
+      secretSetAt: new Date(NOW - 500 * DAY),
+      ownerStatus: 'deactivated',
+      distinctClients: 4,
+      distinctIps: 9,
+    }));
+    expect(worst.reasons.reduce((sum, r) => sum + r.points, 0)).toBe(120);
+    expect(worst.score).toBe(100);
+    expect(worst.reasons.map((r) => r.points)).toEqual([...worst.reasons.map((r) => r.points)].sort((a, b) => b - a));
+  });
+
+  it('ranks the issue\'s example: a year-long Management-write SAT idle 60 days over a week-long read-only PAT used an hour ago', () => {
+    const sat = riskScore(quiet({ scopes: ['tokens:write'], audiences: [MANAGEMENT_AUDIENCE], createdAt: new Date(NOW - 61 * DAY), secretSetAt: new Date(NOW - 61 * DAY), expiresAt: new Date(NOW + 304 * DAY), lastUsedAt: new Date(NOW - 60 * DAY) }));
+    const pat = riskScore(quiet({ expiresAt: new Date(NOW + 7 * DAY), lastUsedAt: new Date(NOW - 3_600_000) }));
+    expect(sat.score).toBe(35 + 12 + 10);
+    expect(pat.score).toBe(0);
+  });
+});
+
+describe('inventory CSV cells', () => {
+  it('quotes separators and neutralizes spreadsheet formulas', () => {
+    expect(csvCell('plain')).toBe('plain');
+    expect(csvCell('a,b')).toBe('"a,b"');
+    expect(csvCell('say "hi"')).toBe('"say ""hi"""');
+    expect(csvCell('=HYPERLINK("x")')).toBe(`"'=HYPERLINK(""x"")"`);
+    expect(csvCell('+1')).toBe("'+1");
+    expect(csvCell(null)).toBe('');
+    expect(csvCell(42)).toBe('42');
+  });
+});
