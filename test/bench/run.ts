@@ -216,8 +216,8 @@ try {
     const extra = STORED_TOKENS - BASE_TOKENS;
     log(`seeding ${extra} more reference tokens in bulk`);
     const started = performance.now();
-    for (let done = 0; done < extra; done += 250_000) {
-      const n = Math.min(250_000, extra - done);
+    for (let done = 0; done < extra; done += 25_000) {
+      const n = Math.min(25_000, extra - done);
       await pg.db.query(
         `INSERT INTO reference_tokens (id, organization_id, type, name, service_account_id, scopes, resources, secret_hash, created_by, expires_at)
          SELECT 'tok_seed_' || ($3 + g), $1, 'sat', 'seed', $2, '["orders:read"]'::jsonb, '[]'::jsonb,
