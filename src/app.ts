@@ -18,6 +18,7 @@ import { createLoginThrottle } from './domain/login-throttle.js';
 import { createPolicyService } from './domain/organization-policy.js';
 import { applySeed } from './domain/seed.js';
 import { allowedMethods } from './http/allowed-methods.js';
+import { readDeclaredFormBody } from './http/form-body.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
 import type { Logger } from './http/logger.js';
 import { createCsrf } from './interactions/csrf.js';
@@ -408,10 +409,20 @@ export async function createTessera(options: TesseraOptions) {
 
     const koaHandler = app.callback();
     // Introspection's fast path runs before Koa and hands it everything it does not answer.
-    // The token endpoint is the engine's alone; Koa in front of it would only add per-request
-    // cost (DESIGN.md, measured). It gets the same headers and access-log line here instead.
+    // Client-credentials grants are the engine's alone; Koa in front of them would only add
+    // per-request cost (DESIGN.md, measured). They get the same headers and access-log line
+    // here instead. Every other grant (refresh tokens have Tessera middleware) goes through Koa.
     const hsts = config.issuer.startsWith('https://');
     const tokenEndpoint = (req: IncomingMessage, res: ServerResponse) => {
+      readDeclaredFormBody(req).then(
+        (text) => {
+          if (text !== undefined && new URLSearchParams(text).get('grant_type') === 'client_credentials') clientCredentials(req, res);
+          else void koaHandler(req, res);
+        },
+        () => void koaHandler(req, res),
+      );
+    };
+    const clientCredentials = (req: IncomingMessage, res: ServerResponse) => {
       const incoming = req.headers['x-request-id'];
       const id = typeof incoming === 'string' && /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
       res.setHeader('x-request-id', id);
