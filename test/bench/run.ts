@@ -129,7 +129,7 @@ try {
     TESSERA_DATA_DIR: dataDir,
   };
   log('starting Tessera node A and the plain oidc-provider');
-  const a = await spawnNode(env);
+  const a = await spawnNode(env, { timeoutMs: 120_000 });
   nodes.push(a);
   const plainProcess = runChild('plain-provider.ts', []);
   children.push(plainProcess.child);
@@ -236,7 +236,7 @@ try {
   }
 
   log('starting Tessera node B for revocation propagation');
-  const b = await spawnNode(env);
+  const b = await spawnNode(env, { timeoutMs: 120_000 });
   nodes.push(b);
   const management = a.bootstrapped!.management_token;
   const samples: number[] = [];
