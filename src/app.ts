@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
@@ -18,8 +17,9 @@ import { createLoginThrottle } from './domain/login-throttle.js';
 import { createPolicyService } from './domain/organization-policy.js';
 import { applySeed } from './domain/seed.js';
 import { allowedMethods } from './http/allowed-methods.js';
-import { readDeclaredFormBody } from './http/form-body.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
+import { createRateLimiter } from './http/rate-limit.js';
+import type { RateLimiter } from './http/rate-limit.js';
 import type { Logger } from './http/logger.js';
 import { createCsrf } from './interactions/csrf.js';
 import { createInteractionRoutes } from './interactions/routes.js';
@@ -35,6 +35,15 @@ import { attachProviderAuditing } from './audit/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
+import { clientRoutes } from './management/routes/clients.js';
+import type { ResourceRouteDependencies } from './management/routes/dependencies.js';
+import { initialAccessTokenRoutes } from './management/routes/initial-access-tokens.js';
+import { resourceServerRoutes } from './management/routes/resource-servers.js';
+import { serviceAccountRoutes } from './management/routes/service-accounts.js';
+import { userRoutes } from './management/routes/users.js';
+import { createRegistration } from './oidc/registration.js';
+import { createSecretGrace } from './oidc/secret-grace.js';
+import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
 import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
@@ -43,6 +52,7 @@ import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
 import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
+import { tokenRateLimit } from './oidc/token-rate-limit.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
 import { createConsentRepository } from './storage/consent-repository.js';
@@ -58,7 +68,6 @@ import { createServiceAccountRepository } from './storage/service-account-reposi
 import { createSigningKeyRepository } from './storage/signing-key-repository.js';
 import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
-import { createRateLimiter } from './http/rate-limit.js';
 import { tokenRoutes } from './management/routes/tokens.js';
 import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
 import { opaqueCacheKey } from './tokens/introspection.js';
@@ -70,13 +79,15 @@ import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-li
 import { createTokenEndpoints } from './tokens/token-endpoints.js';
 
 export const KEYS_CHANNEL = 'keys';
+/** Pub/sub channel on which a node announces changed clients (a JSON array of ids, or "all"). */
+export const CLIENTS_CHANNEL = 'clients';
 export const TESSERA_VERSION = '0.1.0';
 
 export interface TesseraOptions {
   config: Config;
   logger: Logger;
   clock: Clock;
-  /** Test isolation: a PostgreSQL schema and a Redis key prefix of their own. */
+  /** A PostgreSQL schema and a Redis key prefix of their own (tests); default: the config's. */
   schema?: string;
   redisPrefix?: string;
   /**
@@ -95,6 +106,8 @@ export interface TesseraOptions {
  */
 export async function createTessera(options: TesseraOptions) {
   const { config, logger, clock } = options;
+  const schema = options.schema ?? config.databaseSchema;
+  const redisPrefix = options.redisPrefix ?? config.redisPrefix;
   const timers: NodeJS.Timeout[] = [];
   const cleanups: (() => Promise<void>)[] = [];
 
@@ -107,10 +120,10 @@ export async function createTessera(options: TesseraOptions) {
     cookieKeys ??= secrets.cookieKeys;
   }
 
-  const { db, cache } = await openStorage(config, { clock, schema: options.schema, redisPrefix: options.redisPrefix });
+  const { db, cache } = await openStorage(config, { clock, schema, redisPrefix });
   cleanups.push(() => cache.close(), () => db.close());
   try {
-    const applied = await migrate(db, { schema: options.schema });
+    const applied = await migrate(db, { schema });
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
 
     const repos = {
@@ -123,6 +136,7 @@ export async function createTessera(options: TesseraOptions) {
       revokedJtis: createRevokedJtiRepository(db),
       referenceTokens: createReferenceTokenRepository(db),
       signingKeys: createSigningKeyRepository(db),
+      initialAccessTokens: createInitialAccessTokenRepository(db),
       consents: createConsentRepository(db),
     };
     const policies = createPolicyService({ organizations: repos.organizations, defaults: config.policyDefaults, clock });
@@ -163,7 +177,32 @@ export async function createTessera(options: TesseraOptions) {
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
 
-    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, envelope, clock });
+    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock });
+    // A changed client is dropped from this node's cache at once and from every other node's
+    // through pub/sub, so a deleted client or rotated secret is not honoured for the cache TTL.
+    const clientsChanged = async (ids: string[] | 'all') => {
+      if (ids === 'all') clients.invalidate();
+      else ids.forEach((id) => clients.invalidate(id));
+      await cache.publish(CLIENTS_CHANNEL, JSON.stringify(ids)).catch((error) => logger.warn({ err: error }, 'client change announcement failed'));
+    };
+    await cache.subscribe(CLIENTS_CHANNEL, (message) => {
+      try {
+        const ids = JSON.parse(message) as string[] | 'all';
+        if (ids === 'all') clients.invalidate();
+        else if (Array.isArray(ids)) ids.forEach((id) => clients.invalidate(String(id)));
+      } catch {
+        logger.warn('ignored a malformed client change message');
+      }
+    });
+    const registration = createRegistration({
+      clients: repos.clients,
+      initialAccessTokens: repos.initialAccessTokens,
+      resourceServers: repos.resourceServers,
+      envelope,
+      clock,
+      clientsChanged,
+      audit,
+    });
     const adapter = createAdapterFactory({
       cache,
       payloads: repos.payloads,
@@ -173,9 +212,12 @@ export async function createTessera(options: TesseraOptions) {
           const view = await clients.get(id);
           // The engine asks policy questions synchronously (ttl, pkce); load the policy whenever it loads a client.
           if (view) await policies.forOrganization(view.record.organization_id);
-          return view?.metadata;
+          // A client whose owning service account is disabled is unknown to the engine: no tokens.
+          return view?.active ? view.metadata : undefined;
         },
+        ...registration.clientSource,
       },
+      initialAccessTokens: registration.initialAccessTokenSource,
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
     const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
@@ -195,10 +237,12 @@ export async function createTessera(options: TesseraOptions) {
       };
     };
 
-    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents })];
+    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents }), registration.configure];
+    const providerMiddleware: Middleware[] = [registration.middleware];
     const providerSetups: ((p: Provider) => void)[] = [];
     const buildProvider = () => {
       const built = createProvider({
+        use: providerMiddleware,
         config,
         keySet: keys.current,
         adapter,
@@ -292,7 +336,20 @@ export async function createTessera(options: TesseraOptions) {
       logger,
       policyDefaults: config.policyDefaults,
     });
-    const leakReports = createRateLimiter({ cache, keyPrefix: 'ratelimit:token-leaks', points: 10, durationSeconds: 60 });
+    // Named limits from config `rateLimits`, counted in the cache store (shared by all nodes).
+    const rateLimiters = new Map<string, RateLimiter>();
+    const rateLimiter = (name: string): RateLimiter => {
+      let limiter = rateLimiters.get(name);
+      if (!limiter) {
+        const settings = config.rateLimits[name];
+        if (!settings) throw new Error(`no rate limit named "${name}" in config rateLimits`);
+        limiter = createRateLimiter({ cache, keyPrefix: `ratelimit:${name}:`, ...settings });
+        rateLimiters.set(name, limiter);
+      }
+      return limiter;
+    };
+
+    const leakReports = rateLimiter('leakReport');
 
     const introspection = createIntrospection({
       issuer: config.issuer,
@@ -302,9 +359,32 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists,
+      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
       usage,
     });
 
+    const resourceDeps: ResourceRouteDependencies = {
+      ownerChanged: (ownerId) => tokenService.ownerChanged(ownerId),
+      revokeOwnerTokens: (ownerId, reason) => tokenService.revokeOwnerTokens(ownerId, reason),
+      db,
+      clock,
+      envelope,
+      ...repos,
+      clientDirectory: clients,
+      policyDefaults: config.policyDefaults,
+      clientsChanged,
+      validateClientMetadata: async (metadata) => {
+        await provider.Client.validate(metadata as unknown as Parameters<typeof provider.Client.validate>[0]);
+      },
+      audit,
+    };
+    const resourceRoutes = [
+      ...userRoutes(resourceDeps),
+      ...serviceAccountRoutes(resourceDeps),
+      ...resourceServerRoutes(resourceDeps),
+      ...clientRoutes(resourceDeps),
+      ...initialAccessTokenRoutes(resourceDeps),
+    ];
     const management = createManagementApi({
       realm: config.issuer,
       issuer: config.issuer,
@@ -314,10 +394,12 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
+      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
       usage,
       routes: [
         ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
-        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit }),
+        ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
+        ...resourceRoutes,
         ...auditEventRoutes({ audit: auditRepository, now: () => clock.now() }),
         ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
       ],
@@ -349,6 +431,7 @@ export async function createTessera(options: TesseraOptions) {
       await next();
     });
     app.use(allowedMethods());
+    app.use(tokenRateLimit(rateLimiter('token')));
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
@@ -389,6 +472,8 @@ export async function createTessera(options: TesseraOptions) {
       logger,
       audit,
     }));
+    // Client secret rotation grace on the engine's client authentication (src/oidc/secret-grace.ts).
+    app.use(createSecretGrace({ clients, clock, audit }));
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {
       ctx.respond = false;
@@ -409,33 +494,9 @@ export async function createTessera(options: TesseraOptions) {
 
     const koaHandler = app.callback();
     // Introspection's fast path runs before Koa and hands it everything it does not answer.
-    // Client-credentials grants are the engine's alone; Koa in front of them would only add
-    // per-request cost (DESIGN.md, measured). They get the same headers and access-log line
-    // here instead. Every other grant (refresh tokens have Tessera middleware) goes through Koa.
-    const hsts = config.issuer.startsWith('https://');
-    const tokenEndpoint = (req: IncomingMessage, res: ServerResponse) => {
-      readDeclaredFormBody(req).then(
-        (text) => {
-          if (text !== undefined && new URLSearchParams(text).get('grant_type') === 'client_credentials') clientCredentials(req, res);
-          else void koaHandler(req, res);
-        },
-        () => void koaHandler(req, res),
-      );
-    };
-    const clientCredentials = (req: IncomingMessage, res: ServerResponse) => {
-      const incoming = req.headers['x-request-id'];
-      const id = typeof incoming === 'string' && /^[\w.-]{1,128}$/.test(incoming) ? incoming : randomUUID();
-      res.setHeader('x-request-id', id);
-      res.setHeader('x-content-type-options', 'nosniff');
-      res.setHeader('referrer-policy', 'no-referrer');
-      res.setHeader('x-frame-options', 'DENY');
-      if (hsts) res.setHeader('strict-transport-security', 'max-age=31536000; includeSubDomains');
-      if (logger.isLevelEnabled('info')) {
-        const started = performance.now();
-        res.once('finish', () => logger.info({ requestId: id, method: 'POST', path: '/token', status: res.statusCode, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request'));
-      }
-      void providerHandler(req, res);
-    };
+    // The token endpoint stays behind Koa: the client-secret and refresh-token grace windows,
+    // the per-client rate limit and the error mapping all run there, and correctness beats the
+    // few percent Koa costs on /token.
     const fastPath = createIntrospectionFastPath({
       authenticator,
       introspection,
@@ -443,8 +504,7 @@ export async function createTessera(options: TesseraOptions) {
       logger,
       hsts: config.issuer.startsWith('https://'),
       fallback: (req, res) => {
-        if (req.method === 'POST' && req.url === '/token') tokenEndpoint(req, res);
-        else void koaHandler(req, res);
+        void koaHandler(req, res);
       },
     });
     const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
@@ -481,6 +541,8 @@ export async function createTessera(options: TesseraOptions) {
         return provider;
       },
       bootstrapped,
+      /** The limiter of config `rateLimits.<name>` (login, leak report, …), one per name. */
+      rateLimiter,
       /** Adds Koa middleware that runs before oidc-provider (Management API, interactions, …). */
       addRoutes(middleware: Middleware) {
         routes.push(middleware);

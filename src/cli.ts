@@ -7,6 +7,8 @@ import { loadConfig } from './config/config.js';
 import { createLogger } from './http/logger.js';
 import { verifyChain } from './audit/verify-chain.js';
 import { serve } from './main.js';
+import { OPERATOR_USAGE, organizationsCommand, usersCommand } from './operator-commands.js';
+import type { OperatorIo } from './operator-commands.js';
 
 /**
  * `tessera` — the operator's command line. Commands that touch storage open it exactly as the
@@ -21,7 +23,7 @@ const USAGE = `usage: tessera <command>
   keys rotate [--force]      stage a new signing key, or promote the staged one
   audit verify [--organization ID]
                              check the audit hash chain; names the first broken row
-`;
+${OPERATOR_USAGE}`;
 
 export type CliCommand = (args: string[]) => Promise<number>;
 
@@ -39,6 +41,18 @@ async function withTessera<T>(fn: (tessera: Awaited<ReturnType<typeof createTess
     await tessera.close();
   }
 }
+
+const io: OperatorIo = {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+  async readStdin() {
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  },
+};
+commands.set('organizations', (args) => withTessera((tessera) => organizationsCommand(tessera, args, io)));
+commands.set('users', (args) => withTessera((tessera) => usersCommand(tessera, args, io)));
 
 commands.set('migrate', async () => {
   await withTessera(async () => undefined);

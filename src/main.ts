@@ -8,8 +8,8 @@ import type { Clock } from './clock.js';
 import { loadConfig } from './config/config.js';
 import type { Config } from './config/config.js';
 import { createLogger } from './http/logger.js';
-import { StartupError } from './storage/open-storage.js';
 import type { Logger } from './http/logger.js';
+import { StartupError } from './storage/open-storage.js';
 
 /** Bounds on a slow client: headers must arrive within 10 s, a whole request within 30 s. */
 const HEADERS_TIMEOUT_MS = 10_000;

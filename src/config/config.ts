@@ -14,6 +14,8 @@ export class ConfigError extends Error {
 
 const durationSeconds = z.number().int().positive();
 
+const rateLimitSchema = z.object({ points: z.number().int().positive(), durationSeconds: durationSeconds });
+
 const seedResourceServer = z.object({
   identifier: z.string().url(),
   name: z.string().optional(),
@@ -73,6 +75,7 @@ const fileSchema = z.object({
     pkce_required_for_confidential_clients: z.boolean(),
     logout_revokes_refresh_tokens: z.boolean(),
   }),
+  rateLimits: z.object({ token: rateLimitSchema }).catchall(rateLimitSchema),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
     clients: z.array(seedClient).default([]),
@@ -101,6 +104,14 @@ export interface Config {
   /** How `REDIS_URL` is interpreted: one server, a Cluster seed list, or a Sentinel group. */
   redisMode: 'standalone' | 'cluster' | 'sentinel';
   redisSentinelName: string | undefined;
+  /**
+   * PostgreSQL schema Tessera works in (its search_path), when one database hosts several
+   * installations; undefined means the connection's default (`public`). Every node of one
+   * installation uses the same value.
+   */
+  databaseSchema: string | undefined;
+  /** Prefix of every Redis key and channel (default `tessera:`); shared by the nodes of one installation. */
+  redisPrefix: string | undefined;
   dataDir: string;
   /** Key-encryption key; undefined only in embedded mode, where start-up generates one. */
   kek: Buffer | undefined;
@@ -110,6 +121,8 @@ export interface Config {
   ttl: z.infer<typeof fileSchema>['ttl'];
   keys: z.infer<typeof fileSchema>['keys'];
   policyDefaults: OrganizationPolicy;
+  /** Named rate limits (src/http/rate-limit.ts); `token` is per client on /token. */
+  rateLimits: z.infer<typeof fileSchema>['rateLimits'];
   seed: SeedConfig | null;
 }
 
@@ -148,6 +161,8 @@ const env = z.object({
   REDIS_URL: z.string().optional(),
   TESSERA_REDIS_MODE: z.string().optional(),
   TESSERA_REDIS_SENTINEL_NAME: z.string().optional(),
+  TESSERA_DATABASE_SCHEMA: z.string().optional(),
+  TESSERA_REDIS_PREFIX: z.string().optional(),
   TESSERA_DATA_DIR: z.string().optional(),
   TESSERA_KEK: z.string().optional(),
   TESSERA_COOKIE_KEYS: z.string().optional(),
@@ -221,6 +236,19 @@ export function loadConfig(
     throw new ConfigError('TESSERA_REDIS_SENTINEL_NAME is required when TESSERA_REDIS_MODE=sentinel');
   }
 
+  const databaseSchema = nonEmpty(vars.TESSERA_DATABASE_SCHEMA);
+  // An identifier PostgreSQL accepts unquoted, so it can be placed in search_path safely.
+  if (databaseSchema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(databaseSchema)) {
+    throw new ConfigError(`TESSERA_DATABASE_SCHEMA must be a lower-case PostgreSQL identifier (letters, digits, _; at most 63), got "${databaseSchema}"`);
+  }
+  if (databaseSchema !== undefined && databaseUrl === undefined) {
+    throw new ConfigError('TESSERA_DATABASE_SCHEMA needs DATABASE_URL: the embedded database has one installation only');
+  }
+  const redisPrefix = nonEmpty(vars.TESSERA_REDIS_PREFIX);
+  if (redisPrefix !== undefined && !/^[\w:.-]{1,64}$/.test(redisPrefix)) {
+    throw new ConfigError(`TESSERA_REDIS_PREFIX must be 1 to 64 letters, digits or _ : . -, got "${redisPrefix}"`);
+  }
+
   const kekVar = nonEmpty(vars.TESSERA_KEK);
   let kek: Buffer | undefined;
   if (kekVar !== undefined) {
@@ -253,6 +281,8 @@ export function loadConfig(
     redisUrl,
     redisMode,
     redisSentinelName,
+    databaseSchema,
+    redisPrefix,
     dataDir: resolve(nonEmpty(vars.TESSERA_DATA_DIR) ?? fileConfig.dataDir),
     kek,
     cookieKeys,
@@ -260,6 +290,7 @@ export function loadConfig(
     ttl: fileConfig.ttl,
     keys: fileConfig.keys,
     policyDefaults: fileConfig.policyDefaults,
+    rateLimits: fileConfig.rateLimits,
     seed: fileConfig.seed,
   };
 }

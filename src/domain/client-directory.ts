@@ -5,6 +5,7 @@ import type { Envelope } from '../keys/envelope.js';
 import { isPlausibleId } from '../storage/ids.js';
 import type { ClientRepository } from '../storage/client-repository.js';
 import type { ResourceServerRepository } from '../storage/resource-server-repository.js';
+import type { ServiceAccountRepository } from '../storage/service-account-repository.js';
 import { secretContext, toProviderMetadata } from './client-metadata.js';
 import type { ClientRecord } from './types.js';
 
@@ -17,6 +18,8 @@ export interface ClientView {
   previousSecretExpiresAt: number | undefined;
   /** Audiences this client may introspect: its resource server's identifier (RFC 7662 §2.1). */
   introspectionAudiences: string[];
+  /** False when the service account owning the client is disabled: the client may get no token. */
+  active: boolean;
 }
 
 /**
@@ -28,6 +31,7 @@ export interface ClientView {
 export function createClientDirectory(deps: {
   clients: ClientRepository;
   resourceServers: ResourceServerRepository;
+  serviceAccounts?: Pick<ServiceAccountRepository, 'findById'>;
   envelope: Envelope;
   clock: Clock;
   ttlMs?: number;
@@ -45,8 +49,14 @@ export function createClientDirectory(deps: {
       const rs = await deps.resourceServers.findById(record.resource_server_id);
       if (rs) introspectionAudiences.push(rs.identifier);
     }
+    let active = true;
+    if (record.service_account_id && deps.serviceAccounts) {
+      const owner = await deps.serviceAccounts.findById(record.service_account_id);
+      active = owner?.status === 'active';
+    }
     return {
       record,
+      active,
       metadata: toProviderMetadata(record, deps.envelope),
       previousSecret: record.previous_secret_enc ? deps.envelope.open(record.previous_secret_enc, secretContext(record.client_id, 'previous')) : undefined,
       previousSecretExpiresAt: record.previous_secret_expires_at?.getTime(),

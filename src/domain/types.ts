@@ -36,6 +36,9 @@ export const ROLE_SCOPES: Record<Role, readonly string[]> = {
   member: ['tokens:read', 'tokens:write'],
 };
 
+/** Prefix of Tessera's own client metadata members (see client-metadata.ts). */
+export const TESSERA_CLIENT_PREFIX = 'tessera_';
+
 /** OpenID scopes any client may hold, whatever its resources (DESIGN.md "Wire shapes"). */
 export const OPENID_SCOPES = ['openid', 'profile', 'email', 'offline_access'] as const;
 
@@ -107,6 +110,9 @@ export interface ClientRecord {
   previous_secret_expires_at: Date | null;
   secret_rotated_at: Date | null;
   registration: boolean;
+  /** Dynamically registered clients: the most their RFC 7592 updates may ask for. */
+  registration_limits: { scopes: string[]; resources: string[] } | null;
+  initial_access_token_id: string | null;
   created_at: Date;
   updated_at: Date;
 }

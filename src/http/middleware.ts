@@ -49,12 +49,22 @@ export function accessLog(logger: Logger) {
   };
 }
 
-/** Baseline security headers (OWASP Secure Headers); HTML routes add their own CSP. */
+/**
+ * Content-Security-Policy of every page that is not the JSON API: no framing, no foreign
+ * scripts. It is set before the engine runs because oidc-provider writes its own HTML (errors,
+ * form_post, logout) straight to the response, and adds the hash of its one inline form_post
+ * script to `script-src` itself. `form-action` is left open: form_post must post to the
+ * client's redirect URI. Interaction pages may set a stricter policy of their own.
+ */
+export const HTML_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
+
+/** Baseline security headers (OWASP Secure Headers); HSTS only when served over TLS. */
 export function securityHeaders(options: { hsts: boolean }) {
   return async (ctx: Context, next: Next) => {
     ctx.set('x-content-type-options', 'nosniff');
     ctx.set('referrer-policy', 'no-referrer');
     ctx.set('x-frame-options', 'DENY');
+    if (!ctx.path.startsWith('/api/')) ctx.set('content-security-policy', HTML_CSP);
     if (options.hsts) ctx.set('strict-transport-security', 'max-age=31536000; includeSubDomains');
     await next();
   };

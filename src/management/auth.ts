@@ -25,6 +25,11 @@ export interface ManagementAuthDependencies {
   revocations: RevocationList;
   users: UserRepository;
   serviceAccounts: ServiceAccountRepository;
+  /**
+   * Whether a client may still act: it exists and its owning service account is not disabled.
+   * A client-credentials token stops working when either changes, not only at its `exp`.
+   */
+  clientActive?: (clientId: string) => Promise<boolean>;
   /** Counts each Management API use of a PAT/SAT (last used, per resource server). */
   usage?: UsageRecorder;
 }
@@ -66,6 +71,7 @@ export function createManagementAuth(deps: ManagementAuthDependencies) {
       if (!user || user.status !== 'active' || user.organization_id !== payload.org_id) throw unauthorized(realm, 'the token owner is no longer active');
       return { organizationId: user.organization_id, scopes: narrow(scopes, user.role), actor: { type: 'user', id: user.id, name: user.username }, via: 'jwt', role: user.role, platformAdmin: false };
     }
+    if (deps.clientActive && !(await deps.clientActive(payload.sub))) throw unauthorized(realm, 'the token owner is no longer active');
     return { organizationId: payload.org_id, scopes: new Set(scopes), actor: { type: 'client', id: payload.sub }, via: 'jwt', platformAdmin: false };
   }
 

@@ -100,7 +100,8 @@ export function createManagementRouter(options: { routes: Route[]; auth: Managem
     let body: unknown;
     if (ctx.method !== 'GET' && ctx.method !== 'DELETE') {
       const raw = await readJson(ctx);
-      body = route.body ? parseWith(route.body, raw ?? {}, 'body') : undefined;
+      // No body means an empty object; a JSON `null` is a body, and not an object.
+      body = route.body ? parseWith(route.body, raw === undefined ? {} : raw, 'body') : undefined;
     }
     const result = await route.handler({
       principal: principal as Principal,

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
@@ -37,12 +39,25 @@ export interface ClientSource {
   destroy?(clientId: string): Promise<void>;
 }
 
+/** RFC 7591 initial access tokens are issued by the Management API and only read by the engine. */
+export interface InitialAccessTokenSource {
+  find(value: string): Promise<AdapterPayload | undefined>;
+}
+
 export interface AdapterDependencies {
   cache: CacheStore;
   payloads: OidcPayloadRepository;
   clientSource: ClientSource;
+  initialAccessTokens?: InitialAccessTokenSource;
   clock: Clock;
 }
+
+/**
+ * Durable models whose id is the bearer credential itself: stored under sha256(id), so a copy of
+ * the database holds no usable registration access token (principle 6).
+ */
+export const HASHED_ID_MODELS = new Set(['RegistrationAccessToken']);
+const storedId = (model: string, id: string) => (HASHED_ID_MODELS.has(model) ? createHash('sha256').update(id).digest('base64url') : id);
 
 /** Cache key of an oidc-provider model; exported because the introspection fast path reads it too. */
 export const modelKey = (model: string, id: string) => `oidc:${model}:${id}`;
@@ -52,6 +67,7 @@ const userCodeKey = (model: string, code: string) => `oidc:${model}:usercode:${c
 
 export function createAdapterFactory(deps: AdapterDependencies): new (name: string) => Adapter {
   const { cache, payloads, clientSource, clock } = deps;
+  const initialAccessTokens = deps.initialAccessTokens;
   const nowSeconds = () => Math.floor(clock.now() / 1000);
 
   class CacheAdapter implements Adapter {
@@ -101,12 +117,12 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
 
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      await payloads.upsert(this.name, id, payload as Record<string, unknown>, expiresIn ? new Date(clock.now() + expiresIn * 1000) : null);
+      await payloads.upsert(this.name, storedId(this.name, id), payload as Record<string, unknown>, expiresIn ? new Date(clock.now() + expiresIn * 1000) : null);
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (!isPlausibleId(id)) return undefined;
-      return (await payloads.find(this.name, id, new Date(clock.now()))) as AdapterPayload | undefined;
+      return (await payloads.find(this.name, storedId(this.name, id), new Date(clock.now()))) as AdapterPayload | undefined;
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -119,11 +135,11 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
     }
 
     async consume(id: string): Promise<void> {
-      await payloads.consume(this.name, id, new Date(clock.now()));
+      await payloads.consume(this.name, storedId(this.name, id), new Date(clock.now()));
     }
 
     async destroy(id: string): Promise<void> {
-      await payloads.destroy(this.name, id);
+      await payloads.destroy(this.name, storedId(this.name, id));
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
@@ -158,6 +174,32 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
     async revokeByGrantId(): Promise<void> {}
   }
 
+  class InitialAccessTokenAdapter implements Adapter {
+    async upsert(): Promise<void> {
+      throw new Error('initial access tokens are issued through the Management API');
+    }
+
+    async find(id: string): Promise<AdapterPayload | undefined> {
+      return initialAccessTokens?.find(id);
+    }
+
+    async findByUid(): Promise<undefined> {
+      return undefined;
+    }
+
+    async findByUserCode(): Promise<undefined> {
+      return undefined;
+    }
+
+    async consume(): Promise<void> {}
+
+    // RFC 7591 lets a token serve several registrations until it expires; revocation is the
+    // Management API's.
+    async destroy(): Promise<void> {}
+
+    async revokeByGrantId(): Promise<void> {}
+  }
+
   async function revokeGrant(grantId: string): Promise<void> {
     const keys = await cache.members(grantKey(grantId));
     await cache.del(...keys, grantKey(grantId));
@@ -169,6 +211,7 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
 
     constructor(name: string) {
       if (name === 'Client') this.inner = new ClientAdapter();
+      else if (name === 'InitialAccessToken' && initialAccessTokens) this.inner = new InitialAccessTokenAdapter();
       else if (CACHED_MODELS.has(name)) this.inner = new CacheAdapter(name);
       else this.inner = new DatabaseAdapter(name);
     }

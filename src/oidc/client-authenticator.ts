@@ -29,7 +29,7 @@ export function secretsEqual(presented: string, expected: string): boolean {
 }
 
 /** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are base64-encoded. */
-function parseBasic(header: string): { id: string; secret: string } | undefined {
+export function parseBasic(header: string): { id: string; secret: string } | undefined {
   const match = /^Basic ([A-Za-z0-9+/=._~-]+)$/i.exec(header.trim());
   if (!match) return undefined;
   const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');

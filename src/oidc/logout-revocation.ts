@@ -2,6 +2,7 @@ import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { PolicyService } from '../domain/organization-policy.js';
+import { engineSafe } from './unavailable.js';
 
 interface SessionAuthorizations {
   accountId?: string;
@@ -28,15 +29,17 @@ export function createLogoutRevocation(deps: {
     if (ctx.method !== 'POST' || ctx.path !== '/session/end/confirm') return next();
     const provider = deps.getProvider();
     const sessionId = ctx.cookies.get(provider.cookieName('session'));
-    const before = sessionId ? ((await provider.Session.find(sessionId)) as unknown as SessionAuthorizations | undefined) : undefined;
+    const before = sessionId ? ((await engineSafe(() => provider.Session.find(sessionId))) as unknown as SessionAuthorizations | undefined) : undefined;
     await next();
     if (ctx.status !== 303 || !before?.accountId || !before.authorizations) return;
     const after = ctx.oidc?.session as unknown as SessionAuthorizations | undefined;
     const ended = Object.entries(before.authorizations).filter(([clientId]) => !after || after.destroyed || !after.authorizations?.[clientId]);
     const kept = ended.filter(([, authorization]) => authorization.grantId && authorization.persistsLogout);
     if (kept.length === 0) return;
-    const organizationId = await deps.organizationOf(before.accountId);
-    if (!(await deps.policies.forOrganization(organizationId)).logout_revokes_refresh_tokens) return;
-    await Promise.all(kept.map(([, authorization]) => deps.revokeGrant(authorization.grantId!)));
+    await engineSafe(async () => {
+      const organizationId = await deps.organizationOf(before.accountId!);
+      if (!(await deps.policies.forOrganization(organizationId)).logout_revokes_refresh_tokens) return;
+      await Promise.all(kept.map(([, authorization]) => deps.revokeGrant(authorization.grantId!)));
+    });
   };
 }

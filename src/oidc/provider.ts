@@ -1,5 +1,6 @@
 import Provider from 'oidc-provider';
 import type { Adapter, Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
+import type { Middleware } from 'koa';
 
 import type { Config } from '../config/config.js';
 import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
@@ -21,6 +22,8 @@ export interface ProviderDependencies {
   findAccount: FindAccount;
   /** Extra provider options contributed by later capabilities (interactions, registration, …). */
   extend?: (configuration: Configuration) => void;
+  /** Middleware run inside the engine, around its routes (`provider.use`), in order. */
+  use?: Middleware[];
 }
 
 export function createProvider(deps: ProviderDependencies): Provider {
@@ -40,11 +43,17 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // RFC 9700 §2.1.1: PKCE for every authorization code flow (organization policy may exempt
     // confidential clients: see src/oidc/sign-in-config.ts, which refines this).
     pkce: { required: () => true },
-    // RFC 9700 §2.1.2: no implicit flow; `code id_token` (hybrid) stays for confidential clients.
-    responseTypes: ['code', 'code id_token', 'none'],
+    // RFC 9700 §2.1.2: no implicit flow (`token`, `id_token` alone). The hybrid `code id_token`
+    // stays for confidential clients registered for it (src/oidc/sign-in-config.ts refuses it
+    // for public clients). OpenID Connect Registration §2 pairs `code id_token` with the
+    // `implicit` grant type, which is why discovery lists that grant: only for this flow; the
+    // token endpoint has no implicit grant (test/e2e/conformance.test.ts).
+    responseTypes: ['code', 'code id_token'],
     ttl: {
-      AccessToken: config.ttl.accessToken,
-      ClientCredentials: config.ttl.clientCredentials,
+      // A resource server's own access_token_ttl wins (DESIGN.md "Wire shapes"); the config
+      // value is the default for tokens without one.
+      AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
+      ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.clientCredentials,
       AuthorizationCode: config.ttl.authorizationCode,
       IdToken: config.ttl.idToken,
       Interaction: config.ttl.interaction,
@@ -61,6 +70,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
       jwtIntrospection: { enabled: true },
       revocation: { enabled: true },
       userinfo: { enabled: true },
+      // DPoP-bound tokens would need `cnf` in Tessera's introspection answers and a test that
+      // walks the flow; until then it is off, so discovery does not advertise it.
+      dPoP: { enabled: false },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, client, oneOf) => oneOf ?? resourceIndicators.defaultResource(client as ClientFacts),
@@ -84,7 +96,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scope?.includes('offline_access') === true),
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'ES256'],
-      introspectionSigningAlgValues: ['ES256', 'RS256'],
+      // Tessera's introspection endpoint signs RFC 9701 responses with RS256 only.
+      introspectionSigningAlgValues: ['RS256'],
       userinfoSigningAlgValues: ['RS256', 'ES256'],
       clientAuthSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'],
     },
@@ -100,5 +113,6 @@ export function createProvider(deps: ProviderDependencies): Provider {
   const provider = new Provider(config.issuer, configuration);
   // TLS ends at the load balancer in production; trust its X-Forwarded-* headers there.
   provider.proxy = config.env === 'production';
+  for (const middleware of deps.use ?? []) provider.use(middleware as Parameters<Provider['use']>[0]);
   return provider;
 }

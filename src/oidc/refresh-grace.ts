@@ -101,7 +101,9 @@ export function createRefreshGrace(deps: RefreshGraceDependencies) {
       return clientId;
     }
     const { view, method } = await deps.authenticator.authenticate(ctx.get('authorization') || undefined, params, `${deps.issuer}${TOKEN_PATH}`);
-    if (view.metadata.token_endpoint_auth_method !== method) throw invalidClient(method === 'client_secret_basic', deps.issuer, `client is registered for ${String(view.metadata.token_endpoint_auth_method)}`);
+    // RFC 7591 §2: a client without the member is registered for client_secret_basic.
+    const registered = (view.metadata.token_endpoint_auth_method as string | undefined) ?? 'client_secret_basic';
+    if (registered !== method) throw invalidClient(method === 'client_secret_basic', deps.issuer, `client is registered for ${registered}`);
     return view.record.client_id;
   }
 

@@ -1,7 +1,7 @@
 import { errors } from 'oidc-provider';
 import type { ResourceServer as ProviderResourceServer } from 'oidc-provider';
 
-import { MANAGEMENT_AUDIENCE } from '../domain/types.js';
+import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from '../domain/types.js';
 import type { ResourceServer } from '../domain/types.js';
 
 /**
@@ -34,7 +34,9 @@ export function createResourceIndicators(options: { lookup: ResourceLookup; mana
       if (indicator === MANAGEMENT_AUDIENCE) {
         return {
           audience: MANAGEMENT_AUDIENCE,
-          scope: [...allowedScopes].filter((s) => s.includes(':')).join(' '),
+          // Only organization scopes of the Management API: never a resource server's scope that
+          // merely looks alike, and never organizations:admin (held by the bootstrap SAT alone).
+          scope: ORGANIZATION_SCOPES.filter((s) => allowedScopes.has(s)).join(' '),
           accessTokenTTL: managementTokenTtl,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'ES256' } },

@@ -6,6 +6,7 @@ import type { PolicyService } from '../domain/organization-policy.js';
 import { OPENID_SCOPES } from '../domain/types.js';
 import type { ConsentRepository } from '../storage/consent-repository.js';
 import { contentSecurityPolicy, loggedOutPage, logoutPage } from '../interactions/views.js';
+import { engineSafe } from './unavailable.js';
 
 /**
  * oidc-provider options of interactive sign-in (authorization code + PKCE, consent, refresh
@@ -95,24 +96,27 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
     // Refresh tokens for interactive clients only: a client allowed the refresh_token grant that
     // asked for offline_access, or any such client when its organization's policy says "always".
     // Never for client credentials (RFC 6749 §4.4.3), which never reach this function.
-    c.issueRefreshToken = async (_ctx, client, code) => {
-      const facts = client as unknown as TesseraClient;
-      if (!facts.grantTypeAllowed('refresh_token')) return false;
-      if (code.scopes.has('offline_access')) return true;
-      return (await policies.forOrganization(facts.tessera_organization_id)).refresh_token_issuance === 'always';
-    };
+    c.issueRefreshToken = (_ctx, client, code) =>
+      engineSafe(async () => {
+        const facts = client as unknown as TesseraClient;
+        if (!facts.grantTypeAllowed('refresh_token')) return false;
+        if (code.scopes.has('offline_access')) return true;
+        return (await policies.forOrganization(facts.tessera_organization_id)).refresh_token_issuance === 'always';
+      });
 
     // RFC 9700 §4.14.2: rotate on every use, so a stolen token that is used is noticed. Loading the
     // policy here also makes it available to ttl.RefreshToken just after.
-    c.rotateRefreshToken = async (ctx) => {
-      await policies.forOrganization((ctx.oidc.client as unknown as TesseraClient | undefined)?.tessera_organization_id);
-      return true;
-    };
+    c.rotateRefreshToken = (ctx) =>
+      engineSafe(async () => {
+        await policies.forOrganization((ctx.oidc.client as unknown as TesseraClient | undefined)?.tessera_organization_id);
+        return true;
+      });
 
     // A grant found in this session is reused. Otherwise, what the user once allowed this client
     // (remembered in `consents`) becomes a fresh grant: consent is not asked again, yet every
     // sign-in owns its refresh family, so reuse detection on one device never ends another's.
-    c.loadExistingGrant = async (ctx: KoaContextWithOIDC) => {
+    c.loadExistingGrant = (ctx: KoaContextWithOIDC) => engineSafe(() => loadExistingGrant(ctx));
+    async function loadExistingGrant(ctx: KoaContextWithOIDC) {
       const client = ctx.oidc.client as unknown as TesseraClient;
       const { Grant } = ctx.oidc.provider;
       const grantId = (ctx.oidc.result as { consent?: { grantId?: string } } | undefined)?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(client.clientId);
@@ -136,7 +140,7 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
       }
       await grant.save();
       return grant;
-    };
+    }
 
     c.features = {
       ...c.features,

@@ -18,12 +18,17 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
 
 const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P02', '57P03', '08006', '08003', '08001']);
 
-function wrap(error: unknown): never {
+function isConnectionError(error: unknown): boolean {
+  if (error instanceof StorageUnavailableError) return false;
   const code = (error as { code?: string }).code;
   const message = (error as Error).message ?? '';
-  if ((code && CONNECTION_ERRORS.has(code)) || /timeout|Connection terminated|connect/i.test(message) && !code?.match(/^[0-9A-Z]{5}$/)) {
-    throw new StorageUnavailableError(`database unavailable: ${message}`, { cause: error });
-  }
+  return Boolean((code && CONNECTION_ERRORS.has(code)) || (/timeout|Connection terminated|connect|not queryable/i.test(message) && !code?.match(/^[0-9A-Z]{5}$/)));
+}
+
+const unavailable = (error: unknown) => new StorageUnavailableError(`database unavailable: ${(error as Error).message}`, { cause: error });
+
+function wrap(error: unknown): never {
+  if (isConnectionError(error)) throw unavailable(error);
   throw error;
 }
 
@@ -41,6 +46,34 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
   // discards it and the next query opens a fresh one. Without a listener the process would crash.
   pool.on('error', () => {});
 
+  /**
+   * Takes a connection out of the pool for several statements. While it is out, the pool no
+   * longer listens for its errors: a connection killed between two statements
+   * (pg_terminate_backend, a failover) would emit an unhandled 'error' and end the process. The
+   * listener keeps it a failed request instead, and a broken connection is destroyed on release,
+   * never handed to the next caller.
+   */
+  const checkout = async (): Promise<{ client: pg.PoolClient; release(): void }> => {
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      wrap(error);
+    }
+    let broken: Error | undefined;
+    const onError = (error: Error) => {
+      broken = error;
+    };
+    client.on('error', onError);
+    return {
+      client,
+      release() {
+        client.removeListener('error', onError);
+        client.release(broken);
+      },
+    };
+  };
+
   const run = async <R>(client: pg.Pool | pg.PoolClient, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
     try {
       const result = await client.query(text, params as unknown[]);
@@ -54,12 +87,7 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
     kind: 'postgres',
     query: (text, params) => run(pool, text, params),
     async transaction(fn) {
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (error) {
-        wrap(error);
-      }
+      const { client, release } = await checkout();
       const tx: Queryable = { query: (text, params) => run(client, text, params) };
       try {
         await client.query('BEGIN');
@@ -68,18 +96,13 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
         return result;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});
-        throw error;
+        throw isConnectionError(error) ? unavailable(error) : error;
       } finally {
-        client.release();
+        release();
       }
     },
     async withAdvisoryLock(key, fn) {
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (error) {
-        wrap(error);
-      }
+      const { client, release } = await checkout();
       try {
         const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [key]);
         if (!rows[0]?.locked) return undefined;
@@ -89,20 +112,15 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
           await client.query('SELECT pg_advisory_unlock($1)', [key]).catch(() => {});
         }
       } finally {
-        client.release();
+        release();
       }
     },
     async withConnection(fn) {
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (error) {
-        wrap(error);
-      }
+      const { client, release } = await checkout();
       try {
         return await fn(client as unknown as Queryable);
       } finally {
-        client.release();
+        release();
       }
     },
     async close() {

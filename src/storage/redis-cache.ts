@@ -37,7 +37,8 @@ export function createRedisClient(options: RedisCacheOptions): Client {
   };
   const mode = options.mode ?? 'standalone';
   if (mode === 'cluster') {
-    return new Cluster(hostsOf(options.url), { redisOptions: common, enableOfflineQueue: false });
+    // Same fail-fast rules as standalone; lazyConnect so start-up connects (and fails) explicitly.
+    return new Cluster(hostsOf(options.url), { redisOptions: common, enableOfflineQueue: false, lazyConnect: true });
   }
   if (mode === 'sentinel') {
     const first = new URL(options.url.split(',')[0]!.trim());
@@ -59,8 +60,15 @@ async function connect(client: Client): Promise<void> {
   if (client.status === 'wait') await client.connect();
 }
 
+export type RedisCacheStore = CacheStore & {
+  /** The command connection, for components that speak Redis themselves (rate limits). */
+  client: Client;
+  /** Prefix of every key and channel of this store. */
+  prefix: string;
+};
+
 /** The Redis cache store, through ioredis. */
-export async function createRedisCache(options: RedisCacheOptions): Promise<CacheStore & { client: Client; prefix: string }> {
+export async function createRedisCache(options: RedisCacheOptions): Promise<RedisCacheStore> {
   const prefix = options.prefix ?? 'tessera:';
   const client = createRedisClient(options);
   // Errors surface on the commands that meet them; without a listener ioredis would log

@@ -1,7 +1,10 @@
 import type { ResourceServer } from '../domain/types.js';
 import type { Database, Queryable } from './database.js';
+import { isPlausibleId } from './ids.js';
+import type { KeysetAfter } from './user-repository.js';
 
 export type NewResourceServer = Pick<ResourceServer, 'id' | 'organization_id' | 'identifier' | 'name' | 'scopes' | 'token_format' | 'access_token_ttl' | 'sensitive'>;
+export type ResourceServerChanges = Partial<Pick<ResourceServer, 'name' | 'scopes' | 'token_format' | 'access_token_ttl' | 'sensitive'>>;
 
 export function createResourceServerRepository(db: Database) {
   return {
@@ -17,13 +20,50 @@ export function createResourceServerRepository(db: Database) {
       const { rows } = await db.query<ResourceServer>('SELECT * FROM resource_servers WHERE id = $1', [id]);
       return rows[0];
     },
-    async findByIdentifier(identifier: string): Promise<ResourceServer | undefined> {
-      const { rows } = await db.query<ResourceServer>('SELECT * FROM resource_servers WHERE identifier = $1', [identifier]);
+    async findInOrganization(organizationId: string, id: string, q: Queryable = db): Promise<ResourceServer | undefined> {
+      if (!isPlausibleId(id)) return undefined;
+      const { rows } = await q.query<ResourceServer>('SELECT * FROM resource_servers WHERE organization_id = $1 AND id = $2', [organizationId, id]);
+      return rows[0];
+    },
+    async findByIdentifier(identifier: string, q: Queryable = db): Promise<ResourceServer | undefined> {
+      // PostgreSQL refuses NUL in text; such a value names no API.
+      if (identifier.includes('\u0000') || identifier.length > 4096) return undefined;
+      const { rows } = await q.query<ResourceServer>('SELECT * FROM resource_servers WHERE identifier = $1', [identifier]);
       return rows[0];
     },
     async listByOrganization(organizationId: string): Promise<ResourceServer[]> {
       const { rows } = await db.query<ResourceServer>('SELECT * FROM resource_servers WHERE organization_id = $1 ORDER BY created_at, id', [organizationId]);
       return rows;
+    },
+    async list(organizationId: string, options: { after?: KeysetAfter; limit: number }): Promise<ResourceServer[]> {
+      const { rows } = await db.query<ResourceServer>(
+        `SELECT * FROM resource_servers
+          WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3))
+          ORDER BY created_at, id LIMIT $4`,
+        [organizationId, options.after?.k ?? null, options.after?.id ?? '', options.limit],
+      );
+      return rows;
+    },
+    async update(organizationId: string, id: string, changes: ResourceServerChanges, q: Queryable = db): Promise<ResourceServer | undefined> {
+      const { rows } = await q.query<ResourceServer>(
+        `UPDATE resource_servers SET
+            name = CASE WHEN $3::boolean THEN $4 ELSE name END,
+            scopes = COALESCE($5::jsonb, scopes),
+            token_format = COALESCE($6, token_format),
+            access_token_ttl = COALESCE($7, access_token_ttl),
+            sensitive = COALESCE($8, sensitive),
+            updated_at = now()
+          WHERE organization_id = $1 AND id = $2 RETURNING *`,
+        [
+          organizationId, id, 'name' in changes, changes.name ?? null, changes.scopes ? JSON.stringify(changes.scopes) : null,
+          changes.token_format ?? null, changes.access_token_ttl ?? null, changes.sensitive ?? null,
+        ],
+      );
+      return rows[0];
+    },
+    async delete(organizationId: string, id: string, q: Queryable = db): Promise<boolean> {
+      const { rowCount } = await q.query('DELETE FROM resource_servers WHERE organization_id = $1 AND id = $2', [organizationId, id]);
+      return rowCount > 0;
     },
   };
 }

@@ -1,5 +1,7 @@
 import type { ServiceAccount } from '../domain/types.js';
 import type { Database, Queryable } from './database.js';
+import { isPlausibleId } from './ids.js';
+import type { KeysetAfter } from './user-repository.js';
 
 export function createServiceAccountRepository(db: Database) {
   return {
@@ -14,6 +16,39 @@ export function createServiceAccountRepository(db: Database) {
     async findById(id: string): Promise<ServiceAccount | undefined> {
       const { rows } = await db.query<ServiceAccount>('SELECT * FROM service_accounts WHERE id = $1', [id]);
       return rows[0];
+    },
+    /** An account of one organization; another organization's account is indistinguishable from none. */
+    async findInOrganization(organizationId: string, id: string, q: Queryable = db): Promise<ServiceAccount | undefined> {
+      if (!isPlausibleId(id)) return undefined;
+      const { rows } = await q.query<ServiceAccount>('SELECT * FROM service_accounts WHERE organization_id = $1 AND id = $2', [organizationId, id]);
+      return rows[0];
+    },
+    async list(organizationId: string, options: { after?: KeysetAfter; limit: number }): Promise<ServiceAccount[]> {
+      const { rows } = await db.query<ServiceAccount>(
+        `SELECT * FROM service_accounts
+          WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3))
+          ORDER BY created_at, id LIMIT $4`,
+        [organizationId, options.after?.k ?? null, options.after?.id ?? '', options.limit],
+      );
+      return rows;
+    },
+    async update(
+      organizationId: string,
+      id: string,
+      changes: { status?: ServiceAccount['status']; name?: string; description?: string | null },
+      q: Queryable = db,
+    ): Promise<ServiceAccount | undefined> {
+      const { rows } = await q.query<ServiceAccount>(
+        `UPDATE service_accounts SET status = COALESCE($3, status), name = COALESCE($4, name),
+                description = CASE WHEN $5::boolean THEN $6 ELSE description END, updated_at = now()
+          WHERE organization_id = $1 AND id = $2 RETURNING *`,
+        [organizationId, id, changes.status ?? null, changes.name ?? null, 'description' in changes, changes.description ?? null],
+      );
+      return rows[0];
+    },
+    async delete(organizationId: string, id: string, q: Queryable = db): Promise<boolean> {
+      const { rowCount } = await q.query('DELETE FROM service_accounts WHERE organization_id = $1 AND id = $2', [organizationId, id]);
+      return rowCount > 0;
     },
   };
 }

@@ -56,6 +56,11 @@ export interface IntrospectionDependencies {
   clock: Clock;
   /** Current public JWKS (changes with key rotation). */
   publicJwks: () => JSONWebKeySet;
+  /**
+   * Whether the client a token was issued to may still act: it exists, and the service account
+   * owning it is not disabled. A deleted client's or disabled account's tokens stop at once.
+   */
+  clientActive?: (clientId: string) => Promise<boolean>;
   /** Whether the grant behind an opaque token still exists (revoked grants kill their tokens). */
   grantExists: (grantId: string) => Promise<boolean>;
   /** Counts each successful PAT/SAT introspection per token and resource server. */
@@ -152,6 +157,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     const audiences = audiencesOf(payload.aud);
     if (!visibleTo(caller, payload.org_id, audiences)) return INACTIVE;
     if (await deps.revocations.isRevoked(payload.jti!)) return INACTIVE;
+    if (typeof payload.client_id === 'string' && deps.clientActive && !(await deps.clientActive(payload.client_id))) return INACTIVE;
     return {
       active: true,
       scope: payload.scope,
@@ -192,6 +198,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     const audiences = audiencesOf(payload.aud);
     if (!visibleTo(caller, extra.org_id, audiences)) return INACTIVE;
     if (typeof payload.grantId === 'string' && !(await deps.grantExists(payload.grantId))) return INACTIVE;
+    if (typeof payload.clientId === 'string' && deps.clientActive && !(await deps.clientActive(payload.clientId))) return INACTIVE;
     return {
       ...extra,
       active: true,

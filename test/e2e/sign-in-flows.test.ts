@@ -144,6 +144,21 @@ for (const backend of backends) {
       expect((await client.refreshTokenGrant(publicClient, results[0]!.refresh_token!)).refresh_token).toBeTruthy();
     });
 
+    it('replays within the grace window to a confidential client that authenticates again', async () => {
+      const { tokens } = await signedIn(confidentialClient, alice.username, alice.password, { scope: 'openid offline_access' });
+      const first = await client.refreshTokenGrant(confidentialClient, tokens.refresh_token!);
+      const again = await client.refreshTokenGrant(confidentialClient, tokens.refresh_token!);
+      expect(again.refresh_token).toBe(first.refresh_token);
+      // Without its secret, the client gets nothing from the window.
+      const anonymous = await fetch(`${server.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token!, client_id: 'web-confidential' }),
+      });
+      expect(anonymous.status).toBe(401);
+      expect((await anonymous.json()).error).toBe('invalid_client');
+    });
+
     it('does not replay the grace answer to another client', async () => {
       const { tokens } = await signedIn();
       await client.refreshTokenGrant(publicClient, tokens.refresh_token!);

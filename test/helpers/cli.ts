@@ -7,7 +7,6 @@ import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
-const TSX = resolve(REPO_ROOT, 'node_modules/.bin/tsx');
 const CLI = resolve(REPO_ROOT, 'src/cli.ts');
 
 export interface CliResult {
@@ -24,9 +23,13 @@ export function childEnv(env: Record<string, string | undefined>): NodeJS.Proces
   return out;
 }
 
-/** Starts `tessera <args>`; the caller owns the process. */
+/**
+ * Starts `tessera <args>`; the caller owns the process. Node itself loads tsx as a module hook,
+ * rather than through the `tsx` launcher, which would run the CLI in a grandchild: a signal or a
+ * kill must reach the CLI itself, or a killed test leaves a server running.
+ */
 export function spawnCli(args: string[], env: Record<string, string | undefined>): ChildProcess {
-  return spawn(TSX, [CLI, ...args], { cwd: REPO_ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: REPO_ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 /**

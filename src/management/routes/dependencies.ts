@@ -1,0 +1,39 @@
+import type { AuditLog } from '../../audit/audit-event.js';
+import type { Clock } from '../../clock.js';
+import type { ClientDirectory } from '../../domain/client-directory.js';
+import type { OrganizationPolicy } from '../../domain/types.js';
+import type { Envelope } from '../../keys/envelope.js';
+import type { ClientRepository } from '../../storage/client-repository.js';
+import type { Database } from '../../storage/database.js';
+import type { InitialAccessTokenRepository } from '../../storage/initial-access-token-repository.js';
+import type { OrganizationRepository } from '../../storage/organization-repository.js';
+import type { ResourceServerRepository } from '../../storage/resource-server-repository.js';
+import type { ServiceAccountRepository } from '../../storage/service-account-repository.js';
+import type { UserRepository } from '../../storage/user-repository.js';
+
+/** What the organization-scoped resource routes need; app.ts passes one object to all of them. */
+export interface ResourceRouteDependencies {
+  db: Database;
+  clock: Clock;
+  envelope: Envelope;
+  organizations: OrganizationRepository;
+  users: UserRepository;
+  serviceAccounts: ServiceAccountRepository;
+  resourceServers: ResourceServerRepository;
+  clients: ClientRepository;
+  initialAccessTokens: InitialAccessTokenRepository;
+  clientDirectory: ClientDirectory;
+  policyDefaults: OrganizationPolicy;
+  /** Drops changed clients from every node's cache (this one and, through pub/sub, the others). */
+  clientsChanged(clientIds: string[] | 'all'): Promise<void>;
+  /** Runs oidc-provider's own client metadata validation; throws its InvalidClientMetadata error. */
+  validateClientMetadata(metadata: Record<string, unknown>): Promise<void>;
+  /**
+   * A user's or service account's status or role changed (committed): every node forgets the
+   * owner's cached PATs/SATs, so the next use sees the change at once.
+   */
+  ownerChanged?(ownerId: string): Promise<void>;
+  /** Before a user or service account is deleted: revokes its tokens (audited, caches dropped). */
+  revokeOwnerTokens?(ownerId: string, reason: string): Promise<number>;
+  audit?: AuditLog;
+}

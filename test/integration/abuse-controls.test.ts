@@ -1,0 +1,154 @@
+/**
+ * Abuse controls a client can observe: the per-client /token limit (shared by every node
+ * through Redis, per node in memory without it), its 429 in OAuth JSON with Retry-After, the
+ * limiter factory's fallback while Redis is unreachable, constant-time secret comparison, and
+ * the security headers of token, API and HTML responses.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { createRateLimiter } from '../../src/http/rate-limit.js';
+import { secretsEqual } from '../../src/oidc/client-authenticator.js';
+import { createMemoryCache } from '../../src/storage/memory-cache.js';
+import type { CacheStore } from '../../src/storage/cache.js';
+import { systemClock } from '../../src/clock.js';
+import { backends } from '../helpers/backends.js';
+import { EXAMPLE_SEED } from '../helpers/seed.js';
+import { startTestServer } from '../helpers/server.js';
+import type { TestServer } from '../helpers/server.js';
+
+const LIMIT = 5;
+const overrides = { ...EXAMPLE_SEED, rateLimits: { token: { points: LIMIT, durationSeconds: 60 } } };
+const worker = `Basic ${Buffer.from('worker:worker-secret-0123456789abcdef').toString('base64')}`;
+
+const tokenRequest = (url: string, authorization = worker) =>
+  fetch(`${url}/token`, {
+    method: 'POST',
+    headers: { authorization, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', resource: 'https://orders.test', scope: 'orders:read' }),
+  });
+
+// The server-level checks run where deployments run (PostgreSQL + Redis); the in-process
+// limiter that the embedded default uses is covered by the factory tests below.
+for (const backend of backends.filter((b) => b.name === 'postgres+redis')) {
+  describe(`abuse controls on ${backend.name}`, () => {
+    let server: TestServer;
+    beforeAll(async () => {
+      server = await startTestServer(backend.name, { overrides });
+    });
+    afterAll(async () => {
+      await server?.stop();
+    });
+
+    it('limits /token per client with a 429 in OAuth JSON and Retry-After, and leaves other clients alone', async () => {
+      const statuses: number[] = [];
+      for (let i = 0; i < LIMIT; i += 1) statuses.push((await tokenRequest(server.url)).status);
+      expect(statuses).toEqual(Array(LIMIT).fill(200));
+      const limited = await tokenRequest(server.url);
+      expect(limited.status).toBe(429);
+      expect(limited.headers.get('content-type')).toContain('application/json');
+      expect(limited.headers.get('cache-control')).toBe('no-store');
+      const retryAfter = Number(limited.headers.get('retry-after'));
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter).toBeLessThanOrEqual(60);
+      expect(await limited.json()).toEqual({ error: 'too_many_requests', error_description: 'too many requests, retry later' });
+      // Another client id (here a wrong one) has its own budget: it gets the engine's answer.
+      const other = await tokenRequest(server.url, `Basic ${Buffer.from('someone-else:x').toString('base64')}`);
+      expect(other.status).toBe(401);
+      // A client_id in the form counts against the same client as Basic.
+      const viaForm = await fetch(`${server.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'worker', client_secret: 'worker-secret-0123456789abcdef' }),
+      });
+      expect(viaForm.status).toBe(429);
+    });
+
+    if (backend.name === 'postgres+redis') {
+      it('shares the count with every node of the installation', async () => {
+        // A second node on the same schema and Redis prefix: the budget is already spent there.
+        const { createTessera } = await import('../../src/app.js');
+        const { createLogger } = await import('../../src/http/logger.js');
+        const { createServer } = await import('node:http');
+        const second = await createTessera({ config: { ...server.config, seed: null }, logger: createLogger({ level: 'silent' }), clock: systemClock, schema: server.tessera.config.databaseSchema ?? (await schemaOf(server)), redisPrefix: (server.tessera.cache as unknown as { prefix: string }).prefix });
+        const http = createServer(second.handler);
+        await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+        try {
+          const address = http.address() as { port: number };
+          const response = await tokenRequest(`http://127.0.0.1:${address.port}`);
+          expect(response.status).toBe(429);
+        } finally {
+          await new Promise((resolve) => http.close(resolve));
+          await second.close();
+        }
+      });
+    }
+
+    it('marks token and introspection responses no-store, and sets the baseline headers', async () => {
+      const ok = await tokenRequest(server.url, `Basic ${Buffer.from('orders-rs:nope').toString('base64')}`);
+      expect(ok.headers.get('cache-control')).toBe('no-store');
+      const introspection = await fetch(`${server.url}/token/introspection`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from('orders-rs:orders-rs-secret-0123456789').toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'token=abc',
+      });
+      expect(introspection.status).toBe(200);
+      expect(introspection.headers.get('cache-control')).toBe('no-store');
+      for (const response of [ok, introspection, await fetch(`${server.url}/api/v1/organization`)]) {
+        expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+        expect(response.headers.get('x-frame-options')).toBe('DENY');
+        // Served over plain HTTP here: HSTS would be ignored by browsers and is not sent.
+        expect(response.headers.get('strict-transport-security')).toBeNull();
+      }
+      const page = await fetch(`${server.url}/auth?client_id=nobody&response_type=code`);
+      expect(page.headers.get('content-type')).toContain('text/html');
+      expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'.*frame-ancestors 'none'/);
+    });
+  });
+}
+
+async function schemaOf(server: TestServer): Promise<string> {
+  const { rows } = await server.tessera.db.query<{ schema: string }>('SELECT current_schema() AS schema');
+  return rows[0]!.schema;
+}
+
+describe('HSTS behind TLS', () => {
+  it('is sent when the issuer is https', async () => {
+    const { securityHeaders } = await import('../../src/http/middleware.js');
+    const headers: Record<string, string> = {};
+    const ctx = { path: '/token', set: (k: string, v: string) => (headers[k] = v) } as never;
+    await securityHeaders({ hsts: true })(ctx, async () => {});
+    expect(headers['strict-transport-security']).toMatch(/max-age=\d{7,}/);
+  });
+});
+
+describe('the rate limiter factory', () => {
+  it('keeps limiting in memory while Redis is unreachable, instead of failing requests', async () => {
+    // A client that never connects: every Redis call is refused at once (offline queue off).
+    const client = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, retryStrategy: () => null });
+    client.on('error', () => {});
+    const cache = { ...createMemoryCache({ clock: systemClock }), kind: 'redis', client, prefix: 'unreachable:' } as unknown as CacheStore;
+    const limiter = createRateLimiter({ cache, keyPrefix: 'probe:', points: 2, durationSeconds: 60 });
+    const waits = [await limiter.consume('k'), await limiter.consume('k'), await limiter.consume('k')];
+    expect(waits.slice(0, 2)).toEqual([undefined, undefined]);
+    expect(waits[2]).toBeGreaterThanOrEqual(1);
+    client.disconnect();
+  });
+
+  it('counts keys independently in the in-process store', async () => {
+    const limiter = createRateLimiter({ cache: createMemoryCache({ clock: systemClock }), keyPrefix: 'probe:', points: 1, durationSeconds: 60 });
+    expect(await limiter.consume('a')).toBeUndefined();
+    expect(await limiter.consume('a')).toBeGreaterThanOrEqual(1);
+    expect(await limiter.consume('b')).toBeUndefined();
+    await limiter.reset('a');
+    expect(await limiter.consume('a')).toBeUndefined();
+  });
+});
+
+describe('constant-time secret comparison', () => {
+  it('compares digests, so secrets of any length compare without throwing', () => {
+    expect(secretsEqual('s3cret', 's3cret')).toBe(true);
+    expect(secretsEqual('s3cret', 's3cret-longer')).toBe(false);
+    expect(secretsEqual('', 'x')).toBe(false);
+  });
+});
