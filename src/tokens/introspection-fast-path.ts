@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { readDeclaredFormBody } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
+import { HTML_CSP } from '../http/middleware.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import type { Introspection } from './introspection.js';
 import { INTROSPECTION_PATH } from './token-endpoints.js';
@@ -67,6 +68,7 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
       'x-content-type-options': 'nosniff',
       'referrer-policy': 'no-referrer',
       'x-frame-options': 'DENY',
+      'content-security-policy': HTML_CSP,
       // RFC 7662 §2.2 / RFC 6749 §5.1: token information must not be cached.
       'cache-control': 'no-store',
       pragma: 'no-cache',
