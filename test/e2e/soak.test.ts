@@ -49,7 +49,7 @@ describe.skipIf(postgresRedisSkipReason)('bounded caches', () => {
     const post = (path: string, body: Record<string, string>, authorization: string) =>
       fetch(`${server.url}${path}`, { method: 'POST', headers: { authorization, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body) }).then((r) => r.json());
     const org = server.bootstrap.organization_id;
-    const serviceAccount = ((await server.tessera.referenceTokenLookup.resolve(server.managementToken)) as unknown as { ok: true; token: { row: { service_account_id: string } } }).token.row.service_account_id;
+    const serviceAccount = ((await server.tessera.referenceTokenLookup.resolve(server.managementToken)) as { ok: true; token: { ownerId: string } }).token.ownerId;
 
     /** One batch: real JWTs, real SATs and garbage of every shape, all never seen before. */
     const batch = async (size: number) => {
