@@ -36,28 +36,3 @@ export function single(params: URLSearchParams, name: string): string | undefine
   if (values.length > 1) throw invalidRequest(`'${name}' parameter must not be provided twice`);
   return values[0];
 }
-
-/**
- * For handlers in front of Koa: reads an urlencoded body whose declared length is within the
- * bound and leaves it on `req.body` (so readFormBody and oidc-provider read the same text).
- * Returns undefined, without consuming anything, for any other request.
- */
-export async function readDeclaredFormBody(req: IncomingMessage & { body?: unknown }): Promise<string | undefined> {
-  if (typeof req.body === 'string') return req.body;
-  const length = Number(req.headers['content-length']);
-  if (!(length > 0 && length <= FORM_BODY_LIMIT)) return undefined;
-  if ((req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() !== 'application/x-www-form-urlencoded') return undefined;
-  const text = await new Promise<string>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      // Node stops at content-length; this only guards a lying header.
-      if (size <= length) chunks.push(chunk);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-  req.body = text;
-  return text;
-}

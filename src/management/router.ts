@@ -83,11 +83,16 @@ export function createManagementRouter(options: { routes: Route[]; auth: Managem
     const values = match.pattern.exec(path)!.slice(1);
     const params: Record<string, string> = {};
     match.names.forEach((name, i) => {
+      let value: string;
       try {
-        params[name] = decodeURIComponent(values[i]!);
+        value = decodeURIComponent(values[i]!);
       } catch {
         throw new ProblemError(404, 'Not Found', 'no such resource');
       }
+      // No id contains control characters, and PostgreSQL text cannot hold NUL: such a value
+      // names nothing, and must never reach a query (where it would be a 500).
+      if (/[\u0000-\u001f\u007f]/.test(value)) throw new ProblemError(404, 'Not Found', 'no such resource');
+      params[name] = value;
     });
 
     let principal: Principal | undefined;

@@ -54,6 +54,8 @@ describe.skipIf(postgresRedisSkipReason)('faults under load', () => {
   }, 150_000);
 
   afterAll(async () => {
+    // A node that died on its own is the finding: show why.
+    for (const node of nodes) if (node.child.exitCode !== null && node.child.exitCode !== 0) console.error(`[faults] node ${node.name} exited with ${node.child.exitCode}:\n${node.output().slice(-4000)}`);
     await load?.stop();
     await Promise.all(nodes.map((node) => node.stop()));
     await installation?.close();

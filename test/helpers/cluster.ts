@@ -153,12 +153,13 @@ export async function prepareInstallation(options: { redisUrl?: string; override
   let ordersSat: string;
   try {
     bootstrap = tessera.bootstrapped!;
-    const serviceAccountId = (await tessera.referenceTokenLookup.resolve(bootstrap.management_token)) as unknown as { ok: true; token: { row: { service_account_id: string } } };
+    const resolved = await tessera.referenceTokenLookup.resolve(bootstrap.management_token);
+    if (!resolved.ok) throw new Error('the bootstrap token does not resolve');
     const issued = await tessera.referenceTokenIssuer.issue({
       organizationId: bootstrap.organization_id,
       type: 'sat',
       name: 'orders automation',
-      serviceAccountId: serviceAccountId.token.row.service_account_id,
+      serviceAccountId: resolved.token.ownerId,
       scopes: ['orders:read'],
       resources: ['https://orders.test'],
       expiresInSeconds: 3600,
