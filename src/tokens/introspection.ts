@@ -73,7 +73,6 @@ export interface IntrospectionDependencies {
  * their revocation is announced on pub/sub, and the short life bounds a lost announcement.
  */
 const JWT_CACHE_ENTRIES = 10_000;
-const JWT_INVALID_TTL_MS = 5_000;
 const OPAQUE_CACHE_ENTRIES = 10_000;
 const OPAQUE_TTL_MS = 1_000;
 /** Key of an opaque token in the local cache and in revocation messages: never the token itself. */
@@ -126,10 +125,14 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     return referenceAnswer(t, caller);
   }
 
-  const verifiedJwts = new BoundedCache<JWTPayload | null>(JWT_CACHE_ENTRIES, () => clock.now());
+  // Keyed by the token's SHA-256, not the token: a JWT is hundreds of bytes, and the heap
+  // must not grow with the tokens presented. Only verified tokens are kept; a forged or
+  // foreign JWT costs a signature check each time rather than a cache entry.
+  const verifiedJwts = new BoundedCache<JWTPayload>(JWT_CACHE_ENTRIES, () => clock.now());
   async function verifiedJwt(token: string): Promise<JWTPayload | undefined> {
-    const cached = verifiedJwts.get(token);
-    if (cached !== undefined) return cached ?? undefined;
+    const key = opaqueCacheKey(token);
+    const cached = verifiedJwts.get(key);
+    if (cached !== undefined) return cached;
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, verificationKeys(), {
@@ -139,14 +142,10 @@ export function createIntrospection(deps: IntrospectionDependencies) {
         currentDate: new Date(clock.now()),
       }));
     } catch {
-      verifiedJwts.set(token, null, JWT_INVALID_TTL_MS);
       return undefined;
     }
-    if (!payload.jti || !payload.exp) {
-      verifiedJwts.set(token, null, JWT_INVALID_TTL_MS);
-      return undefined;
-    }
-    verifiedJwts.set(token, payload, payload.exp * 1000 - clock.now());
+    if (!payload.jti || !payload.exp) return undefined;
+    verifiedJwts.set(key, payload, payload.exp * 1000 - clock.now());
     return payload;
   }
 

@@ -230,7 +230,8 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
           inFlight.set(key, loading);
         }
         facts = await loading;
-        if (trusted && generation === startedAt) local.set(key, facts, LOCAL_TTL_MS);
+        // Unknown hashes are not kept: made-up tokens must not grow the heap.
+        if (trusted && generation === startedAt && facts.k !== 'unknown') local.set(key, facts, LOCAL_TTL_MS);
       }
       return evaluate(facts, kind);
     },

@@ -129,7 +129,7 @@ try {
     TESSERA_DATA_DIR: dataDir,
   };
   log('starting Tessera node A and the plain oidc-provider');
-  const a = await spawnNode(env);
+  const a = await spawnNode(env, { timeoutMs: 120_000 });
   nodes.push(a);
   const plainProcess = runChild('plain-provider.ts', []);
   children.push(plainProcess.child);
@@ -216,8 +216,8 @@ try {
     const extra = STORED_TOKENS - BASE_TOKENS;
     log(`seeding ${extra} more reference tokens in bulk`);
     const started = performance.now();
-    for (let done = 0; done < extra; done += 250_000) {
-      const n = Math.min(250_000, extra - done);
+    for (let done = 0; done < extra; done += 25_000) {
+      const n = Math.min(25_000, extra - done);
       await pg.db.query(
         `INSERT INTO reference_tokens (id, organization_id, type, name, service_account_id, scopes, resources, secret_hash, created_by, expires_at)
          SELECT 'tok_seed_' || ($3 + g), $1, 'sat', 'seed', $2, '["orders:read"]'::jsonb, '[]'::jsonb,
@@ -236,7 +236,7 @@ try {
   }
 
   log('starting Tessera node B for revocation propagation');
-  const b = await spawnNode(env);
+  const b = await spawnNode(env, { timeoutMs: 120_000 });
   nodes.push(b);
   const management = a.bootstrapped!.management_token;
   const samples: number[] = [];

@@ -265,20 +265,27 @@ describe('introspection', () => {
       otherOrganization: foreignToken,
       revoked: revoked.token,
     };
+    // Every kind goes through the same HTTP handling; what could differ is the lookup, so it is
+    // timed directly, without the network's noise, once each kind has been seen.
+    const caller = { clientId: orders.clientId, organizationId: orgId, audiences: [orders.identifier] };
+    for (const [kind, token] of Object.entries(kinds)) {
+      const res = await introspect(orders, token);
+      expect(res.status).toBe(200);
+      expect(res.body.active, kind).toBe(kind === 'valid');
+    }
     const times: Record<string, number[]> = Object.fromEntries(Object.keys(kinds).map((k) => [k, []]));
     // Interleaved rounds, so background load affects every kind alike.
-    for (let round = 0; round < 40; round += 1) {
+    for (let round = 0; round < 300; round += 1) {
       for (const [kind, token] of Object.entries(kinds)) {
         const started = performance.now();
-        const res = await introspect(orders, token);
+        await running.tessera.introspection.introspect(token, caller);
         times[kind]!.push(performance.now() - started);
-        expect(res.status).toBe(200);
-        expect(res.body.active).toBe(kind === 'valid');
       }
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const valid = median(times.valid!);
-    for (const kind of Object.keys(kinds)) expect(median(times[kind]!), kind).toBeLessThanOrEqual(valid * 1.5 + 1);
+    // A storage round-trip costs far more than 0.1 ms; nothing here may need one.
+    for (const kind of Object.keys(kinds)) expect(median(times[kind]!), kind).toBeLessThanOrEqual(valid * 2 + 0.1);
   });
 
   it('rejects a wrong client secret exactly as the Koa path does (401, WWW-Authenticate)', async () => {
