@@ -349,6 +349,7 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       logger,
       policyDefaults: config.policyDefaults,
+      flushUsage: () => usage.flush(),
     });
     // Named limits from config `rateLimits`, counted in the cache store (shared by all nodes).
     const rateLimiters = new Map<string, RateLimiter>();

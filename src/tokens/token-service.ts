@@ -32,6 +32,8 @@ export interface TokenServiceDependencies {
   clock: Clock;
   logger: Logger;
   policyDefaults: OrganizationPolicy;
+  /** Writes usage counted in memory, so the idle job never revokes a token used moments ago. */
+  flushUsage?: () => Promise<void>;
 }
 
 export interface IssueRequest {
@@ -431,6 +433,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
 
     /** Idle revocation: live tokens unused for their organization's idle limit. Returns how many. */
     async revokeIdle(): Promise<number> {
+      await deps.flushUsage?.();
       let total = 0;
       for (;;) {
         const revoked = await tokens.revokeIdle(now(), deps.policyDefaults.idle_revocation_days, 500);
