@@ -5,6 +5,7 @@
  */
 import { hashPassword } from '../../src/domain/passwords.js';
 import { newId } from '../../src/storage/ids.js';
+import { EXAMPLE_SEED } from './seed.js';
 import type { TestServer } from './server.js';
 
 export const CALLBACK = 'http://127.0.0.1:8181/callback';
@@ -14,16 +15,8 @@ export const CONFIDENTIAL_SECRET = 'web-confidential-secret-0123456789';
 /** Clients of the sign-in tests: a public SPA/native-style client and a confidential web app. */
 export const SIGN_IN_SEED = {
   seed: {
-    resourceServers: [
-      {
-        identifier: 'https://orders.test',
-        name: 'Orders',
-        scopes: ['orders:read', 'orders:write'],
-        token_format: 'jwt',
-        introspection_client_id: 'orders-rs',
-        introspection_client_secret: 'orders-rs-secret-0123456789',
-      },
-    ],
+    // The same Orders API as the machine-flow seed.
+    resourceServers: [EXAMPLE_SEED.seed.resourceServers[0]!],
     clients: [
       {
         client_id: 'web-public',
