@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 import type { AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
@@ -16,6 +18,12 @@ export interface ClientView {
   /** The previous secret while its rotation grace lasts. */
   previousSecret: string | undefined;
   previousSecretExpiresAt: number | undefined;
+  /**
+   * SHA-256 of the current and previous secrets, computed once per load: a secret check then
+   * hashes only the presented value and compares digests in constant time.
+   */
+  secretDigest: Buffer | undefined;
+  previousSecretDigest: Buffer | undefined;
   /** Audiences this client may introspect: its resource server's identifier (RFC 7662 §2.1). */
   introspectionAudiences: string[];
   /** False when the service account owning the client is disabled: the client may get no token. */
@@ -28,6 +36,8 @@ export interface ClientView {
  * a database round-trip. `invalidate` (called on change, and by pub/sub from other nodes) drops
  * an entry at once.
  */
+const sha256 = (value: string) => createHash('sha256').update(value).digest();
+
 export function createClientDirectory(deps: {
   clients: ClientRepository;
   resourceServers: ResourceServerRepository;
@@ -54,12 +64,16 @@ export function createClientDirectory(deps: {
       const owner = await deps.serviceAccounts.findById(record.service_account_id);
       active = owner?.status === 'active';
     }
+    const metadata = toProviderMetadata(record, deps.envelope);
+    const previousSecret = record.previous_secret_enc ? deps.envelope.open(record.previous_secret_enc, secretContext(record.client_id, 'previous')) : undefined;
     return {
       record,
       active,
-      metadata: toProviderMetadata(record, deps.envelope),
-      previousSecret: record.previous_secret_enc ? deps.envelope.open(record.previous_secret_enc, secretContext(record.client_id, 'previous')) : undefined,
+      metadata,
+      previousSecret,
       previousSecretExpiresAt: record.previous_secret_expires_at?.getTime(),
+      secretDigest: typeof metadata.client_secret === 'string' ? sha256(metadata.client_secret) : undefined,
+      previousSecretDigest: previousSecret !== undefined ? sha256(previousSecret) : undefined,
       introspectionAudiences,
     };
   }

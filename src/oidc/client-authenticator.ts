@@ -56,9 +56,9 @@ export function createClientAuthenticator(deps: { clients: ClientDirectory; cach
    * (or someone holding a leaked one).
    */
   function checkSecret(view: ClientView, presented: string): 'ok' | 'replaced' | 'wrong' {
-    const current = view.metadata.client_secret as string | undefined;
-    let ok = current !== undefined && secretsEqual(presented, current);
-    const previousMatches = view.previousSecret !== undefined && secretsEqual(presented, view.previousSecret);
+    const digest = createHash('sha256').update(presented).digest();
+    let ok = view.secretDigest !== undefined && timingSafeEqual(digest, view.secretDigest);
+    const previousMatches = view.previousSecretDigest !== undefined && timingSafeEqual(digest, view.previousSecretDigest);
     // A rotated secret keeps working until its grace period ends (documented in the README).
     if (previousMatches && (view.previousSecretExpiresAt ?? 0) > clock.now()) ok = true;
     if (ok) return 'ok';
