@@ -21,9 +21,9 @@ import { createEnvelope } from '../../src/keys/envelope.js';
 import { newId } from '../../src/storage/ids.js';
 import { generateToken, hashToken } from '../../src/tokens/format.js';
 import { openPostgres, openRedis } from '../helpers/backends.js';
-import { spawnNode } from '../helpers/spawn-node.js';
+import { sharedNodeEnv, spawnNode } from '../helpers/spawn-node.js';
 import type { SpawnedNode } from '../helpers/spawn-node.js';
-import { createResourceServer, createServiceAccount, TEST_COOKIE_KEYS, TEST_KEK } from '../helpers/token-fixtures.js';
+import { createResourceServer, createServiceAccount, TEST_KEK } from '../helpers/token-fixtures.js';
 import { PLAIN_CLIENT, PLAIN_JWT_RESOURCE, PLAIN_OPAQUE_RESOURCE } from './plain-client.js';
 
 const argv = process.argv.slice(2);
@@ -115,19 +115,7 @@ const dataDir = mkdtempSync(resolve(tmpdir(), 'tessera-bench-'));
 const children: ChildProcess[] = [];
 const nodes: SpawnedNode[] = [];
 try {
-  const env = {
-    NODE_ENV: 'bench',
-    PORT: '0',
-    DATABASE_URL: pg.url,
-    REDIS_URL: redis.url,
-    TESSERA_KEK: TEST_KEK,
-    TESSERA_COOKIE_KEYS: TEST_COOKIE_KEYS,
-    TESSERA_ISSUER: 'http://127.0.0.1:3999',
-    TEST_SCHEMA: pg.schema,
-    TEST_REDIS_PREFIX: redis.prefix,
-    LOG_LEVEL: 'warn',
-    TESSERA_DATA_DIR: dataDir,
-  };
+  const env = sharedNodeEnv(pg, redis, { NODE_ENV: 'bench', LOG_LEVEL: 'warn', TESSERA_DATA_DIR: dataDir });
   log('starting Tessera node A and the plain oidc-provider');
   const a = await spawnNode(env, { timeoutMs: 120_000 });
   nodes.push(a);

@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 
 import type { BootstrapResult } from '../../src/domain/bootstrap.js';
+import { TEST_COOKIE_KEYS, TEST_KEK } from './token-fixtures.js';
 
 export interface SpawnedNode {
   url: string;
@@ -14,6 +15,26 @@ export interface SpawnedNode {
 
 const SERVER_SCRIPT = resolve(import.meta.dirname, 'server-process.ts');
 const TSX = resolve(import.meta.dirname, '../../node_modules/.bin/tsx');
+
+/**
+ * The environment of a node that shares one PostgreSQL schema and one Redis prefix (and so the
+ * same keys and issuer) with every other node started from it.
+ */
+export function sharedNodeEnv(pg: { url: string; schema: string }, redis: { url: string; prefix: string }, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    NODE_ENV: 'test',
+    PORT: '0',
+    DATABASE_URL: pg.url,
+    REDIS_URL: redis.url,
+    TESSERA_KEK: TEST_KEK,
+    TESSERA_COOKIE_KEYS: TEST_COOKIE_KEYS,
+    TESSERA_ISSUER: 'http://127.0.0.1:3999',
+    TEST_SCHEMA: pg.schema,
+    TEST_REDIS_PREFIX: redis.prefix,
+    LOG_LEVEL: 'silent',
+    ...extra,
+  };
+}
 
 /** Starts a Tessera node in a child process and waits until it listens (or fails). */
 export async function spawnNode(env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<SpawnedNode> {

@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnvelope } from '../../src/keys/envelope.js';
 import { openPostgres, openRedis, postgresRedisSkipReason } from '../helpers/backends.js';
 import type { OpenedPostgres, OpenedRedis } from '../helpers/backends.js';
-import { spawnNode } from '../helpers/spawn-node.js';
+import { sharedNodeEnv, spawnNode } from '../helpers/spawn-node.js';
 import type { SpawnedNode } from '../helpers/spawn-node.js';
-import { createResourceServer, createServiceAccount, TEST_COOKIE_KEYS, TEST_KEK } from '../helpers/token-fixtures.js';
+import { createResourceServer, createServiceAccount, TEST_KEK } from '../helpers/token-fixtures.js';
 import type { ResourceServerFixture } from '../helpers/token-fixtures.js';
 
 let pg: OpenedPostgres;
@@ -58,18 +58,7 @@ async function untilInactive(node: SpawnedNode, token: string, since: number, bu
 describe.skipIf(postgresRedisSkipReason !== undefined)('two nodes on one PostgreSQL + Redis', () => {
   beforeAll(async () => {
     [pg, redis] = await Promise.all([openPostgres(), openRedis()]);
-    const env = {
-      NODE_ENV: 'test',
-      PORT: '0',
-      DATABASE_URL: pg.url,
-      REDIS_URL: redis.url,
-      TESSERA_KEK: TEST_KEK,
-      TESSERA_COOKIE_KEYS: TEST_COOKIE_KEYS,
-      TESSERA_ISSUER: 'http://127.0.0.1:3999',
-      TEST_SCHEMA: pg.schema,
-      TEST_REDIS_PREFIX: redis.prefix,
-      LOG_LEVEL: 'silent',
-    };
+    const env = sharedNodeEnv(pg, redis);
     // Started together, as a rolling deploy would: one of them bootstraps, both migrate safely.
     [a, b] = await Promise.all([spawnNode(env, { timeoutMs: 90_000 }), spawnNode(env, { timeoutMs: 90_000 })]);
     managementToken = (a.bootstrapped ?? b.bootstrapped)!.management_token;
