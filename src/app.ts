@@ -212,10 +212,23 @@ export async function createTessera(options: TesseraOptions) {
       clientsChanged,
       audit,
     });
+    // Bearer credentials the engine stores are kept under sha256(id) since migration
+    // 1700000005000 (src/oidc/model-keys.ts). That migration converted the durable rows; the
+    // cache store's records (opaque access tokens, codes, PAR requests) are left to expire with
+    // their TTL instead. A token issued just before the upgrade would otherwise fail at once, so
+    // for the longest lifetime such a record can have, the adapter also looks under the old key
+    // and moves what it finds there to the new one. Past that, no old record can be alive.
+    const legacyWindowSeconds = Math.max(
+      config.ttl.accessToken,
+      config.ttl.clientCredentials,
+      config.ttl.authorizationCode,
+      (await repos.resourceServers.longestAccessTokenTtl()) ?? 0,
+    );
     const adapter = createAdapterFactory({
       cache,
       payloads: repos.payloads,
       clock,
+      legacyKeysUntil: clock.now() + legacyWindowSeconds * 1000,
       clientSource: {
         find: async (id) => {
           const view = await clients.get(id);
@@ -366,7 +379,7 @@ export async function createTessera(options: TesseraOptions) {
 
     const leakReports = rateLimiter('leakReport');
 
-    const introspection = createIntrospection({
+    const tokenIntrospection = createIntrospection({
       issuer: config.issuer,
       cache,
       referenceTokens: referenceTokenLookup,
@@ -377,6 +390,19 @@ export async function createTessera(options: TesseraOptions) {
       clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
       usage,
     });
+    // Introspection reads opaque access tokens from the cache store under their hashed key only.
+    // One issued before the upgrade is moved there by the adapter when the token endpoints first
+    // ask whether it is Tessera's (legacyKeysUntil above), so introspection and revocation then
+    // act on it like on any other; without this, the engine would answer for it.
+    const introspection: typeof tokenIntrospection = {
+      ...tokenIntrospection,
+      async findOpaque(token) {
+        const payload = await tokenIntrospection.findOpaque(token);
+        if (payload) return payload;
+        const adopted = (await adapter.adoptLegacy('AccessToken', token)) || (await adapter.adoptLegacy('ClientCredentials', token));
+        return adopted ? tokenIntrospection.findOpaque(token) : undefined;
+      },
+    };
 
     const resourceDeps: ResourceRouteDependencies = {
       ownerChanged: (ownerId) => tokenService.ownerChanged(ownerId),

@@ -1,12 +1,14 @@
-import { createHash } from 'node:crypto';
-
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
 import type { CacheStore } from '../storage/cache.js';
 import { isPlausibleId } from '../storage/ids.js';
-import { engineSafe } from './unavailable.js';
 import type { OidcPayloadRepository } from '../storage/oidc-payload-repository.js';
+import { HASHED_ID_MODELS, LEGACY_ID, modelKey, storedId, storedKey } from './model-keys.js';
+import { engineSafe } from './unavailable.js';
+
+// The introspection fast path and opaque-token revocation read the cache store through it.
+export { modelKey } from './model-keys.js';
 
 /**
  * oidc-provider's storage contract (see its adapter documentation: upsert, find, findByUid,
@@ -17,6 +19,10 @@ import type { OidcPayloadRepository } from '../storage/oidc-payload-repository.j
  * - Client is read from Tessera's own `clients` table through `clientSource`.
  * `revokeByGrantId` reaches both halves (RFC 6749 §4.1.2, §10.4: revoking a grant revokes
  * every token issued from it).
+ *
+ * Models whose id is a bearer credential are kept under sha256(id) and without `jti` in the
+ * payload (src/oidc/model-keys.ts, principle 6); `find` gives the engine back the jti it looked up
+ * with, which BaseModel.find needs to instantiate the token.
  */
 export const CACHED_MODELS = new Set([
   'Session',
@@ -50,60 +56,131 @@ export interface AdapterDependencies {
   clientSource: ClientSource;
   initialAccessTokens?: InitialAccessTokenSource;
   clock: Clock;
+  /**
+   * Until when (epoch ms) a record missing under its hashed id is looked for under its raw id,
+   * the layout before ids were hashed; absent, never. Records of the old layout are moved to the
+   * new one on first use. app.ts opens this window for the longest access-token lifetime after
+   * start-up: see the comment there.
+   */
+  legacyKeysUntil?: number;
 }
 
-/**
- * Durable models whose id is the bearer credential itself: stored under sha256(id), so a copy of
- * the database holds no usable registration access token (principle 6).
- */
-export const HASHED_ID_MODELS = new Set(['RegistrationAccessToken']);
-const storedId = (model: string, id: string) => (HASHED_ID_MODELS.has(model) ? createHash('sha256').update(id).digest('base64url') : id);
-
-/** Cache key of an oidc-provider model; exported because the introspection fast path reads it too. */
-export const modelKey = (model: string, id: string) => `oidc:${model}:${id}`;
 const grantKey = (grantId: string) => `oidc:grant:${grantId}`;
 const uidKey = (model: string, uid: string) => `oidc:${model}:uid:${uid}`;
 const userCodeKey = (model: string, code: string) => `oidc:${model}:usercode:${code}`;
 
-export function createAdapterFactory(deps: AdapterDependencies): new (name: string) => Adapter {
+/** A stored payload: for a hashed model without `jti`, which is the bearer credential itself. */
+function storable(model: string, payload: AdapterPayload): AdapterPayload {
+  if (!HASHED_ID_MODELS.has(model) || !('jti' in payload)) return payload;
+  const { jti: _credential, ...rest } = payload;
+  return rest;
+}
+
+/** What the engine expects back from find: BaseModel.find instantiates the payload as stored, jti included. */
+function found(model: string, id: string, payload: AdapterPayload): AdapterPayload {
+  return HASHED_ID_MODELS.has(model) ? { ...payload, jti: id } : payload;
+}
+
+/** A factory oidc-provider can construct per model, plus the legacy-layout adoption app.ts needs for opaque tokens. */
+export interface AdapterFactory {
+  new (name: string): Adapter;
+  /**
+   * Moves a record of `model` kept under its raw id (the layout before ids were hashed) to its
+   * hashed id, while the legacy window is open. True when there was one to move.
+   */
+  adoptLegacy(model: string, id: string): Promise<boolean>;
+}
+
+export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory {
   const { cache, payloads, clientSource, clock } = deps;
   const initialAccessTokens = deps.initialAccessTokens;
   const nowSeconds = () => Math.floor(clock.now() / 1000);
+  const now = () => new Date(clock.now());
+  /**
+   * Whether `id` may still be kept under its raw value by the layout before ids were hashed:
+   * only during the legacy window, only for a hashed model, only for a value shaped like an id
+   * the engine generates.
+   */
+  const mayBeLegacy = (model: string, id: string) =>
+    deps.legacyKeysUntil !== undefined && clock.now() < deps.legacyKeysUntil && HASHED_ID_MODELS.has(model) && LEGACY_ID.test(id);
 
   class CacheAdapter implements Adapter {
     constructor(private readonly name: string) {}
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      const key = modelKey(this.name, id);
-      await cache.set(key, JSON.stringify(payload), expiresIn);
-      if (payload.grantId && GRANTABLE_MODELS.has(this.name)) await cache.addToSet(grantKey(payload.grantId), key, expiresIn);
-      if (payload.uid) await cache.set(uidKey(this.name, payload.uid), id, expiresIn);
-      if (payload.userCode) await cache.set(userCodeKey(this.name, payload.userCode), id, expiresIn);
+      const stored = storedId(this.name, id);
+      await cache.set(storedKey(this.name, stored), JSON.stringify(storable(this.name, payload)), expiresIn);
+      await this.index(stored, payload, expiresIn);
+    }
+
+    /** Secondary keys: the grant's member list, the uid and user-code lookups. They name the stored id only. */
+    async index(stored: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      if (payload.grantId && GRANTABLE_MODELS.has(this.name)) await cache.addToSet(grantKey(payload.grantId), storedKey(this.name, stored), expiresIn);
+      if (payload.uid) await cache.set(uidKey(this.name, payload.uid), stored, expiresIn);
+      if (payload.userCode) await cache.set(userCodeKey(this.name, payload.userCode), stored, expiresIn);
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       const value = await cache.get(modelKey(this.name, id));
-      return value ? (JSON.parse(value) as AdapterPayload) : undefined;
+      if (value) return found(this.name, id, JSON.parse(value) as AdapterPayload);
+      if (await this.adoptLegacy(id)) return this.find(id);
+      return undefined;
+    }
+
+    /**
+     * A record of the layout before ids were hashed, kept under `oidc:<model>:<raw id>` with the
+     * id as `jti` in its payload, is moved to the hashed key for the rest of its life, so every
+     * later read, consume, destroy and grant revocation acts on one record.
+     */
+    async adoptLegacy(id: string): Promise<boolean> {
+      if (!mayBeLegacy(this.name, id)) return false;
+      const legacyKey = storedKey(this.name, id);
+      const value = await cache.get(legacyKey);
+      if (!value) return false;
+      const payload = JSON.parse(value) as AdapterPayload;
+      // Only a record of the old layout names its own id. A hashed record has no jti, so a
+      // digest read out of the store and presented as a token is never taken for one.
+      if (payload.jti !== id) return false;
+      const remaining = typeof payload.exp === 'number' ? payload.exp - nowSeconds() : 0;
+      if (remaining <= 0) return false;
+      const stored = storedId(this.name, id);
+      // NX: a record another node adopted (and perhaps consumed) meanwhile is never overwritten.
+      if (await cache.setIfAbsent(storedKey(this.name, stored), JSON.stringify(storable(this.name, payload)), remaining)) {
+        await this.index(stored, payload, remaining);
+      }
+      await cache.del(legacyKey);
+      return true;
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      const id = await cache.get(uidKey(this.name, uid));
-      return id ? this.find(id) : undefined;
+      const stored = await cache.get(uidKey(this.name, uid));
+      if (!stored) return undefined;
+      if (!HASHED_ID_MODELS.has(this.name)) return this.find(stored);
+      // The engine looks up only Sessions by uid. A hashed model's raw id is nowhere in storage,
+      // so its record comes back without jti.
+      const value = await cache.get(storedKey(this.name, stored));
+      return value ? (JSON.parse(value) as AdapterPayload) : undefined;
     }
 
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+      // The engine saves the device code again under the jti it gets back here, and only a
+      // digest of it is stored: the device flow (off in src/oidc/provider.ts) needs a lookup
+      // that can give the device code back, such as one sealed with the KEK, before it is enabled.
+      if (HASHED_ID_MODELS.has(this.name)) throw new Error(`${this.name}.findByUserCode is not supported: ids of ${this.name} are stored hashed`);
       const id = await cache.get(userCodeKey(this.name, userCode));
       return id ? this.find(id) : undefined;
     }
 
     async consume(id: string): Promise<void> {
       const key = modelKey(this.name, id);
-      const value = await cache.get(key);
+      let value = await cache.get(key);
+      if (!value && (await this.adoptLegacy(id))) value = await cache.get(key);
       if (!value) return;
       await cache.replaceKeepTtl(key, JSON.stringify({ ...(JSON.parse(value) as AdapterPayload), consumed: nowSeconds() }));
     }
 
     async destroy(id: string): Promise<void> {
+      await this.adoptLegacy(id);
       await cache.del(modelKey(this.name, id));
     }
 
@@ -115,19 +192,32 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
   class DatabaseAdapter implements Adapter {
     constructor(private readonly name: string) {}
 
-
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      await payloads.upsert(this.name, storedId(this.name, id), payload as Record<string, unknown>, expiresIn ? new Date(clock.now() + expiresIn * 1000) : null);
+      const expiresAt = expiresIn ? new Date(clock.now() + expiresIn * 1000) : null;
+      await payloads.upsert(this.name, storedId(this.name, id), storable(this.name, payload) as Record<string, unknown>, expiresAt);
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (!isPlausibleId(id)) return undefined;
-      return (await payloads.find(this.name, storedId(this.name, id), new Date(clock.now()))) as AdapterPayload | undefined;
+      const payload = (await payloads.find(this.name, storedId(this.name, id), now())) as AdapterPayload | undefined;
+      if (payload) return found(this.name, id, payload);
+      if (await this.adoptLegacy(id)) return this.find(id);
+      return undefined;
+    }
+
+    /**
+     * migrations/1700000005000_hashed_oidc_ids.sql converts the rows that exist when it runs; a
+     * row a node of the previous release writes after that (during a rolling upgrade) is
+     * converted here when it is first used within the legacy window.
+     */
+    async adoptLegacy(id: string): Promise<boolean> {
+      if (!mayBeLegacy(this.name, id)) return false;
+      return payloads.adoptLegacyId(this.name, id, storedId(this.name, id));
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
       if (!isPlausibleId(uid)) return undefined;
-      return (await payloads.findByUid(this.name, uid, new Date(clock.now()))) as AdapterPayload | undefined;
+      return (await payloads.findByUid(this.name, uid, now())) as AdapterPayload | undefined;
     }
 
     async findByUserCode(): Promise<AdapterPayload | undefined> {
@@ -135,10 +225,14 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
     }
 
     async consume(id: string): Promise<void> {
-      await payloads.consume(this.name, storedId(this.name, id), new Date(clock.now()));
+      if (!isPlausibleId(id)) return;
+      if (await payloads.consume(this.name, storedId(this.name, id), now())) return;
+      if (await this.adoptLegacy(id)) await payloads.consume(this.name, storedId(this.name, id), now());
     }
 
     async destroy(id: string): Promise<void> {
+      if (!isPlausibleId(id)) return;
+      await this.adoptLegacy(id);
       await payloads.destroy(this.name, storedId(this.name, id));
     }
 
@@ -206,14 +300,24 @@ export function createAdapterFactory(deps: AdapterDependencies): new (name: stri
     await payloads.revokeByGrantId(grantId);
   }
 
+  const innerAdapter = (name: string): Adapter => {
+    if (name === 'Client') return new ClientAdapter();
+    if (name === 'InitialAccessToken' && initialAccessTokens) return new InitialAccessTokenAdapter();
+    if (CACHED_MODELS.has(name)) return new CacheAdapter(name);
+    return new DatabaseAdapter(name);
+  };
+
   return class TesseraAdapter implements Adapter {
     private readonly inner: Adapter;
 
     constructor(name: string) {
-      if (name === 'Client') this.inner = new ClientAdapter();
-      else if (name === 'InitialAccessToken' && initialAccessTokens) this.inner = new InitialAccessTokenAdapter();
-      else if (CACHED_MODELS.has(name)) this.inner = new CacheAdapter(name);
-      else this.inner = new DatabaseAdapter(name);
+      this.inner = innerAdapter(name);
+    }
+
+    static async adoptLegacy(model: string, id: string): Promise<boolean> {
+      if (!mayBeLegacy(model, id)) return false;
+      const inner = innerAdapter(model);
+      return inner instanceof CacheAdapter || inner instanceof DatabaseAdapter ? inner.adoptLegacy(id) : false;
     }
 
     // Every call goes through engineSafe: a storage outage becomes 503 temporarily_unavailable.

@@ -1,6 +1,9 @@
 import type { Database } from './database.js';
 
-/** Durable oidc-provider payloads (Grant, RefreshToken, registration tokens) in PostgreSQL. */
+/**
+ * Durable oidc-provider payloads (Grant, RefreshToken, registration tokens) in PostgreSQL. `id` is
+ * the stored id the adapter derives (src/oidc/model-keys.ts): a digest for bearer credentials.
+ */
 export function createOidcPayloadRepository(db: Database) {
   return {
     async upsert(model: string, id: string, payload: Record<string, unknown>, expiresAt: Date | null): Promise<void> {
@@ -30,11 +33,33 @@ export function createOidcPayloadRepository(db: Database) {
       if (!row) return undefined;
       return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
     },
-    async consume(model: string, id: string, now: Date): Promise<void> {
-      await db.query('UPDATE oidc_payloads SET consumed_at = $3 WHERE model = $1 AND id = $2', [model, id, now]);
+    /** False when there was no such record. */
+    async consume(model: string, id: string, now: Date): Promise<boolean> {
+      const { rowCount } = await db.query('UPDATE oidc_payloads SET consumed_at = $3 WHERE model = $1 AND id = $2', [model, id, now]);
+      return rowCount > 0;
     },
     async destroy(model: string, id: string): Promise<void> {
       await db.query('DELETE FROM oidc_payloads WHERE model = $1 AND id = $2', [model, id]);
+    },
+    /**
+     * Moves a row of the layout before ids were hashed (its id the raw token, which its payload
+     * repeats as jti) to `storedId`, without the jti, in one statement. A row already kept under
+     * `storedId` (another node got there first) wins. Only a row whose jti equals its id moves, so a hashed row is never taken for
+     * a legacy one. True when there was a legacy row.
+     */
+    async adoptLegacyId(model: string, id: string, storedId: string): Promise<boolean> {
+      const { rows } = await db.query<{ moved: number }>(
+        `WITH legacy AS (
+           DELETE FROM oidc_payloads WHERE model = $1 AND id = $2 AND payload->>'jti' = $2 RETURNING *
+         ), adopted AS (
+           INSERT INTO oidc_payloads (model, id, payload, grant_id, uid, expires_at, consumed_at)
+           SELECT model, $3, payload - 'jti', grant_id, uid, expires_at, consumed_at FROM legacy
+           ON CONFLICT (model, id) DO NOTHING
+         )
+         SELECT count(*)::int AS moved FROM legacy`,
+        [model, id, storedId],
+      );
+      return (rows[0]?.moved ?? 0) > 0;
     },
     /**
      * Every token issued from the grant. Not the Grant itself: oidc-provider destroys that

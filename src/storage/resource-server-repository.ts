@@ -31,6 +31,11 @@ export function createResourceServerRepository(db: Database) {
       const { rows } = await q.query<ResourceServer>('SELECT * FROM resource_servers WHERE identifier = $1', [identifier]);
       return rows[0];
     },
+    /** The longest access_token_ttl of any resource server, in seconds; undefined with none. */
+    async longestAccessTokenTtl(): Promise<number | undefined> {
+      const { rows } = await db.query<{ ttl: number | null }>('SELECT max(access_token_ttl) AS ttl FROM resource_servers');
+      return rows[0]?.ttl ?? undefined;
+    },
     async listByOrganization(organizationId: string): Promise<ResourceServer[]> {
       const { rows } = await db.query<ResourceServer>('SELECT * FROM resource_servers WHERE organization_id = $1 ORDER BY created_at, id', [organizationId]);
       return rows;
