@@ -75,6 +75,7 @@ import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
 import { tokenRoutes } from './management/routes/tokens.js';
 import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
+import { andThen } from './maybe-promise.js';
 import { opaqueCacheKey } from './tokens/introspection.js';
 import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
 import { createTokenService, IDLE_REVOCATION_LOCK_KEY } from './tokens/token-service.js';
@@ -265,6 +266,8 @@ export async function createTessera(options: TesseraOptions) {
       return built;
     };
     // Interactive sign-in: refresh-token reuse grace, logout revocation policy, login throttling.
+    /** Whether a client may still act; synchronous while it is cached (introspection's hot path). */
+    const clientActive = (clientId: string) => andThen(clients.get(clientId), (view) => view?.active === true);
     const grantExists = async (grantId: string) => (await new adapter('Grant').find(grantId)) !== undefined;
     const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, clients, authenticator, logger, grantExists });
     const logoutRevocation = createLogoutRevocation({
@@ -374,7 +377,7 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists,
-      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      clientActive,
       usage,
     });
 
@@ -409,7 +412,7 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
-      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      clientActive,
       usage,
       routes: [
         ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
