@@ -218,16 +218,18 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
      */
     resolve(token: string): MaybePromise<Resolution> {
       if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'malformed' };
-      const kind = parseToken(token);
-      if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
       const key = tokenKey(token);
       const trusted = useLocal();
       if (!trusted) stats.untrusted += 1;
       const cached = trusted ? local.get(key) : undefined;
+      // Only hashes of stored tokens enter the local tier, so a hit is a well-formed token and
+      // its prefix names its kind; the checksum is checked before anything below this tier.
       if (cached !== undefined) {
         stats.local += 1;
-        return evaluate(cached, kind);
+        return evaluate(cached, token.startsWith('tsr_pat_') ? 'pat' : 'sat');
       }
+      const kind = parseToken(token);
+      if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
       const startedAt = generation;
       let loading = inFlight.get(key);
       if (!loading) {
