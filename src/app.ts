@@ -214,7 +214,7 @@ export async function createTessera(options: TesseraOptions) {
       audit,
     });
     // Bearer credentials the engine stores are kept under sha256(id) since migration
-    // 1700000005000 (src/oidc/model-keys.ts). That migration converted the durable rows; the
+    // 1700000008000 (src/oidc/model-keys.ts). That migration converted the durable rows; the
     // cache store's records (opaque access tokens, codes, PAR requests) are left to expire with
     // their TTL instead. A token issued just before the upgrade would otherwise fail at once, so
     // for the longest lifetime such a record can have, the adapter also looks under the old key
@@ -397,15 +397,14 @@ export async function createTessera(options: TesseraOptions) {
     // Introspection reads opaque access tokens from the cache store under their hashed key only.
     // One issued before the upgrade is moved there by the adapter when the token endpoints first
     // ask whether it is Tessera's (legacyKeysUntil above), so introspection and revocation then
-    // act on it like on any other; without this, the engine would answer for it.
+    // act on it like on any other; without this, the engine would answer for it, unrestricted by
+    // organization and audience. A found token costs nothing extra; a miss, one lookup per model
+    // during the window and none after it.
+    const adoptOpaque = async (token: string, key?: string) =>
+      (await adapter.adoptLegacy('AccessToken', token)) || (await adapter.adoptLegacy('ClientCredentials', token)) ? tokenIntrospection.findOpaque(token, key) : undefined;
     const introspection: typeof tokenIntrospection = {
       ...tokenIntrospection,
-      async findOpaque(token) {
-        const payload = await tokenIntrospection.findOpaque(token);
-        if (payload) return payload;
-        const adopted = (await adapter.adoptLegacy('AccessToken', token)) || (await adapter.adoptLegacy('ClientCredentials', token));
-        return adopted ? tokenIntrospection.findOpaque(token) : undefined;
-      },
+      findOpaque: (token, key) => andThen(tokenIntrospection.findOpaque(token, key), (payload) => payload ?? adoptOpaque(token, key)),
     };
 
     const resourceDeps: ResourceRouteDependencies = {

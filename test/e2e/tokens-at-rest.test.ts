@@ -7,6 +7,8 @@
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { modelKey } from '../../src/oidc/adapter.js';
+import { storedId } from '../../src/oidc/model-keys.js';
 import { backends, createTestClock } from '../helpers/backends.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { api, startTestServer } from '../helpers/server.js';
@@ -39,17 +41,18 @@ for (const backend of backends) {
     /** The ones the adapter keeps in the cache store, with their model. */
     const cached: { model: string; value: string }[] = [];
 
-    const introspect = async (token: string) => {
-      const response = await fetch(`${server.url}/token/introspection`, {
+    /** An API asks (RFC 7662) or revokes (RFC 7009) with its introspection credentials; the Billing API unless said otherwise. */
+    const asApi = (path: string, token: string, api: { introspection_client_id: string; introspection_client_secret: string } = BILLING_RS) =>
+      fetch(`${server.url}${path}`, {
         method: 'POST',
         headers: {
-          authorization: `Basic ${Buffer.from(`${BILLING_RS.introspection_client_id}:${BILLING_RS.introspection_client_secret}`).toString('base64')}`,
+          authorization: `Basic ${Buffer.from(`${api.introspection_client_id}:${api.introspection_client_secret}`).toString('base64')}`,
           'content-type': 'application/x-www-form-urlencoded',
         },
         body: new URLSearchParams({ token }),
       });
-      return (await response.json()) as { active: boolean; aud?: string };
-    };
+    const introspect = async (token: string, api?: typeof BILLING_RS) => (await (await asApi('/token/introspection', token, api)).json()) as { active: boolean; aud?: string };
+    const revoke = async (token: string) => expect((await asApi('/token/revocation', token)).status).toBe(200);
 
     async function authorize(config: client.Configuration, url: URL, verifier: string, state: string, nonce: string) {
       const { callback } = await signIn(browserless(server), url.href, 'alice', PASSWORD);
@@ -161,16 +164,54 @@ for (const backend of backends) {
       expect(refreshed.refresh_token).toBeTruthy();
 
       // RFC 7009 revocation reaches the token under its digest.
-      const revoked = await fetch(`${server.url}/token/revocation`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${Buffer.from(`${BILLING_RS.introspection_client_id}:${BILLING_RS.introspection_client_secret}`).toString('base64')}`,
-          'content-type': 'application/x-www-form-urlencoded',
-        },
-        body: new URLSearchParams({ token: held.client_credentials_token! }),
-      });
-      expect(revoked.status).toBe(200);
+      await revoke(held.client_credentials_token!);
       expect(await introspect(held.client_credentials_token!)).toEqual({ active: false });
+    });
+
+    it('serves tokens issued before the upgrade, stored the old way, and moves them to the new layout', async () => {
+      // Put a live opaque token and refresh token back the way the previous release stored them:
+      // under the raw value, which the payload repeats as jti.
+      const worker = await client.discovery(new URL(server.url), 'worker', undefined, client.ClientSecretBasic(WORKER_SECRET), options);
+      const opaque = (await client.clientCredentialsGrant(worker, { scope: 'billing:read', resource: BILLING_RS.identifier })).access_token;
+      const { cache, db } = server.tessera;
+      const record = JSON.parse((await cache.get(modelKey('ClientCredentials', opaque)))!) as Record<string, unknown>;
+      await cache.del(modelKey('ClientCredentials', opaque));
+      await cache.set(`oidc:ClientCredentials:${opaque}`, JSON.stringify({ ...record, jti: opaque }), 600);
+      const { tokens } = await (async () => {
+        const verifier = client.randomPKCECodeVerifier();
+        const [state, nonce] = [client.randomState(), client.randomNonce()];
+        const url = client.buildAuthorizationUrl(publicClient, {
+          redirect_uri: CALLBACK,
+          scope: 'openid offline_access',
+          prompt: 'consent',
+          code_challenge: await client.calculatePKCECodeChallenge(verifier),
+          code_challenge_method: 'S256',
+          state,
+          nonce,
+        });
+        return authorize(publicClient, url, verifier, state, nonce);
+      })();
+      const refreshToken = tokens.refresh_token!;
+      await db.query("UPDATE oidc_payloads SET id = $2, payload = payload || jsonb_build_object('jti', $2::text) WHERE model = 'RefreshToken' AND id = $1", [
+        storedId('RefreshToken', refreshToken),
+        refreshToken,
+      ]);
+
+      // Introspection (handed from the fast path to the token endpoints) finds the old record, and
+      // answers for it like for any other: nothing for an API it is not for (principle 2).
+      expect(await introspect(opaque, EXAMPLE_SEED.seed.resourceServers[0]!)).toEqual({ active: false });
+      expect(await introspect(opaque)).toMatchObject({ active: true, aud: BILLING_RS.identifier, client_id: 'worker' });
+      expect(await cache.get(`oidc:ClientCredentials:${opaque}`)).toBeNull();
+      expect(await cache.get(modelKey('ClientCredentials', opaque))).not.toBeNull();
+      // The engine finds the old refresh token row, and rotates it.
+      expect((await client.refreshTokenGrant(publicClient, refreshToken)).refresh_token).toBeTruthy();
+      const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM oidc_payloads WHERE id = $1', [refreshToken]);
+      expect(rows[0]!.n).toBe(0);
+
+      // What is stored now, the digest, is no token, even while old records are looked for.
+      expect(await introspect(storedId('ClientCredentials', opaque))).toEqual({ active: false });
+      await revoke(opaque);
+      expect(await introspect(opaque)).toEqual({ active: false });
     });
   });
 }
