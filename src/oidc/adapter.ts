@@ -199,16 +199,23 @@ export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory 
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (!isPlausibleId(id)) return undefined;
-      const payload = (await payloads.find(this.name, storedId(this.name, id), now())) as AdapterPayload | undefined;
-      if (payload) return found(this.name, id, payload);
-      if (await this.adoptLegacy(id)) return this.find(id);
-      return undefined;
+      const stored = storedId(this.name, id);
+      if (!mayBeLegacy(this.name, id)) {
+        const payload = (await payloads.find(this.name, stored, now())) as AdapterPayload | undefined;
+        return payload && found(this.name, id, payload);
+      }
+      // In the legacy window one query looks for both layouts, so a miss costs no more than after it.
+      const row = await payloads.findOrLegacy(this.name, stored, id, now());
+      if (!row) return undefined;
+      if (row.legacy) await payloads.adoptLegacyId(this.name, id, stored);
+      return found(this.name, id, row.payload as AdapterPayload);
     }
 
     /**
      * migrations/1700000008000_hashed_oidc_ids.sql converts the rows that exist when it runs; a
      * row a node of the previous release writes after that (during a rolling upgrade) is
-     * converted here when it is first used within the legacy window.
+     * converted here when it is first used within the legacy window. consume and destroy reach
+     * such a row in the same statement as the hashed one.
      */
     async adoptLegacy(id: string): Promise<boolean> {
       if (!mayBeLegacy(this.name, id)) return false;
@@ -226,14 +233,12 @@ export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory 
 
     async consume(id: string): Promise<void> {
       if (!isPlausibleId(id)) return;
-      if (await payloads.consume(this.name, storedId(this.name, id), now())) return;
-      if (await this.adoptLegacy(id)) await payloads.consume(this.name, storedId(this.name, id), now());
+      await payloads.consume(this.name, storedId(this.name, id), now(), mayBeLegacy(this.name, id) ? id : undefined);
     }
 
     async destroy(id: string): Promise<void> {
       if (!isPlausibleId(id)) return;
-      await this.adoptLegacy(id);
-      await payloads.destroy(this.name, storedId(this.name, id));
+      await payloads.destroy(this.name, storedId(this.name, id), mayBeLegacy(this.name, id) ? id : undefined);
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {

@@ -24,6 +24,22 @@ export function createOidcPayloadRepository(db: Database) {
       if (!row) return undefined;
       return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
     },
+    /**
+     * `find`, also matching in the same query a row of the layout before ids were hashed: named
+     * `legacyId`, which its payload repeats as jti (a hashed row has no jti, so a digest presented
+     * as `legacyId` matches nothing). The hashed row wins; `legacy` says which one answered.
+     */
+    async findOrLegacy(model: string, id: string, legacyId: string, now: Date): Promise<{ payload: Record<string, unknown>; legacy: boolean } | undefined> {
+      const { rows } = await db.query<{ payload: Record<string, unknown>; consumed_at: Date | null; legacy: boolean }>(
+        `SELECT payload, consumed_at, id <> $2 AS legacy FROM oidc_payloads
+          WHERE model = $1 AND (id = $2 OR (id = $3 AND payload->>'jti' = $3)) AND (expires_at IS NULL OR expires_at > $4)
+          ORDER BY id = $2 DESC LIMIT 1`,
+        [model, id, legacyId, now],
+      );
+      const row = rows[0];
+      if (!row) return undefined;
+      return { payload: row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload, legacy: row.legacy };
+    },
     async findByUid(model: string, uid: string, now: Date): Promise<Record<string, unknown> | undefined> {
       const { rows } = await db.query<{ payload: Record<string, unknown>; consumed_at: Date | null }>(
         'SELECT payload, consumed_at FROM oidc_payloads WHERE model = $1 AND uid = $2 AND (expires_at IS NULL OR expires_at > $3)',
@@ -33,13 +49,20 @@ export function createOidcPayloadRepository(db: Database) {
       if (!row) return undefined;
       return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload;
     },
-    /** False when there was no such record. */
-    async consume(model: string, id: string, now: Date): Promise<boolean> {
-      const { rowCount } = await db.query('UPDATE oidc_payloads SET consumed_at = $3 WHERE model = $1 AND id = $2', [model, id, now]);
-      return rowCount > 0;
+    /** With `legacyId`, a row of the layout before ids were hashed too (see findOrLegacy). */
+    async consume(model: string, id: string, now: Date, legacyId?: string): Promise<void> {
+      if (legacyId === undefined) {
+        await db.query('UPDATE oidc_payloads SET consumed_at = $3 WHERE model = $1 AND id = $2', [model, id, now]);
+      } else {
+        await db.query("UPDATE oidc_payloads SET consumed_at = $3 WHERE model = $1 AND (id = $2 OR (id = $4 AND payload->>'jti' = $4))", [model, id, now, legacyId]);
+      }
     },
-    async destroy(model: string, id: string): Promise<void> {
-      await db.query('DELETE FROM oidc_payloads WHERE model = $1 AND id = $2', [model, id]);
+    async destroy(model: string, id: string, legacyId?: string): Promise<void> {
+      if (legacyId === undefined) {
+        await db.query('DELETE FROM oidc_payloads WHERE model = $1 AND id = $2', [model, id]);
+      } else {
+        await db.query("DELETE FROM oidc_payloads WHERE model = $1 AND (id = $2 OR (id = $3 AND payload->>'jti' = $3))", [model, id, legacyId]);
+      }
     },
     /**
      * Moves a row of the layout before ids were hashed (its id the raw token, which its payload

@@ -446,11 +446,18 @@ describe.each(backends)('oidc-provider adapter on $name', (backendFactory) => {
       await adapter.consume(rt.jti!);
       expect((await refreshTokens.find(rt.jti!))?.consumed).toBe(epoch(clock));
 
-      // Consumed before it was ever found again: reuse detection still sees it consumed.
+      // Consumed before it was ever found again: reuse detection still sees it consumed, and
+      // destroy reaches an old row as well.
       const other = refreshTokenPayload(clock, grantId, { rotations: 1 });
       await legacyRefreshToken(other);
       await adapter.consume(other.jti!);
-      expect((await refreshTokens.find(other.jti!))?.consumed).toBe(epoch(clock));
+      expect((await adapter.find(other.jti!))?.consumed).toBe(epoch(clock));
+      const third = refreshTokenPayload(clock, grantId, { rotations: 2 });
+      await legacyRefreshToken(third);
+      await adapter.destroy(third.jti!);
+      expect(await adapter.find(third.jti!)).toBeUndefined();
+      const { rows: left } = await backend.db.query<{ id: string }>('SELECT id FROM oidc_payloads WHERE grant_id = $1', [grantId]);
+      expect(left.map((r) => r.id).sort()).toEqual([sha256(rt.jti!), sha256(other.jti!)].sort());
     });
 
     it('looks under old keys only within the window, and never for a model whose ids are not hashed', async () => {
