@@ -214,7 +214,7 @@ export async function createTessera(options: TesseraOptions) {
       audit,
     });
     // Bearer credentials the engine stores are kept under sha256(id) since migration
-    // 1700000008000 (src/oidc/model-keys.ts). That migration converted the durable rows; the
+    // 1700000009000 (src/oidc/model-keys.ts). That migration converted the durable rows; the
     // cache store's records (opaque access tokens, codes, PAR requests) are left to expire with
     // their TTL instead. A token issued just before the upgrade would otherwise fail at once, so
     // for the longest lifetime such a record can have, the adapter also looks under the old key

@@ -212,7 +212,7 @@ export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory 
     }
 
     /**
-     * migrations/1700000008000_hashed_oidc_ids.sql converts the rows that exist when it runs; a
+     * migrations/1700000009000_hashed_oidc_ids.sql converts the rows that exist when it runs; a
      * row a node of the previous release writes after that (during a rolling upgrade) is
      * converted here when it is first used within the legacy window. consume and destroy reach
      * such a row in the same statement as the hashed one.

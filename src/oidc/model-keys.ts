@@ -31,7 +31,7 @@ export const HASHED_ID_MODELS: ReadonlySet<string> = new Set([
 
 /**
  * The stored id of a model: the SHA-256 of the id, base64url without padding, for the models
- * above, and the id itself for the others. migrations/1700000008000_hashed_oidc_ids.sql computes
+ * above, and the id itself for the others. migrations/1700000009000_hashed_oidc_ids.sql computes
  * the same digest in SQL for the rows written before it.
  */
 export function storedId(model: string, id: string): string {
