@@ -153,7 +153,7 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
           ...auditContext(ctx),
           action: 'organization.created',
           target: { type: 'organization', id: result.organization.id },
-          details: { name: result.organization.name, owner: result.owner.username, service_account_id: result.serviceAccount.id, management_token_id: result.managementTokenId },
+          details: { name: result.organization.name, owner: result.owner.username, service_account_id: result.serviceAccount.id, management_token_id: result.managementTokenId, cli_client_id: result.cliClientId },
         });
         return {
           status: 201,
