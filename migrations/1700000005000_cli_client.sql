@@ -18,6 +18,13 @@ SELECT 'tessera-cli.' || o.id, o.id, 'cli', 'Tessera CLI',
  WHERE NOT EXISTS (SELECT 1 FROM clients c WHERE c.organization_id = o.id AND c.kind = 'cli')
 ON CONFLICT (client_id) DO NOTHING;
 
+-- RFC 7591 registration used to accept `application_type: native`, for which the engine matches
+-- loopback redirect URIs on any port (RFC 8252 §7.3). That is now the built-in client's alone
+-- (src/oidc/sign-in-config.ts refuses it elsewhere): such clients become web clients, whose
+-- redirect URIs match exactly as registered, instead of failing to load.
+UPDATE clients SET metadata = metadata - 'application_type', updated_at = now()
+ WHERE kind <> 'cli' AND metadata->>'application_type' = 'native';
+
 -- One built-in client per organization.
 CREATE UNIQUE INDEX clients_one_cli_per_organization ON clients (organization_id) WHERE kind = 'cli';
 

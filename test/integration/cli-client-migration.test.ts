@@ -1,8 +1,9 @@
 /**
  * migrations/1700000005000_cli_client.sql on PGlite and PostgreSQL, with data between the steps
  * (STYLE.md): organizations created before the migration get the same built-in tessera-cli client
- * the code gives a new organization (src/domain/cli-client.ts), once, and the migration changes
- * nothing when an organization has it already.
+ * the code gives a new organization (src/domain/cli-client.ts), once; and a client registered as
+ * native before becomes a web client, since port-agnostic loopback redirects are the built-in
+ * client's alone.
  */
 import { readdirSync } from 'node:fs';
 
@@ -56,7 +57,7 @@ describe.each(Object.keys(databases))('the tessera-cli migration on %s', (name) 
     opened = undefined;
   });
 
-  it('backfills every existing organization with the client the code creates, and nothing else', async () => {
+  it('backfills every existing organization with the client the code creates, and makes registered native clients web clients', async () => {
     expect(BEFORE_CLI_CLIENT).toBeGreaterThan(0);
     opened = await databases[name]!();
     const { db, schema } = opened;
@@ -64,6 +65,11 @@ describe.each(Object.keys(databases))('the tessera-cli migration on %s', (name) 
     await db.query("INSERT INTO organizations (id, name) VALUES ('org_a', 'a'), ('org_b', 'b')");
     await db.query(
       `INSERT INTO clients (client_id, organization_id, kind, name, metadata) VALUES ('app', 'org_a', 'oauth', 'App', '{"grant_types": ["client_credentials"]}')`,
+    );
+    // Registered through RFC 7591 as native before only the built-in client could be.
+    await db.query(
+      `INSERT INTO clients (client_id, organization_id, kind, name, metadata, registration) VALUES
+         ('native-app', 'org_b', 'oauth', 'Native', '{"application_type": "native", "redirect_uris": ["http://127.0.0.1:7000/cb"]}', true)`,
     );
 
     expect(await migrate(db, { schema })).toEqual(MIGRATIONS.slice(BEFORE_CLI_CLIENT).map((file) => file.replace(/\.sql$/, '')));
@@ -85,7 +91,9 @@ describe.each(Object.keys(databases))('the tessera-cli migration on %s', (name) 
       });
     }
     const { rows } = await db.query<{ kind: string; n: number }>('SELECT kind, count(*)::int AS n FROM clients GROUP BY kind ORDER BY kind');
-    expect(rows).toEqual([{ kind: 'cli', n: 2 }, { kind: 'oauth', n: 1 }]);
+    expect(rows).toEqual([{ kind: 'cli', n: 2 }, { kind: 'oauth', n: 2 }]);
+    // It is a web client now: redirect URIs match exactly as registered.
+    expect((await clients.findById('native-app'))!.metadata).toEqual({ redirect_uris: ['http://127.0.0.1:7000/cb'] });
 
     // One built-in client per organization, whatever its id.
     await expect(clients.insert({ ...cliClient('org_a'), client_id: 'tessera-cli.other' })).rejects.toThrow();
