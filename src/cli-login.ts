@@ -102,7 +102,8 @@ function organizationId(value: string | undefined): string {
   if (!value) {
     throw new LoginError('pass --organization ORG_ID: the id of your organization (GET /api/v1/organization shows it, with cli_client_id)');
   }
-  if (!/^[\x21-\x7e]{1,200}$/.test(value)) throw new LoginError('--organization is not an organization id');
+  // Organization ids are `org_` and random characters (src/storage/ids.ts); a name is the usual slip.
+  if (!/^org_[\w-]{1,100}$/.test(value)) throw new LoginError(`--organization takes the organization's id (org_…), not its name; GET /api/v1/organization shows it`);
   return value;
 }
 

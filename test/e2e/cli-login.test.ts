@@ -186,6 +186,9 @@ describe(`tessera login on ${backend.name}`, () => {
     const noOrg = await runCli(['login', '--issuer', server.url], env, CLI_TEST_TIMEOUT_MS);
     expect(noOrg.code).toBe(1);
     expect(noOrg.stderr).toMatch(/--organization/);
+    const byName = await runCli(['login', '--issuer', server.url, '--organization', 'default'], env, CLI_TEST_TIMEOUT_MS);
+    expect(byName.code).toBe(1);
+    expect(byName.stderr).toMatch(/organization's id \(org_…\), not its name/);
     const plainHttp = await runCli(['login', '--issuer', 'http://idp.example.test', '--organization', 'org_x'], env, CLI_TEST_TIMEOUT_MS);
     expect(plainHttp.code).toBe(1);
     expect(plainHttp.stderr).toMatch(/https/);
