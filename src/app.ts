@@ -51,7 +51,7 @@ import { createSecretGrace } from './oidc/secret-grace.js';
 import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
 import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
-import { createClientAuthenticator } from './oidc/client-authenticator.js';
+import { createClientAuthenticator, secretsEqual } from './oidc/client-authenticator.js';
 import { createLogoutRevocation } from './oidc/logout-revocation.js';
 import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
@@ -75,6 +75,7 @@ import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
 import { tokenRoutes } from './management/routes/tokens.js';
 import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
+import { andThen } from './maybe-promise.js';
 import { opaqueCacheKey } from './tokens/introspection.js';
 import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
 import { createTokenService, IDLE_REVOCATION_LOCK_KEY } from './tokens/token-service.js';
@@ -284,6 +285,9 @@ export async function createTessera(options: TesseraOptions) {
       return built;
     };
     // Interactive sign-in: refresh-token reuse grace, logout revocation policy, login throttling.
+    const bearerMatches = (header: string, expected: string) => header.startsWith('Bearer ') && secretsEqual(header.slice(7), expected);
+    /** Whether a client may still act; synchronous while it is cached (introspection's hot path). */
+    const clientActive = (clientId: string) => andThen(clients.get(clientId), (view) => view?.active === true);
     const grantExists = async (grantId: string) => (await new adapter('Grant').find(grantId)) !== undefined;
     const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, clients, authenticator, logger, grantExists });
     const logoutRevocation = createLogoutRevocation({
@@ -393,7 +397,7 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists,
-      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      clientActive,
       usage,
     });
 
@@ -428,7 +432,7 @@ export async function createTessera(options: TesseraOptions) {
       revocations,
       users: repos.users,
       serviceAccounts: repos.serviceAccounts,
-      clientActive: async (clientId) => (await clients.get(clientId))?.active === true,
+      clientActive,
       usage,
       routes: [
         ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
@@ -454,8 +458,15 @@ export async function createTessera(options: TesseraOptions) {
         return;
       }
       if (ctx.method === 'GET' && ctx.path === '/metrics') {
-        // Prometheus text format. Unauthenticated like /healthz: no label carries an
-        // organization id unless the operator turned that on (config `metrics`).
+        // Prometheus text format. No label carries an organization id unless the operator
+        // turned that on (config `metrics`); with TESSERA_METRICS_TOKEN set, only a scraper
+        // presenting it as a Bearer credential (RFC 6750 §2.1) may read it.
+        if (config.metricsToken !== undefined && !bearerMatches(ctx.get('authorization'), config.metricsToken)) {
+          ctx.status = 401;
+          ctx.set('www-authenticate', 'Bearer realm="metrics"');
+          ctx.body = { error: 'invalid_token', error_description: 'the metrics token is missing or wrong' };
+          return;
+        }
         ctx.set('cache-control', 'no-store');
         ctx.type = metrics.contentType;
         ctx.body = await metrics.render();

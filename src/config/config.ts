@@ -129,6 +129,8 @@ export interface Config {
   policyDefaults: OrganizationPolicy;
   /** /metrics: organization labels (off: cardinality) and process metrics. */
   metrics: z.infer<typeof fileSchema>['metrics'];
+  /** When set, /metrics answers only `Authorization: Bearer <this>` (Prometheus `authorization.credentials`). */
+  metricsToken: string | undefined;
   /** Named rate limits (src/http/rate-limit.ts); `token` is per client on /token. */
   rateLimits: z.infer<typeof fileSchema>['rateLimits'];
   seed: SeedConfig | null;
@@ -175,6 +177,7 @@ const env = z.object({
   TESSERA_KEK: z.string().optional(),
   TESSERA_COOKIE_KEYS: z.string().optional(),
   LOG_LEVEL: z.string().optional(),
+  TESSERA_METRICS_TOKEN: z.string().optional(),
 });
 
 const nonEmpty = (value: string | undefined) => (value === undefined || value.trim() === '' ? undefined : value.trim());
@@ -276,6 +279,11 @@ export function loadConfig(
     throw new ConfigError('TESSERA_COOKIE_KEYS is required when DATABASE_URL is set: every node must sign cookies with the same keys');
   }
 
+  const metricsToken = nonEmpty(vars.TESSERA_METRICS_TOKEN);
+  if (metricsToken !== undefined && metricsToken.length < 32) {
+    throw new ConfigError('TESSERA_METRICS_TOKEN must be at least 32 characters (generate one with: openssl rand -base64 32)');
+  }
+
   const logLevel = nonEmpty(vars.LOG_LEVEL) ?? fileConfig.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
@@ -299,6 +307,7 @@ export function loadConfig(
     keys: fileConfig.keys,
     policyDefaults: fileConfig.policyDefaults,
     metrics: fileConfig.metrics,
+    metricsToken,
     rateLimits: fileConfig.rateLimits,
     seed: fileConfig.seed,
   };

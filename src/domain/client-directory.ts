@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 import type { AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
+import type { MaybePromise } from '../maybe-promise.js';
 import type { Envelope } from '../keys/envelope.js';
 import { isPlausibleId } from '../storage/ids.js';
 import type { ClientRepository } from '../storage/client-repository.js';
@@ -36,7 +37,7 @@ export interface ClientView {
  * a database round-trip. `invalidate` (called on change, and by pub/sub from other nodes) drops
  * an entry at once.
  */
-const sha256 = (value: string) => createHash('sha256').update(value).digest();
+const sha256 = (value: string) => hash('sha256', value, 'buffer');
 
 export function createClientDirectory(deps: {
   clients: ClientRepository;
@@ -79,14 +80,16 @@ export function createClientDirectory(deps: {
   }
 
   return {
-    async get(clientId: string): Promise<ClientView | undefined> {
+    /** The client, synchronously when it is cached (the introspection hot path relies on that). */
+    get(clientId: string): MaybePromise<ClientView | undefined> {
       if (!isPlausibleId(clientId)) return undefined;
       const hit = cache.get(clientId);
       if (hit && hit.until > deps.clock.now()) return hit.view;
-      const view = await load(clientId);
-      if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
-      cache.set(clientId, { view, until: deps.clock.now() + ttlMs });
-      return view;
+      return load(clientId).then((view) => {
+        if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
+        cache.set(clientId, { view, until: deps.clock.now() + ttlMs });
+        return view;
+      });
     },
     invalidate(clientId?: string): void {
       if (clientId === undefined) cache.clear();

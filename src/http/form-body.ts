@@ -30,8 +30,57 @@ export async function readFormBody(req: IncomingMessage & { body?: unknown }): P
   return new URLSearchParams(text);
 }
 
+/** What Tessera reads from a form: URLSearchParams, or the cheaper SimpleForm below. */
+export type FormParams = Pick<URLSearchParams, 'getAll' | 'has' | 'get'>;
+
+/**
+ * An `application/x-www-form-urlencoded` body without escapes (no `%`, no `+`), which is what
+ * every introspection or revocation request carries in practice: tokens and client ids are
+ * URL-safe by construction. Splitting it costs a fraction of URLSearchParams and gives the same
+ * pairs (WHATWG URL "application/x-www-form-urlencoded parsing": split on `&`, skip empty
+ * sequences, split each on the first `=`); anything with an escape goes to URLSearchParams.
+ */
+class SimpleForm implements FormParams {
+  private readonly pairs: string[] = [];
+
+  constructor(text: string) {
+    let start = 0;
+    while (start <= text.length) {
+      let end = text.indexOf('&', start);
+      if (end === -1) end = text.length;
+      if (end > start) {
+        const eq = text.indexOf('=', start);
+        if (eq === -1 || eq > end) this.pairs.push(text.slice(start, end), '');
+        else this.pairs.push(text.slice(start, eq), text.slice(eq + 1, end));
+      }
+      start = end + 1;
+    }
+  }
+
+  getAll(name: string): string[] {
+    const values: string[] = [];
+    for (let i = 0; i < this.pairs.length; i += 2) if (this.pairs[i] === name) values.push(this.pairs[i + 1]!);
+    return values;
+  }
+
+  get(name: string): string | null {
+    for (let i = 0; i < this.pairs.length; i += 2) if (this.pairs[i] === name) return this.pairs[i + 1]!;
+    return null;
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== null;
+  }
+}
+
+/** The parameters of a form body, parsed the cheap way when it has no escapes. */
+export function parseForm(text: string): FormParams {
+  // URLSearchParams also drops a leading `?` (it accepts query strings): leave such bodies to it.
+  return text.includes('%') || text.includes('+') || text.startsWith('?') ? new URLSearchParams(text) : new SimpleForm(text);
+}
+
 /** RFC 6749 §3.2: parameters must not be repeated. */
-export function single(params: URLSearchParams, name: string): string | undefined {
+export function single(params: FormParams, name: string): string | undefined {
   const values = params.getAll(name);
   if (values.length > 1) throw invalidRequest(`'${name}' parameter must not be provided twice`);
   return values[0];

@@ -10,6 +10,7 @@ import { tokenShape } from '../tokens/introspection.js';
 import type { ReferenceTokenLookup } from '../tokens/reference-token-lookup.js';
 import type { RevocationList } from '../tokens/revocation-list.js';
 import type { UsageRecorder } from '../tokens/usage-recorder.js';
+import type { MaybePromise } from '../maybe-promise.js';
 import type { Principal } from './principal.js';
 
 /**
@@ -29,7 +30,7 @@ export interface ManagementAuthDependencies {
    * Whether a client may still act: it exists and its owning service account is not disabled.
    * A client-credentials token stops working when either changes, not only at its `exp`.
    */
-  clientActive?: (clientId: string) => Promise<boolean>;
+  clientActive?: (clientId: string) => MaybePromise<boolean>;
   /** Counts each Management API use of a PAT/SAT (last used, per resource server). */
   usage?: UsageRecorder;
 }

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import type { JSONWebKeySet } from 'jose';
@@ -6,8 +6,11 @@ import type { JSONWebKeySet } from 'jose';
 import type { Clock } from '../clock.js';
 import type { ClientDirectory, ClientView } from '../domain/client-directory.js';
 import { single } from '../http/form-body.js';
+import type { FormParams } from '../http/form-body.js';
 import { invalidClient, invalidRequest } from '../http/oauth-error.js';
 import type { CacheStore } from '../storage/cache.js';
+import { andThen } from '../maybe-promise.js';
+import type { MaybePromise } from '../maybe-promise.js';
 
 /**
  * Client authentication for Tessera's own endpoints (introspection, revocation), with the same
@@ -26,21 +29,26 @@ const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
 /** Compares digests, so neither the secret nor its length leaks through timing. */
 export function secretsEqual(presented: string, expected: string): boolean {
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(expected).digest();
+  const a = hash('sha256', presented, 'buffer');
+  const b = hash('sha256', expected, 'buffer');
   return timingSafeEqual(a, b);
 }
 
 /** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are base64-encoded. */
+const BASIC_CREDENTIALS = /^[A-Za-z0-9+/=._~-]+$/;
+const unescapeCredential = (s: string) => (s.includes('%') || s.includes('+') ? decodeURIComponent(s.replace(/\+/g, '%20')) : s);
+
 export function parseBasic(header: string): { id: string; secret: string } | undefined {
-  const match = /^Basic ([A-Za-z0-9+/=._~-]+)$/i.exec(header.trim());
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const trimmed = header.trim();
+  // The scheme is case-insensitive (RFC 9110 §11.1).
+  if (trimmed.length < 7 || trimmed.slice(0, 6).toLowerCase() !== 'basic ') return undefined;
+  const credentials = trimmed.slice(6);
+  if (!BASIC_CREDENTIALS.test(credentials)) return undefined;
+  const decoded = Buffer.from(credentials, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon < 1) return undefined;
   try {
-    const unescape = (s: string) => decodeURIComponent(s.replace(/\+/g, '%20'));
-    return { id: unescape(decoded.slice(0, colon)), secret: unescape(decoded.slice(colon + 1)) };
+    return { id: unescapeCredential(decoded.slice(0, colon)), secret: unescapeCredential(decoded.slice(colon + 1)) };
   } catch {
     return undefined;
   }
@@ -56,7 +64,7 @@ export function createClientAuthenticator(deps: { clients: ClientDirectory; cach
    * (or someone holding a leaked one).
    */
   function checkSecret(view: ClientView, presented: string): 'ok' | 'replaced' | 'wrong' {
-    const digest = createHash('sha256').update(presented).digest();
+    const digest = hash('sha256', presented, 'buffer');
     let ok = view.secretDigest !== undefined && timingSafeEqual(digest, view.secretDigest);
     const previousMatches = view.previousSecretDigest !== undefined && timingSafeEqual(digest, view.previousSecretDigest);
     // A rotated secret keeps working until its grace period ends (documented in the README).
@@ -106,8 +114,12 @@ export function createClientAuthenticator(deps: { clients: ClientDirectory; cach
   }
 
   return {
-    /** Authenticates the caller of `endpointUrl`, or throws an invalid_client / invalid_request OAuthError. */
-    async authenticate(authorization: string | undefined, params: URLSearchParams, endpointUrl: string): Promise<AuthenticatedClient> {
+    /**
+     * Authenticates the caller of `endpointUrl`, or throws an invalid_client / invalid_request
+     * OAuthError (synchronously, or as a rejection). A client_secret_basic/post caller whose
+     * client is cached is answered synchronously (the introspection fast path relies on that).
+     */
+    authenticate(authorization: string | undefined, params: FormParams, endpointUrl: string): MaybePromise<AuthenticatedClient> {
       const assertionType = single(params, 'client_assertion_type');
       const assertion = single(params, 'client_assertion');
       const postId = single(params, 'client_id');
@@ -122,14 +134,16 @@ export function createClientAuthenticator(deps: { clients: ClientDirectory; cach
       if (authorization !== undefined) {
         const basic = parseBasic(authorization);
         if (!basic) throw invalidClient(true, realm, 'malformed Basic authorization header');
-        const view = await clients.get(basic.id);
-        requireSecret(view, basic.secret, true);
-        return { view, method: 'client_secret_basic' };
+        return andThen(clients.get(basic.id), (view) => {
+          requireSecret(view, basic.secret, true);
+          return { view, method: 'client_secret_basic' as const };
+        });
       }
       if (postId !== undefined && postSecret !== undefined) {
-        const view = await clients.get(postId);
-        requireSecret(view, postSecret, false);
-        return { view, method: 'client_secret_post' };
+        return andThen(clients.get(postId), (view) => {
+          requireSecret(view, postSecret, false);
+          return { view, method: 'client_secret_post' as const };
+        });
       }
       throw invalidClient(false, realm, 'no client authentication provided');
     },

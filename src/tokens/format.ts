@@ -1,4 +1,4 @@
-import { createHash, randomInt } from 'node:crypto';
+import { hash, randomInt } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 
 /**
@@ -57,5 +57,10 @@ export const looksLikeReferenceToken = (token: string) => token.startsWith('tsr_
 
 /** What storage keeps: sha256(token). Lookups are by this digest, so no comparison leaks timing. */
 export function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
+  return hash('sha256', token, 'buffer');
+}
+
+/** sha256(token) as base64url: the key of a token in caches and invalidation messages (the one-shot API is the cheapest SHA-256 Node has). */
+export function tokenKey(token: string): string {
+  return hash('sha256', token, 'base64url');
 }

@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-import { FORM_BODY_LIMIT } from '../http/form-body.js';
+import { FORM_BODY_LIMIT, parseForm } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { HTML_CSP } from '../http/middleware.js';
 import type { IntrospectionMetrics } from '../metrics/metrics.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
-import type { Introspection } from './introspection.js';
+import type { ClientView } from '../domain/client-directory.js';
+import { andThen } from '../maybe-promise.js';
+import type { Introspection, IntrospectionAnswer, IntrospectionCaller } from './introspection.js';
 import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
 
 /**
@@ -37,52 +39,55 @@ export interface FastPathDependencies {
 const REQUEST_ID = /^[\w.-]{1,128}$/;
 const FORM = 'application/x-www-form-urlencoded';
 
-function readBody(req: IncomingMessage, length: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      // Node stops at content-length; this only guards a lying header.
-      if (size <= length) chunks.push(chunk);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+const isForm = (contentType: string | undefined) =>
+  contentType !== undefined && (contentType === FORM || contentType.split(';')[0]!.trim().toLowerCase() === FORM);
+
+/** Reads a body of `length` bytes (Node stops at content-length) and calls back once with its text. */
+function readBody(req: IncomingMessage, done: (text: string) => void, failed: () => void): void {
+  let first: Buffer | undefined;
+  let more: Buffer[] | undefined;
+  req.on('data', (chunk: Buffer) => {
+    if (first === undefined) first = chunk;
+    else (more ??= [first]).push(chunk);
   });
+  req.once('end', () => done(more ? Buffer.concat(more).toString('utf8') : (first?.toString('utf8') ?? '')));
+  req.once('error', failed);
 }
 
 export function createIntrospectionFastPath(deps: FastPathDependencies) {
   const { authenticator, introspection, logger, fallback } = deps;
   const endpointUrl = `${deps.issuer}${INTROSPECTION_PATH}`;
-  const logRequests = () => logger.isLevelEnabled('info');
   /** Introspections answered here, and handed on to Koa (for metrics and tests). */
   const stats = { answered: 0, handedOn: 0 };
   const handOn = (req: IncomingMessage, res: ServerResponse) => {
     stats.handedOn += 1;
     fallback(req, res);
   };
-
-  async function tryAnswer(req: IncomingMessage & { body?: unknown }, res: ServerResponse, started: number): Promise<boolean> {
-    const contentLength = Number(req.headers['content-length']);
-    if (!(contentLength > 0 && contentLength <= FORM_BODY_LIMIT)) return false;
-    if ((req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() !== FORM) return false;
-    const text = await readBody(req, contentLength);
-    req.body = text;
-    const params = new URLSearchParams(text);
-    if (params.has('client_assertion')) return false;
-    const tokens = params.getAll('token');
-    if (tokens.length !== 1 || tokens[0]!.length === 0) return false;
-    let caller;
-    try {
-      const { view } = await authenticator.authenticate(req.headers.authorization, params, endpointUrl);
+  /** One caller object per client view: the introspection module remembers answers per caller. */
+  const callers = new WeakMap<ClientView, IntrospectionCaller>();
+  const callerOf = (view: ClientView) => {
+    let caller = callers.get(view);
+    if (caller === undefined) {
       caller = { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
-    } catch {
-      return false;
+      callers.set(view, caller);
     }
-    const answer = await introspection.introspect(tokens[0]!, caller);
-    if (answer === undefined) return false;
-    deps.metrics?.observe(metricKind(tokens[0]!), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, undefined, caller.organizationId);
-    const body = JSON.stringify(answer);
+    return caller;
+  };
+  /** Serialized answers, for answers the introspection module shares between requests. */
+  const bodies = new WeakMap<IntrospectionAnswer, string>();
+  const serialize = (answer: IntrospectionAnswer) => {
+    let body = bodies.get(answer);
+    if (body === undefined) {
+      body = JSON.stringify(answer);
+      if (Object.isFrozen(answer)) bodies.set(answer, body);
+    }
+    return body;
+  };
+
+  function respond(req: IncomingMessage, res: ServerResponse, token: string, caller: IntrospectionCaller, answer: IntrospectionAnswer | undefined, started: number): void {
+    if (answer === undefined) return handOn(req, res);
+    deps.metrics?.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, undefined, caller.organizationId);
+    const body = serialize(answer);
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
     const headers: Record<string, string | number> = {
@@ -102,26 +107,50 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     res.writeHead(200, headers);
     res.end(body);
     stats.answered += 1;
-    if (logRequests()) logger.info({ requestId, method: 'POST', path: INTROSPECTION_PATH, status: 200, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request');
-    return true;
+    if (logger.isLevelEnabled('info')) logger.info({ requestId, method: 'POST', path: INTROSPECTION_PATH, status: 200, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request');
+  }
+
+  /**
+   * Answers the request, synchronously when the client and the token are cached; anything this
+   * path does not answer itself (returns false, throws or rejects) goes to Koa unchanged.
+   */
+  function answer(req: IncomingMessage & { body?: unknown }, res: ServerResponse, text: string, started: number): void {
+    req.body = text;
+    const params = parseForm(text);
+    if (params.has('client_assertion')) return handOn(req, res);
+    const tokens = params.getAll('token');
+    if (tokens.length !== 1 || tokens[0]!.length === 0) return handOn(req, res);
+    const token = tokens[0]!;
+    const result = andThen(authenticator.authenticate(req.headers.authorization, params, endpointUrl), ({ view }) => {
+      const caller = callerOf(view);
+      return andThen(introspection.introspect(token, caller), (found) => respond(req, res, token, caller, found, started));
+    });
+    if (result instanceof Promise) {
+      result.catch(() => {
+        // Whatever failed here (a cache down, a failed authentication), Koa answers it in its own format.
+        if (!res.headersSent) handOn(req, res);
+      });
+    }
   }
 
   function handler(req: IncomingMessage, res: ServerResponse): void {
-    if (req.method !== 'POST' || req.url !== INTROSPECTION_PATH) {
-      fallback(req, res);
-      return;
-    }
-    if (req.headers.accept?.includes('jwt')) {
-      handOn(req, res);
-      return;
+    if (req.method !== 'POST' || req.url !== INTROSPECTION_PATH) return fallback(req, res);
+    const headers = req.headers;
+    const contentLength = Number(headers['content-length']);
+    if (headers.accept?.includes('jwt') || !(contentLength > 0 && contentLength <= FORM_BODY_LIMIT) || !isForm(headers['content-type'])) {
+      return handOn(req, res);
     }
     const started = performance.now();
-    tryAnswer(req, res, started).then(
-      (answered) => {
-        if (!answered) handOn(req, res);
+    readBody(
+      req,
+      (text) => {
+        try {
+          answer(req, res, text, started);
+        } catch {
+          if (!res.headersSent) handOn(req, res);
+        }
       },
       () => {
-        // Whatever failed here (a cache down, a malformed header), Koa answers it in its own format.
         if (!res.headersSent) handOn(req, res);
       },
     );

@@ -6,7 +6,9 @@ import { epochSeconds } from '../clock.js';
 import { modelKey } from '../oidc/adapter.js';
 import type { CacheStore } from '../storage/cache.js';
 import { BoundedCache } from './bounded-cache.js';
-import { hashToken, looksLikeReferenceToken } from './format.js';
+import { looksLikeReferenceToken, tokenKey } from './format.js';
+import { andThen } from '../maybe-promise.js';
+import type { MaybePromise } from '../maybe-promise.js';
 import type { ReferenceTokenLookup, TokenFacts } from './reference-token-lookup.js';
 import type { RevocationList } from './revocation-list.js';
 import type { UsageRecorder } from './usage-recorder.js';
@@ -60,7 +62,7 @@ export interface IntrospectionDependencies {
    * Whether the client a token was issued to may still act: it exists, and the service account
    * owning it is not disabled. A deleted client's or disabled account's tokens stop at once.
    */
-  clientActive?: (clientId: string) => Promise<boolean>;
+  clientActive?: (clientId: string) => MaybePromise<boolean>;
   /** Whether the grant behind an opaque token still exists (revoked grants kill their tokens). */
   grantExists: (grantId: string) => Promise<boolean>;
   /** Counts each successful PAT/SAT introspection per token and resource server. */
@@ -76,7 +78,7 @@ const JWT_CACHE_ENTRIES = 10_000;
 const OPAQUE_CACHE_ENTRIES = 10_000;
 const OPAQUE_TTL_MS = 1_000;
 /** Key of an opaque token in the local cache and in revocation messages: never the token itself. */
-export const opaqueCacheKey = (token: string) => hashToken(token).toString('base64url');
+export const opaqueCacheKey = tokenKey;
 
 export function createIntrospection(deps: IntrospectionDependencies) {
   const { issuer, cache, clock } = deps;
@@ -114,25 +116,49 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     };
   }
 
-  async function reference(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
-    const resolved = await deps.referenceTokens.resolve(token);
-    if (!resolved.ok) return INACTIVE;
-    const t = resolved.token;
-    if (t.org !== caller.organizationId) return INACTIVE;
-    const audience = t.resources.find((a) => caller.audiences.includes(a));
-    if (audience === undefined) return INACTIVE;
-    deps.usage?.record(t.id, audience);
-    return referenceAnswer(t, caller);
+  /**
+   * The last answer built from a cached record for a caller, so a token introspected again and
+   * again (the common case: one API, one token, many calls) is not rebuilt each time. Keyed by
+   * the record object, which the caches replace on any change, and the caller object, which the
+   * fast path keeps per client view; answers are frozen because they are shared.
+   */
+  const answers = new WeakMap<object, { caller: IntrospectionCaller; answer: IntrospectionAnswer; audience: string }>();
+  function remembered(source: object, caller: IntrospectionCaller) {
+    const memo = answers.get(source);
+    return memo !== undefined && memo.caller === caller ? memo : undefined;
+  }
+  function remember(source: object, caller: IntrospectionCaller, answer: IntrospectionAnswer, audience = ''): IntrospectionAnswer {
+    Object.freeze(answer);
+    answers.set(source, { caller, answer, audience });
+    return answer;
+  }
+
+  function reference(token: string, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
+    return andThen(deps.referenceTokens.resolve(token), (resolved) => {
+      if (!resolved.ok) return INACTIVE;
+      const t = resolved.token;
+      const memo = remembered(t, caller);
+      if (memo !== undefined) {
+        deps.usage?.record(t.id, memo.audience);
+        return memo.answer;
+      }
+      if (t.org !== caller.organizationId) return INACTIVE;
+      const audience = t.resources.find((a) => caller.audiences.includes(a));
+      if (audience === undefined) return INACTIVE;
+      deps.usage?.record(t.id, audience);
+      return remember(t, caller, referenceAnswer(t, caller), audience);
+    });
   }
 
   // Keyed by the token's SHA-256, not the token: a JWT is hundreds of bytes, and the heap
   // must not grow with the tokens presented. Only verified tokens are kept; a forged or
   // foreign JWT costs a signature check each time rather than a cache entry.
   const verifiedJwts = new BoundedCache<JWTPayload>(JWT_CACHE_ENTRIES, () => clock.now());
-  async function verifiedJwt(token: string): Promise<JWTPayload | undefined> {
-    const key = opaqueCacheKey(token);
+  function verifiedJwt(token: string, key = opaqueCacheKey(token)): MaybePromise<JWTPayload | undefined> {
     const cached = verifiedJwts.get(key);
-    if (cached !== undefined) return cached;
+    return cached !== undefined ? cached : verifyAndKeep(token, key);
+  }
+  async function verifyAndKeep(token: string, key: string): Promise<JWTPayload | undefined> {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, verificationKeys(), {
@@ -149,14 +175,22 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     return payload;
   }
 
-  async function jwt(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
-    const payload = await verifiedJwt(token);
-    // Expiry is checked on every call: a cached payload never outlives its token.
-    if (!payload || payload.exp! * 1000 <= clock.now()) return INACTIVE;
-    const audiences = audiencesOf(payload.aud);
-    if (!visibleTo(caller, payload.org_id, audiences)) return INACTIVE;
-    if (await deps.revocations.isRevoked(payload.jti!)) return INACTIVE;
-    if (typeof payload.client_id === 'string' && deps.clientActive && !(await deps.clientActive(payload.client_id))) return INACTIVE;
+  /** Whether the client a token was issued to may still act (see `clientActive`). */
+  const issuedToActiveClient = (clientId: unknown): MaybePromise<boolean> => (typeof clientId === 'string' && deps.clientActive ? deps.clientActive(clientId) : true);
+
+  function jwt(verified: MaybePromise<JWTPayload | undefined>, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
+    return andThen(verified, (payload) => {
+      // Expiry is checked on every call: a cached payload never outlives its token.
+      if (!payload || payload.exp! * 1000 <= clock.now()) return INACTIVE;
+      const memo = remembered(payload, caller);
+      if (memo === undefined && !visibleTo(caller, payload.org_id, audiencesOf(payload.aud))) return INACTIVE;
+      return andThen(deps.revocations.isRevoked(payload.jti!), (revoked) =>
+        revoked ? INACTIVE : andThen(issuedToActiveClient(payload.client_id), (active) => (!active ? INACTIVE : (memo?.answer ?? remember(payload, caller, jwtAnswer(payload))))),
+      );
+    });
+  }
+
+  function jwtAnswer(payload: JWTPayload): IntrospectionAnswer {
     return {
       active: true,
       scope: payload.scope,
@@ -174,11 +208,12 @@ export function createIntrospection(deps: IntrospectionDependencies) {
 
   /** oidc-provider's opaque access token, read from the cache store where the adapter keeps it. */
   const opaqueTokens = new BoundedCache<Record<string, unknown>>(OPAQUE_CACHE_ENTRIES, () => clock.now());
-  async function findOpaque(token: string): Promise<Record<string, unknown> | undefined> {
+  function findOpaque(token: string, key = opaqueCacheKey(token)): MaybePromise<Record<string, unknown> | undefined> {
     if (token.length > 512) return undefined;
-    const key = opaqueCacheKey(token);
     const cached = opaqueTokens.get(key);
-    if (cached !== undefined) return cached;
+    return cached !== undefined ? cached : loadOpaque(token, key);
+  }
+  async function loadOpaque(token: string, key: string): Promise<Record<string, unknown> | undefined> {
     for (const model of ['AccessToken', 'ClientCredentials']) {
       const value = await cache.get(modelKey(model, token));
       if (value) {
@@ -190,14 +225,19 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     return undefined;
   }
 
-  async function opaque(payload: Record<string, unknown>, caller: IntrospectionCaller): Promise<IntrospectionAnswer> {
+  function opaque(payload: Record<string, unknown>, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
     const now = epochSeconds(clock);
     if (typeof payload.exp !== 'number' || payload.exp <= now || payload.consumed) return INACTIVE;
+    const memo = remembered(payload, caller);
+    if (memo === undefined && !visibleTo(caller, ((payload.extra ?? {}) as Record<string, unknown>).org_id, audiencesOf(payload.aud))) return INACTIVE;
+    const grantLive: MaybePromise<boolean> = typeof payload.grantId === 'string' ? deps.grantExists(payload.grantId) : true;
+    return andThen(grantLive, (live) =>
+      !live ? INACTIVE : andThen(issuedToActiveClient(payload.clientId), (active) => (!active ? INACTIVE : (memo?.answer ?? remember(payload, caller, opaqueAnswer(payload))))),
+    );
+  }
+
+  function opaqueAnswer(payload: Record<string, unknown>): IntrospectionAnswer {
     const extra = (payload.extra ?? {}) as Record<string, unknown>;
-    const audiences = audiencesOf(payload.aud);
-    if (!visibleTo(caller, extra.org_id, audiences)) return INACTIVE;
-    if (typeof payload.grantId === 'string' && !(await deps.grantExists(payload.grantId))) return INACTIVE;
-    if (typeof payload.clientId === 'string' && deps.clientActive && !(await deps.clientActive(payload.clientId))) return INACTIVE;
     return {
       ...extra,
       active: true,
@@ -223,13 +263,14 @@ export function createIntrospection(deps: IntrospectionDependencies) {
      * The answer for `token`, or undefined when the token is not one Tessera answers for here
      * (an opaque value it does not hold: oidc-provider gets the request, e.g. a refresh token).
      */
-    async introspect(token: string, caller: IntrospectionCaller): Promise<IntrospectionAnswer | undefined> {
+    introspect(token: string, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer | undefined> {
       if (token.length === 0 || token.length > 8192) return INACTIVE;
-      const shape = tokenShape(token);
-      if (shape === 'reference') return reference(token, caller);
-      if (shape === 'jwt') return jwt(token, caller);
-      const payload = await findOpaque(token);
-      return payload ? opaque(payload, caller) : undefined;
+      if (looksLikeReferenceToken(token)) return reference(token, caller);
+      const key = opaqueCacheKey(token);
+      // A JWT verified before is known by its digest: no header decoding for the common case.
+      const known = verifiedJwts.get(key);
+      if (known !== undefined || tokenShape(token) === 'jwt') return jwt(known ?? verifiedJwt(token, key), caller);
+      return andThen(findOpaque(token, key), (payload) => (payload ? opaque(payload, caller) : undefined));
     },
     /** Decoded and verified JWT payload, for revocation. */
     async verifyJwt(token: string): Promise<JWTPayload | undefined> {

@@ -7,7 +7,8 @@ import type { Logger } from '../http/logger.js';
 import type { CacheStore } from '../storage/cache.js';
 import type { ReferenceTokenRepository, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
 import { BoundedCache } from './bounded-cache.js';
-import { hashToken, MAX_TOKEN_LENGTH, parseToken } from './format.js';
+import { MAX_TOKEN_LENGTH, parseToken, tokenKey } from './format.js';
+import type { MaybePromise } from '../maybe-promise.js';
 
 /**
  * What a presented PAT/SAT resolves to, answered from three tiers: a bounded in-process cache,
@@ -211,29 +212,35 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
   };
 
   return {
-    /** Resolves a presented PAT/SAT. Garbage is rejected by shape and checksum before any lookup. */
-    async resolve(token: string): Promise<Resolution> {
+    /**
+     * Resolves a presented PAT/SAT. Garbage is rejected by shape and checksum before any lookup.
+     * Answered synchronously from the local tier; a Promise only when a lower tier is asked.
+     */
+    resolve(token: string): MaybePromise<Resolution> {
       if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'malformed' };
-      const kind = parseToken(token);
-      if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
-      const hash = hashToken(token);
-      const key = hash.toString('base64url');
+      const key = tokenKey(token);
       const trusted = useLocal();
       if (!trusted) stats.untrusted += 1;
-      let facts = trusted ? local.get(key) : undefined;
-      if (facts !== undefined) stats.local += 1;
-      else {
-        const startedAt = generation;
-        let loading = inFlight.get(key);
-        if (!loading) {
-          loading = load(hash, key).finally(() => inFlight.delete(key));
-          inFlight.set(key, loading);
-        }
-        facts = await loading;
+      const cached = trusted ? local.get(key) : undefined;
+      // Only hashes of stored tokens enter the local tier, so a hit is a well-formed token and
+      // its prefix names its kind; the checksum is checked before anything below this tier.
+      if (cached !== undefined) {
+        stats.local += 1;
+        return evaluate(cached, token.startsWith('tsr_pat_') ? 'pat' : 'sat');
+      }
+      const kind = parseToken(token);
+      if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
+      const startedAt = generation;
+      let loading = inFlight.get(key);
+      if (!loading) {
+        loading = load(Buffer.from(key, 'base64url'), key).finally(() => inFlight.delete(key));
+        inFlight.set(key, loading);
+      }
+      return loading.then((facts) => {
         // Unknown hashes are not kept: made-up tokens must not grow the heap.
         if (trusted && generation === startedAt && facts.k !== 'unknown') local.set(key, facts, LOCAL_TTL_MS);
-      }
-      return evaluate(facts, kind);
+        return evaluate(facts, kind);
+      });
     },
     /** Called when a retired or out-of-grace secret is presented. */
     onReuse(handler: (tokenId: string, organizationId: string) => void): void {

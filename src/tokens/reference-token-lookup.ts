@@ -1,3 +1,4 @@
+import type { MaybePromise } from '../maybe-promise.js';
 import type { Resolution } from './reference-token-cache.js';
 
 /**
@@ -8,6 +9,7 @@ import type { Resolution } from './reference-token-cache.js';
  * token at once). Implemented by reference-token-cache.ts.
  */
 export interface ReferenceTokenLookup {
-  resolve(token: string): Promise<Resolution>;
+  /** Synchronous when the answer is cached in this process. */
+  resolve(token: string): MaybePromise<Resolution>;
 }
 export type { Resolution, ReferenceRejection, TokenFacts } from './reference-token-cache.js';

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import type { MaybePromise } from '../maybe-promise.js';
 import type { CacheStore } from '../storage/cache.js';
 import type { RevokedJtiRepository } from '../storage/revoked-jti-repository.js';
 
@@ -38,14 +39,15 @@ export function createRevocationList(deps: {
       await cache.set(key(jti), '1', ttl);
       await cache.publish(REVOCATION_CHANNEL, JSON.stringify({ kind: 'jti', jti, exp: expSeconds }));
     },
-    async isRevoked(jti: string): Promise<boolean> {
+    /** Answered from memory (synchronously) while the subscription is healthy; else the cache store is asked. */
+    isRevoked(jti: string): MaybePromise<boolean> {
       const exp = local.get(jti);
       if (exp !== undefined) {
         if (exp > clock.now()) return true;
         local.delete(jti);
       }
       if (deps.subscriptionHealthy?.()) return false;
-      return (await cache.get(key(jti))) !== null;
+      return cache.get(key(jti)).then((value) => value !== null);
     },
     /** Applies a revocation announced by another node. */
     applyMessage(message: { jti: string; exp: number }): void {

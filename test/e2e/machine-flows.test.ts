@@ -77,6 +77,31 @@ for (const backend of backends) {
       expect(await client.tokenIntrospection(ordersRs, access_token)).toEqual({ active: false });
     });
 
+    it('answers JWT and opaque introspection the same on the fast path and the Koa path, on every repeat and with either secret method', async () => {
+      const jwt = (await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' })).access_token;
+      const opaque = (await client.clientCredentialsGrant(worker, { scope: 'billing:read', resource: 'https://billing.test' })).access_token;
+      const koaOnly = { accept: 'application/json, application/token-introspection+jwt;q=0' };
+      const ask = async (body: string, headers: Record<string, string>) => {
+        const response = await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
+        return { status: response.status, text: await response.text(), headers: [...response.headers].filter(([name]) => name !== 'date' && name !== 'x-request-id') };
+      };
+      const cases: [string, string, string][] = [
+        [jwt, 'orders-rs', 'orders-rs-secret-0123456789'],
+        [opaque, 'billing-rs', 'billing-rs-secret-0123456789'],
+      ];
+      for (const [token, id, secret] of cases) {
+        const basic = { authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}` };
+        const viaKoa = await ask(`token=${token}`, { ...basic, ...koaOnly });
+        expect(JSON.parse(viaKoa.text)).toMatchObject({ active: true });
+        // Repeats are answered from what the first one cached; each must still be the same answer.
+        for (let i = 0; i < 3; i += 1) expect(await ask(`token=${token}`, basic)).toEqual(viaKoa);
+        // client_secret_post, and a body with escapes (parsed the general way), give the same answer.
+        const post = `token=${token}&client_id=${id}&client_secret=${secret}`;
+        expect(await ask(post, {})).toEqual(await ask(post, koaOnly));
+        expect((await ask(`token=${token}&token_type_hint=access%5Ftoken`, basic)).text).toBe(viaKoa.text);
+      }
+    });
+
     it('revokes JWT and opaque tokens through RFC 7009, after which they introspect as inactive', async () => {
       const jwt = (await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' })).access_token;
       const opaque = (await client.clientCredentialsGrant(worker, { scope: 'billing:read', resource: 'https://billing.test' })).access_token;

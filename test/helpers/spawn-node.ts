@@ -36,9 +36,18 @@ export function sharedNodeEnv(pg: { url: string; schema: string }, redis: { url:
   };
 }
 
+export interface SpawnOptions {
+  timeoutMs?: number;
+  /** Node flags, e.g. `--cpu-prof` (the benchmark's `--profile`). */
+  nodeArgs?: string[];
+  /** Run the compiled JavaScript under this output directory instead of the TypeScript sources. */
+  compiled?: string;
+}
+
 /** Starts a Tessera node in a child process and waits until it listens (or fails). */
-export async function spawnNode(env: Record<string, string>, options: { timeoutMs?: number } = {}): Promise<SpawnedNode> {
-  const child = spawn(TSX, [SERVER_SCRIPT], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export async function spawnNode(env: Record<string, string>, options: SpawnOptions = {}): Promise<SpawnedNode> {
+  const [command, script] = options.compiled ? [process.execPath, resolve(options.compiled, 'test/helpers/server-process.js')] : [TSX, SERVER_SCRIPT];
+  const child = spawn(command, [...(options.nodeArgs ?? []), script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString('utf8')).slice(-4000);

@@ -39,6 +39,7 @@ describe('configuration', () => {
       [{ TESSERA_REDIS_MODE: 'ring' }, /^TESSERA_REDIS_MODE must be/],
       [{ TESSERA_REDIS_MODE: 'sentinel', REDIS_URL: 'redis://a:26379' }, /^TESSERA_REDIS_SENTINEL_NAME is required/],
       [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
+      [{ TESSERA_METRICS_TOKEN: 'too-short' }, /^TESSERA_METRICS_TOKEN must be at least 32 characters/],
     ];
     for (const [env, pattern] of cases) {
       const message = fails(env);
