@@ -78,7 +78,7 @@ import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js
 import { andThen } from './maybe-promise.js';
 import { opaqueCacheKey } from './tokens/introspection.js';
 import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
-import { createTokenService, IDLE_REVOCATION_LOCK_KEY } from './tokens/token-service.js';
+import { createTokenService, IDLE_REVOCATION_LOCK_KEY, EXPIRY_RECORDING_LOCK_KEY } from './tokens/token-service.js';
 import { createUsageRecorder } from './tokens/usage-recorder.js';
 import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
 import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-list.js';
@@ -544,6 +544,14 @@ export async function createTessera(options: TesseraOptions) {
         intervalMs: 10 * 60 * 1000,
         run: async () => {
           await tokenService.revokeIdle();
+        },
+      },
+      {
+        name: 'token-expiry-recording',
+        lockKey: EXPIRY_RECORDING_LOCK_KEY,
+        intervalMs: 60 * 1000,
+        run: async () => {
+          await tokenService.recordExpiries();
         },
       },
       auditRetentionJob({ audit: auditRepository, organizations: repos.organizations, policyDefaults: config.policyDefaults, clock, logger }),

@@ -11,7 +11,7 @@ import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from './types.js';
  * predictable from the organization id alone, like Keycloak's per-realm `admin-cli`, and shown as
  * `cli_client_id` by `GET /api/v1/organization`.
  *
- * migrations/1700000005000_cli_client.sql backfills existing organizations with the same values;
+ * migrations/1700000008000_cli_client.sql backfills existing organizations with the same values;
  * a change here needs a migration that updates the stored rows.
  */
 export const CLI_CLIENT_ID_PREFIX = 'tessera-cli.';

@@ -74,7 +74,9 @@ export function createLoginThrottle(deps: { cache: CacheStore; clock: Clock; red
 
   // Usernames are compared as typed (they are unique per organization as stored); the limiter
   // key is a digest so an arbitrary username never becomes an arbitrary Redis key.
-  const userKey = (organizationId: string, username: string) => digest(`${organizationId}\u0000${username}`);
+  // Usernames match without regard to case, so `Admin` and `admin` share one counter: varying
+  // the case must not buy an attacker more guesses.
+  const userKey = (organizationId: string, username: string) => digest(`${organizationId}\u0000${username.toLowerCase()}`);
   const registryIndex = (organizationId: string) => `lockouts:org:${organizationId}`;
   const ADDRESS_INDEX = 'lockouts:address';
 

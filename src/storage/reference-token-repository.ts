@@ -212,6 +212,22 @@ export function createReferenceTokenRepository(db: Database) {
       );
       return rows;
     },
+    /**
+     * Marks live tokens that reached their expiry as reported, at most `limit` of them, and
+     * returns them; each expiry is returned once, whichever node asks.
+     */
+    async markExpired(now: Date, limit: number): Promise<{ id: string; organization_id: string; type: 'pat' | 'sat'; expires_at: Date }[]> {
+      const { rows } = await db.query<{ id: string; organization_id: string; type: 'pat' | 'sat'; expires_at: Date }>(
+        `UPDATE reference_tokens t SET expiry_recorded_at = $1
+           FROM (SELECT id FROM reference_tokens
+                  WHERE revoked_at IS NULL AND expiry_recorded_at IS NULL AND expires_at <= $1
+                  ORDER BY expires_at LIMIT $2) due
+          WHERE t.id = due.id AND t.expiry_recorded_at IS NULL
+          RETURNING t.id, t.organization_id, t.type, t.expires_at`,
+        [now, limit],
+      );
+      return rows;
+    },
     /** One batched write of usage counters: per token and per resource server. */
     async recordUsage(batch: { tokenId: string; resource: string; count: number; lastUsedAt: Date }[]): Promise<void> {
       if (batch.length === 0) return;

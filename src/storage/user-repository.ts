@@ -31,7 +31,8 @@ export function createUserRepository(db: Database) {
       return rows[0];
     },
     async findByUsername(organizationId: string, username: string): Promise<User | undefined> {
-      const { rows } = await db.query<User>('SELECT * FROM users WHERE organization_id = $1 AND username = $2', [organizationId, username]);
+      // Case-insensitive (migration 1700000007000), served by the index on lower(username).
+      const { rows } = await db.query<User>('SELECT * FROM users WHERE organization_id = $1 AND lower(username) = lower($2)', [organizationId, username]);
       return rows[0];
     },
     /** Keyset pagination by (created_at, id). */

@@ -448,9 +448,28 @@ export function createTokenService(deps: TokenServiceDependencies) {
       if (total > 0) logger.info({ revoked: total }, 'idle reference tokens revoked');
       return total;
     },
+    /**
+     * Writes each PAT/SAT that reached its expiry since the last run to the audit trail, as a
+     * revocation with reason "expired" (the token stopped working at its expiry on its own; this
+     * is the record of why it ended). Bounded batches, like the idle revocation.
+     */
+    async recordExpiries(): Promise<number> {
+      let total = 0;
+      for (;;) {
+        const expired = await tokens.markExpired(now(), 500);
+        for (const t of expired) {
+          audit.record({ organizationId: t.organization_id, actor: SYSTEM, action: 'token.revoked', target: { type: 'reference_token', id: t.id }, outcome: 'success', details: { reason: 'expired', token_kind: t.type, expired_at: t.expires_at.toISOString() } });
+        }
+        total += expired.length;
+        if (expired.length < 500) break;
+      }
+      return total;
+    },
   };
 }
 export type TokenService = ReturnType<typeof createTokenService>;
 
 /** Advisory lock key of the idle-revocation job (unique among jobs). */
 export const IDLE_REVOCATION_LOCK_KEY = 0x74_6b_69_64; // "tkid"
+/** Advisory lock key of the expiry-recording job. */
+export const EXPIRY_RECORDING_LOCK_KEY = 0x74_6b_65_78; // "tkex"

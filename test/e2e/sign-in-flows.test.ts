@@ -361,6 +361,27 @@ for (const backend of backends) {
       expect(deactivated.html).toContain('deactivated');
     });
 
+    it('matches usernames without regard to case, at sign-in, in the throttle and for a new account', async () => {
+      await addUser(server, { username: 'Carol.Case', password: PASSWORD });
+      const request = await authorization();
+      const { callback } = await signIn(browserless(server), request.url.href, 'cAROL.cASE', PASSWORD);
+      expect(callback.searchParams.get('code')).toBeTruthy();
+      const duplicate = await api(server, server.managementToken, 'POST', '/users', { username: 'CAROL.CASE', role: 'member' });
+      expect(duplicate.status).toBe(409);
+      expect((await server.tessera.repos.users.findByUsername(server.bootstrap.organization_id, 'carol.case'))?.username).toBe('Carol.Case');
+      // Failures typed in different cases count against one account (no extra guesses by case).
+      const throttle = server.tessera.loginThrottle;
+      const orgId = server.bootstrap.organization_id;
+      const cases = ['carol.case', 'CAROL.CASE', 'Carol.Case', 'cArOl.CaSe', 'CAROL.case'];
+      // As many failures as the per-user limit (10 by default), each typed differently, from different addresses.
+      for (let i = 0; i < 10; i += 1) await throttle.recordFailure(orgId, cases[i % cases.length]!, `192.0.2.${i + 1}`);
+      const lockouts = await throttle.listLockouts(orgId);
+      expect(lockouts.filter((l) => l.username?.toLowerCase() === 'carol.case')).toHaveLength(1);
+      expect((await throttle.check(orgId, 'carol.CASE', '198.51.100.9')).locked).toBe(true);
+      await throttle.unlock(orgId, 'Carol.Case');
+      expect((await throttle.check(orgId, 'carol.case', '198.51.100.9')).locked).toBe(false);
+    });
+
     it('throttles repeated failures for a username and shows the lock-out to administrators', async () => {
       await addUser(server, { username: 'tina', password: PASSWORD });
       const b = browserless(server);

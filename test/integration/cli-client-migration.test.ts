@@ -1,5 +1,5 @@
 /**
- * migrations/1700000005000_cli_client.sql on PGlite and PostgreSQL, with data between the steps
+ * migrations/1700000008000_cli_client.sql on PGlite and PostgreSQL, with data between the steps
  * (STYLE.md): organizations created before the migration get the same built-in tessera-cli client
  * the code gives a new organization (src/domain/cli-client.ts), once; and a client registered as
  * native before becomes a web client, since port-agnostic loopback redirects are the built-in
@@ -18,7 +18,7 @@ import { createPgliteDatabase } from '../../src/storage/pglite-database.js';
 import { newSchemaName, postgresRedisSkipReason, TEST_DATABASE_URL } from '../helpers/backends.js';
 
 const MIGRATIONS = readdirSync(MIGRATIONS_DIR).filter((file) => file.endsWith('.sql')).sort();
-const BEFORE_CLI_CLIENT = MIGRATIONS.indexOf('1700000005000_cli_client.sql');
+const BEFORE_CLI_CLIENT = MIGRATIONS.indexOf('1700000008000_cli_client.sql');
 
 interface EmptyDatabase {
   db: Database;

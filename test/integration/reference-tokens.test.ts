@@ -476,6 +476,21 @@ describe('idle revocation and listing', () => {
     }
   });
 
+  it('records each expiry once in the audit trail, as a revocation with reason expired', async () => {
+    const short = await issue(memberPat, { type: 'pat', name: 'short-lived', scopes: ['orders:read'], resources: [orders.identifier], expires_in: 3600 });
+    expect(short.status).toBe(201);
+    await running.tessera.tokenService.recordExpiries();
+    expect(await auditActions(short.body.id)).toEqual(['token.issued']);
+    clock.advance(2 * 3600 * 1000);
+    expect(await running.tessera.tokenService.recordExpiries()).toBeGreaterThanOrEqual(1);
+    expect(await running.tessera.tokenService.recordExpiries()).toBe(0);
+    expect(await auditActions(short.body.id)).toEqual(['token.issued', 'token.revoked:expired']);
+    // The record changes nothing about the token itself: it is expired, not revoked.
+    const { body } = await api('GET', `/tokens/${short.body.id}`, memberPat);
+    expect(body.state).toBe('expired');
+    expect(body.revoked_at).toBeNull();
+  });
+
   it('lists with filters; a member sees only their own PATs', async () => {
     const mine = await api('GET', '/tokens?limit=1000', memberPat);
     expect(mine.status).toBe(200);
