@@ -244,10 +244,24 @@ export async function createTessera(options: TesseraOptions) {
     });
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
     const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
-    const resourceIndicators = createResourceIndicators({ lookup: resourceServerCache, managementTokenTtl: config.ttl.accessToken });
-    const findAccount: FindAccount = async (_ctx, sub) => {
+    /** An active user of the organization, or undefined. */
+    const memberOf = async (accountId: string, organizationId: string | undefined) => {
+      const user = await repos.users.findById(accountId);
+      return user && user.status === 'active' && user.organization_id === organizationId ? user : undefined;
+    };
+    const resourceIndicators = createResourceIndicators({
+      lookup: resourceServerCache,
+      managementTokenTtl: config.ttl.accessToken,
+      roleOf: async (accountId, organizationId) => (await memberOf(accountId, organizationId))?.role,
+    });
+    const findAccount: FindAccount = async (ctx, sub) => {
       const user = await repos.users.findById(sub);
       if (!user || user.status !== 'active') return undefined;
+      // Principle 2: a user acts only through clients of their own organization. The sign-in
+      // policy asks a user of another organization to sign in again (src/oidc/sign-in-config.ts);
+      // this keeps a code or refresh token from crossing over whatever happened before.
+      const clientOrganization = (ctx?.oidc?.client as { tessera_organization_id?: string } | undefined)?.tessera_organization_id;
+      if (clientOrganization !== undefined && clientOrganization !== user.organization_id) return undefined;
       return {
         accountId: sub,
         claims: async () => ({
@@ -260,7 +274,12 @@ export async function createTessera(options: TesseraOptions) {
       };
     };
 
-    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents }), registration.configure];
+    const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({
+      config,
+      policies,
+      consents: repos.consents,
+      isMember: async (accountId, organizationId) => (await memberOf(accountId, organizationId)) !== undefined,
+    }), registration.configure];
     const providerMiddleware: Middleware[] = [registration.middleware];
     const providerSetups: ((p: Provider) => void)[] = [];
     const buildProvider = () => {

@@ -7,6 +7,8 @@ import { loadConfig } from './config/config.js';
 import { createLogger } from './http/logger.js';
 import { inventoryTable } from './audit/token-inventory.js';
 import { verifyChain } from './audit/verify-chain.js';
+import { accessTokenCommand, LOGIN_USAGE, loginCommand } from './cli-login.js';
+import type { LoginIo } from './cli-login.js';
 import { serve } from './main.js';
 import { OPERATOR_USAGE, organizationsCommand, usersCommand } from './operator-commands.js';
 import type { OperatorIo } from './operator-commands.js';
@@ -26,7 +28,7 @@ const USAGE = `usage: tessera <command>
                              check the audit hash chain; names the first broken row
   tokens audit [--organization ID] [--min-score N] [--json]
                              the token inventory with risk scores, riskiest first
-${OPERATOR_USAGE}`;
+${OPERATOR_USAGE}${LOGIN_USAGE}`;
 
 export type CliCommand = (args: string[]) => Promise<number>;
 
@@ -56,6 +58,11 @@ const io: OperatorIo = {
 };
 commands.set('organizations', (args) => withTessera((tessera) => organizationsCommand(tessera, args, io)));
 commands.set('users', (args) => withTessera((tessera) => usersCommand(tessera, args, io)));
+
+// A user's own commands: HTTP to the issuer only, no database, no server configuration.
+const loginIo: LoginIo = { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) };
+commands.set('login', (args) => loginCommand(args, process.env, loginIo));
+commands.set('access-token', (args) => accessTokenCommand(args, process.env, loginIo));
 
 commands.set('migrate', async () => {
   await withTessera(async () => undefined);

@@ -67,7 +67,7 @@ export async function organizationsCommand(tessera: Tessera, args: string[], io:
   let result;
   try {
     result = await provisionOrganization(
-      { db: tessera.db, organizations: tessera.repos.organizations, users: tessera.repos.users, serviceAccounts: tessera.repos.serviceAccounts, issuer: tessera.referenceTokenIssuer },
+      { db: tessera.db, organizations: tessera.repos.organizations, users: tessera.repos.users, serviceAccounts: tessera.repos.serviceAccounts, clients: tessera.repos.clients, issuer: tessera.referenceTokenIssuer },
       { name, owner: { username: values.owner, password }, serviceAccountName: 'automation', platformAdmin: false, managementTokenLifetimeDays: defaults.max_sat_lifetime_days, createdBy: 'system:cli' },
     );
   } catch (error) {
@@ -80,12 +80,14 @@ export async function organizationsCommand(tessera: Tessera, args: string[], io:
     name: result.organization.name,
     owner: { id: result.owner.id, username: result.owner.username, ...(result.ownerPassword ? { password: result.ownerPassword } : {}) },
     management_token: result.managementToken,
+    cli_client_id: result.cliClientId,
   };
   if (values.json) io.out(`${JSON.stringify(output, null, 2)}\n`);
   else {
     io.out(`organization ${output.id} (${output.name})\nowner: ${output.owner.username}\n`);
     if (output.owner.password) io.out(`owner password: ${output.owner.password}\n`);
     io.out(`management token: ${output.management_token}\n`);
+    io.out(`sign in from the command line: tessera login --issuer ${tessera.config.issuer} --organization ${output.id}\n`);
   }
   return 0;
 }

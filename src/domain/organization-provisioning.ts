@@ -1,9 +1,11 @@
+import type { ClientRepository } from '../storage/client-repository.js';
 import type { Database, Queryable } from '../storage/database.js';
 import { newId } from '../storage/ids.js';
 import type { OrganizationRepository } from '../storage/organization-repository.js';
 import type { ServiceAccountRepository } from '../storage/service-account-repository.js';
 import type { UserRepository } from '../storage/user-repository.js';
 import type { ReferenceTokenIssuer } from '../tokens/reference-tokens.js';
+import { cliClient } from './cli-client.js';
 import { generatePassword, hashPassword } from './passwords.js';
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE } from './types.js';
 import type { Organization, OrganizationPolicy, ServiceAccount, User } from './types.js';
@@ -13,6 +15,7 @@ export interface ProvisioningDependencies {
   organizations: OrganizationRepository;
   users: UserRepository;
   serviceAccounts: ServiceAccountRepository;
+  clients: ClientRepository;
   issuer: ReferenceTokenIssuer;
 }
 
@@ -34,12 +37,14 @@ export interface Provisioned {
   serviceAccount: ServiceAccount;
   managementToken: string;
   managementTokenId: string;
+  /** The organization's built-in `tessera-cli` client (src/domain/cli-client.ts). */
+  cliClientId: string;
 }
 
 /**
- * A new organization, in one transaction: the organization, its first owner, and a service
- * account holding a Management API SAT with every organization scope, so automation can take
- * over at once (DESIGN.md "Wire shapes"). Nothing is half-written: any failure rolls it all back.
+ * A new organization, in one transaction: the organization, its first owner, its built-in
+ * `tessera-cli` client, and a service account holding a Management API SAT with every
+ * organization scope, so automation can take over at once (DESIGN.md "Wire shapes"). Nothing is half-written: any failure rolls it all back.
  * The owner's password is returned only when Tessera generated it.
  */
 export async function provisionOrganization(deps: ProvisioningDependencies, input: ProvisionInput, outer?: Queryable): Promise<Provisioned> {
@@ -59,6 +64,7 @@ export async function provisionOrganization(deps: ProvisioningDependencies, inpu
       },
       tx,
     );
+    const cli = await deps.clients.insert(cliClient(organization.id), tx);
     const serviceAccount = await deps.serviceAccounts.insert(
       {
         id: newId('sa'),
@@ -82,7 +88,7 @@ export async function provisionOrganization(deps: ProvisioningDependencies, inpu
       },
       tx,
     );
-    return { organization, owner, ownerPassword: generated, serviceAccount, managementToken: issued.token, managementTokenId: issued.row.id };
+    return { organization, owner, ownerPassword: generated, serviceAccount, managementToken: issued.token, managementTokenId: issued.row.id, cliClientId: cli.client_id };
   };
   return outer ? work(outer) : deps.db.transaction(work);
 }

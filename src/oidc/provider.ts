@@ -76,7 +76,9 @@ export function createProvider(deps: ProviderDependencies): Provider {
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, client, oneOf) => oneOf ?? resourceIndicators.defaultResource(client as ClientFacts),
-        getResourceServerInfo: (_ctx, indicator, client) => engineSafe(() => resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts)),
+        // The user a token is for: the account the token endpoint loaded, or the signed-in one at /auth.
+        getResourceServerInfo: (ctx, indicator, client) =>
+          engineSafe(() => resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts, ctx.oidc.account?.accountId ?? ctx.oidc.session?.accountId)),
         useGrantedResource: async () => true,
       },
     },

@@ -1,8 +1,8 @@
 import { errors } from 'oidc-provider';
 import type { ResourceServer as ProviderResourceServer } from 'oidc-provider';
 
-import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from '../domain/types.js';
-import type { ResourceServer } from '../domain/types.js';
+import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, ROLE_SCOPES } from '../domain/types.js';
+import type { ResourceServer, Role } from '../domain/types.js';
 
 /**
  * RFC 8707 resource indicators: which API a token is for. A client gets a token for a
@@ -10,6 +10,9 @@ import type { ResourceServer } from '../domain/types.js';
  * client lists it; scopes are narrowed to those the resource server defines and the client is
  * allowed (principle 2, least privilege per tenant). The Management API is a built-in resource
  * server of every organization (DESIGN.md), so its tokens never overlap with connector tokens.
+ * A user's Management API token (through tessera-cli or any client allowed the Management API)
+ * carries no more than the user's role grants, checked on every issue and refresh, so a
+ * demotion narrows the next token as it narrows a PAT.
  */
 export interface ClientFacts {
   tessera_organization_id?: string;
@@ -21,11 +24,32 @@ export interface ResourceLookup {
   findByIdentifier(identifier: string): Promise<ResourceServer | undefined>;
 }
 
-export function createResourceIndicators(options: { lookup: ResourceLookup; managementTokenTtl: number }) {
+export interface ResourceIndicatorOptions {
+  lookup: ResourceLookup;
+  managementTokenTtl: number;
+  /** The role of a user in an organization; undefined when the user is not an active member of it. */
+  roleOf?: (accountId: string, organizationId: string) => Promise<Role | undefined>;
+}
+
+export function createResourceIndicators(options: ResourceIndicatorOptions) {
   const { lookup, managementTokenTtl } = options;
 
+  /** Management API scopes a client may request, narrowed to the role of the user it acts for. */
+  async function managementScopes(client: ClientFacts, allowedScopes: ReadonlySet<string>, accountId: string | undefined): Promise<string[]> {
+    // Only organization scopes of the Management API: never a resource server's scope that
+    // merely looks alike, and never organizations:admin (held by the bootstrap SAT alone).
+    const scopes = ORGANIZATION_SCOPES.filter((s) => allowedScopes.has(s));
+    // Without a user (client credentials, or an authorization request before sign-in) the
+    // client's own allowance is the ceiling; the token for a user is computed with the user known.
+    if (accountId === undefined || !options.roleOf) return scopes;
+    const role = client.tessera_organization_id ? await options.roleOf(accountId, client.tessera_organization_id) : undefined;
+    const granted: ReadonlySet<string> = new Set(role ? ROLE_SCOPES[role] : []);
+    return scopes.filter((s) => granted.has(s));
+  }
+
   return {
-    async getResourceServerInfo(indicator: string, client: ClientFacts): Promise<ProviderResourceServer> {
+    /** `accountId`: the user the token is for, when there is one (DESIGN.md "What a PAT may carry" applies alike). */
+    async getResourceServerInfo(indicator: string, client: ClientFacts, accountId?: string): Promise<ProviderResourceServer> {
       const allowedResources = client.tessera_resources ?? [];
       const allowedScopes = new Set(client.tessera_scopes ?? []);
       if (!allowedResources.includes(indicator)) {
@@ -34,9 +58,7 @@ export function createResourceIndicators(options: { lookup: ResourceLookup; mana
       if (indicator === MANAGEMENT_AUDIENCE) {
         return {
           audience: MANAGEMENT_AUDIENCE,
-          // Only organization scopes of the Management API: never a resource server's scope that
-          // merely looks alike, and never organizations:admin (held by the bootstrap SAT alone).
-          scope: ORGANIZATION_SCOPES.filter((s) => allowedScopes.has(s)).join(' '),
+          scope: (await managementScopes(client, allowedScopes, accountId)).join(' '),
           accessTokenTTL: managementTokenTtl,
           accessTokenFormat: 'jwt',
           jwt: { sign: { alg: 'ES256' } },

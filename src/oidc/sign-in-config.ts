@@ -1,4 +1,4 @@
-import { errors } from 'oidc-provider';
+import { errors, interactionPolicy } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
 
 import type { Config } from '../config/config.js';
@@ -17,6 +17,8 @@ export interface SignInConfigDependencies {
   config: Config;
   policies: PolicyService;
   consents: ConsentRepository;
+  /** Whether an account is an active user of the organization. */
+  isMember(accountId: string, organizationId: string | undefined): Promise<boolean>;
 }
 
 interface TesseraClient {
@@ -44,6 +46,22 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
   const { config, policies, consents } = deps;
 
   return (c) => {
+    // The engine's prompts, plus one rule: a browser signed in as a user of another organization
+    // (or as a user deactivated since) signs in again before this client gets anything. One
+    // issuer serves every tenant, so one session cookie could otherwise carry a user across
+    // (principle 2); Keycloak keeps a session per realm for the same reason.
+    const policy = interactionPolicy.base();
+    policy.get('login')!.checks.add(
+      new interactionPolicy.Check('other_organization', 'End-User must sign in to this client\'s organization', 'login_required', (ctx) =>
+        engineSafe(async () => {
+          const accountId = ctx.oidc.session?.accountId;
+          if (!accountId) return interactionPolicy.Check.NO_NEED_TO_PROMPT;
+          const organizationId = (ctx.oidc.client as unknown as TesseraClient | undefined)?.tessera_organization_id;
+          return (await deps.isMember(accountId, organizationId)) ? interactionPolicy.Check.NO_NEED_TO_PROMPT : interactionPolicy.Check.REQUEST_PROMPT;
+        })),
+    );
+    c.interactions = { ...c.interactions, policy };
+
     // OpenID Connect Core §5.4: the claims each scope releases, at /me and in ID tokens.
     // `org_id` tells a multi-tenant relying party which organization the user belongs to.
     c.claims = {
@@ -164,10 +182,16 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
 
     // RFC 9700 §2.1.2: the hybrid flow (`code id_token`) is for confidential clients only; a
     // public client that lists it is misconfigured and refused.
+    // `application_type: native` makes the engine match loopback redirect URIs on any port
+    // (RFC 8252 §7.3). Only the built-in tessera-cli client has it; every other client, dynamically
+    // registered ones included, keeps exact redirect URI matching (RFC 9700 §4.1.3).
     const previousValidator = c.extraClientMetadata?.validator;
     c.extraClientMetadata = {
       ...c.extraClientMetadata,
       validator(ctx, key, value, metadata) {
+        if (key === 'tessera_kind' && metadata.application_type === 'native' && value !== 'cli') {
+          throw new errors.InvalidClientMetadata('application_type "native" is reserved for the built-in tessera-cli client; register a web client with exact redirect URIs');
+        }
         if (key === 'tessera_organization_id') {
           const responseTypes = (metadata.response_types as string[] | undefined) ?? [];
           if (metadata.token_endpoint_auth_method === 'none' && responseTypes.some((rt) => rt.split(' ').includes('id_token'))) {

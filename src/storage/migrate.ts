@@ -11,12 +11,14 @@ export const MIGRATIONS_DIR = resolve(import.meta.dirname, '../../migrations');
  * alike. node-pg-migrate takes its own advisory lock, so nodes starting together wait for
  * one another instead of racing.
  */
-export async function migrate(db: Database, options: { schema?: string; log?: (msg: string) => void } = {}): Promise<string[]> {
+export async function migrate(db: Database, options: { schema?: string; log?: (msg: string) => void; count?: number } = {}): Promise<string[]> {
   return db.withConnection(async (connection) => {
     const applied = await runner({
       dbClient: connection as never,
       dir: MIGRATIONS_DIR,
       direction: 'up',
+      // Only the first `count` pending migrations (tests that seed data between steps); default all.
+      ...(options.count !== undefined ? { count: options.count } : {}),
       migrationsTable: 'tessera_migrations',
       schema: options.schema ?? (await connectionSchema(connection)),
       createSchema: true,

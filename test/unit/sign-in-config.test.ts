@@ -24,7 +24,7 @@ async function configured(policies: Record<string, Partial<OrganizationPolicy>>)
   });
   for (const id of Object.keys(policies)) await service.forOrganization(id);
   const c: Configuration = {};
-  signInConfiguration({ config, policies: service, consents: {} as ConsentRepository })(c);
+  signInConfiguration({ config, policies: service, consents: {} as ConsentRepository, isMember: async () => true })(c);
   return c;
 }
 

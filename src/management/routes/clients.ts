@@ -5,6 +5,7 @@ import {
 } from '../../domain/client-policy.js';
 import type { FieldProblem } from '../../domain/client-policy.js';
 import { rotateClientSecret, sealNewSecret } from '../../domain/client-secrets.js';
+import { ProblemError } from '../../http/middleware.js';
 import type { ClientRecord } from '../../domain/types.js';
 import type { Queryable } from '../../storage/database.js';
 import { newId } from '../../storage/ids.js';
@@ -50,6 +51,7 @@ const clientSchema = z.object({
   jwks: z.unknown().optional(),
   jwks_uri: z.string().optional(),
   dynamically_registered: z.boolean(),
+  built_in: z.boolean().describe('The organization\'s built-in tessera-cli client: listed, never changed or deleted'),
   secret_rotated_at: z.string().nullable(),
   previous_secret_expires_at: z.string().nullable(),
   created_at: z.string(),
@@ -70,11 +72,23 @@ export function presentClient(record: ClientRecord, now = Date.now()) {
     ...(m.jwks !== undefined ? { jwks: m.jwks } : {}),
     ...(m.jwks_uri !== undefined ? { jwks_uri: m.jwks_uri } : {}),
     dynamically_registered: record.registration,
+    built_in: record.kind === 'cli',
     secret_rotated_at: iso(record.secret_rotated_at),
     previous_secret_expires_at: iso(record.previous_secret_expires_at && record.previous_secret_expires_at.getTime() > now ? record.previous_secret_expires_at : null),
     created_at: record.created_at.toISOString(),
     updated_at: record.updated_at.toISOString(),
   };
+}
+
+/**
+ * The built-in tessera-cli client (src/domain/cli-client.ts) is Tessera's, not the organization's:
+ * every user's command-line sign-in depends on its id, public authentication, grant types and
+ * loopback redirect URIs, so the Management API lists it but never changes or deletes it.
+ */
+function refuseBuiltIn(record: ClientRecord, action: string): void {
+  if (record.kind !== 'cli') return;
+  const message = `${record.client_id} is the organization's built-in tessera-cli client; it cannot be ${action}`;
+  throw new ProblemError(409, 'Conflict', message, { errors: [{ field: 'client_id', message }] });
 }
 
 interface ClientShape {
@@ -202,7 +216,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       path: '/clients/{id}',
       scope: 'clients:write',
       tag: 'Clients',
-      summary: 'Change a client (members not given keep their value); the authentication method may only move between the two secret methods',
+      summary: 'Change a client (members not given keep their value); the authentication method may only move between the two secret methods; the built-in tessera-cli client cannot be changed (409)',
       body: z.object({
         name: nameSchema.optional(),
         grant_types: grantTypes.optional(),
@@ -221,6 +235,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
         const result = await deps.db.transaction(async (tx) => {
           const before = await deps.clients.findInOrganization(principal.organizationId, params.id!, tx, { lock: true });
           if (!before) throw notFound('client');
+          refuseBuiltIn(before, 'changed');
           const current = presentClient(before, deps.clock.now());
           const method = body.token_endpoint_auth_method ?? current.token_endpoint_auth_method;
           if (method !== current.token_endpoint_auth_method && !(SECRET_METHODS.has(method) && SECRET_METHODS.has(current.token_endpoint_auth_method))) {
@@ -268,12 +283,13 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       path: '/clients/{id}',
       scope: 'clients:write',
       tag: 'Clients',
-      summary: 'Delete a client; it can no longer obtain tokens',
-      errors: [404],
+      summary: 'Delete a client; it can no longer obtain tokens (the built-in tessera-cli client cannot be deleted: 409)',
+      errors: [404, 409],
       async handler(ctx) {
         const { principal, params } = ctx;
         const record = await deps.clients.findInOrganization(principal.organizationId, params.id!);
         if (!record) throw notFound('client');
+        refuseBuiltIn(record, 'deleted');
         await deps.clients.delete(record.client_id);
         await deps.clientsChanged([record.client_id]);
         recordChange(deps.audit, ctx, { action: 'client.deleted', target: { type: 'client', id: record.client_id }, before: presentClient(record, deps.clock.now()) });
@@ -293,6 +309,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
         const { principal, params } = ctx;
         const record = await deps.clients.findInOrganization(principal.organizationId, params.id!);
         if (!record) throw notFound('client');
+        refuseBuiltIn(record, 'given a secret: it is a public client (RFC 8252 §8.4)');
         if (!record.secret_enc) throw conflict('token_endpoint_auth_method', 'this client does not authenticate with a secret');
         const org = await deps.organizations.findById(principal.organizationId);
         const grace = effectivePolicy(deps.policyDefaults, org ?? { policy: {} }).client_secret_rotation_grace_seconds;

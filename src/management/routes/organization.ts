@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import type { OrganizationPolicy } from '../../domain/types.js';
+import { cliClientId } from '../../domain/cli-client.js';
 import { PLATFORM_SCOPE } from '../../domain/types.js';
 import type { AuditLog } from '../../audit/audit-event.js';
 import { diff } from '../../audit/audit-event.js';
@@ -36,9 +37,12 @@ export const policySchema = z
   .partial()
   .strict();
 
+const cliClientIdSchema = z.string().describe('The organization\'s built-in public client for user sign-in from scripts and `tessera login` (tessera-cli.<organization id>)');
+
 const organizationSchema = z.object({
   id: z.string(),
   name: z.string(),
+  cli_client_id: cliClientIdSchema,
   policy: z.record(z.string(), z.unknown()),
   created_at: z.string(),
   updated_at: z.string(),
@@ -62,6 +66,7 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
   const present = (org: Organization) => ({
     id: org.id,
     name: org.name,
+    cli_client_id: cliClientId(org.id),
     policy: effectivePolicy(deps.policyDefaults, org),
     created_at: org.created_at.toISOString(),
     updated_at: org.updated_at.toISOString(),
@@ -129,6 +134,7 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
         name: z.string(),
         owner: z.object({ id: z.string(), username: z.string(), password: z.string().optional() }),
         management_token: z.string(),
+        cli_client_id: cliClientIdSchema,
       }),
       errors: [409],
       async handler(ctx) {
@@ -147,7 +153,7 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
           ...auditContext(ctx),
           action: 'organization.created',
           target: { type: 'organization', id: result.organization.id },
-          details: { name: result.organization.name, owner: result.owner.username, service_account_id: result.serviceAccount.id, management_token_id: result.managementTokenId },
+          details: { name: result.organization.name, owner: result.owner.username, service_account_id: result.serviceAccount.id, management_token_id: result.managementTokenId, cli_client_id: result.cliClientId },
         });
         return {
           status: 201,
@@ -156,6 +162,7 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
             name: result.organization.name,
             owner: { id: result.owner.id, username: result.owner.username, ...(result.ownerPassword ? { password: result.ownerPassword } : {}) },
             management_token: result.managementToken,
+            cli_client_id: result.cliClientId,
           },
         };
       },
