@@ -66,9 +66,17 @@ export function createProvider(deps: ProviderDependencies): Provider {
       clientCredentials: { enabled: true },
       // Introspection and revocation of every token kind are answered by Tessera's own handlers
       // (src/tokens); the engine's remain enabled so discovery advertises the endpoints.
-      introspection: { enabled: true },
+      //
+      // What reaches the engine's own handlers is what Tessera does not answer itself: refresh
+      // tokens (and garbage). A refresh token is for the client that holds it and for no
+      // resource server, so only that client learns anything about it (RFC 7662 §2.2 allows
+      // `active: false` for a caller not entitled to know; principle 2: nothing crosses an
+      // organization). The engine's default lets any confidential client introspect it.
+      introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       jwtIntrospection: { enabled: true },
-      revocation: { enabled: true },
+      // Another client's refresh token is left alone and the answer is the same 200 (RFC 7009
+      // §2.2), so revocation cannot be used to test whether a token exists.
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       userinfo: { enabled: true },
       // DPoP-bound tokens would need `cnf` in Tessera's introspection answers and a test that
       // walks the flow; until then it is off, so discovery does not advertise it.

@@ -159,6 +159,25 @@ for (const backend of backends) {
       expect((await anonymous.json()).error).toBe('invalid_client');
     });
 
+    it('tells only the client that holds a refresh token about it, at introspection and revocation', async () => {
+      const { tokens } = await signedIn(confidentialClient, alice.username, alice.password, { scope: 'openid offline_access' });
+      const refreshToken = tokens.refresh_token!;
+      const ask = (path: string, id: string, secret: string) =>
+        fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ token: refreshToken }),
+        });
+      // A resource server (here of the same organization) learns nothing, and cannot revoke it.
+      expect(await (await ask('/token/introspection', 'orders-rs', 'orders-rs-secret-0123456789')).json()).toEqual({ active: false });
+      expect((await ask('/token/revocation', 'orders-rs', 'orders-rs-secret-0123456789')).status).toBe(200);
+      const own = await (await ask('/token/introspection', 'web-confidential', CONFIDENTIAL_SECRET)).json();
+      expect(own).toMatchObject({ active: true, client_id: 'web-confidential' });
+      // Its own client may revoke it.
+      expect((await ask('/token/revocation', 'web-confidential', CONFIDENTIAL_SECRET)).status).toBe(200);
+      expect(await (await ask('/token/introspection', 'web-confidential', CONFIDENTIAL_SECRET)).json()).toEqual({ active: false });
+    });
+
     it('does not replay the grace answer to another client', async () => {
       const { tokens } = await signedIn();
       await client.refreshTokenGrant(publicClient, tokens.refresh_token!);
