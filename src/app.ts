@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
-import type { Configuration, FindAccount } from 'oidc-provider';
+import type { Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
 
 import type { Clock } from './clock.js';
 import type { Config } from './config/config.js';
@@ -242,7 +242,13 @@ export async function createTessera(options: TesseraOptions) {
       },
       initialAccessTokens: registration.initialAccessTokenSource,
     });
-    const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer });
+    const usageFlushMs = config.env === 'test' ? 500 : 5000;
+    const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post']);
+    // Client secrets' last use: Tessera's own endpoints count through the authenticator, the
+    // engine's /token through its grant.success event (below).
+    const secretUsage = createUsageRecorder({ write: (batch) => repos.clients.recordSecretUse(batch), clock, logger, flushIntervalMs: usageFlushMs });
+    cleanups.push(() => secretUsage.close());
+    const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer, onSecretUsed: (clientId) => secretUsage.record(clientId) });
     const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
     /** An active user of the organization, or undefined. */
     const memberOf = async (accountId: string, organizationId: string | undefined) => {
@@ -312,6 +318,11 @@ export async function createTessera(options: TesseraOptions) {
     providerSetups.push((p) => {
       p.use(refreshGrace.recorder);
       p.use(logoutRevocation);
+      // A token issued to a client that authenticated with its secret is a use of that secret.
+      p.on('grant.success', (ctx: KoaContextWithOIDC) => {
+        const client = ctx.oidc.client;
+        if (client && SECRET_METHODS.has(String(client.clientAuthMethod))) secretUsage.record(client.clientId);
+      });
     });
     const loginThrottle = createLoginThrottle({ cache, clock, redisPrefix: options.redisPrefix });
     let provider: Provider = buildProvider();
@@ -370,7 +381,7 @@ export async function createTessera(options: TesseraOptions) {
     });
     subscriptionHealthy = () => referenceTokenLookup.subscriptionHealthy();
     cleanups.push(async () => referenceTokenLookup.stop());
-    const usage = createUsageRecorder({ tokens: repos.referenceTokens, clock, logger, flushIntervalMs: config.env === 'test' ? 500 : 5000 });
+    const usage = createUsageRecorder({ write: (batch) => repos.referenceTokens.recordUsage(batch), clock, logger, flushIntervalMs: usageFlushMs });
     cleanups.push(() => usage.close());
     const tokenService = createTokenService({
       tokens: repos.referenceTokens,
@@ -623,6 +634,8 @@ export async function createTessera(options: TesseraOptions) {
       /** PAT/SAT lifecycle; user and service-account routes call `ownerChanged` after a status or role change. */
       tokenService,
       usage,
+      /** Client secrets' last use, batched like `usage`. */
+      secretUsage,
       fastPathStats: fastPath.stats,
       management,
       audit,

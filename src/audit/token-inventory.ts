@@ -120,8 +120,9 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
           : { type: 'client', id: c.client_id, name: c.name, status: 'active' };
       const audiences = c.kind === 'introspection' ? (c.resource_server_identifier ? [c.resource_server_identifier] : []) : c.allowed_resources;
       const setAt = c.secret_rotated_at ?? c.created_at;
-      // Client authentication is not counted per client yet: last use is unknown, not "never".
-      const risk = riskScore({ ...base, scopes: c.kind === 'introspection' ? [] : c.allowed_scopes, audiences: c.kind === 'introspection' ? [] : audiences, createdAt: c.created_at, secretSetAt: setAt, usageKnown: false, ownerStatus: owner.status });
+      // Each successful secret authentication is counted (batched); a secret never used has no last use.
+      const lastUsedAt = c.secret_last_used_at ?? undefined;
+      const risk = riskScore({ ...base, scopes: c.kind === 'introspection' ? [] : c.allowed_scopes, audiences: c.kind === 'introspection' ? [] : audiences, createdAt: setAt, secretSetAt: setAt, lastUsedAt, usageKnown: true, ownerStatus: owner.status });
       items.push({
         id: c.client_id,
         kind: 'client_secret',
@@ -134,9 +135,9 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         age_days: days(nowMs - setAt.getTime()),
         expires_at: null,
         expires_in_days: null,
-        last_used_at: null,
-        idle_days: null,
-        use_count: null,
+        last_used_at: iso(lastUsedAt),
+        idle_days: days(nowMs - (lastUsedAt ?? setAt).getTime()),
+        use_count: Number(c.secret_use_count),
         distinct_clients: null,
         distinct_ips: null,
         risk_score: risk.score,

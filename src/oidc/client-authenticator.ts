@@ -54,7 +54,14 @@ export function parseBasic(header: string): { id: string; secret: string } | und
   }
 }
 
-export function createClientAuthenticator(deps: { clients: ClientDirectory; cache: CacheStore; clock: Clock; issuer: string }) {
+export function createClientAuthenticator(deps: {
+  clients: ClientDirectory;
+  cache: CacheStore;
+  clock: Clock;
+  issuer: string;
+  /** Told of each successful secret check (last use of the secret, principle 3); must not block. */
+  onSecretUsed?: (clientId: string) => void;
+}) {
   const { clients, clock, issuer } = deps;
   const realm = issuer;
 
@@ -77,6 +84,7 @@ export function createClientAuthenticator(deps: { clients: ClientDirectory; cach
     const result = view ? checkSecret(view, presented) : 'wrong';
     if (result === 'replaced') throw invalidClient(basic, realm, REPLACED_SECRET);
     if (result !== 'ok') throw invalidClient(basic, realm, 'unknown client or wrong secret');
+    deps.onSecretUsed?.(view!.record.client_id);
   }
 
   async function viaAssertion(assertion: string, claimedId: string | undefined, endpointUrl: string): Promise<AuthenticatedClient> {

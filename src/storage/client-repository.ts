@@ -24,6 +24,17 @@ export function createClientRepository(db: Database) {
       );
       return rows[0]!;
     },
+    /** One batched write of secret uses (see usage-recorder.ts); clients deleted meanwhile are skipped. */
+    async recordSecretUse(batch: { subject: string; count: number; lastUsedAt: Date }[]): Promise<void> {
+      if (batch.length === 0) return;
+      await db.query(
+        `UPDATE clients c SET secret_use_count = c.secret_use_count + u.n,
+                secret_last_used_at = GREATEST(c.secret_last_used_at, u.at)
+           FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u(client_id, n, at)
+          WHERE c.client_id = u.client_id`,
+        [batch.map((b) => b.subject), batch.map((b) => b.count), batch.map((b) => b.lastUsedAt)],
+      );
+    },
     async findById(clientId: string, q: Queryable = db): Promise<ClientRecord | undefined> {
       const { rows } = await q.query<ClientRecord>('SELECT * FROM clients WHERE client_id = $1', [clientId]);
       return rows[0];

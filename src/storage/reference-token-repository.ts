@@ -229,7 +229,7 @@ export function createReferenceTokenRepository(db: Database) {
       return rows;
     },
     /** One batched write of usage counters: per token and per resource server. */
-    async recordUsage(batch: { tokenId: string; resource: string; count: number; lastUsedAt: Date }[]): Promise<void> {
+    async recordUsage(batch: { subject: string; resource: string; count: number; lastUsedAt: Date }[]): Promise<void> {
       if (batch.length === 0) return;
       await db.query(
         `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::timestamptz[]) AS u(token_id, resource, n, at)
@@ -243,7 +243,7 @@ export function createReferenceTokenRepository(db: Database) {
          UPDATE reference_tokens t SET use_count = t.use_count + s.n, last_used_at = GREATEST(t.last_used_at, s.at)
            FROM (SELECT token_id, sum(n)::bigint AS n, max(at) AS at FROM u GROUP BY token_id) s
           WHERE t.id = s.token_id`,
-        [batch.map((b) => b.tokenId), batch.map((b) => b.resource), batch.map((b) => b.count), batch.map((b) => b.lastUsedAt)],
+        [batch.map((b) => b.subject), batch.map((b) => b.resource), batch.map((b) => b.count), batch.map((b) => b.lastUsedAt)],
       );
     },
   };

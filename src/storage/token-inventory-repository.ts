@@ -34,6 +34,8 @@ export interface InventoryClientSecret {
   allowed_resources: string[];
   created_at: Date;
   secret_rotated_at: Date | null;
+  secret_last_used_at: Date | null;
+  secret_use_count: string | number;
 }
 
 export interface InventoryRefreshToken {
@@ -70,7 +72,8 @@ export function createTokenInventoryRepository(db: Database) {
     async clientSecrets(organizationId: string): Promise<InventoryClientSecret[]> {
       const { rows } = await db.query<InventoryClientSecret>(
         `SELECT c.client_id, c.name, c.kind, c.service_account_id, sa.name AS service_account_name, sa.status AS service_account_status,
-                rs.identifier AS resource_server_identifier, c.allowed_scopes, c.allowed_resources, c.created_at, c.secret_rotated_at
+                rs.identifier AS resource_server_identifier, c.allowed_scopes, c.allowed_resources, c.created_at, c.secret_rotated_at,
+                c.secret_last_used_at, c.secret_use_count
            FROM clients c
            LEFT JOIN service_accounts sa ON sa.id = c.service_account_id
            LEFT JOIN resource_servers rs ON rs.id = c.resource_server_id

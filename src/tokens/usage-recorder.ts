@@ -1,16 +1,26 @@
 import type { Clock } from '../clock.js';
 import type { Logger } from '../http/logger.js';
-import type { ReferenceTokenRepository } from '../storage/reference-token-repository.js';
 
 /**
- * Last-used time and use count per token and per resource server (principle 5) without a write
- * per request: each use is an increment in this node's memory; a timer writes everything
- * gathered to PostgreSQL in one statement. The map holds one entry per (token, resource server)
- * used since the last flush, and a flush is forced when it reaches `maxEntries`, so it stays
- * bounded whatever the traffic.
+ * Last-used time and use count of a credential (principle 5) without a write per request: each
+ * use is an increment in this node's memory; a timer hands everything gathered to `write`, one
+ * statement for the batch. Used for PATs/SATs (per token and resource server) and for client
+ * secrets (per client). The map holds one entry per (subject, resource) used since the last
+ * flush, and a flush is forced when it reaches `maxEntries`, so it stays bounded whatever the
+ * traffic.
  */
+export interface UsageCount {
+  /** The credential: a reference token id, or a client id. */
+  subject: string;
+  /** Where it was used (a resource server), or '' when that is not tracked. */
+  resource: string;
+  count: number;
+  lastUsedAt: Date;
+}
+
 export interface UsageRecorderOptions {
-  tokens: ReferenceTokenRepository;
+  /** Writes one batch (PostgreSQL); a rejection puts the counts back for the next flush. */
+  write(batch: UsageCount[]): Promise<void>;
   clock: Clock;
   logger: Logger;
   flushIntervalMs?: number;
@@ -18,14 +28,14 @@ export interface UsageRecorderOptions {
 }
 
 interface Counter {
-  tokenId: string;
+  subject: string;
   resource: string;
   count: number;
   lastUsedAt: number;
 }
 
 export function createUsageRecorder(options: UsageRecorderOptions) {
-  const { tokens, clock, logger } = options;
+  const { clock, logger } = options;
   const maxEntries = options.maxEntries ?? 50_000;
   let pending = new Map<string, Counter>();
   let flushing: Promise<void> | undefined;
@@ -35,8 +45,8 @@ export function createUsageRecorder(options: UsageRecorderOptions) {
     if (pending.size === 0) return;
     const batch = pending;
     pending = new Map();
-    flushing = tokens
-      .recordUsage([...batch.values()].map((c) => ({ tokenId: c.tokenId, resource: c.resource, count: c.count, lastUsedAt: new Date(c.lastUsedAt) })))
+    flushing = options
+      .write([...batch.values()].map((c) => ({ subject: c.subject, resource: c.resource, count: c.count, lastUsedAt: new Date(c.lastUsedAt) })))
       .catch((error) => {
         // Put the counts back so a database blip loses nothing; they go out with the next flush.
         for (const [key, counter] of batch) {
@@ -58,16 +68,16 @@ export function createUsageRecorder(options: UsageRecorderOptions) {
   timer.unref();
 
   return {
-    /** One use of `tokenId` at `resource`: a map increment, nothing else. */
-    record(tokenId: string, resource: string): void {
-      const key = `${tokenId}\u0000${resource}`;
+    /** One use of `subject` at `resource`: a map increment, nothing else. */
+    record(subject: string, resource = ''): void {
+      const key = resource === '' ? subject : `${subject}\u0000${resource}`;
       const counter = pending.get(key);
       if (counter !== undefined) {
         counter.count += 1;
         counter.lastUsedAt = clock.now();
         return;
       }
-      pending.set(key, { tokenId, resource, count: 1, lastUsedAt: clock.now() });
+      pending.set(key, { subject, resource, count: 1, lastUsedAt: clock.now() });
       if (pending.size >= maxEntries) void flush();
     },
     flush,

@@ -119,8 +119,9 @@ for (const backend of backends) {
       expect(items.map((i) => i.id)).not.toContain(ids.revoked);
 
       const worker = items.find((i) => i.kind === 'client_secret' && i.id === 'worker');
-      expect(worker).toMatchObject({ expires_at: null, age_days: 200, last_used_at: null });
-      expect(worker.risk_reasons.map((r: any) => r.code)).toEqual(expect.arrayContaining(['no_expiry', 'rotation_overdue', 'sensitive_audience', 'usage_unknown']));
+      expect(worker).toMatchObject({ expires_at: null, age_days: 200, last_used_at: null, idle_days: 200, use_count: 0 });
+      expect(worker.risk_reasons.map((r: any) => r.code)).toEqual(expect.arrayContaining(['no_expiry', 'rotation_overdue', 'sensitive_audience', 'idle']));
+      expect(worker.risk_reasons.find((r: any) => r.code === 'idle')).toMatchObject({ detail: 'never used in 200 days' });
       expect(items.find((i) => i.kind === 'client_secret' && i.id === 'orders-rs')).toMatchObject({ owner: { type: 'resource_server', id: 'https://orders.test' } });
 
       const families = items.filter((i) => i.kind === 'refresh_token_family');
@@ -141,6 +142,28 @@ for (const backend of backends) {
       expect(bobs.owner.status).toBe('deactivated');
       expect(bobs.risk_reasons.find((r: any) => r.code === 'owner_inactive')).toMatchObject({ points: 20 });
       expect(bobs.risk_score).toBeGreaterThan(items.find((i) => i.id === ids.pat).risk_score);
+    });
+
+    it('records the last use of client secrets, at /token and at introspection', async () => {
+      const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+      const form = { 'content-type': 'application/x-www-form-urlencoded' };
+      const issued = await fetch(`${server.url}/token`, { method: 'POST', headers: { ...form, authorization: basic('worker', 'worker-secret-0123456789abcdef') }, body: 'grant_type=client_credentials&resource=https%3A%2F%2Forders.test&scope=orders%3Aread' });
+      expect(issued.status).toBe(200);
+      const { access_token } = (await issued.json()) as { access_token: string };
+      for (let i = 0; i < 2; i += 1) {
+        const answer = await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { ...form, authorization: basic('orders-rs', 'orders-rs-secret-0123456789') }, body: `token=${access_token}` });
+        expect((await answer.json()).active).toBe(true);
+      }
+      // A wrong secret is not a use.
+      await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { ...form, authorization: basic('billing-rs', 'wrong') }, body: `token=${access_token}` });
+      await server.tessera.secretUsage.flush();
+      const { items } = await inventory();
+      const secret = (id: string) => items.find((i) => i.kind === 'client_secret' && i.id === id);
+      expect(secret('worker')).toMatchObject({ use_count: 1, idle_days: 0 });
+      expect(secret('orders-rs')).toMatchObject({ use_count: 2, idle_days: 0 });
+      expect(Date.parse(secret('orders-rs').last_used_at)).toBeGreaterThan(0);
+      expect(secret('billing-rs')).toMatchObject({ use_count: 0, last_used_at: null });
+      await server.tessera.db.query("UPDATE clients SET secret_use_count = 0, secret_last_used_at = NULL WHERE client_id IN ('worker', 'orders-rs')");
     });
 
     it('filters by kind, owner, owner status, minimum score, audience and scope', async () => {
