@@ -19,21 +19,10 @@ import { createOrganization, expectApi } from '../helpers/management.js';
 import type { CreatedOrganization } from '../helpers/management.js';
 import { api, freePort, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
-import { addUser, browserless, interactionPath, SIGN_IN_SEED, signIn } from '../helpers/sign-in.js';
+import { addUser, browserless, interactionPath, oauthError, SERVER_START_TIMEOUT_MS, SIGN_IN_SEED, signIn } from '../helpers/sign-in.js';
 
 const PASSWORD = 'correct horse battery staple';
-/** A server on the embedded default compiles PGlite's WASM and initialises its data directory: slow on a busy machine. */
-const SERVER_START_TIMEOUT_MS = 180_000;
 const ALL_SCOPES = ORGANIZATION_SCOPES.join(' ');
-
-async function oauthError(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as { error?: string; code?: string }).error ?? (error as Error).message;
-  }
-  throw new Error('expected the request to fail');
-}
 
 const sorted = (scope: string | undefined) => (scope ?? '').split(' ').filter(Boolean).sort();
 

@@ -14,21 +14,9 @@ import { backends, createTestClock } from '../helpers/backends.js';
 import type { TestClock } from '../helpers/backends.js';
 import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
-import { addUser, browserless, CALLBACK, CONFIDENTIAL_SECRET, hiddenField, interactionPath, POST_LOGOUT, SIGN_IN_SEED, signIn } from '../helpers/sign-in.js';
+import { addUser, browserless, CALLBACK, CONFIDENTIAL_SECRET, hiddenField, interactionPath, oauthError, POST_LOGOUT, SERVER_START_TIMEOUT_MS, SIGN_IN_SEED, signIn } from '../helpers/sign-in.js';
 
 const PASSWORD = 'correct horse battery staple';
-/** A server on the embedded default compiles PGlite's WASM and initialises its data directory: slow on a busy machine. */
-const SERVER_START_TIMEOUT_MS = 180_000;
-
-/** The OAuth error a rejected grant request answered with. */
-async function oauthError(promise: Promise<unknown>): Promise<string> {
-  try {
-    await promise;
-  } catch (error) {
-    return (error as { error?: string; code?: string }).error ?? (error as Error).message;
-  }
-  throw new Error('expected the request to fail');
-}
 
 for (const backend of backends) {
   describe(`interactive sign-in on ${backend.name}`, () => {

@@ -136,21 +136,27 @@ export async function openRedis(options: { url?: string } = {}): Promise<OpenedR
   };
 }
 
-/** SCAN, never KEYS: a shared Redis may hold many other keys. A separate client, so this works even after the store was closed. */
-async function deleteKeysWithPrefix(url: string, prefix: string): Promise<void> {
+/**
+ * Calls `each` with every batch of keys under `prefix`, on a connection of its own (so it works
+ * after the store was closed). SCAN, never KEYS: a shared Redis may hold many other keys.
+ */
+export async function forEachRedisKey(url: string, prefix: string, each: (client: Redis, keys: string[]) => Promise<void>): Promise<void> {
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
   try {
     await client.connect();
     let cursor = '0';
     do {
       const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
       cursor = next;
-      if (keys.length > 0) await client.del(...keys);
+      if (keys.length > 0) await each(client, keys);
     } while (cursor !== '0');
   } finally {
     client.disconnect();
   }
 }
+
+const deleteKeysWithPrefix = (url: string, prefix: string) => forEachRedisKey(url, prefix, async (client, keys) => void (await client.del(...keys)));
 
 // ---------------------------------------------------------------------------------------
 // PGlite

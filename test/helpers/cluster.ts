@@ -22,7 +22,7 @@ import { systemClock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { BootstrapResult } from '../../src/domain/bootstrap.js';
 import { createLogger } from '../../src/http/logger.js';
-import { openPostgres, openRedis } from './backends.js';
+import { forEachRedisKey, openPostgres, openRedis } from './backends.js';
 import type { OpenedPostgres } from './backends.js';
 import { EXAMPLE_SEED } from './seed.js';
 import { freePort } from './server.js';
@@ -182,21 +182,8 @@ export async function prepareInstallation(options: { redisUrl?: string; override
     postgres,
     async close() {
       await postgres.close();
-      const cleaner = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-      cleaner.on('error', () => {});
-      try {
-        await cleaner.connect();
-        let cursor = '0';
-        do {
-          const [next, keys] = await cleaner.scan(cursor, 'MATCH', `${redisPrefix}*`, 'COUNT', 500);
-          cursor = next;
-          if (keys.length > 0) await cleaner.del(...keys);
-        } while (cursor !== '0');
-      } catch {
-        // The test's own Redis may be gone already; nothing to clean then.
-      } finally {
-        cleaner.disconnect();
-      }
+      // The test's own Redis may be gone already; nothing to clean then.
+      await forEachRedisKey(redisUrl, redisPrefix, async (client, keys) => void (await client.del(...keys))).catch(() => {});
     },
   };
 }

@@ -174,3 +174,16 @@ export async function addUser(
   if (user.status === 'deactivated') await server.tessera.db.query("UPDATE users SET status = 'deactivated' WHERE id = $1", [id]);
   return id;
 }
+
+/** A server on the embedded default compiles PGlite's WASM and initialises its data directory: slow on a busy machine. */
+export const SERVER_START_TIMEOUT_MS = 180_000;
+
+/** The OAuth error a rejected grant request (openid-client) answered with. */
+export async function oauthError(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    return (error as { error?: string; code?: string }).error ?? (error as Error).message;
+  }
+  throw new Error('expected the request to fail');
+}

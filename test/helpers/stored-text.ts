@@ -2,9 +2,9 @@
  * Everything an installation has at rest, as text, for principle 6 checks ("secrets are never
  * stored in plain text"): a secret must appear in none of it.
  */
-import { Redis } from 'ioredis';
 
 import type { Database } from '../../src/storage/database.js';
+import { forEachRedisKey } from './backends.js';
 
 export interface StoredText {
   /** One entry per row of every table in the database's current schema: `<table> <row as text>`. */
@@ -38,30 +38,21 @@ async function databaseRows(db: Database): Promise<string[]> {
   return out;
 }
 
-/** SCAN, never KEYS: the test Redis is shared. Every data type Tessera uses, read in full. */
+/** Every key under the prefix with its value, for every data type Tessera uses, read in full. */
 async function redisEntries(url: string, prefix: string): Promise<string[]> {
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   const out: string[] = [];
-  try {
-    await client.connect();
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500);
-      cursor = next;
-      for (const key of keys) {
-        const type = await client.type(key);
-        let value: unknown;
-        if (type === 'string') value = await client.get(key);
-        else if (type === 'set') value = await client.smembers(key);
-        else if (type === 'hash') value = await client.hgetall(key);
-        else if (type === 'list') value = await client.lrange(key, 0, -1);
-        else if (type === 'zset') value = await client.zrange(key, '0', '-1', 'WITHSCORES');
-        else value = `<${type}>`;
-        out.push(`${key} ${JSON.stringify(value)}`);
-      }
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
-  }
+  await forEachRedisKey(url, prefix, async (client, keys) => {
+    for (const key of keys) {
+      const type = await client.type(key);
+      let value: unknown;
+      if (type === 'string') value = await client.get(key);
+      else if (type === 'set') value = await client.smembers(key);
+      else if (type === 'hash') value = await client.hgetall(key);
+      else if (type === 'list') value = await client.lrange(key, 0, -1);
+      else if (type === 'zset') value = await client.zrange(key, '0', '-1', 'WITHSCORES');
+      else value = `<${type}>`;
+      out.push(`${key} ${JSON.stringify(value)}`);
+    }
+  });
   return out;
 }

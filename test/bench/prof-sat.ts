@@ -1,0 +1,36 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { resolve } from 'node:path';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+import { createEnvelope } from '../../src/keys/envelope.js';
+import { newId } from '../../src/storage/ids.js';
+import { generateToken, hashToken } from '../../src/tokens/format.js';
+import { openPostgres, openRedis } from '../helpers/backends.js';
+import { sharedNodeEnv, spawnNode } from '../helpers/spawn-node.js';
+import { createResourceServer, createServiceAccount, TEST_KEK } from '../helpers/token-fixtures.js';
+
+const kind = process.argv[2] ?? 'sat';
+const prof = process.argv[3];
+const pg = await openPostgres({ max: 4 });
+const redis = await openRedis();
+const env = sharedNodeEnv(pg, redis, { NODE_ENV: 'bench', LOG_LEVEL: 'warn', TESSERA_DATA_DIR: mkdtempSync(resolve(tmpdir(), 'tp-')) });
+const a = await spawnNode(env, { timeoutMs: 120_000, nodeArgs: prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [], compiled: process.env.COMPILED });
+const org = a.bootstrapped!.organization_id;
+const envelope = createEnvelope(Buffer.from(TEST_KEK, 'base64'));
+const api = await createResourceServer({ db: pg.db, envelope }, org, { scopes: ['orders:read'], tokenFormat: 'jwt' });
+const account = await createServiceAccount(pg.db, org);
+const sat = generateToken('sat');
+await pg.db.query(`INSERT INTO reference_tokens (id, organization_id, type, name, service_account_id, scopes, resources, secret_hash, created_by, expires_at, lifetime_seconds)
+ VALUES ($1,$2,'sat','b',$3,'["orders:read"]'::jsonb,$4::jsonb,$5,'bench',now()+interval '30 days',2592000)`, [newId('tok'), org, account.id, JSON.stringify([api.identifier]), hashToken(sat)]);
+const spec = { url: `${a.url}/token/introspection`, method: 'POST', headers: { authorization: api.basic, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: sat }).toString(), connections: 32, durationSeconds: Number(process.argv[4] ?? 5), warmupSeconds: 0 };
+const r = await fetch(spec.url, { method: 'POST', headers: spec.headers, body: spec.body });
+console.log(r.status, await r.text());
+const cpu = () => { const f = require('node:fs').readFileSync(`/proc/${a.child.pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100; };
+const c0 = cpu();
+const child = spawn(resolve(import.meta.dirname, '../../node_modules/.bin/tsx'), [resolve(import.meta.dirname, 'load.ts'), JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit'] });
+await new Promise((ok) => child.once('exit', ok));
+console.log('server CPU s', cpu() - c0);
+await a.stop();
+await pg.close(); await redis.close();
