@@ -12,7 +12,8 @@ import { secretsEqual } from '../../src/oidc/client-authenticator.js';
 import { createMemoryCache } from '../../src/storage/memory-cache.js';
 import type { CacheStore } from '../../src/storage/cache.js';
 import { systemClock } from '../../src/clock.js';
-import { backends } from '../helpers/backends.js';
+import { backends, openRedis } from '../helpers/backends.js';
+import type { OpenedRedis } from '../helpers/backends.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -144,6 +145,58 @@ describe('the rate limiter factory', () => {
     expect(await limiter.consume('a')).toBeUndefined();
   });
 });
+
+// The /token limit counts in batches (RateLimitSync `batched`): what a client can observe must
+// stay the same — the budget holds exactly on one node, a spent budget is refused on every node,
+// and counts made far from the limit still reach Redis within the sync interval.
+for (const backend of backends.filter((b) => b.name === 'postgres+redis')) {
+  describe('the batched rate limiter', () => {
+    let redis: OpenedRedis;
+    beforeAll(async () => {
+      redis = await openRedis();
+    });
+    afterAll(async () => {
+      await redis?.close();
+    });
+    const batched = (points: number, keyPrefix: string) => createRateLimiter({ cache: redis.cache, keyPrefix, points, durationSeconds: 60, sync: { mode: 'batched', syncIntervalMs: 20 } });
+
+    it(`allows exactly the budget on one node, then answers with Retry-After (${backend.name})`, async () => {
+      const limiter = batched(10, 'exact-budget:');
+      const waits = [];
+      for (let i = 0; i < 12; i += 1) waits.push(await limiter.consume('client'));
+      expect(waits.slice(0, 10)).toEqual(Array(10).fill(undefined));
+      expect(waits[10]).toBeGreaterThanOrEqual(1);
+      expect(waits[10]).toBeLessThanOrEqual(60);
+      expect(await limiter.consume('other client')).toBeUndefined();
+    });
+
+    it('refuses a budget spent on another node from the first request on', async () => {
+      const a = batched(10, 'shared-budget:');
+      const b = batched(10, 'shared-budget:');
+      for (let i = 0; i < 10; i += 1) expect(await a.consume('client')).toBeUndefined();
+      expect(await b.consume('client')).toBeGreaterThanOrEqual(1);
+    });
+
+    it('writes the counts it made locally to Redis within the sync interval', async () => {
+      const a = batched(100, 'flushed:');
+      for (let i = 0; i < 30; i += 1) expect(await a.consume('client')).toBeUndefined();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // An exact limiter on the same counter sees all 30: its budget of 31 allows one more.
+      const exact = createRateLimiter({ cache: redis.cache, keyPrefix: 'flushed:', points: 31, durationSeconds: 60 });
+      expect(await exact.consume('client')).toBeUndefined();
+      expect(await exact.consume('client')).toBeGreaterThanOrEqual(1);
+    });
+
+    it('starts over after reset', async () => {
+      const limiter = batched(2, 'reset:');
+      await limiter.consume('client');
+      await limiter.consume('client');
+      expect(await limiter.consume('client')).toBeGreaterThanOrEqual(1);
+      await limiter.reset('client');
+      expect(await limiter.consume('client')).toBeUndefined();
+    });
+  });
+}
 
 describe('constant-time secret comparison', () => {
   it('compares digests, so secrets of any length compare without throwing', () => {
