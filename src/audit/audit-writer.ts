@@ -51,12 +51,54 @@ const SECRET_KEY = /(^|_)(secret|password|passwd|assertion|code_verifier|rotatio
 /** Second line of defence: token-shaped strings and secret-named members never reach a row. */
 function scrubDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
   if (!details) return {};
+  const plain = scrubPlain(details);
+  if (plain !== UNUSUAL) return plain as Record<string, unknown>;
   return JSON.parse(
     JSON.stringify(details, (key, value: unknown) => {
       if (SECRET_KEY.test(key) && typeof value === 'string') return '[REDACTED]';
       return typeof value === 'string' ? scrubText(value) : value;
     }),
   ) as Record<string, unknown>;
+}
+
+const UNUSUAL = Symbol('unusual');
+const isPlainObject = (value: object) => {
+  const prototype = Object.getPrototypeOf(value) as unknown;
+  return prototype === Object.prototype || prototype === null;
+};
+
+/**
+ * What the JSON round trip above gives, for details made of strings, finite numbers, booleans,
+ * null and plain objects and arrays (every event Tessera records), without serialising twice.
+ * Anything else (a Date, a toJSON, undefined in an array, …) answers UNUSUAL and takes the
+ * round trip, which is the definition.
+ */
+function scrubPlain(value: unknown): unknown {
+  if (typeof value === 'string') return scrubText(value);
+  if (typeof value === 'boolean' || value === null) return value;
+  if (typeof value === 'number') return Number.isFinite(value) ? value : UNUSUAL;
+  if (typeof value !== 'object') return UNUSUAL;
+  if (Array.isArray(value)) {
+    const out: unknown[] = [];
+    for (const item of value) {
+      const clean = item === undefined ? UNUSUAL : scrubPlain(item);
+      if (clean === UNUSUAL) return UNUSUAL;
+      out.push(clean);
+    }
+    return out;
+  }
+  if (!isPlainObject(value)) return UNUSUAL;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const member = (value as Record<string, unknown>)[key];
+    if (member === undefined) continue;
+    // Assigning `__proto__` would set the prototype, where JSON.parse makes a member.
+    if (key === '__proto__') return UNUSUAL;
+    const clean = typeof member === 'string' && SECRET_KEY.test(key) ? '[REDACTED]' : scrubPlain(member);
+    if (clean === UNUSUAL) return UNUSUAL;
+    out[key] = clean;
+  }
+  return out;
 }
 
 export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pending(): number } {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 import type { AuditRow } from '../storage/audit-repository.js';
 
@@ -11,12 +11,28 @@ import type { AuditRow } from '../storage/audit-repository.js';
  */
 export const genesisHash = (organizationId: string) => createHash('sha256').update(`tessera-audit-genesis:${organizationId}`).digest('hex');
 
-/** JSON with object keys sorted at every level, so PostgreSQL's jsonb key order cannot matter. */
+/**
+ * JSON with object keys sorted at every level, so PostgreSQL's jsonb key order cannot matter.
+ * Written as plain loops: the audit writer runs it for every row it writes.
+ */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (Array.isArray(value)) {
+    let out = '[';
+    // A hole stays empty, as Array.prototype.map leaves it.
+    for (let i = 0; i < value.length; i += 1) out += (i === 0 ? '' : ',') + (i in value ? canonicalJson(value[i]) : '');
+    return `${out}]`;
+  }
   if (value && typeof value === 'object' && !(value instanceof Date)) {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+    const object = value as Record<string, unknown>;
+    // The default sort compares UTF-16 code units, like `<` on strings.
+    const keys = Object.keys(object).sort();
+    let out = '{';
+    for (const key of keys) {
+      const member = object[key];
+      if (member === undefined) continue;
+      out += `${out.length === 1 ? '' : ','}${JSON.stringify(key)}:${canonicalJson(member)}`;
+    }
+    return `${out}}`;
   }
   return JSON.stringify(value instanceof Date ? value.toISOString() : value ?? null);
 }
@@ -26,7 +42,7 @@ export function rowHash(row: Omit<AuditRow, 'hash'>): string {
     row.organization_id, Number(row.seq), row.occurred_at.toISOString(), row.actor_type, row.actor_id, row.actor_name, row.action,
     row.target_type, row.target_id, row.outcome, row.request_id, row.ip, row.user_agent, row.details,
   ]);
-  return createHash('sha256').update(`${row.prev_hash}\n${content}`).digest('hex');
+  return hash('sha256', `${row.prev_hash}\n${content}`, 'hex');
 }
 
 export interface ChainBreak {
