@@ -358,9 +358,9 @@ export async function createTessera(options: TesseraOptions) {
       if (!limiter) {
         const settings = config.rateLimits[name];
         if (!settings) throw new Error(`no rate limit named "${name}" in config rateLimits`);
-        // The /token limit runs on every token request: its count reaches Redis in batches,
-        // exactly once a quarter of the budget is left (see RateLimitSync).
-        limiter = createRateLimiter({ cache, keyPrefix: `ratelimit:${name}:`, ...settings, sync: name === 'token' ? { mode: 'batched' } : { mode: 'exact' } });
+        // The /token limit runs on every token request: a client's concurrent requests share
+        // one Redis call (see RateLimitSync).
+        limiter = createRateLimiter({ cache, keyPrefix: `ratelimit:${name}:`, ...settings, sync: name === 'token' ? { mode: 'coalesced' } : { mode: 'exact' } });
         rateLimiters.set(name, limiter);
       }
       return limiter;

@@ -10,8 +10,8 @@ import { OAuthError } from './oauth-error.js';
  *
  * One factory for every limit Tessera enforces (per client on /token, per IP on the leaked-token
  * report, …): a fixed window of `points` requests per `durationSeconds` and key. With Redis the
- * counters are shared by all nodes (one atomic Lua call per request, or per batch: see
- * RateLimitSync), under the store's own key
+ * counters are shared by all nodes (one atomic Lua call per request, or per batch of concurrent
+ * requests: see RateLimitSync), under the store's own key
  * prefix so installations sharing a Redis never share counters. With the in-process store, or
  * while Redis is unreachable, each node counts in its own memory instead: the limit then holds
  * per node, so a Redis outage neither opens the endpoint wide nor makes it unavailable.
@@ -37,27 +37,17 @@ const bounded = (key: string) => (key.length > MAX_KEY_LENGTH ? key.slice(0, MAX
 /**
  * How a limiter talks to the shared store:
  * - `exact` (default): one atomic Redis call per request;
- * - `batched`, for limits on hot paths (/token): each node decides locally while the budget it
- *   knows of is comfortably large, and adds its count to Redis in one call per key every
- *   `syncIntervalMs`. The first request of a key's window on a node, and every request once
- *   a quarter of the budget or less is left, still take the exact round trip, so the limit is
- *   exact on one node and at the end of every budget; between nodes a count may reach the
- *   others up to `syncIntervalMs` late while more than a quarter of the budget is left. The
- *   round trip costs more CPU than the rest of the limiter by far (a Redis write and read per
- *   request), which a client-credentials grant cannot afford.
+ * - `coalesced`, for limits on hot paths (/token): still exact — every request is counted in
+ *   Redis before it is allowed — but the requests of one key that arrive while that key's call
+ *   is in flight wait for it and then go together, as one call that takes all their points.
+ *   Each learns its place in the count from the total Redis answers, so the limit, Retry-After
+ *   and the sharing between nodes are those of `exact`; a busy client costs one Redis round trip
+ *   per batch instead of one per request.
  */
-export type RateLimitSync = { mode: 'exact' } | { mode: 'batched'; syncIntervalMs?: number; maxKeys?: number };
+export type RateLimitSync = { mode: 'exact' } | { mode: 'coalesced' };
 
-/** A key's current window as this node knows it. */
-interface KnownWindow {
-  /** The shared count as of the last answer from the store, this node's flushed requests included. */
-  total: number;
-  /** Requests this node allowed and has not added to the store yet. */
-  pending: number;
-  /** Requests sent to the store whose answer has not arrived yet. */
-  inFlight: number;
-  /** Epoch ms at which the store's window (and so this record) ends. */
-  endsAt: number;
+interface Waiter {
+  resolve(retryAfter: number | undefined): void;
 }
 
 export function createRateLimiter(options: { cache: CacheStore; keyPrefix: string; sync?: RateLimitSync } & RateLimitSettings): RateLimiter {
@@ -70,108 +60,58 @@ export function createRateLimiter(options: { cache: CacheStore; keyPrefix: strin
         new RateLimiterRedis({ ...common, storeClient: redis.client, insuranceLimiter: memory, rejectIfRedisNotReady: true })
       : memory;
 
-  /** Takes `points` at once in the store; undefined when the last of them is within the limit. */
-  async function take(key: string, points: number, known?: KnownWindow): Promise<number | undefined> {
-    let answer: RateLimiterRes;
-    let rejected = false;
-    if (known) known.inFlight += points;
+  /**
+   * Takes `points` at once for `key`. Answers the count after them and the window's remaining
+   * time, or undefined when both stores failed (which the memory stand-in cannot: never fail a
+   * request on it).
+   */
+  async function take(key: string, points: number): Promise<RateLimiterRes | undefined> {
     try {
-      answer = await limiter.consume(key, points);
+      return await limiter.consume(key, points);
     } catch (rejection) {
-      // Both stores failed, which the memory stand-in cannot: never fail a request on it.
-      if (!(rejection instanceof RateLimiterRes)) return undefined;
-      answer = rejection;
-      rejected = true;
-    } finally {
-      if (known) known.inFlight -= points;
+      // Over the limit is an answer too: it carries the count and the window's end.
+      return rejection instanceof RateLimiterRes ? rejection : undefined;
     }
-    if (known) {
-      // One connection answers in order, so this is the newest count the store has given.
-      known.total = answer.consumedPoints;
-      known.endsAt = Date.now() + answer.msBeforeNext;
-    }
-    return rejected ? Math.max(1, Math.ceil(answer.msBeforeNext / 1000)) : undefined;
   }
+  /** The i-th (0-based) of `points` requests counted at once is allowed if its place is within the limit. */
+  const verdict = (answer: RateLimiterRes | undefined, points: number, i: number) =>
+    !answer || answer.consumedPoints - points + i + 1 <= options.points ? undefined : Math.max(1, Math.ceil(answer.msBeforeNext / 1000));
 
-  if (options.sync?.mode !== 'batched') {
+  const reset = async (key: string) => {
+    await limiter.delete(bounded(key)).catch(() => false);
+  };
+  if (options.sync?.mode !== 'coalesced') {
     return {
-      consume: (key) => take(bounded(key), 1),
-      async reset(key) {
-        await limiter.delete(bounded(key)).catch(() => false);
-      },
+      consume: async (key) => verdict(await take(bounded(key), 1), 1, 0),
+      reset,
     };
   }
 
-  const syncIntervalMs = options.sync.syncIntervalMs ?? 100;
-  const maxKeys = options.sync.maxKeys ?? 10_000;
-  /** Below this many remaining points every request is counted in the store before it is allowed. */
-  const reserve = Math.ceil(options.points / 4);
-  const windows = new Map<string, KnownWindow>();
-  let timer: NodeJS.Timeout | undefined;
-
-  const flushOne = (key: string, known: KnownWindow) => {
-    const points = known.pending;
-    known.pending = 0;
-    if (points > 0) void take(key, points, known);
-  };
-  const flush = () => {
-    timer = undefined;
-    const now = Date.now();
-    for (const [key, known] of windows) {
-      // The store's window has ended: what was not written yet belonged to it and is moot.
-      if (known.endsAt <= now) windows.delete(key);
-      else flushOne(key, known);
+  /** Per key: the requests waiting for the call in flight to return (the key is absent when none is). */
+  const queues = new Map<string, Waiter[]>();
+  async function run(key: string, batch: Waiter[]): Promise<void> {
+    const answer = await take(key, batch.length);
+    batch.forEach((waiter, i) => waiter.resolve(verdict(answer, batch.length, i)));
+    const next = queues.get(key)!;
+    if (next.length === 0) queues.delete(key);
+    else {
+      queues.set(key, []);
+      void run(key, next);
     }
-  };
-
-  /** The exact path: this request and whatever this node has pending, counted in the store first. */
-  async function exact(key: string, known: KnownWindow | undefined): Promise<number | undefined> {
-    if (known) {
-      const points = known.pending + 1;
-      known.pending = 0;
-      return take(key, points, known);
-    }
-    const fresh: KnownWindow = { total: 0, pending: 0, inFlight: 0, endsAt: 0 };
-    const retryAfter = await take(key, 1, fresh);
-    const current = windows.get(key);
-    // Several first requests may have raced to the store: keep the highest count it gave.
-    if (current) current.total = Math.max(current.total, fresh.total);
-    else if (fresh.endsAt > Date.now()) {
-      if (windows.size >= maxKeys) {
-        const [oldest, record] = windows.entries().next().value!;
-        windows.delete(oldest);
-        flushOne(oldest, record);
-      }
-      windows.set(key, fresh);
-    }
-    return retryAfter;
   }
-
   return {
     consume(rawKey) {
       const key = bounded(rawKey);
-      const now = Date.now();
-      let known = windows.get(key);
-      if (known && known.endsAt <= now) {
-        windows.delete(key);
-        known = undefined;
-      }
-      if (!known) return exact(key, undefined);
-      const seen = known.total + known.inFlight + known.pending;
-      if (seen >= options.points) return Promise.resolve(Math.max(1, Math.ceil((known.endsAt - now) / 1000)));
-      if (options.points - seen <= reserve) return exact(key, known);
-      known.pending += 1;
-      if (!timer) {
-        timer = setTimeout(flush, syncIntervalMs);
-        timer.unref();
-      }
-      return Promise.resolve(undefined);
+      return new Promise((resolve) => {
+        const waiting = queues.get(key);
+        if (waiting) waiting.push({ resolve });
+        else {
+          queues.set(key, []);
+          void run(key, [{ resolve }]);
+        }
+      });
     },
-    async reset(rawKey) {
-      const key = bounded(rawKey);
-      windows.delete(key);
-      await limiter.delete(key).catch(() => false);
-    },
+    reset,
   };
 }
 

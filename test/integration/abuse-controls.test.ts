@@ -146,11 +146,11 @@ describe('the rate limiter factory', () => {
   });
 });
 
-// The /token limit counts in batches (RateLimitSync `batched`): what a client can observe must
-// stay the same — the budget holds exactly on one node, a spent budget is refused on every node,
-// and counts made far from the limit still reach Redis within the sync interval.
+// The /token limit coalesces a client's concurrent requests into one Redis call (RateLimitSync
+// `coalesced`): what a client can observe must stay that of one call per request — exactly the
+// budget is allowed however the requests interleave, on one node or several.
 for (const backend of backends.filter((b) => b.name === 'postgres+redis')) {
-  describe('the batched rate limiter', () => {
+  describe(`the coalesced rate limiter on ${backend.name}`, () => {
     let redis: OpenedRedis;
     beforeAll(async () => {
       redis = await openRedis();
@@ -158,37 +158,41 @@ for (const backend of backends.filter((b) => b.name === 'postgres+redis')) {
     afterAll(async () => {
       await redis?.close();
     });
-    const batched = (points: number, keyPrefix: string) => createRateLimiter({ cache: redis.cache, keyPrefix, points, durationSeconds: 60, sync: { mode: 'batched', syncIntervalMs: 20 } });
+    const coalesced = (points: number, keyPrefix: string) => createRateLimiter({ cache: redis.cache, keyPrefix, points, durationSeconds: 60, sync: { mode: 'coalesced' } });
 
-    it(`allows exactly the budget on one node, then answers with Retry-After (${backend.name})`, async () => {
-      const limiter = batched(10, 'exact-budget:');
-      const waits = [];
-      for (let i = 0; i < 12; i += 1) waits.push(await limiter.consume('client'));
+    it('allows exactly the budget to concurrent requests, and answers the rest with Retry-After', async () => {
+      const limiter = coalesced(10, 'concurrent:');
+      const waits = await Promise.all(Array.from({ length: 25 }, () => limiter.consume('client')));
+      expect(waits.filter((w) => w === undefined)).toHaveLength(10);
+      for (const wait of waits.filter((w) => w !== undefined)) {
+        expect(wait).toBeGreaterThanOrEqual(1);
+        expect(wait).toBeLessThanOrEqual(60);
+      }
+      // The first ten in arrival order are the ones allowed.
       expect(waits.slice(0, 10)).toEqual(Array(10).fill(undefined));
-      expect(waits[10]).toBeGreaterThanOrEqual(1);
-      expect(waits[10]).toBeLessThanOrEqual(60);
       expect(await limiter.consume('other client')).toBeUndefined();
     });
 
-    it('refuses a budget spent on another node from the first request on', async () => {
-      const a = batched(10, 'shared-budget:');
-      const b = batched(10, 'shared-budget:');
-      for (let i = 0; i < 10; i += 1) expect(await a.consume('client')).toBeUndefined();
+    it('shares the budget with the other nodes, request by request', async () => {
+      const a = coalesced(10, 'shared:');
+      const b = coalesced(10, 'shared:');
+      const waits = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? a : b).consume('client')));
+      expect(waits.filter((w) => w === undefined)).toHaveLength(10);
+      expect(await a.consume('client')).toBeGreaterThanOrEqual(1);
       expect(await b.consume('client')).toBeGreaterThanOrEqual(1);
     });
 
-    it('writes the counts it made locally to Redis within the sync interval', async () => {
-      const a = batched(100, 'flushed:');
-      for (let i = 0; i < 30; i += 1) expect(await a.consume('client')).toBeUndefined();
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    it('counts in the same Redis counter as the exact limiter', async () => {
+      const a = coalesced(100, 'counter:');
+      await Promise.all(Array.from({ length: 30 }, () => a.consume('client')));
       // An exact limiter on the same counter sees all 30: its budget of 31 allows one more.
-      const exact = createRateLimiter({ cache: redis.cache, keyPrefix: 'flushed:', points: 31, durationSeconds: 60 });
+      const exact = createRateLimiter({ cache: redis.cache, keyPrefix: 'counter:', points: 31, durationSeconds: 60 });
       expect(await exact.consume('client')).toBeUndefined();
       expect(await exact.consume('client')).toBeGreaterThanOrEqual(1);
     });
 
     it('starts over after reset', async () => {
-      const limiter = batched(2, 'reset:');
+      const limiter = coalesced(2, 'reset:');
       await limiter.consume('client');
       await limiter.consume('client');
       expect(await limiter.consume('client')).toBeGreaterThanOrEqual(1);
