@@ -4,7 +4,7 @@ import type { Logger } from '../http/logger.js';
 import type { AuditRepository, AuditRow } from '../storage/audit-repository.js';
 import type { Database } from '../storage/database.js';
 import type { AuditEvent, AuditLog } from './audit-event.js';
-import { genesisHash, rowHash } from './hash-chain.js';
+import { chainHash, encodeRow, genesisHash, rowContent } from './hash-chain.js';
 
 /**
  * The batched audit writer. `record` appends to an in-memory queue and returns; a flush every
@@ -39,7 +39,15 @@ interface Queued {
 }
 
 const MAX_FIELD = 512;
-const clip = (value: string | undefined | null, max = MAX_FIELD) => (value == null ? null : value.length > max ? value.slice(0, max) : value);
+/**
+ * PostgreSQL text holds neither NUL nor an unpaired UTF-16 surrogate (JSON escapes of either are
+ * refused). Both become U+FFFD before a row is hashed, so a batch is never refused for them and
+ * what is stored is exactly what was hashed.
+ */
+const MAY_BE_UNSTORABLE = /[\u0000\ud800-\udfff]/;
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const storable = (value: string) => (MAY_BE_UNSTORABLE.test(value) ? value.replace(UNSTORABLE, '\ufffd') : value);
+const clip = (value: string | undefined | null, max = MAX_FIELD) => (value == null ? null : storable(value.length > max ? value.slice(0, max) : value));
 
 /**
  * Member names that hold a secret: `token`, `access_token`, `client_secret`, `password`, … but
@@ -56,7 +64,7 @@ function scrubDetails(details: Record<string, unknown> | undefined): Record<stri
   return JSON.parse(
     JSON.stringify(details, (key, value: unknown) => {
       if (SECRET_KEY.test(key) && typeof value === 'string') return '[REDACTED]';
-      return typeof value === 'string' ? scrubText(value) : value;
+      return typeof value === 'string' ? storable(scrubText(value)) : value;
     }),
   ) as Record<string, unknown>;
 }
@@ -74,7 +82,7 @@ const isPlainObject = (value: object) => {
  * round trip, which is the definition.
  */
 function scrubPlain(value: unknown): unknown {
-  if (typeof value === 'string') return scrubText(value);
+  if (typeof value === 'string') return storable(scrubText(value));
   if (typeof value === 'boolean' || value === null) return value;
   if (typeof value === 'number') return Number.isFinite(value) ? value : UNUSUAL;
   if (typeof value !== 'object') return UNUSUAL;
@@ -124,9 +132,9 @@ export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pen
         const head = await repository.lockHead(tx, org, genesisHash(org));
         let seq = Number(head.seq);
         let prev = head.hash;
-        const rows: AuditRow[] = byOrganization.get(org)!.map(({ event, at }) => {
+        const encoded = byOrganization.get(org)!.map(({ event, at }) => {
           seq += 1;
-          const row: Omit<AuditRow, 'hash'> = {
+          const row: Omit<AuditRow, 'hash' | 'prev_hash'> = {
             organization_id: org,
             seq,
             occurred_at: at,
@@ -141,13 +149,15 @@ export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pen
             ip: clip(event.ip, 64),
             user_agent: clip(event.userAgent),
             details: scrubDetails(event.details),
-            prev_hash: prev,
           };
-          const hash = rowHash(row);
+          // The hashed content is serialised once, and is also what the row is stored from.
+          const content = rowContent(row);
+          const hash = chainHash(prev, content);
+          const element = encodeRow(content, prev, hash);
           prev = hash;
-          return { ...row, hash };
+          return element;
         });
-        await repository.append(tx, rows);
+        await repository.append(tx, { organizationId: org, rows: encoded, head: { seq, hash: prev } });
       }
     });
   }

@@ -16,13 +16,15 @@ export const genesisHash = (organizationId: string) => createHash('sha256').upda
  * Written as plain loops: the audit writer runs it for every row it writes.
  */
 export function canonicalJson(value: unknown): string {
+  // Strings, numbers, booleans and null first: they are most of what a row holds.
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value ?? null);
   if (Array.isArray(value)) {
     let out = '[';
     // A hole stays empty, as Array.prototype.map leaves it.
     for (let i = 0; i < value.length; i += 1) out += (i === 0 ? '' : ',') + (i in value ? canonicalJson(value[i]) : '');
     return `${out}]`;
   }
-  if (value && typeof value === 'object' && !(value instanceof Date)) {
+  if (!(value instanceof Date)) {
     const object = value as Record<string, unknown>;
     // The default sort compares UTF-16 code units, like `<` on strings.
     const keys = Object.keys(object).sort();
@@ -34,16 +36,26 @@ export function canonicalJson(value: unknown): string {
     }
     return `${out}}`;
   }
-  return JSON.stringify(value instanceof Date ? value.toISOString() : value ?? null);
+  return JSON.stringify(value.toISOString());
 }
 
-export function rowHash(row: Omit<AuditRow, 'hash'>): string {
-  const content = canonicalJson([
+/** What a row's hash covers: every column but the two hashes, in the table's column order. */
+export function rowContent(row: Omit<AuditRow, 'hash' | 'prev_hash'>): string {
+  return canonicalJson([
     row.organization_id, Number(row.seq), row.occurred_at.toISOString(), row.actor_type, row.actor_id, row.actor_name, row.action,
     row.target_type, row.target_id, row.outcome, row.request_id, row.ip, row.user_agent, row.details,
   ]);
-  return hash('sha256', `${row.prev_hash}\n${content}`, 'hex');
 }
+
+export const chainHash = (prevHash: string, content: string) => hash('sha256', `${prevHash}\n${content}`, 'hex');
+
+export const rowHash = (row: Omit<AuditRow, 'hash'>) => chainHash(row.prev_hash, rowContent(row));
+
+/**
+ * A row as the audit repository appends it: a JSON array of every column in the table's order,
+ * which is the content array followed by `prev_hash` and `hash` (hex, nothing to escape).
+ */
+export const encodeRow = (content: string, prevHash: string, rowHashHex: string) => `${content.slice(0, -1)},"${prevHash}","${rowHashHex}"]`;
 
 export interface ChainBreak {
   organizationId: string;

@@ -34,6 +34,9 @@ export interface AuditFilter {
 
 const COLUMNS = ['organization_id', 'seq', 'occurred_at', 'actor_type', 'actor_id', 'actor_name', 'action', 'target_type', 'target_id', 'outcome', 'request_id', 'ip', 'user_agent', 'details', 'prev_hash', 'hash'] as const;
 
+/** The columns of one element of an append batch, by position; `details` stays JSON. */
+const ROW_FROM_JSON = COLUMNS.map((column, i) => (column === 'details' ? `r->${i}` : column === 'seq' ? `(r->>${i})::bigint` : column === 'occurred_at' ? `(r->>${i})::timestamptz` : `r->>${i}`)).join(', ');
+
 export function createAuditRepository(db: Database) {
   return {
     /** Locks the organization's chain head (creating it at `genesis`) for the rest of the transaction. */
@@ -42,16 +45,15 @@ export function createAuditRepository(db: Database) {
       const { rows } = await tx.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_chain_heads WHERE organization_id = $1 FOR UPDATE', [organizationId]);
       return rows[0]!;
     },
-    async append(tx: Queryable, rows: AuditRow[]): Promise<void> {
-      if (rows.length === 0) return;
-      const values: unknown[] = [];
-      const tuples = rows.map((row, i) => {
-        for (const column of COLUMNS) values.push(column === 'details' ? JSON.stringify(row.details) : row[column]);
-        return `(${COLUMNS.map((_c, j) => `$${i * COLUMNS.length + j + 1}`).join(', ')})`;
-      });
-      await tx.query(`INSERT INTO audit_events (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, values);
-      const last = rows.at(-1)!;
-      await tx.query('UPDATE audit_chain_heads SET seq = $2, hash = $3 WHERE organization_id = $1', [last.organization_id, last.seq, last.hash]);
+    /**
+     * Appends rows of one organization's chain and moves its head. Each row is a JSON array of
+     * every column in table order (see encodeRow in src/audit/hash-chain.ts); the batch is one
+     * parameter rather than 16 per row, so the driver serialises one string.
+     */
+    async append(tx: Queryable, batch: { organizationId: string; rows: string[]; head: { seq: number; hash: string } }): Promise<void> {
+      if (batch.rows.length === 0) return;
+      await tx.query(`INSERT INTO audit_events (${COLUMNS.join(', ')}) SELECT ${ROW_FROM_JSON} FROM jsonb_array_elements($1::jsonb) AS r`, [`[${batch.rows.join(',')}]`]);
+      await tx.query('UPDATE audit_chain_heads SET seq = $2, hash = $3 WHERE organization_id = $1', [batch.organizationId, batch.head.seq, batch.head.hash]);
     },
     /**
      * One page of a filtered listing, in chain order. Only the conditions given are put in the
