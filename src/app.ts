@@ -57,6 +57,7 @@ import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
 import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
+import { createTokenFastPath } from './oidc/token-fast-path.js';
 import { tokenRateLimit } from './oidc/token-rate-limit.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
@@ -502,7 +503,8 @@ export async function createTessera(options: TesseraOptions) {
       metrics,
     }));
     // Client secret rotation grace on the engine's client authentication (src/oidc/secret-grace.ts).
-    app.use(createSecretGrace({ clients, clock, audit }));
+    const secretGrace = createSecretGrace({ clients, clock, audit });
+    app.use(secretGrace);
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {
       ctx.respond = false;
@@ -522,19 +524,29 @@ export async function createTessera(options: TesseraOptions) {
     ]);
 
     const koaHandler = app.callback();
+    // Client-credentials grants skip the Koa middlewares that only matter for other requests and
+    // go to the engine after the steps they need (request id, security headers, access log, the
+    // per-client rate limit, the client-secret grace check). Everything else, every error and
+    // every 429 included, is Koa's, so the answers are the same whichever way a request went.
+    const tokenFastPath = createTokenFastPath({
+      limiter: rateLimiter('token'),
+      clients,
+      secretGrace,
+      engine: () => providerHandler,
+      logger,
+      hsts: config.issuer.startsWith('https://'),
+      fallback: (req, res) => {
+        void koaHandler(req, res);
+      },
+    });
     // Introspection's fast path runs before Koa and hands it everything it does not answer.
-    // The token endpoint stays behind Koa: the client-secret and refresh-token grace windows,
-    // the per-client rate limit and the error mapping all run there, and correctness beats the
-    // few percent Koa costs on /token.
     const fastPath = createIntrospectionFastPath({
       authenticator,
       introspection,
       issuer: config.issuer,
       logger,
       hsts: config.issuer.startsWith('https://'),
-      fallback: (req, res) => {
-        void koaHandler(req, res);
-      },
+      fallback: tokenFastPath,
       metrics: metrics.introspection,
     });
     const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
@@ -563,6 +575,8 @@ export async function createTessera(options: TesseraOptions) {
       tokenService,
       usage,
       fastPathStats: fastPath.stats,
+      /** Client-credentials grants sent straight to the engine, and handed to Koa (tests). */
+      tokenFastPathStats: tokenFastPath.stats,
       management,
       audit,
       auditRepository,
