@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
-import type { Configuration, FindAccount } from 'oidc-provider';
+import type { Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
 
 import type { Clock } from './clock.js';
 import type { Config } from './config/config.js';
@@ -46,19 +46,19 @@ import { initialAccessTokenRoutes } from './management/routes/initial-access-tok
 import { resourceServerRoutes } from './management/routes/resource-servers.js';
 import { serviceAccountRoutes } from './management/routes/service-accounts.js';
 import { userRoutes } from './management/routes/users.js';
-import { createRegistration } from './oidc/registration.js';
+import { createRegistration, REGISTRATION_PATH } from './oidc/registration.js';
 import { createSecretGrace } from './oidc/secret-grace.js';
 import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
 import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator } from './oidc/client-authenticator.js';
-import { createLogoutRevocation } from './oidc/logout-revocation.js';
+import { createLogoutRevocation, LOGOUT_CONFIRM_PATH } from './oidc/logout-revocation.js';
 import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
 import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
-import { createTokenFastPath } from './oidc/token-fast-path.js';
-import { tokenRateLimit } from './oidc/token-rate-limit.js';
+import { createTokenFastPath, isClientCredentialsGrant } from './oidc/token-fast-path.js';
+import { TOKEN_PATH, tokenRateLimit } from './oidc/token-rate-limit.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
 import { createConsentRepository } from './storage/consent-repository.js';
@@ -248,7 +248,7 @@ export async function createTessera(options: TesseraOptions) {
     };
 
     const providerExtensions: ((c: Configuration) => void)[] = [signInConfiguration({ config, policies, consents: repos.consents }), registration.configure];
-    const providerMiddleware: Middleware[] = [registration.middleware];
+    const providerMiddleware: Middleware[] = [];
     const providerSetups: ((p: Provider) => void)[] = [];
     const buildProvider = () => {
       const built = createProvider({
@@ -274,9 +274,16 @@ export async function createTessera(options: TesseraOptions) {
       organizationOf: async (accountId) => (await repos.users.findById(accountId))?.organization_id,
       revokeGrant: (grantId) => new adapter('Grant').revokeByGrantId(grantId),
     });
-    providerSetups.push((p) => {
-      p.use(refreshGrace.recorder);
-      p.use(logoutRevocation);
+    // Tessera's steps inside the engine each concern a few requests: one step routes to them and
+    // lets every other request (each client-credentials grant above all) through without an async
+    // layer per step. Registration: RFC 7591 wire shape and audit; /token: the refresh-token grace
+    // recorder; sign-out confirmation: logout revocation.
+    providerMiddleware.push((ctx, next) => {
+      if (ctx.path.startsWith(REGISTRATION_PATH)) return registration.middleware(ctx, next);
+      if (ctx.method !== 'POST') return next();
+      if (ctx.path === TOKEN_PATH) return isClientCredentialsGrant(ctx.req) ? next() : refreshGrace.recorder(ctx as KoaContextWithOIDC, next);
+      if (ctx.path === LOGOUT_CONFIRM_PATH) return logoutRevocation(ctx as KoaContextWithOIDC, next);
+      return next();
     });
     const loginThrottle = createLoginThrottle({ cache, clock, redisPrefix: options.redisPrefix });
     let provider: Provider = buildProvider();

@@ -41,6 +41,10 @@ export interface TokenFastPathDependencies {
 
 const FORM = 'application/x-www-form-urlencoded';
 
+/** Marks a request this path sent to the engine: a client-credentials grant, which no refresh-token step concerns. */
+export const CLIENT_CREDENTIALS_GRANT = Symbol('tessera.clientCredentialsGrant');
+export const isClientCredentialsGrant = (req: IncomingMessage) => (req as IncomingMessage & { [CLIENT_CREDENTIALS_GRANT]?: true })[CLIENT_CREDENTIALS_GRANT] === true;
+
 function readBody(req: IncomingMessage, length: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -99,6 +103,7 @@ export function createTokenFastPath(deps: TokenFastPathDependencies) {
           return;
         }
         stats.answered += 1;
+        (req as IncomingMessage & { [CLIENT_CREDENTIALS_GRANT]?: true })[CLIENT_CREDENTIALS_GRANT] = true;
         const incoming = req.headers['x-request-id'];
         const requestId = requestIdFor(typeof incoming === 'string' ? incoming : undefined);
         res.setHeader('x-request-id', requestId);
