@@ -35,7 +35,8 @@ export interface AuditWriterOptions {
 
 interface Queued {
   event: AuditEvent;
-  at: Date;
+  /** Epoch ms; the Date is made when the row is written, so queued events hold no extra object. */
+  at: number;
 }
 
 const MAX_FIELD = 512;
@@ -137,7 +138,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pen
           const row: Omit<AuditRow, 'hash' | 'prev_hash'> = {
             organization_id: org,
             seq,
-            occurred_at: at,
+            occurred_at: new Date(at),
             actor_type: event.actor.type,
             actor_id: clip(event.actor.id),
             actor_name: clip(event.actor.name),
@@ -192,7 +193,7 @@ export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pen
   return {
     record(event) {
       if (closed) return;
-      queue.push({ event, at: new Date(clock.now()) });
+      queue.push({ event, at: clock.now() });
       if (queue.length > maxQueue) {
         const dropped = queue.length - maxQueue;
         queue = queue.slice(dropped);
