@@ -1,10 +1,10 @@
 import type { Clock } from '../clock.js';
 import { scrubText } from '../http/logger.js';
 import type { Logger } from '../http/logger.js';
-import type { AuditRepository, AuditRow } from '../storage/audit-repository.js';
+import type { AuditRepository } from '../storage/audit-repository.js';
 import type { Database } from '../storage/database.js';
 import type { AuditEvent, AuditLog } from './audit-event.js';
-import { chainHash, encodeRow, genesisHash, rowContent } from './hash-chain.js';
+import { chainHash, contentOf, encodeRow, genesisHash, rowFields } from './hash-chain.js';
 
 /**
  * The batched audit writer. `record` appends to an in-memory queue and returns; a flush every
@@ -131,13 +131,13 @@ export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pen
       // Sorted lock order, so two nodes flushing the same organizations never deadlock.
       for (const org of [...byOrganization.keys()].sort()) {
         const head = await repository.lockHead(tx, org, genesisHash(org));
-        let seq = Number(head.seq);
-        let prev = head.hash;
+        const after = { seq: Number(head.seq), hash: head.hash };
+        let seq = after.seq;
+        let prev = after.hash;
         const encoded = byOrganization.get(org)!.map(({ event, at }) => {
           seq += 1;
-          const row: Omit<AuditRow, 'hash' | 'prev_hash'> = {
-            organization_id: org,
-            seq,
+          // The hashed content is serialised once, and is also what the row is stored from.
+          const fields = rowFields({
             occurred_at: new Date(at),
             actor_type: event.actor.type,
             actor_id: clip(event.actor.id),
@@ -150,21 +150,25 @@ export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pen
             ip: clip(event.ip, 64),
             user_agent: clip(event.userAgent),
             details: scrubDetails(event.details),
-          };
-          // The hashed content is serialised once, and is also what the row is stored from.
-          const content = rowContent(row);
-          const hash = chainHash(prev, content);
-          const element = encodeRow(content, prev, hash);
+          });
+          const hash = chainHash(prev, contentOf(org, seq, fields));
           prev = hash;
-          return element;
+          return encodeRow(fields, hash);
         });
-        await repository.append(tx, { organizationId: org, rows: encoded, head: { seq, hash: prev } });
+        await repository.append(tx, { organizationId: org, after, rows: encoded, head: { seq, hash: prev } });
       }
     });
   }
 
-  async function flushNow(): Promise<void> {
-    while (queue.length > 0) {
+  /**
+   * Writes full batches, or with `all` everything queued. A flush started because a batch filled
+   * up stops at the last full batch: under steady load events keep arriving while a batch is
+   * written, and draining them at once wrote a stream of small batches (tens of rows, each a
+   * transaction of several round trips) instead of one full batch per `batchSize` events. The
+   * rest waits for the timer, so no event waits much longer than `intervalMs`.
+   */
+  async function flushNow(all: boolean): Promise<void> {
+    while (queue.length >= (all ? 1 : batchSize)) {
       const batch = queue.slice(0, batchSize);
       try {
         await writeBatch(batch);
@@ -178,15 +182,15 @@ export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pen
     }
   }
 
-  const flush = () => {
-    flushing ??= flushNow().finally(() => {
+  const flush = (all: boolean) => {
+    flushing ??= flushNow(all).finally(() => {
       flushing = undefined;
     });
     return flushing;
   };
 
   const timer = setInterval(() => {
-    void flush();
+    void flush(true);
   }, intervalMs);
   timer.unref();
 
@@ -199,17 +203,17 @@ export function createAuditWriter(options: AuditWriterOptions): AuditLog & { pen
         queue = queue.slice(dropped);
         options.metrics?.rowsDropped(dropped);
       }
-      if (queue.length >= batchSize) void flush();
+      if (queue.length >= batchSize) void flush(false);
     },
     async flush() {
       await flushing;
-      await flush();
+      await flush(true);
     },
     pending: () => queue.length,
     async close() {
       clearInterval(timer);
       await flushing;
-      await flush();
+      await flush(true);
       closed = true;
       if (queue.length > 0) logger.error({ lost: queue.length }, 'audit events could not be written before shutdown');
     },

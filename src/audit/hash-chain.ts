@@ -39,23 +39,32 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value.toISOString());
 }
 
-/** What a row's hash covers: every column but the two hashes, in the table's column order. */
-export function rowContent(row: Omit<AuditRow, 'hash' | 'prev_hash'>): string {
+/** A row's columns from `occurred_at` to `details`, as canonical JSON: all of what it hashes but its place in the chain. */
+export function rowFields(row: Omit<AuditRow, 'hash' | 'prev_hash' | 'organization_id' | 'seq'>): string {
   return canonicalJson([
-    row.organization_id, Number(row.seq), row.occurred_at.toISOString(), row.actor_type, row.actor_id, row.actor_name, row.action,
+    row.occurred_at.toISOString(), row.actor_type, row.actor_id, row.actor_name, row.action,
     row.target_type, row.target_id, row.outcome, row.request_id, row.ip, row.user_agent, row.details,
   ]);
 }
+
+/**
+ * What a row's hash covers: every column but the two hashes, in the table's column order, as
+ * canonical JSON — `organization_id` and `seq` followed by the row's fields.
+ */
+export const contentOf = (organizationId: string, seq: number, fields: string) => `[${JSON.stringify(organizationId)},${JSON.stringify(seq)},${fields.slice(1)}`;
+
+export const rowContent = (row: Omit<AuditRow, 'hash' | 'prev_hash'>) => contentOf(row.organization_id, Number(row.seq), rowFields(row));
 
 export const chainHash = (prevHash: string, content: string) => hash('sha256', `${prevHash}\n${content}`, 'hex');
 
 export const rowHash = (row: Omit<AuditRow, 'hash'>) => chainHash(row.prev_hash, rowContent(row));
 
 /**
- * A row as the audit repository appends it: a JSON array of every column in the table's order,
- * which is the content array followed by `prev_hash` and `hash` (hex, nothing to escape).
+ * A row as the audit repository appends it: its fields followed by its hash (hex, nothing to
+ * escape). The repository derives `organization_id`, `seq` and `prev_hash` from the batch, so
+ * they are not sent once per row.
  */
-export const encodeRow = (content: string, prevHash: string, rowHashHex: string) => `${content.slice(0, -1)},"${prevHash}","${rowHashHex}"]`;
+export const encodeRow = (fields: string, rowHashHex: string) => `${fields.slice(0, -1)},"${rowHashHex}"]`;
 
 export interface ChainBreak {
   organizationId: string;

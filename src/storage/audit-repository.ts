@@ -34,8 +34,18 @@ export interface AuditFilter {
 
 const COLUMNS = ['organization_id', 'seq', 'occurred_at', 'actor_type', 'actor_id', 'actor_name', 'action', 'target_type', 'target_id', 'outcome', 'request_id', 'ip', 'user_agent', 'details', 'prev_hash', 'hash'] as const;
 
-/** The columns of one element of an append batch, by position; `details` stays JSON. */
-const ROW_FROM_JSON = COLUMNS.map((column, i) => (column === 'details' ? `r->${i}` : column === 'seq' ? `(r->>${i})::bigint` : column === 'occurred_at' ? `(r->>${i})::timestamptz` : `r->>${i}`)).join(', ');
+/**
+ * One element of an append batch is a JSON array of a row's columns from `occurred_at` to
+ * `details`, then its `hash` (encodeRow in src/audit/hash-chain.ts). Its organization and seq come
+ * from the batch, and its prev_hash is the hash before it.
+ */
+const APPEND = `WITH appended AS (
+  INSERT INTO audit_events (${COLUMNS.join(', ')})
+  SELECT $2, $3::bigint + ord, (v->>0)::timestamptz, v->>1, v->>2, v->>3, v->>4, v->>5, v->>6, v->>7, v->>8, v->>9, v->>10, v->11,
+         COALESCE(lag(v->>12) OVER (ORDER BY ord), $4), v->>12
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(v, ord)
+)
+UPDATE audit_chain_heads SET seq = $5, hash = $6 WHERE organization_id = $2`;
 
 export function createAuditRepository(db: Database) {
   return {
@@ -46,14 +56,13 @@ export function createAuditRepository(db: Database) {
       return rows[0]!;
     },
     /**
-     * Appends rows of one organization's chain and moves its head. Each row is a JSON array of
-     * every column in table order (see encodeRow in src/audit/hash-chain.ts); the batch is one
-     * parameter rather than 16 per row, so the driver serialises one string.
+     * Appends rows of one organization's chain after `after` (the head locked by lockHead) and
+     * moves the head, in one statement. The batch is one JSON parameter rather than 16 per row,
+     * so the driver serialises one string.
      */
-    async append(tx: Queryable, batch: { organizationId: string; rows: string[]; head: { seq: number; hash: string } }): Promise<void> {
+    async append(tx: Queryable, batch: { organizationId: string; after: { seq: number; hash: string }; rows: string[]; head: { seq: number; hash: string } }): Promise<void> {
       if (batch.rows.length === 0) return;
-      await tx.query(`INSERT INTO audit_events (${COLUMNS.join(', ')}) SELECT ${ROW_FROM_JSON} FROM jsonb_array_elements($1::jsonb) AS r`, [`[${batch.rows.join(',')}]`]);
-      await tx.query('UPDATE audit_chain_heads SET seq = $2, hash = $3 WHERE organization_id = $1', [batch.organizationId, batch.head.seq, batch.head.hash]);
+      await tx.query(APPEND, [`[${batch.rows.join(',')}]`, batch.organizationId, batch.after.seq, batch.after.hash, batch.head.seq, batch.head.hash]);
     },
     /**
      * One page of a filtered listing, in chain order. Only the conditions given are put in the
