@@ -6,7 +6,7 @@ import type { Logger } from '../http/logger.js';
 import { baselineSecurityHeaders, logRequest, requestIdFor } from '../http/middleware.js';
 import type { RateLimiter } from '../http/rate-limit.js';
 import { parseBasic } from './client-authenticator.js';
-import { basicClientId, COUNTED, TOKEN_PATH, tokenLimitKey } from './token-rate-limit.js';
+import { COUNTED, TOKEN_PATH, tokenLimitKey } from './token-rate-limit.js';
 import type { CountedRequest } from './token-rate-limit.js';
 
 /**
@@ -79,11 +79,11 @@ export function createTokenFastPath(deps: TokenFastPathDependencies) {
     const params = new URLSearchParams(text);
     const grantTypes = params.getAll('grant_type');
     if (grantTypes.length !== 1 || grantTypes[0] !== 'client_credentials' || params.has('client_secret') || params.has('client_assertion')) return false;
-    // The key Koa's limiter would use for this header; a header it would not count goes there too.
-    const clientId = basicClientId(authorization);
+    // A header the engine can read names the client Koa's limiter would count (see
+    // basicClientId: the same decoding); any other goes to Koa, which counts it its own way.
     const basic = parseBasic(authorization);
-    if (typeof clientId !== 'string' || !basic) return false;
-    const retryAfter = await limiter.consume(tokenLimitKey(clientId));
+    if (!basic) return false;
+    const retryAfter = await limiter.consume(tokenLimitKey(basic.id));
     req[COUNTED] = { retryAfter };
     if (retryAfter !== undefined) return false;
     return !deps.secretGrace.replaces(await clients.get(basic.id), basic.secret);
