@@ -46,18 +46,19 @@ import { initialAccessTokenRoutes } from './management/routes/initial-access-tok
 import { resourceServerRoutes } from './management/routes/resource-servers.js';
 import { serviceAccountRoutes } from './management/routes/service-accounts.js';
 import { userRoutes } from './management/routes/users.js';
-import { createRegistration } from './oidc/registration.js';
+import { createRegistration, REGISTRATION_PATH } from './oidc/registration.js';
 import { createSecretGrace } from './oidc/secret-grace.js';
 import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
 import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator, secretsEqual } from './oidc/client-authenticator.js';
-import { createLogoutRevocation } from './oidc/logout-revocation.js';
+import { createLogoutRevocation, LOGOUT_CONFIRM_PATH } from './oidc/logout-revocation.js';
 import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
 import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
-import { tokenRateLimit } from './oidc/token-rate-limit.js';
+import { createTokenFastPath, isClientCredentialsGrant } from './oidc/token-fast-path.js';
+import { TOKEN_PATH, tokenRateLimit } from './oidc/token-rate-limit.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
 import { createConsentRepository } from './storage/consent-repository.js';
@@ -286,7 +287,7 @@ export async function createTessera(options: TesseraOptions) {
       consents: repos.consents,
       isMember: async (accountId, organizationId) => (await memberOf(accountId, organizationId)) !== undefined,
     }), registration.configure];
-    const providerMiddleware: Middleware[] = [registration.middleware];
+    const providerMiddleware: Middleware[] = [];
     const providerSetups: ((p: Provider) => void)[] = [];
     const buildProvider = () => {
       const built = createProvider({
@@ -315,9 +316,18 @@ export async function createTessera(options: TesseraOptions) {
       organizationOf: async (accountId) => (await repos.users.findById(accountId))?.organization_id,
       revokeGrant: (grantId) => new adapter('Grant').revokeByGrantId(grantId),
     });
+    // Tessera's steps inside the engine each concern a few requests: one step routes to them and
+    // lets every other request (each client-credentials grant above all) through without an async
+    // layer per step. Registration: RFC 7591 wire shape and audit; /token: the refresh-token grace
+    // recorder; sign-out confirmation: logout revocation.
+    providerMiddleware.push((ctx, next) => {
+      if (ctx.path.startsWith(REGISTRATION_PATH)) return registration.middleware(ctx, next);
+      if (ctx.method !== 'POST') return next();
+      if (ctx.path === TOKEN_PATH) return isClientCredentialsGrant(ctx.req) ? next() : refreshGrace.recorder(ctx as KoaContextWithOIDC, next);
+      if (ctx.path === LOGOUT_CONFIRM_PATH) return logoutRevocation(ctx as KoaContextWithOIDC, next);
+      return next();
+    });
     providerSetups.push((p) => {
-      p.use(refreshGrace.recorder);
-      p.use(logoutRevocation);
       // A token issued to a client that authenticated with its secret is a use of that secret.
       p.on('grant.success', (ctx: KoaContextWithOIDC) => {
         const client = ctx.oidc.client;
@@ -405,7 +415,9 @@ export async function createTessera(options: TesseraOptions) {
       if (!limiter) {
         const settings = config.rateLimits[name];
         if (!settings) throw new Error(`no rate limit named "${name}" in config rateLimits`);
-        limiter = createRateLimiter({ cache, keyPrefix: `ratelimit:${name}:`, ...settings });
+        // The /token limit runs on every token request: a client's concurrent requests share
+        // one Redis call (see RateLimitSync).
+        limiter = createRateLimiter({ cache, keyPrefix: `ratelimit:${name}:`, ...settings, sync: name === 'token' ? { mode: 'coalesced' } : { mode: 'exact' } });
         rateLimiters.set(name, limiter);
       }
       return limiter;
@@ -566,7 +578,8 @@ export async function createTessera(options: TesseraOptions) {
       metrics,
     }));
     // Client secret rotation grace on the engine's client authentication (src/oidc/secret-grace.ts).
-    app.use(createSecretGrace({ clients, clock, audit }));
+    const secretGrace = createSecretGrace({ clients, clock, audit });
+    app.use(secretGrace);
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {
       ctx.respond = false;
@@ -594,19 +607,29 @@ export async function createTessera(options: TesseraOptions) {
     ]);
 
     const koaHandler = app.callback();
+    // Client-credentials grants skip the Koa middlewares that only matter for other requests and
+    // go to the engine after the steps they need (request id, security headers, access log, the
+    // per-client rate limit, the client-secret grace check). Everything else, every error and
+    // every 429 included, is Koa's, so the answers are the same whichever way a request went.
+    const tokenFastPath = createTokenFastPath({
+      limiter: rateLimiter('token'),
+      clients,
+      secretGrace,
+      engine: () => providerHandler,
+      logger,
+      hsts: config.issuer.startsWith('https://'),
+      fallback: (req, res) => {
+        void koaHandler(req, res);
+      },
+    });
     // Introspection's fast path runs before Koa and hands it everything it does not answer.
-    // The token endpoint stays behind Koa: the client-secret and refresh-token grace windows,
-    // the per-client rate limit and the error mapping all run there, and correctness beats the
-    // few percent Koa costs on /token.
     const fastPath = createIntrospectionFastPath({
       authenticator,
       introspection,
       issuer: config.issuer,
       logger,
       hsts: config.issuer.startsWith('https://'),
-      fallback: (req, res) => {
-        void koaHandler(req, res);
-      },
+      fallback: tokenFastPath,
       metrics: metrics.introspection,
     });
     const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
@@ -637,6 +660,8 @@ export async function createTessera(options: TesseraOptions) {
       /** Client secrets' last use, batched like `usage`. */
       secretUsage,
       fastPathStats: fastPath.stats,
+      /** Client-credentials grants sent straight to the engine, and handed to Koa (tests). */
+      tokenFastPathStats: tokenFastPath.stats,
       management,
       audit,
       auditRepository,

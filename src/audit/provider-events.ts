@@ -44,15 +44,16 @@ export function attachProviderAuditing(provider: Provider, audit: AuditLog, logg
       target: { type: 'client', id: client?.clientId ?? '' },
       outcome: 'success',
       ...requestFacts(ctx),
+      // Members in sorted order: the audit writer's canonical JSON then serialises them as they are.
       details: {
-        grant_type: grantType,
-        client_id: client?.clientId,
         audience,
+        client_id: client?.clientId,
+        grant_id: token?.grantId,
+        grant_type: grantType,
+        id_token_issued: idTokenIssued,
+        refresh_token_issued: refreshIssued,
         scope: token?.scope,
         token_format: token?.resourceServer?.accessTokenFormat ?? 'opaque',
-        refresh_token_issued: refreshIssued,
-        id_token_issued: idTokenIssued,
-        grant_id: token?.grantId,
       },
     });
   });

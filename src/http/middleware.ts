@@ -24,11 +24,13 @@ export class ProblemError extends Error {
 
 const REQUEST_ID = /^[\w.-]{1,128}$/;
 
+/** A sane X-Request-Id from the load balancer, or a new one. */
+export const requestIdFor = (incoming: string | undefined) => (incoming !== undefined && REQUEST_ID.test(incoming) ? incoming : randomUUID());
+
 /** Takes a sane X-Request-Id from the load balancer or makes one, and echoes it back. */
 export function requestId() {
   return async (ctx: Context, next: Next) => {
-    const incoming = ctx.get('x-request-id');
-    ctx.state.requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    ctx.state.requestId = requestIdFor(ctx.get('x-request-id'));
     ctx.set('x-request-id', ctx.state.requestId);
     await next();
   };
@@ -37,14 +39,12 @@ export function requestId() {
 /** One access-log line per request, with no query string (it can carry codes and tokens). */
 export function accessLog(logger: Logger) {
   return async (ctx: Context, next: Next) => {
-    const start = performance.now();
+    const started = performance.now();
     try {
       await next();
     } finally {
-      logger.info(
-        { requestId: ctx.state.requestId, method: ctx.method, path: scrubText(ctx.path), status: ctx.status, ms: Math.round((performance.now() - start) * 10) / 10 },
-        'request',
-      );
+      // The line is built only when it is written: most deployments log at info, the benchmark does not.
+      if (logger.isLevelEnabled('info')) logRequest(logger, { requestId: ctx.state.requestId as string | undefined, method: ctx.method, path: ctx.path, status: ctx.status, started });
     }
   };
 }
@@ -58,17 +58,28 @@ export function accessLog(logger: Logger) {
  */
 export const HTML_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'";
 
-/** Baseline security headers (OWASP Secure Headers); HSTS only when served over TLS. */
+/** Baseline security headers (OWASP Secure Headers) of a path; HSTS only when served over TLS. */
+export function baselineSecurityHeaders(options: { hsts: boolean }, path: string): [string, string][] {
+  const headers: [string, string][] = [
+    ['x-content-type-options', 'nosniff'],
+    ['referrer-policy', 'no-referrer'],
+    ['x-frame-options', 'DENY'],
+  ];
+  if (!path.startsWith('/api/')) headers.push(['content-security-policy', HTML_CSP]);
+  if (options.hsts) headers.push(['strict-transport-security', 'max-age=31536000; includeSubDomains']);
+  return headers;
+}
+
 export function securityHeaders(options: { hsts: boolean }) {
   return async (ctx: Context, next: Next) => {
-    ctx.set('x-content-type-options', 'nosniff');
-    ctx.set('referrer-policy', 'no-referrer');
-    ctx.set('x-frame-options', 'DENY');
-    if (!ctx.path.startsWith('/api/')) ctx.set('content-security-policy', HTML_CSP);
-    if (options.hsts) ctx.set('strict-transport-security', 'max-age=31536000; includeSubDomains');
+    for (const [name, value] of baselineSecurityHeaders(options, ctx.path)) ctx.set(name, value);
     await next();
   };
 }
+
+/** One access-log line, as `accessLog` writes it. */
+export const logRequest = (logger: Logger, line: { requestId: string | undefined; method: string; path: string; status: number; started: number }) =>
+  logger.info({ requestId: line.requestId, method: line.method, path: scrubText(line.path), status: line.status, ms: Math.round((performance.now() - line.started) * 10) / 10 }, 'request');
 
 const wantsProblem = (ctx: Context) => ctx.path.startsWith('/api/');
 

@@ -10,7 +10,8 @@ import { OAuthError } from './oauth-error.js';
  *
  * One factory for every limit Tessera enforces (per client on /token, per IP on the leaked-token
  * report, …): a fixed window of `points` requests per `durationSeconds` and key. With Redis the
- * counters are shared by all nodes (one atomic Lua call per request), under the store's own key
+ * counters are shared by all nodes (one atomic Lua call per request, or per batch of concurrent
+ * requests: see RateLimitSync), under the store's own key
  * prefix so installations sharing a Redis never share counters. With the in-process store, or
  * while Redis is unreachable, each node counts in its own memory instead: the limit then holds
  * per node, so a Redis outage neither opens the endpoint wide nor makes it unavailable.
@@ -33,7 +34,23 @@ export interface RateLimiter {
 const MAX_KEY_LENGTH = 200;
 const bounded = (key: string) => (key.length > MAX_KEY_LENGTH ? key.slice(0, MAX_KEY_LENGTH) : key);
 
-export function createRateLimiter(options: { cache: CacheStore; keyPrefix: string } & RateLimitSettings): RateLimiter {
+/**
+ * How a limiter talks to the shared store:
+ * - `exact` (default): one atomic Redis call per request;
+ * - `coalesced`, for limits on hot paths (/token): still exact — every request is counted in
+ *   Redis before it is allowed — but the requests of one key that arrive while that key's call
+ *   is in flight wait for it and then go together, as one call that takes all their points.
+ *   Each learns its place in the count from the total Redis answers, so the limit, Retry-After
+ *   and the sharing between nodes are those of `exact`; a busy client costs one Redis round trip
+ *   per batch instead of one per request.
+ */
+export type RateLimitSync = { mode: 'exact' } | { mode: 'coalesced' };
+
+interface Waiter {
+  resolve(retryAfter: number | undefined): void;
+}
+
+export function createRateLimiter(options: { cache: CacheStore; keyPrefix: string; sync?: RateLimitSync } & RateLimitSettings): RateLimiter {
   const redis = options.cache as CacheStore & { client?: unknown; prefix?: string };
   const common = { keyPrefix: `${redis.prefix ?? ''}${options.keyPrefix}`, points: options.points, duration: options.durationSeconds };
   const memory = new RateLimiterMemory(common);
@@ -42,20 +59,59 @@ export function createRateLimiter(options: { cache: CacheStore; keyPrefix: strin
       ? // ioredis runs with the offline queue off: fail over to memory at once, never queue.
         new RateLimiterRedis({ ...common, storeClient: redis.client, insuranceLimiter: memory, rejectIfRedisNotReady: true })
       : memory;
+
+  /**
+   * Takes `points` at once for `key`. Answers the count after them and the window's remaining
+   * time, or undefined when both stores failed (which the memory stand-in cannot: never fail a
+   * request on it).
+   */
+  async function take(key: string, points: number): Promise<RateLimiterRes | undefined> {
+    try {
+      return await limiter.consume(key, points);
+    } catch (rejection) {
+      // Over the limit is an answer too: it carries the count and the window's end.
+      return rejection instanceof RateLimiterRes ? rejection : undefined;
+    }
+  }
+  /** The i-th (0-based) of `points` requests counted at once is allowed if its place is within the limit. */
+  const verdict = (answer: RateLimiterRes | undefined, points: number, i: number) =>
+    !answer || answer.consumedPoints - points + i + 1 <= options.points ? undefined : Math.max(1, Math.ceil(answer.msBeforeNext / 1000));
+
+  const reset = async (key: string) => {
+    await limiter.delete(bounded(key)).catch(() => false);
+  };
+  if (options.sync?.mode !== 'coalesced') {
+    return {
+      consume: async (key) => verdict(await take(bounded(key), 1), 1, 0),
+      reset,
+    };
+  }
+
+  /** Per key: the requests waiting for the call in flight to return (the key is absent when none is). */
+  const queues = new Map<string, Waiter[]>();
+  async function run(key: string, batch: Waiter[]): Promise<void> {
+    const answer = await take(key, batch.length);
+    batch.forEach((waiter, i) => waiter.resolve(verdict(answer, batch.length, i)));
+    const next = queues.get(key)!;
+    if (next.length === 0) queues.delete(key);
+    else {
+      queues.set(key, []);
+      void run(key, next);
+    }
+  }
   return {
-    async consume(key) {
-      try {
-        await limiter.consume(bounded(key));
-        return undefined;
-      } catch (rejection) {
-        if (rejection instanceof RateLimiterRes) return Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
-        // Both stores failed, which the memory stand-in cannot: never fail a request on it.
-        return undefined;
-      }
+    consume(rawKey) {
+      const key = bounded(rawKey);
+      return new Promise((resolve) => {
+        const waiting = queues.get(key);
+        if (waiting) waiting.push({ resolve });
+        else {
+          queues.set(key, []);
+          void run(key, [{ resolve }]);
+        }
+      });
     },
-    async reset(key) {
-      await limiter.delete(bounded(key)).catch(() => false);
-    },
+    reset,
   };
 }
 

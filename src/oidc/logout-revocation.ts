@@ -19,6 +19,9 @@ interface SessionAuthorizations {
  * The session is read before the engine runs (it rewrites the session while signing out), and the
  * grants of every client the sign-out removed from it are revoked after the engine answered.
  */
+/** The engine's sign-out confirmation, where a session's grants end. */
+export const LOGOUT_CONFIRM_PATH = '/session/end/confirm';
+
 export function createLogoutRevocation(deps: {
   getProvider: () => Provider;
   policies: PolicyService;
@@ -26,7 +29,7 @@ export function createLogoutRevocation(deps: {
   revokeGrant(grantId: string): Promise<void>;
 }) {
   return async function logoutRevocation(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
-    if (ctx.method !== 'POST' || ctx.path !== '/session/end/confirm') return next();
+    if (ctx.method !== 'POST' || ctx.path !== LOGOUT_CONFIRM_PATH) return next();
     const provider = deps.getProvider();
     const sessionId = ctx.cookies.get(provider.cookieName('session'));
     const before = sessionId ? ((await engineSafe(() => provider.Session.find(sessionId))) as unknown as SessionAuthorizations | undefined) : undefined;

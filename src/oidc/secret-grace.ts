@@ -53,7 +53,7 @@ export function createSecretGrace(deps: { clients: ClientDirectory; clock: Clock
     });
   }
 
-  return async function secretGrace(ctx: Context, next: Next) {
+  async function secretGrace(ctx: Context, next: Next) {
     if (ctx.method !== 'POST' || !CLIENT_AUTH_PATHS.has(ctx.path)) return next();
     const authorization = ctx.get('authorization');
     if (/^basic /i.test(authorization)) {
@@ -84,5 +84,10 @@ export function createSecretGrace(deps: { clients: ClientDirectory; clock: Clock
       }
     }
     return next();
-  };
+  }
+
+  return Object.assign(secretGrace, {
+    /** Whether this step would hand the engine another secret for `presented` (the token fast path then leaves the request to it). */
+    replaces: (view: ClientView | undefined, presented: string) => replacementFor(view, presented) !== undefined,
+  });
 }

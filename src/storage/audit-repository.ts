@@ -34,6 +34,19 @@ export interface AuditFilter {
 
 const COLUMNS = ['organization_id', 'seq', 'occurred_at', 'actor_type', 'actor_id', 'actor_name', 'action', 'target_type', 'target_id', 'outcome', 'request_id', 'ip', 'user_agent', 'details', 'prev_hash', 'hash'] as const;
 
+/**
+ * One element of an append batch is a JSON array of a row's columns from `occurred_at` to
+ * `details`, then its `hash` (encodeRow in src/audit/hash-chain.ts). Its organization and seq come
+ * from the batch, and its prev_hash is the hash before it.
+ */
+const APPEND = `WITH appended AS (
+  INSERT INTO audit_events (${COLUMNS.join(', ')})
+  SELECT $2, $3::bigint + ord, (v->>0)::timestamptz, v->>1, v->>2, v->>3, v->>4, v->>5, v->>6, v->>7, v->>8, v->>9, v->>10, v->11,
+         COALESCE(lag(v->>12) OVER (ORDER BY ord), $4), v->>12
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(v, ord)
+)
+UPDATE audit_chain_heads SET seq = $5, hash = $6 WHERE organization_id = $2`;
+
 export function createAuditRepository(db: Database) {
   return {
     /** Locks the organization's chain head (creating it at `genesis`) for the rest of the transaction. */
@@ -42,16 +55,14 @@ export function createAuditRepository(db: Database) {
       const { rows } = await tx.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_chain_heads WHERE organization_id = $1 FOR UPDATE', [organizationId]);
       return rows[0]!;
     },
-    async append(tx: Queryable, rows: AuditRow[]): Promise<void> {
-      if (rows.length === 0) return;
-      const values: unknown[] = [];
-      const tuples = rows.map((row, i) => {
-        for (const column of COLUMNS) values.push(column === 'details' ? JSON.stringify(row.details) : row[column]);
-        return `(${COLUMNS.map((_c, j) => `$${i * COLUMNS.length + j + 1}`).join(', ')})`;
-      });
-      await tx.query(`INSERT INTO audit_events (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}`, values);
-      const last = rows.at(-1)!;
-      await tx.query('UPDATE audit_chain_heads SET seq = $2, hash = $3 WHERE organization_id = $1', [last.organization_id, last.seq, last.hash]);
+    /**
+     * Appends rows of one organization's chain after `after` (the head locked by lockHead) and
+     * moves the head, in one statement. The batch is one JSON parameter rather than 16 per row,
+     * so the driver serialises one string.
+     */
+    async append(tx: Queryable, batch: { organizationId: string; after: { seq: number; hash: string }; rows: string[]; head: { seq: number; hash: string } }): Promise<void> {
+      if (batch.rows.length === 0) return;
+      await tx.query(APPEND, [`[${batch.rows.join(',')}]`, batch.organizationId, batch.after.seq, batch.after.hash, batch.head.seq, batch.head.hash]);
     },
     /**
      * One page of a filtered listing, in chain order. Only the conditions given are put in the

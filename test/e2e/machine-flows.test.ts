@@ -61,6 +61,38 @@ for (const backend of backends) {
       expect(payload.client_id).toBe('worker');
     });
 
+    it('answers a client-credentials grant before Koa exactly as through it', async () => {
+      // POST /token with client_secret_basic takes the fast path; the same request with a query
+      // string goes through Koa's middlewares (src/oidc/token-fast-path.ts).
+      const grant = (path: string) =>
+        fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: {
+            authorization: `Basic ${Buffer.from('worker:worker-secret-0123456789abcdef').toString('base64')}`,
+            'content-type': 'application/x-www-form-urlencoded',
+            'x-request-id': 'machine-flow-1',
+          },
+          body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'orders:read', resource: 'https://orders.test' }),
+        });
+      const { answered } = server.tessera.tokenFastPathStats;
+      const fast = await grant('/token');
+      expect(server.tessera.tokenFastPathStats.answered).toBe(answered + 1);
+      const koa = await grant('/token?through=koa');
+      expect(server.tessera.tokenFastPathStats.answered).toBe(answered + 1);
+      expect([fast.status, koa.status]).toEqual([200, 200]);
+      const headers = (response: Response) => Object.fromEntries([...response.headers].filter(([name]) => !['date', 'content-length'].includes(name)));
+      expect(headers(fast)).toEqual(headers(koa));
+      expect(fast.headers.get('x-request-id')).toBe('machine-flow-1');
+      const [a, b] = [(await fast.json()) as Record<string, unknown>, (await koa.json()) as Record<string, unknown>];
+      expect({ ...a, access_token: undefined }).toEqual({ ...b, access_token: undefined });
+      const claims = (token: unknown) => {
+        const { jti, iat, exp, ...rest } = JSON.parse(Buffer.from(String(token).split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+        expect([typeof jti, typeof iat, typeof exp]).toEqual(['string', 'number', 'number']);
+        return rest;
+      };
+      expect(claims(a.access_token)).toEqual(claims(b.access_token));
+    });
+
     it('introspects a JWT as active only for its own resource server', async () => {
       const { access_token } = await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' });
       const mine = await client.tokenIntrospection(ordersRs, access_token);

@@ -12,7 +12,8 @@ import { secretsEqual } from '../../src/oidc/client-authenticator.js';
 import { createMemoryCache } from '../../src/storage/memory-cache.js';
 import type { CacheStore } from '../../src/storage/cache.js';
 import { systemClock } from '../../src/clock.js';
-import { backends } from '../helpers/backends.js';
+import { backends, openRedis } from '../helpers/backends.js';
+import type { OpenedRedis } from '../helpers/backends.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -144,6 +145,62 @@ describe('the rate limiter factory', () => {
     expect(await limiter.consume('a')).toBeUndefined();
   });
 });
+
+// The /token limit coalesces a client's concurrent requests into one Redis call (RateLimitSync
+// `coalesced`): what a client can observe must stay that of one call per request — exactly the
+// budget is allowed however the requests interleave, on one node or several.
+for (const backend of backends.filter((b) => b.name === 'postgres+redis')) {
+  describe(`the coalesced rate limiter on ${backend.name}`, () => {
+    let redis: OpenedRedis;
+    beforeAll(async () => {
+      redis = await openRedis();
+    });
+    afterAll(async () => {
+      await redis?.close();
+    });
+    const coalesced = (points: number, keyPrefix: string) => createRateLimiter({ cache: redis.cache, keyPrefix, points, durationSeconds: 60, sync: { mode: 'coalesced' } });
+
+    it('allows exactly the budget to concurrent requests, and answers the rest with Retry-After', async () => {
+      const limiter = coalesced(10, 'concurrent:');
+      const waits = await Promise.all(Array.from({ length: 25 }, () => limiter.consume('client')));
+      expect(waits.filter((w) => w === undefined)).toHaveLength(10);
+      for (const wait of waits.filter((w) => w !== undefined)) {
+        expect(wait).toBeGreaterThanOrEqual(1);
+        expect(wait).toBeLessThanOrEqual(60);
+      }
+      // The first ten in arrival order are the ones allowed.
+      expect(waits.slice(0, 10)).toEqual(Array(10).fill(undefined));
+      expect(await limiter.consume('other client')).toBeUndefined();
+    });
+
+    it('shares the budget with the other nodes, request by request', async () => {
+      const a = coalesced(10, 'shared:');
+      const b = coalesced(10, 'shared:');
+      const waits = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? a : b).consume('client')));
+      expect(waits.filter((w) => w === undefined)).toHaveLength(10);
+      expect(await a.consume('client')).toBeGreaterThanOrEqual(1);
+      expect(await b.consume('client')).toBeGreaterThanOrEqual(1);
+    });
+
+    it('counts in the same Redis counter as the exact limiter', async () => {
+      const a = coalesced(100, 'counter:');
+      await Promise.all(Array.from({ length: 30 }, () => a.consume('client')));
+      // An exact limiter on the same counter sees all 30: its budget of 31 allows one more.
+      const exact = createRateLimiter({ cache: redis.cache, keyPrefix: 'counter:', points: 31, durationSeconds: 60 });
+      expect(await exact.consume('client')).toBeUndefined();
+      expect(await exact.consume('client')).toBeGreaterThanOrEqual(1);
+    });
+
+    it('starts over after reset', async () => {
+      const limiter = coalesced(2, 'reset:');
+      await limiter.consume('client');
+      await limiter.consume('client');
+      expect(await limiter.consume('client')).toBeGreaterThanOrEqual(1);
+      await limiter.reset('client');
+      expect(await limiter.consume('client')).toBeUndefined();
+    });
+  });
+}
 
 describe('constant-time secret comparison', () => {
   it('compares digests, so secrets of any length compare without throwing', () => {

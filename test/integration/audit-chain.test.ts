@@ -95,6 +95,16 @@ for (const backend of backends) {
       expect(rows[0]!.details).toMatchObject({ changes: { name: { before: 'x', after: 'y' } } });
     });
 
+    it('stores text PostgreSQL cannot hold (NUL, an unpaired surrogate) as U+FFFD, and the chain still verifies', async () => {
+      await createOrganizationRepository(opened.db).insert({ id: 'org_c', name: 'c', policy: {} });
+      writer.record({ ...event('org_c', 'client.updated', { note: 'a\u0000b', label: 'x\ud800y', pair: '\ud83d\ude00' }), actor: { type: 'user', id: 'u\u0000', name: 'name\udc00' } });
+      await writer.flush();
+      expect(writer.pending()).toBe(0);
+      expect(await verifyChain(repository, 'org_c')).toMatchObject({ rows: 1, broken: undefined });
+      const { rows } = await opened.db.query<{ actor_id: string; actor_name: string; details: Record<string, string> }>("SELECT actor_id, actor_name, details FROM audit_events WHERE organization_id = 'org_c'");
+      expect(rows[0]).toMatchObject({ actor_id: 'u\ufffd', actor_name: 'name\ufffd', details: { note: 'a\ufffdb', label: 'x\ufffdy', pair: '\ud83d\ude00' } });
+    });
+
     it('names the first row edited with SQL', async () => {
       await opened.db.query(`UPDATE audit_events SET actor_id = 'someone-else' WHERE organization_id = 'org_a' AND seq = 4`);
       await opened.db.query(`UPDATE audit_events SET outcome = 'failure' WHERE organization_id = 'org_a' AND seq = 7`);
