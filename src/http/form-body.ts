@@ -30,6 +30,21 @@ export async function readFormBody(req: IncomingMessage & { body?: unknown }): P
   return new URLSearchParams(text);
 }
 
+/**
+ * Reads a request body (Node stops at content-length) and calls back once with its text; with
+ * callbacks rather than a Promise, so a fast path can answer in the same tick as the last chunk.
+ */
+export function readBodyText(req: IncomingMessage, done: (text: string) => void, failed: (error: Error) => void): void {
+  let first: Buffer | undefined;
+  let more: Buffer[] | undefined;
+  req.on('data', (chunk: Buffer) => {
+    if (first === undefined) first = chunk;
+    else (more ??= [first]).push(chunk);
+  });
+  req.once('end', () => done(more ? Buffer.concat(more).toString('utf8') : (first?.toString('utf8') ?? '')));
+  req.once('error', failed);
+}
+
 /** What Tessera reads from a form: URLSearchParams, or the cheaper SimpleForm below. */
 export type FormParams = Pick<URLSearchParams, 'getAll' | 'has' | 'get'>;
 

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import type { ClientDirectory, ClientView } from '../domain/client-directory.js';
-import { FORM_BODY_LIMIT } from '../http/form-body.js';
+import { FORM_BODY_LIMIT, readBodyText } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { baselineSecurityHeaders, logRequest, requestIdFor } from '../http/middleware.js';
 import type { RateLimiter } from '../http/rate-limit.js';
@@ -45,20 +45,6 @@ const FORM = 'application/x-www-form-urlencoded';
 export const CLIENT_CREDENTIALS_GRANT = Symbol('tessera.clientCredentialsGrant');
 export const isClientCredentialsGrant = (req: IncomingMessage) => (req as IncomingMessage & { [CLIENT_CREDENTIALS_GRANT]?: true })[CLIENT_CREDENTIALS_GRANT] === true;
 
-function readBody(req: IncomingMessage, length: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      // Node stops at content-length; this only guards a lying header.
-      if (size <= length) chunks.push(chunk);
-    });
-    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
 export function createTokenFastPath(deps: TokenFastPathDependencies) {
   const { limiter, clients, logger, fallback } = deps;
   const securityHeaders = baselineSecurityHeaders({ hsts: deps.hsts }, TOKEN_PATH);
@@ -74,7 +60,7 @@ export function createTokenFastPath(deps: TokenFastPathDependencies) {
     const contentLength = Number(req.headers['content-length']);
     if (!(contentLength > 0 && contentLength <= FORM_BODY_LIMIT)) return false;
     if ((req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() !== FORM) return false;
-    const text = await readBody(req, contentLength);
+    const text = await new Promise<string>((resolve, reject) => readBodyText(req, resolve, reject));
     req.body = text;
     const params = new URLSearchParams(text);
     const grantTypes = params.getAll('grant_type');

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-import { FORM_BODY_LIMIT, parseForm } from '../http/form-body.js';
+import { FORM_BODY_LIMIT, parseForm, readBodyText } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { HTML_CSP } from '../http/middleware.js';
 import type { IntrospectionMetrics } from '../metrics/metrics.js';
@@ -41,18 +41,6 @@ const FORM = 'application/x-www-form-urlencoded';
 
 const isForm = (contentType: string | undefined) =>
   contentType !== undefined && (contentType === FORM || contentType.split(';')[0]!.trim().toLowerCase() === FORM);
-
-/** Reads a body of `length` bytes (Node stops at content-length) and calls back once with its text. */
-function readBody(req: IncomingMessage, done: (text: string) => void, failed: () => void): void {
-  let first: Buffer | undefined;
-  let more: Buffer[] | undefined;
-  req.on('data', (chunk: Buffer) => {
-    if (first === undefined) first = chunk;
-    else (more ??= [first]).push(chunk);
-  });
-  req.once('end', () => done(more ? Buffer.concat(more).toString('utf8') : (first?.toString('utf8') ?? '')));
-  req.once('error', failed);
-}
 
 export function createIntrospectionFastPath(deps: FastPathDependencies) {
   const { authenticator, introspection, logger, fallback } = deps;
@@ -141,7 +129,7 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
       return handOn(req, res);
     }
     const started = performance.now();
-    readBody(
+    readBodyText(
       req,
       (text) => {
         try {
