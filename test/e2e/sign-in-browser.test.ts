@@ -135,7 +135,9 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('sign-in in a real browser'
         const request = await authorizationUrl();
         await page.goto(request.url.href);
 
-        // Focus starts in the username field; Tab moves through the form in reading order.
+        // Focus starts in the username field (autofocus, which the browser applies once the page
+        // has rendered: waited for, not raced); Tab moves through the form in reading order.
+        await page.waitForFunction(() => document.activeElement?.id === 'username', undefined, { timeout: 10_000 }).catch(() => {});
         expect(await page.evaluate(() => document.activeElement?.id)).toBe('username');
         await page.keyboard.type('kim');
         await page.keyboard.press('Tab');
