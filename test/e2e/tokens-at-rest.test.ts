@@ -59,6 +59,22 @@ for (const backend of backends) {
       return { code: callback.searchParams.get('code')!, tokens: await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state, expectedNonce: nonce }) };
     }
 
+    /** Code + PKCE (S256) through the public client, with consent, as alice. */
+    async function signInWithPkce(scope: string) {
+      const verifier = client.randomPKCECodeVerifier();
+      const [state, nonce] = [client.randomState(), client.randomNonce()];
+      const url = client.buildAuthorizationUrl(publicClient, {
+        redirect_uri: CALLBACK,
+        scope,
+        prompt: 'consent',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+        state,
+        nonce,
+      });
+      return authorize(publicClient, url, verifier, state, nonce);
+    }
+
     beforeAll(async () => {
       server = await startTestServer(backend.name, { overrides: SEED, clock: createTestClock() });
       await addUser(server, { username: 'alice', password: PASSWORD });
@@ -68,18 +84,7 @@ for (const backend of backends) {
 
       // Code + PKCE with offline_access: an opaque access token (userinfo), a refresh token, rotated once.
       {
-        const verifier = client.randomPKCECodeVerifier();
-        const [state, nonce] = [client.randomState(), client.randomNonce()];
-        const url = client.buildAuthorizationUrl(publicClient, {
-          redirect_uri: CALLBACK,
-          scope: 'openid profile offline_access',
-          prompt: 'consent',
-          code_challenge: await client.calculatePKCECodeChallenge(verifier),
-          code_challenge_method: 'S256',
-          state,
-          nonce,
-        });
-        const { code, tokens } = await authorize(publicClient, url, verifier, state, nonce);
+        const { code, tokens } = await signInWithPkce('openid profile offline_access');
         const refreshed = await client.refreshTokenGrant(publicClient, tokens.refresh_token!);
         Object.assign(held, {
           authorization_code: code,
@@ -177,20 +182,7 @@ for (const backend of backends) {
       const record = JSON.parse((await cache.get(modelKey('ClientCredentials', opaque)))!) as Record<string, unknown>;
       await cache.del(modelKey('ClientCredentials', opaque));
       await cache.set(`oidc:ClientCredentials:${opaque}`, JSON.stringify({ ...record, jti: opaque }), 600);
-      const { tokens } = await (async () => {
-        const verifier = client.randomPKCECodeVerifier();
-        const [state, nonce] = [client.randomState(), client.randomNonce()];
-        const url = client.buildAuthorizationUrl(publicClient, {
-          redirect_uri: CALLBACK,
-          scope: 'openid offline_access',
-          prompt: 'consent',
-          code_challenge: await client.calculatePKCECodeChallenge(verifier),
-          code_challenge_method: 'S256',
-          state,
-          nonce,
-        });
-        return authorize(publicClient, url, verifier, state, nonce);
-      })();
+      const { tokens } = await signInWithPkce('openid offline_access');
       const refreshToken = tokens.refresh_token!;
       await db.query("UPDATE oidc_payloads SET id = $2, payload = payload || jsonb_build_object('jti', $2::text) WHERE model = 'RefreshToken' AND id = $1", [
         storedId('RefreshToken', refreshToken),
