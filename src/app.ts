@@ -452,6 +452,7 @@ export async function createTessera(options: TesseraOptions) {
     const resourceDeps: ResourceRouteDependencies = {
       ownerChanged: (ownerId) => tokenService.ownerChanged(ownerId),
       revokeOwnerTokens: (ownerId, reason) => tokenService.revokeOwnerTokens(ownerId, reason),
+      scopesHeldBy: (organizationId, ownerId) => tokenService.scopesHeldBy(organizationId, ownerId),
       db,
       clock,
       envelope,
@@ -482,6 +483,7 @@ export async function createTessera(options: TesseraOptions) {
       serviceAccounts: repos.serviceAccounts,
       clientActive,
       usage,
+      audit,
       routes: [
         ...tokenRoutes({ tokens: tokenService, leakReports, realm: config.issuer }),
         ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),

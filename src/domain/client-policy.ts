@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 
 import type { ResourceServer } from './types.js';
-import { MANAGEMENT_AUDIENCE, OPENID_SCOPES, ORGANIZATION_SCOPES, PLATFORM_SCOPE } from './types.js';
+import { isManagementScope } from './authority.js';
+import { MANAGEMENT_AUDIENCE, OPENID_SCOPES, PLATFORM_SCOPE } from './types.js';
 
 /**
  * The rules a client must follow, whoever creates it (Management API or RFC 7591 registration):
@@ -23,15 +24,10 @@ export type AuthMethod = (typeof AUTH_METHODS)[number];
 export const SECRET_METHODS: ReadonlySet<string> = new Set(['client_secret_basic', 'client_secret_post']);
 
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
-const MANAGEMENT_SCOPE_SET: ReadonlySet<string> = new Set([...ORGANIZATION_SCOPES, PLATFORM_SCOPE]);
 
 /** A client secret: 32 random bytes, base64url (43 characters, 256 bits). */
 export function generateClientSecret(): string {
   return randomBytes(32).toString('base64url');
-}
-
-export function isManagementScope(scope: string): boolean {
-  return MANAGEMENT_SCOPE_SET.has(scope);
 }
 
 /** Why a redirect URI is refused, or undefined when it is acceptable. */
@@ -72,8 +68,12 @@ export interface ScopeCheck {
   organizationId: string;
   scopes: string[];
   resources: string[];
-  /** The creating principal's own scopes: the ceiling of a client's Management API scopes. */
-  principalScopes: ReadonlySet<string>;
+  /**
+   * The most Management API power the client may get from whoever makes it: an initial access
+   * token's (none). Absent for Management API callers, whose ceiling the authority module
+   * (src/domain/authority.ts) checks, answering 403 rather than a field problem.
+   */
+  principalScopes?: ReadonlySet<string>;
   /** Where to name problems: `scopes`/`resources` in the Management API, `scope`/`resources` in RFC 7591. */
   fields?: { scopes: string; resources: string };
   findResourceServer(identifier: string): Promise<ResourceServer | undefined>;
@@ -106,7 +106,7 @@ export async function checkScopesAndResources(input: ScopeCheck): Promise<FieldP
       // Checked whatever a resource server calls its own scopes: a same-named scope must not
       // smuggle Management API power into a client.
       if (!management && !available.has(scope)) problems.push({ field, message: `Management API scopes need ${MANAGEMENT_AUDIENCE} in resources` });
-      else if (management && !input.principalScopes.has(scope)) problems.push({ field, message: 'exceeds the scopes of the caller' });
+      else if (management && input.principalScopes && !input.principalScopes.has(scope)) problems.push({ field, message: 'exceeds the scopes of the caller' });
     } else if (!available.has(scope)) {
       problems.push({ field, message: 'is neither an OpenID scope nor a scope of the listed resources' });
     }

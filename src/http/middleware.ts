@@ -22,6 +22,15 @@ export class ProblemError extends Error {
   }
 }
 
+/**
+ * A refusal by the authority module (src/domain/authority.ts): 403, naming every authority the
+ * caller lacks in `missing_authority` so the answer says what would be needed.
+ */
+export function authorityRefused(denials: readonly { missing: string; detail: string }[]): ProblemError {
+  const missing = [...new Set(denials.map((d) => d.missing))];
+  return new ProblemError(403, 'Forbidden', denials[0]?.detail ?? 'not allowed', { missing_authority: missing });
+}
+
 const REQUEST_ID = /^[\w.-]{1,128}$/;
 
 /** A sane X-Request-Id from the load balancer, or a new one. */

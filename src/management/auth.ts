@@ -11,7 +11,7 @@ import type { ReferenceTokenLookup } from '../tokens/reference-token-lookup.js';
 import type { RevocationList } from '../tokens/revocation-list.js';
 import type { UsageRecorder } from '../tokens/usage-recorder.js';
 import type { MaybePromise } from '../maybe-promise.js';
-import type { Principal } from './principal.js';
+import type { Principal } from '../domain/principal.js';
 
 /**
  * Bearer authentication of the Management API (RFC 6750). Principle 1, separation of

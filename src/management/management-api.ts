@@ -1,5 +1,7 @@
 import type { Middleware } from 'koa';
 
+import type { AuditLog } from '../audit/audit-event.js';
+
 import type { ManagementAuthDependencies } from './auth.js';
 import { createManagementAuth } from './auth.js';
 import { buildOpenApi } from './openapi.js';
@@ -11,7 +13,7 @@ import { createManagementRouter } from './router.js';
  * The Management API: every capability contributes its routes; this puts them behind one
  * router (authentication, scopes, validation) and one generated OpenAPI document.
  */
-export function createManagementApi(deps: ManagementAuthDependencies & { issuer: string; version: string; routes: Route[] }): { middleware: Middleware; routes: Route[]; openapi: () => unknown } {
+export function createManagementApi(deps: ManagementAuthDependencies & { issuer: string; version: string; routes: Route[]; audit?: AuditLog }): { middleware: Middleware; routes: Route[]; openapi: () => unknown } {
   const auth = createManagementAuth(deps);
   let document: unknown;
   const openapi = () => (document ??= buildOpenApi(routes, { issuer: deps.issuer, version: deps.version }));
@@ -29,5 +31,5 @@ export function createManagementApi(deps: ManagementAuthDependencies & { issuer:
       },
     }),
   ];
-  return { middleware: createManagementRouter({ routes, auth, realm: deps.realm }), routes, openapi };
+  return { middleware: createManagementRouter({ routes, auth, realm: deps.realm, audit: deps.audit }), routes, openapi };
 }

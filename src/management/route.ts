@@ -1,7 +1,7 @@
 import type { Context } from 'koa';
 import type { z } from 'zod';
 
-import type { Principal } from './principal.js';
+import type { Principal } from '../domain/principal.js';
 
 /**
  * One Management API route, declared once: the router validates requests with these schemas

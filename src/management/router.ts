@@ -2,8 +2,9 @@ import type { Context, Next } from 'koa';
 import { z } from 'zod';
 
 import { ProblemError } from '../http/middleware.js';
+import type { AuditLog } from '../audit/audit-event.js';
 import type { ManagementAuth } from './auth.js';
-import type { Principal } from './principal.js';
+import type { Principal } from '../domain/principal.js';
 import type { Route } from './route.js';
 
 export const API_PREFIX = '/api/v1';
@@ -65,10 +66,30 @@ function parseWith<S extends z.ZodType>(schema: S, value: unknown, where: 'body'
  * The Management API router: matches a route, authenticates (Bearer, Management audience),
  * checks the route's scope, validates query and body, runs the handler and writes JSON.
  */
-export function createManagementRouter(options: { routes: Route[]; auth: ManagementAuth; realm: string }) {
+export function createManagementRouter(options: { routes: Route[]; auth: ManagementAuth; realm: string; audit?: AuditLog }) {
+  /**
+   * Principle 5: a refused operation leaves a trace too. Every 403 after authentication (a
+   * missing route scope, or a refusal by the authority module) is one `authority.denied` event
+   * naming the route and what was missing; nothing was changed.
+   */
+  function recordDenial(ctx: Context, principal: Principal, route: Route, params: Record<string, string>, error: ProblemError) {
+    const missing = (error.extra.missing_authority as string[] | undefined) ?? (typeof error.extra.required_scope === 'string' ? [error.extra.required_scope] : []);
+    options.audit?.record({
+      organizationId: principal.organizationId,
+      actor: { type: principal.actor.type, id: principal.actor.id, name: principal.actor.name },
+      action: 'authority.denied',
+      ...(params.id !== undefined ? { target: { type: route.tag, id: params.id } } : {}),
+      outcome: 'failure',
+      requestId: ctx.state.requestId as string,
+      ip: ctx.ip,
+      userAgent: ctx.get('user-agent') || undefined,
+      details: { method: route.method, route: route.path, missing, reason: error.detail },
+    });
+  }
+
   const compiled = options.routes.map(compile);
 
-  return async function managementApi(ctx: Context, next: Next) {
+  async function managementApi(ctx: Context, next: Next) {
     // `/api/v1` itself is the API's too: a problem+json 404, not the engine's text/plain one.
     if (ctx.path !== API_PREFIX && !ctx.path.startsWith(`${API_PREFIX}/`)) return next();
     const path = ctx.path.slice(API_PREFIX.length);
@@ -96,10 +117,17 @@ export function createManagementRouter(options: { routes: Route[]; auth: Managem
     });
 
     let principal: Principal | undefined;
-    if ((route.auth ?? 'management') === 'management') {
-      principal = await options.auth.authenticate(ctx);
-      if (route.scope) options.auth.requireScope(principal, route.scope);
+    if ((route.auth ?? 'management') === 'management') principal = await options.auth.authenticate(ctx);
+    try {
+      await run(ctx, route, params, principal);
+    } catch (error) {
+      if (principal && error instanceof ProblemError && error.status === 403) recordDenial(ctx, principal, route, params, error);
+      throw error;
     }
+  }
+
+  async function run(ctx: Context, route: Route, params: Record<string, string>, principal: Principal | undefined) {
+    if (principal && route.scope) options.auth.requireScope(principal, route.scope);
 
     const query = route.query ? parseWith(route.query, Object.fromEntries(Object.entries(ctx.query).map(([k, v]) => [k, Array.isArray(v) ? v[v.length - 1] : v])), 'query', route.queryErrorStatus) : undefined;
     let body: unknown;
@@ -123,7 +151,9 @@ export function createManagementRouter(options: { routes: Route[]; auth: Managem
     if (result.headers) ctx.set(result.headers);
     ctx.status = result.status ?? (result.body === undefined ? 204 : 200);
     if (result.body !== undefined) ctx.body = result.body;
-  };
+  }
+
+  return managementApi;
 }
 
 export { z };

@@ -1,10 +1,11 @@
 import type { AuditActor, AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
 import type { OrganizationPolicy, Role } from '../domain/types.js';
-import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE, ROLE_SCOPES } from '../domain/types.js';
+import { PLATFORM_SCOPE } from '../domain/types.js';
 import type { Logger } from '../http/logger.js';
-import { ProblemError } from '../http/middleware.js';
-import type { Principal } from '../management/principal.js';
+import { authorityRefused, ProblemError } from '../http/middleware.js';
+import { administersCredentials, grantDenials, rotationDenials, scopeFactsOf, seesCredentialOf } from '../domain/authority.js';
+import type { Principal } from '../domain/principal.js';
 import type { OrganizationRepository } from '../storage/organization-repository.js';
 import type { ReferenceTokenRepository, ReferenceTokenRow, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
 import type { ResourceServerRepository } from '../storage/resource-server-repository.js';
@@ -65,13 +66,13 @@ export interface TokenListQuery {
 const DAY = 86400;
 /** The shortest lifetime worth issuing; anything shorter is a mistake, not a token. */
 export const MIN_EXPIRES_IN = 60;
-const ELEVATED = new Set<Role>(['owner', 'admin']);
 /** How long a token whose reuse was handled is not handled again (the revocation is idempotent anyway). */
 const REUSE_DEBOUNCE_MS = 60_000;
 
 const invalid = (field: string, message: string) => new ProblemError(422, 'Unprocessable Content', `${field}: ${message}`, { errors: [{ field, message }] });
 const notFound = () => new ProblemError(404, 'Not Found', 'no such token');
 const forbidden = (detail: string) => new ProblemError(403, 'Forbidden', detail);
+const ownerOf = (row: ReferenceTokenRow) => (row.type === 'pat' ? { type: 'user', id: row.user_id } : { type: 'service_account', id: row.service_account_id });
 
 export type TokenState = 'active' | 'revoked' | 'expired';
 
@@ -85,12 +86,9 @@ export function createTokenService(deps: TokenServiceDependencies) {
     return { ...deps.policyDefaults, ...(org?.policy ?? {}) } as OrganizationPolicy;
   }
 
-  /** Users with the admin or owner role; service accounts and clients that may manage service accounts. */
-  const isAdministrator = (p: Principal) => (p.actor.type === 'user' ? p.role !== undefined && ELEVATED.has(p.role) : p.scopes.has('service-accounts:write'));
-
-  /** A member sees and manages their own PATs only; administrators every token of the organization. */
+  /** Who sees a token is the authority module's rule (src/domain/authority.ts), the inventory's too. */
   const visibleTo = (p: Principal, row: ReferenceTokenRow) =>
-    row.organization_id === p.organizationId && (isAdministrator(p) || (p.actor.type === 'user' && row.user_id === p.actor.id));
+    row.organization_id === p.organizationId && seesCredentialOf(p, ownerOf(row));
 
   const actorOf = (p: Principal): AuditActor => ({ type: p.actor.type, id: p.actor.id, name: p.actor.name });
 
@@ -132,38 +130,21 @@ export function createTokenService(deps: TokenServiceDependencies) {
   }
 
   /**
-   * DESIGN.md "What a PAT may carry": every scope must be defined by one of the requested
-   * resources; Management API scopes within the owner's role (and within the calling token, so
-   * a narrow PAT cannot mint a broader one); sensitive resource servers' scopes for admins and
-   * owners only; organization policy `allowed_pat_scopes` narrows PATs further.
+   * What a PAT or SAT may carry: every scope is defined by one of the requested resources (422
+   * otherwise), organization policy `allowed_pat_scopes` narrows PATs, and the authority module
+   * decides whether the caller may hand those scopes out at all (403 naming what is missing).
    */
   async function checkScopes(p: Principal, input: IssueRequest, policy: OrganizationPolicy): Promise<void> {
-    const defined = new Map<string, { sensitive: boolean; management: boolean }>();
-    for (const resource of input.resources) {
-      if (resource === MANAGEMENT_AUDIENCE) {
-        for (const s of ORGANIZATION_SCOPES) defined.set(s, { sensitive: false, management: true });
-        continue;
-      }
-      const rs = await deps.resourceServers.findByIdentifier(resource);
-      // A resource server of another organization is indistinguishable from an unknown one.
-      if (!rs || rs.organization_id !== p.organizationId) throw invalid('resources', `unknown resource server "${resource}"`);
-      for (const s of rs.scopes) {
-        const prior = defined.get(s.name);
-        defined.set(s.name, { sensitive: rs.sensitive || prior?.sensitive === true, management: prior?.management === true });
-      }
-    }
+    const { facts, unknown } = await scopeFactsOf(p.organizationId, input.resources, (identifier) => deps.resourceServers.findByIdentifier(identifier));
+    if (unknown.length > 0) throw invalid('resources', `unknown resource server "${input.resources[unknown[0]!]}"`);
     for (const scope of input.scopes) {
-      const facts = defined.get(scope);
-      if (!facts) throw invalid('scopes', `"${scope}" is not a scope of the requested resources`);
-      if (facts.management) {
-        const roleAllows = input.type === 'pat' ? ROLE_SCOPES[p.role ?? 'member'].includes(scope) : true;
-        if (!roleAllows || !p.scopes.has(scope)) throw forbidden(`you may not grant the Management API scope "${scope}"`);
-      }
-      if (facts.sensitive && !isAdministrator(p)) throw forbidden(`"${scope}" belongs to a sensitive resource server: only an admin or owner may grant it`);
+      if (!facts.has(scope)) throw invalid('scopes', `"${scope}" is not a scope of the requested resources`);
       if (input.type === 'pat' && policy.allowed_pat_scopes && !policy.allowed_pat_scopes.includes(scope)) {
         throw invalid('scopes', `"${scope}" is not allowed in PATs by organization policy`);
       }
     }
+    const denials = grantDenials(p, input.type, input.scopes, facts);
+    if (denials.length > 0) throw authorityRefused(denials);
   }
 
   async function invalidate(rows: Pick<TokenHashes, 'secret_hash' | 'previous_secret_hash'>[]): Promise<void> {
@@ -231,7 +212,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         owner = { userId: p.actor.id };
       } else {
         if (!input.service_account_id) throw invalid('service_account_id', 'required for a SAT');
-        if (!isAdministrator(p)) throw forbidden('only an admin or owner may issue a SAT');
+        if (!administersCredentials(p)) throw authorityRefused([{ missing: 'role:admin', detail: 'only an admin or owner (or a token holding service-accounts:write) may issue a SAT' }]);
         const account = await deps.serviceAccounts.findById(input.service_account_id);
         if (!account || account.organization_id !== p.organizationId) throw invalid('service_account_id', 'unknown service account');
         if (account.status !== 'active') throw invalid('service_account_id', 'the service account is disabled');
@@ -268,7 +249,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
     },
 
     async list(p: Principal, query: TokenListQuery) {
-      const administrator = isAdministrator(p);
+      const administrator = administersCredentials(p);
       if (!administrator && query.type === 'sat') return [];
       return tokens.list({
         organizationId: p.organizationId,
@@ -306,6 +287,10 @@ export function createTokenService(deps: TokenServiceDependencies) {
     /** A new secret for the same token; the old one keeps working for the policy's grace period, never past expiry. */
     async rotate(p: Principal, id: string, facts: RequestFacts) {
       const row = await visibleToken(p, id);
+      // Rotation hands out the token's whole power: the caller must be able to issue it now.
+      const scopeFacts = await scopeFactsOf(row.organization_id, row.resources, (identifier) => deps.resourceServers.findByIdentifier(identifier));
+      const denials = rotationDenials(p, row, scopeFacts.facts);
+      if (denials.length > 0) throw authorityRefused(denials);
       if (stateOf(row) !== 'active') throw new ProblemError(409, 'Conflict', `the token is ${stateOf(row)} and cannot be rotated`);
       const policy = await policyOf(row.organization_id);
       const token = generateToken(row.type);
@@ -422,6 +407,19 @@ export function createTokenService(deps: TokenServiceDependencies) {
      */
     async ownerChanged(ownerId: string): Promise<void> {
       await invalidate(await tokens.hashesOfOwner(ownerId));
+    },
+
+    /** Every scope the owner's live PATs/SATs carry (what re-enabling the owner would give back). */
+    async scopesHeldBy(organizationId: string, ownerId: string): Promise<string[]> {
+      const held = new Set<string>();
+      let after: { k: string; id: string } | undefined;
+      for (;;) {
+        const rows = await tokens.list({ organizationId, ownerId, state: 'active', now: now(), after, limit: 500 });
+        for (const row of rows) for (const scope of row.scopes) held.add(scope);
+        if (rows.length < 500) return [...held];
+        const last = rows.at(-1)!;
+        after = { k: last.created_at.toISOString(), id: last.id };
+      }
     },
 
     /** Before deleting a user or service account: revokes its tokens (the rows go with the owner). */

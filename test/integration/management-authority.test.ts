@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { MANAGEMENT_AUDIENCE } from '../../src/domain/types.js';
+import { MANAGEMENT_AUDIENCE, ROLE_SCOPES } from '../../src/domain/types.js';
 import { backendsByName, postgresRedisSkipReason } from '../helpers/backends.js';
 import { clientCredentials, createClient, createOrganization, createResourceServer, createServiceAccount, expectApi, introspect, uniqueName } from '../helpers/management.js';
 import type { CreatedOrganization } from '../helpers/management.js';
@@ -93,8 +93,9 @@ const backend = backendsByName[postgresRedisSkipReason ? 'pglite+memory' : 'post
     it('gives a client no Management scope its creator lacks, and organizations:admin to none', async () => {
       const { token } = await managementToken(['clients:read', 'clients:write']);
       const wider = await api(server, token, 'POST', '/clients', { name: 'x', grant_types: ['client_credentials'], scopes: ['clients:read', 'users:write'], resources: [MANAGEMENT_AUDIENCE] });
-      expect(wider.status).toBe(422);
-      expect(wider.body.errors).toEqual([{ field: 'scopes.1', message: 'exceeds the scopes of the caller' }]);
+      // An authority refusal (src/domain/authority.ts): 403 naming what the caller lacks.
+      expect(wider.status).toBe(403);
+      expect(wider.body.missing_authority).toEqual(['users:write']);
       const same = await api(server, token, 'POST', '/clients', { name: 'x', grant_types: ['client_credentials'], scopes: ['clients:read'], resources: [MANAGEMENT_AUDIENCE] });
       expect(same.status).toBe(201);
       // Management scopes only with the Management API among the resources.
@@ -106,12 +107,18 @@ const backend = backendsByName[postgresRedisSkipReason ? 'pglite+memory' : 'post
       expect(platform.body.errors[0].field).toBe('scopes.0');
       // Widening an existing client is checked the same way.
       const widened = await api(server, token, 'PATCH', `/clients/${same.body.client_id}`, { scopes: ['clients:read', 'audit:read'] });
-      expect(widened.status).toBe(422);
+      expect(widened.status).toBe(403);
+      expect(widened.body.missing_authority).toEqual(['audit:read']);
     });
 
     it('lets only owners manage owners, and keeps the last active owner', async () => {
-      // users:write without organization:write acts with admin authority.
-      const { token: adminToken } = await managementToken(['users:read', 'users:write']);
+      // Every admin scope, without organization:write: admin authority.
+      const { token: adminToken } = await managementToken([...ROLE_SCOPES.admin]);
+      // A token with users:write alone gives no role at all: each role holds scopes it lacks.
+      const { token: narrow } = await managementToken(['users:read', 'users:write']);
+      const refused = await api(server, narrow, 'POST', '/users', { username: uniqueName('m'), role: 'member' });
+      expect(refused.status).toBe(403);
+      expect(refused.body.missing_authority).toEqual(['tokens:read', 'tokens:write']);
       expect((await api(server, adminToken, 'POST', '/users', { username: uniqueName('o'), role: 'owner' })).status).toBe(403);
       const member = await expectApi(server, adminToken, 'POST', '/users', { username: uniqueName('m'), role: 'member' }, 201);
       expect(member.password).toEqual(expect.any(String));

@@ -5,13 +5,14 @@ import {
 } from '../../domain/client-policy.js';
 import type { FieldProblem } from '../../domain/client-policy.js';
 import { rotateClientSecret, sealNewSecret } from '../../domain/client-secrets.js';
-import { ProblemError } from '../../http/middleware.js';
-import type { ClientRecord } from '../../domain/types.js';
+import { authorityRefused, ProblemError } from '../../http/middleware.js';
+import { clientChangeKeepsPower, grantDenials, scopeFactsOf } from '../../domain/authority.js';
+import type { ClientRecord, ResourceServer } from '../../domain/types.js';
 import type { Queryable } from '../../storage/database.js';
 import { newId } from '../../storage/ids.js';
 import { recordChange } from '../audit-trail.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
-import type { Principal } from '../principal.js';
+import type { Principal } from '../../domain/principal.js';
 import { assertValid, conflict, invalidFields, iso, notFound } from '../problems.js';
 import { route } from '../route.js';
 import { text, uriText } from '../schemas.js';
@@ -104,24 +105,31 @@ interface ClientShape {
 }
 
 export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
-  /** Every rule of a client, in one pass, so a 422 names every field that is wrong. */
-  async function validate(principal: Principal, shape: ClientShape, q?: Queryable): Promise<void> {
+  /**
+   * Every rule of a client, in one pass, so a 422 names every field that is wrong; then, unless
+   * the change keeps the client's power where it was, whether the caller may hand that power out
+   * at all (src/domain/authority.ts: 403 naming what is missing).
+   */
+  async function validate(principal: Principal, shape: ClientShape, q?: Queryable, options: { keepsPower?: boolean } = {}): Promise<void> {
     const problems: FieldProblem[] = checkClientShape(shape);
     if (shape.service_account_id) {
       const account = await deps.serviceAccounts.findInOrganization(principal.organizationId, shape.service_account_id, q);
       if (!account) problems.push({ field: 'service_account_id', message: 'no such service account in this organization' });
       else if (account.status !== 'active') problems.push({ field: 'service_account_id', message: 'the service account is disabled' });
     }
-    problems.push(...(await checkScopesAndResources({
-      organizationId: principal.organizationId,
-      scopes: shape.scopes,
-      resources: shape.resources,
-      principalScopes: principal.scopes,
-      // Inside the caller's transaction when there is one (PGlite serializes transactions: a
-      // query beside it would wait for it forever).
-      findResourceServer: (identifier) => deps.resourceServers.findByIdentifier(identifier, q),
-    })));
+    // Inside the caller's transaction when there is one (PGlite serializes transactions: a
+    // query beside it would wait for it forever).
+    const findResourceServer = (identifier: string) => deps.resourceServers.findByIdentifier(identifier, q);
+    problems.push(...(await checkScopesAndResources({ organizationId: principal.organizationId, scopes: shape.scopes, resources: shape.resources, findResourceServer })));
     assertValid(problems);
+    if (!options.keepsPower) await authorize(principal, shape, findResourceServer);
+  }
+
+  /** The caller could create a client with these scopes and resources right now, or 403. */
+  async function authorize(principal: Principal, shape: Pick<ClientShape, 'scopes' | 'resources'>, findResourceServer: (identifier: string) => Promise<ResourceServer | undefined>) {
+    const { facts } = await scopeFactsOf(principal.organizationId, shape.resources, findResourceServer);
+    const denials = grantDenials(principal, 'client', shape.scopes, facts);
+    if (denials.length > 0) throw authorityRefused(denials);
   }
 
   /** oidc-provider's own checks, so a client the engine would refuse is a 422 now, not a 500 later. */
@@ -252,13 +260,17 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
             jwks: body.jwks ?? (body.jwks_uri !== undefined ? undefined : current.jwks),
             jwks_uri: body.jwks_uri ?? (body.jwks !== undefined ? undefined : current.jwks_uri),
           };
-          // Scopes are re-checked only when they or the resources change, so an admin can rename a
-          // client an owner gave organization:write, but never widen or re-grant it.
-          if (body.scopes === undefined && body.resources === undefined) {
-            await validate({ ...principal, scopes: new Set([...principal.scopes, ...current.scopes]) }, shape, tx);
-          } else {
-            await validate(principal, shape, tx);
-          }
+          // A rename or a narrowing leaves the client's power where it was, so an admin may rename
+          // a client an owner gave organization:write; anything that moves or widens its power
+          // (redirect URIs, grant types, authentication, keys, owner, scopes, resources) is
+          // checked as if the caller created the client now.
+          const where = (c: ClientShape) => ({
+            scopes: c.scopes,
+            resources: c.resources,
+            other: { grant_types: c.grant_types, redirect_uris: c.redirect_uris, token_endpoint_auth_method: c.token_endpoint_auth_method, service_account_id: c.service_account_id, jwks: c.jwks, jwks_uri: c.jwks_uri },
+          });
+          const keepsPower = clientChangeKeepsPower(where({ ...current, name: current.name ?? before.client_id }), where(shape));
+          await validate(principal, shape, tx, { keepsPower });
           const metadata = { ...before.metadata, ...engineMetadata(shape) };
           if (shape.jwks === undefined) delete metadata.jwks;
           if (shape.jwks_uri === undefined) delete metadata.jwks_uri;
@@ -311,6 +323,8 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
         if (!record) throw notFound('client');
         refuseBuiltIn(record, 'given a secret: it is a public client (RFC 8252 §8.4)');
         if (!record.secret_enc) throw conflict('token_endpoint_auth_method', 'this client does not authenticate with a secret');
+        // A new secret is the client's whole power in the caller's hands.
+        await authorize(principal, { scopes: record.allowed_scopes, resources: record.allowed_resources }, (identifier) => deps.resourceServers.findByIdentifier(identifier));
         const org = await deps.organizations.findById(principal.organizationId);
         const grace = effectivePolicy(deps.policyDefaults, org ?? { policy: {} }).client_secret_rotation_grace_seconds;
         const rotated = await rotateClientSecret({ clients: deps.clients, envelope: deps.envelope, clock: deps.clock }, record, grace);

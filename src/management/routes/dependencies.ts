@@ -33,6 +33,8 @@ export interface ResourceRouteDependencies {
    * owner's cached PATs/SATs, so the next use sees the change at once.
    */
   ownerChanged?(ownerId: string): Promise<void>;
+  /** Every scope the owner's live PATs/SATs carry. */
+  scopesHeldBy?(organizationId: string, ownerId: string): Promise<string[]>;
   /** Before a user or service account is deleted: revokes its tokens (audited, caches dropped). */
   revokeOwnerTokens?(ownerId: string, reason: string): Promise<number>;
   audit?: AuditLog;

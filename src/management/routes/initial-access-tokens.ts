@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 
 import { z } from 'zod';
 
+import { grantDenials, scopeFactsOf } from '../../domain/authority.js';
 import { checkScopesAndResources } from '../../domain/client-policy.js';
+import { authorityRefused } from '../../http/middleware.js';
 import { hashInitialAccessToken, IAT_PREFIX } from '../../domain/initial-access-token.js';
 import type { FieldProblem } from '../../domain/client-policy.js';
 import { MANAGEMENT_AUDIENCE, OPENID_SCOPES } from '../../domain/types.js';
@@ -87,6 +89,11 @@ export function initialAccessTokenRoutes(deps: ResourceRouteDependencies): Route
           findResourceServer: (identifier) => deps.resourceServers.findByIdentifier(identifier),
         })));
         assertValid(problems);
+        // The token lets anyone holding it register clients with these scopes: the caller must be
+        // able to create such a client itself (src/domain/authority.ts).
+        const { facts } = await scopeFactsOf(principal.organizationId, resources, (identifier) => deps.resourceServers.findByIdentifier(identifier));
+        const denials = grantDenials(principal, 'client', scopes, facts);
+        if (denials.length > 0) throw authorityRefused(denials);
         const token = `${IAT_PREFIX}${randomBytes(32).toString('base64url')}`;
         const now = new Date(deps.clock.now());
         const row = await deps.initialAccessTokens.insert({

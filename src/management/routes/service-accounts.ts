@@ -1,6 +1,8 @@
 import { z } from 'zod';
 
+import { reenableDenials } from '../../domain/authority.js';
 import type { ServiceAccount } from '../../domain/types.js';
+import { authorityRefused } from '../../http/middleware.js';
 import { isUniqueViolation } from '../../storage/database.js';
 import { newId } from '../../storage/ids.js';
 import { recordChange } from '../audit-trail.js';
@@ -112,6 +114,12 @@ export function serviceAccountRoutes(deps: ResourceRouteDependencies): Route[] {
         if (body.name !== undefined) changes.name = body.name;
         if (body.description !== undefined) changes.description = body.description;
         if (body.status !== undefined) changes.status = body.status;
+        if (before.status === 'disabled' && body.status === 'active') {
+          const clients = await deps.clients.listByServiceAccount(principal.organizationId, before.id);
+          const held = [...(await deps.scopesHeldBy?.(principal.organizationId, before.id) ?? []), ...clients.flatMap((c) => c.allowed_scopes)];
+          const denials = reenableDenials(principal, before, held);
+          if (denials.length > 0) throw authorityRefused(denials);
+        }
         const after = await deps.serviceAccounts.update(principal.organizationId, before.id, changes).catch(nameTaken);
         if (!after) throw notFound('service account');
         if (before.status !== after.status) {

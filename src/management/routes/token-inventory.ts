@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { InventoryItem, TokenInventory } from '../../audit/token-inventory.js';
 import { inventoryCsvHeader, inventoryCsvRow } from '../../audit/token-inventory.js';
 import type { OrganizationPolicy } from '../../domain/types.js';
+import { seesCredentialOf } from '../../domain/authority.js';
 import { ProblemError } from '../../http/middleware.js';
 import type { OrganizationRepository } from '../../storage/organization-repository.js';
 import { decodeCursor, encodeCursor, pageQuery } from '../pagination.js';
@@ -61,21 +62,21 @@ export function tokenInventoryRoutes(deps: { inventory: TokenInventory; organiza
       path: '/token-inventory',
       scope: 'tokens:read',
       tag: 'Tokens',
-      summary: 'Live PATs, SATs, client secrets and refresh-token families with their blast-radius risk score, riskiest first; `format=csv` or `Accept: text/csv` for CSV',
+      summary: 'Live PATs, SATs, client secrets and refresh-token families with their blast-radius risk score, riskiest first (administrators: the organization\'s; anyone else: their own); `format=csv` or `Accept: text/csv` for CSV',
       query,
       queryErrorStatus: 400,
       response: z.object({ items: z.array(itemSchema), next_cursor: z.string().nullable() }),
       errors: [400],
       async handler({ principal, query: q, koa }) {
-        // Members manage their own PATs only (DESIGN.md roles): the inventory is an admin's view.
-        if (principal.role === 'member') throw new ProblemError(403, 'Forbidden', 'the token inventory needs the admin or owner role');
         const org = await deps.organizations.findById(principal.organizationId);
         const policy = { ...deps.policyDefaults, ...org?.policy };
         const filter = { kind: q.kind, ownerId: q.owner, ownerStatus: q.owner_status, minScore: q.min_score, audience: q.audience, scope: q.scope };
         const wantsCsv = q.format === 'csv' || (q.format === undefined && koa.accepts('application/json', 'text/csv') === 'text/csv');
         const after = decodeCursor(principal.organizationId, q.cursor);
         if (after && !/^\d{1,3}$/.test(after.k)) throw new ProblemError(400, 'Bad Request', 'cursor: cursor is malformed or belongs to another listing', { errors: [{ field: 'cursor', message: 'invalid cursor' }] });
-        const items = await deps.inventory.list(principal.organizationId, { secretRotationDays: policy.secret_rotation_days }, filter);
+        // The same rule as GET /tokens (src/domain/authority.ts): administrators see every
+        // credential of the organization, anyone else only their own.
+        const items = (await deps.inventory.list(principal.organizationId, { secretRotationDays: policy.secret_rotation_days }, filter)).filter((item) => seesCredentialOf(principal, item.owner));
 
         if (wantsCsv) {
           // The whole filtered inventory, one row per credential.

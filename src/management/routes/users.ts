@@ -5,16 +5,19 @@ import type { Role, User } from '../../domain/types.js';
 import { newId } from '../../storage/ids.js';
 import { recordChange } from '../audit-trail.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
-import type { Principal } from '../principal.js';
-import { conflict, forbidden, notFound } from '../problems.js';
+import type { Principal } from '../../domain/principal.js';
+import { conflict, notFound } from '../problems.js';
+import { roleDenials } from '../../domain/authority.js';
+import { authorityRefused } from '../../http/middleware.js';
 import { route } from '../route.js';
 import { text } from '../schemas.js';
 import type { Route } from '../route.js';
 import type { ResourceRouteDependencies } from './dependencies.js';
 
 /**
- * Users of the caller's organization. Only owners manage owners: an admin can neither create,
- * promote, change nor remove an owner. The last active owner can be neither demoted,
+ * Users of the caller's organization. A caller acts on a user only when it holds every scope of
+ * the user's role, and gives only roles within its own scopes: an admin can neither create,
+ * promote, change nor remove an owner, and a narrow token cannot make an admin. The last active owner can be neither demoted,
  * deactivated nor deleted, so an organization always keeps someone who can change its policy.
  * Password hashes never leave storage.
  */
@@ -45,16 +48,15 @@ export const presentUser = (user: User) => ({
 });
 
 /**
- * Owner authority: a user acting as owner, or a non-user principal (service account, client)
- * holding `organization:write`, which among the roles only owners have.
+ * Giving a role, or acting on a user who holds one, needs every scope of that role
+ * (src/domain/authority.ts): whoever could sign in as the user would hold them.
  */
-export function actsAsOwner(principal: Principal): boolean {
-  return principal.role ? principal.role === 'owner' : principal.scopes.has('organization:write');
+function requireRole(principal: Principal, role: Role): void {
+  const denials = roleDenials(principal, role);
+  if (denials.length > 0) throw authorityRefused(denials);
 }
 
 export function userRoutes(deps: ResourceRouteDependencies): Route[] {
-  const ownersOnly = () => forbidden('only owners manage owners');
-
   return [
     route({
       method: 'POST',
@@ -74,7 +76,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
       errors: [403, 409],
       async handler(ctx) {
         const { principal, body } = ctx;
-        if (body.role === 'owner' && !actsAsOwner(principal)) throw ownersOnly();
+        requireRole(principal, body.role);
         if (await deps.users.findByUsername(principal.organizationId, body.username)) throw conflict('username', 'already in use');
         const generated = body.password === undefined ? generatePassword() : undefined;
         const user = await deps.users.insert({
@@ -139,8 +141,8 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
           const owners = await deps.users.lockActiveOwners(principal.organizationId, tx);
           const before = await deps.users.findInOrganization(principal.organizationId, params.id!, tx, { lock: true });
           if (!before) throw notFound('user');
-          const touchesOwner = before.role === 'owner' || body.role === 'owner';
-          if (touchesOwner && !actsAsOwner(principal)) throw ownersOnly();
+          requireRole(principal, before.role);
+          if (body.role !== undefined) requireRole(principal, body.role);
           const losesOwner = owners.includes(before.id) && ((body.role !== undefined && body.role !== 'owner') || body.status === 'deactivated');
           if (losesOwner && owners.length <= 1) throw conflict(body.status === 'deactivated' ? 'status' : 'role', 'the last active owner must stay an active owner');
           const changes: Parameters<typeof deps.users.update>[2] = {};
@@ -174,7 +176,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
         const { principal, params, body } = ctx;
         const user = await deps.users.findInOrganization(principal.organizationId, params.id!);
         if (!user) throw notFound('user');
-        if (user.role === 'owner' && !actsAsOwner(principal) && principal.actor.id !== user.id) throw ownersOnly();
+        requireRole(principal, user.role);
         await deps.users.setPassword(user.id, await hashPassword(body.password));
         recordChange(deps.audit, ctx, { action: 'user.password_set', target: { type: 'user', id: user.id } });
         return { status: 204 };
@@ -191,7 +193,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
         const { principal, params } = ctx;
         const target = await deps.users.findInOrganization(principal.organizationId, params.id!);
         if (!target) throw notFound('user');
-        if (target.role === 'owner' && !actsAsOwner(principal)) throw ownersOnly();
+        requireRole(principal, target.role);
         if (target.role === 'owner' && target.status === 'active') {
           const owners = await deps.users.list(principal.organizationId, { role: 'owner', status: 'active', limit: 2 });
           if (owners.length <= 1) throw conflict('id', 'the last active owner cannot be deleted');
@@ -203,7 +205,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
           const owners = await deps.users.lockActiveOwners(principal.organizationId, tx);
           const user = await deps.users.findInOrganization(principal.organizationId, params.id!, tx, { lock: true });
           if (!user) throw notFound('user');
-          if (user.role === 'owner' && !actsAsOwner(principal)) throw ownersOnly();
+          requireRole(principal, user.role);
           if (owners.includes(user.id) && owners.length <= 1) throw conflict('id', 'the last active owner cannot be deleted');
           await deps.users.delete(principal.organizationId, user.id, tx);
           return user;

@@ -1,4 +1,4 @@
-import type { Role } from '../domain/types.js';
+import type { Role } from './types.js';
 
 /** Who is calling the Management API, as established from the Bearer token (never from the URL). */
 export interface Principal {
