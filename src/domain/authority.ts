@@ -5,7 +5,7 @@ import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE, ROLE_SCOPES }
 /**
  * The one place that decides "may this principal do this to that credential or principal".
  * Every Management API route, the token service and the token inventory ask here; none decides
- * on its own. The rule behind every answer (docs/authority.md has the table):
+ * on its own. The rule behind every answer (README.md, "Who may do what", has the table):
  *
  *   An operation that returns a secret, or changes where a credential's power can be used, is
  *   allowed only if the caller could create that credential, with those scopes and resources,
