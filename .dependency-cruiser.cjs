@@ -1,0 +1,64 @@
+/**
+ * The floors of the house, checked in `npm test` (dependency-cruiser). Dependencies point one way:
+ * entry points and transports (http, management, interactions, oidc) → tokens, audit, keys →
+ * domain → storage → drivers. Each rule says why it exists.
+ */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-cycles',
+      comment: 'A cycle makes two modules one: neither can be understood, tested or replaced alone.',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { circular: true },
+    },
+    {
+      name: 'domain-knows-no-transport-or-engine',
+      comment: 'Domain rules are decided without HTTP, Koa or the OpenID engine, so every path (fast or not) can call them.',
+      severity: 'error',
+      from: { path: '^src/domain/' },
+      to: { path: ['^src/(http|management|interactions|oidc|tokens|audit|metrics|jobs)/', '^src/app\\.ts$', 'node_modules/(koa|@koa|oidc-provider)/'] },
+    },
+    {
+      name: 'storage-knows-rows',
+      comment: 'Repositories read and write rows; they know domain types, never rules, transports or the engine.',
+      severity: 'error',
+      from: { path: '^src/storage/' },
+      to: { path: ['^src/(http|management|interactions|oidc|tokens|audit|metrics|jobs)/', '^src/domain/(?!types\\.ts$)', 'node_modules/(koa|@koa|oidc-provider)/'] },
+    },
+    {
+      name: 'tokens-without-http',
+      comment: 'The token lifecycle is reachable without HTTP: the Management API and the CLI both call it.',
+      severity: 'error',
+      from: { path: '^src/tokens/', pathNot: '^src/tokens/(introspection-fast-path|token-endpoints)\\.ts$' },
+      to: { path: ['^src/management/', '^src/interactions/', 'node_modules/(koa|@koa)/'] },
+    },
+    {
+      name: 'drivers-only-in-storage',
+      comment: 'SQL and Redis commands live in storage/; everyone else uses its contracts.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/storage/' },
+      to: { path: 'node_modules/(pg|@electric-sql/pglite|ioredis)/' },
+    },
+    {
+      name: 'one-engine-file',
+      comment: 'Only src/oidc/ talks to oidc-provider; the Provider is built in one file there.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/oidc/' },
+      to: { path: 'node_modules/oidc-provider/' },
+    },
+    {
+      name: 'no-tests-from-src',
+      comment: 'Production code never reaches into the test tree.',
+      severity: 'error',
+      from: { path: '^src/' },
+      to: { path: '^test/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    parser: 'swc',
+  },
+};
