@@ -104,9 +104,18 @@ interface ClientShape {
 }
 
 export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
+  /**
+   * A jwks_uri Tessera would fetch from an internal address. Resolved before any transaction is
+   * opened (a slow resolver must not hold one), and only for a value the request sets.
+   */
+  async function jwksUriProblems(jwksUri: string | undefined): Promise<FieldProblem[]> {
+    const problem = jwksUri === undefined ? undefined : await deps.outbound.urlProblem(jwksUri);
+    return problem ? [{ field: 'jwks_uri', message: problem }] : [];
+  }
+
   /** Every rule of a client, in one pass, so a 422 names every field that is wrong. */
-  async function validate(principal: Principal, shape: ClientShape, q?: Queryable): Promise<void> {
-    const problems: FieldProblem[] = checkClientShape(shape);
+  async function validate(principal: Principal, shape: ClientShape, q?: Queryable, found: FieldProblem[] = []): Promise<void> {
+    const problems: FieldProblem[] = [...checkClientShape(shape), ...found];
     if (shape.service_account_id) {
       const account = await deps.serviceAccounts.findInOrganization(principal.organizationId, shape.service_account_id, q);
       if (!account) problems.push({ field: 'service_account_id', message: 'no such service account in this organization' });
@@ -159,7 +168,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       async handler(ctx) {
         const { principal, body } = ctx;
         const shape: ClientShape = { ...body, service_account_id: body.service_account_id ?? null };
-        await validate(principal, shape);
+        await validate(principal, shape, undefined, await jwksUriProblems(shape.jwks_uri));
         const clientId = newId('cl');
         const metadata = engineMetadata(shape);
         const secret = SECRET_METHODS.has(shape.token_endpoint_auth_method) ? sealNewSecret(deps.envelope, clientId) : undefined;
@@ -232,6 +241,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       errors: [404, 409],
       async handler(ctx) {
         const { principal, params, body } = ctx;
+        const outboundProblems = await jwksUriProblems(body.jwks_uri);
         const result = await deps.db.transaction(async (tx) => {
           const before = await deps.clients.findInOrganization(principal.organizationId, params.id!, tx, { lock: true });
           if (!before) throw notFound('client');
@@ -255,9 +265,9 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
           // Scopes are re-checked only when they or the resources change, so an admin can rename a
           // client an owner gave organization:write, but never widen or re-grant it.
           if (body.scopes === undefined && body.resources === undefined) {
-            await validate({ ...principal, scopes: new Set([...principal.scopes, ...current.scopes]) }, shape, tx);
+            await validate({ ...principal, scopes: new Set([...principal.scopes, ...current.scopes]) }, shape, tx, outboundProblems);
           } else {
-            await validate(principal, shape, tx);
+            await validate(principal, shape, tx, outboundProblems);
           }
           const metadata = { ...before.metadata, ...engineMetadata(shape) };
           if (shape.jwks === undefined) delete metadata.jwks;
