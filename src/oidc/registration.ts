@@ -27,9 +27,9 @@ import type { ClientSource, InitialAccessTokenSource } from './adapter.js';
  * - the client gets at most the token's scopes and resources; `scope` (RFC 7591 §2) and the
  *   extension member `resources` may narrow them, never widen them; RFC 7592 updates stay within
  *   the same limits;
- * - the same rules as any client: https or loopback redirect URIs, no client credentials for
- *   public clients, keys for private_key_jwt, and no URL Tessera would fetch (jwks_uri,
- *   sector_identifier_uri) on an internal address;
+ * - the same rules as any client: https or loopback redirect URIs (post-logout ones too), no
+ *   client credentials for public clients, keys for private_key_jwt, and no URL Tessera would
+ *   fetch (jwks_uri, sector_identifier_uri) on an internal address;
  * - Tessera's own metadata members (organization, allowed scopes, …) are always set here, never
  *   taken from the request;
  * - registration access tokens are stored hashed and rotate on every update.
@@ -65,6 +65,9 @@ const invalid = (problems: FieldProblem[]) => {
   const description = `${first.field}: ${first.message}`;
   return first.field.startsWith('redirect_uris') ? new errors.InvalidRedirectUri(description) : new errors.InvalidClientMetadata(description);
 };
+
+/** A list of strings, or nothing to check here (the engine's own type checks refuse anything else). */
+const stringsOf = (value: unknown): string[] => (Array.isArray(value) && value.every((v) => typeof v === 'string') ? value : []);
 
 export function createRegistration(deps: RegistrationDependencies) {
   const requestScope = new AsyncLocalStorage<RegistrationScope>();
@@ -159,6 +162,7 @@ export function createRegistration(deps: RegistrationDependencies) {
         grant_types: grantTypes as string[],
         token_endpoint_auth_method: method,
         redirect_uris: Array.isArray(properties.redirect_uris) ? (properties.redirect_uris as string[]) : [],
+        post_logout_redirect_uris: stringsOf(properties.post_logout_redirect_uris),
         jwks: properties.jwks,
         jwks_uri: properties.jwks_uri as string | undefined,
       }));
