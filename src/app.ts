@@ -59,6 +59,7 @@ import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
 import { createTokenFastPath, isClientCredentialsGrant } from './oidc/token-fast-path.js';
 import { TOKEN_PATH, tokenRateLimit } from './oidc/token-rate-limit.js';
+import { createOutboundGuard } from './outbound/outbound-guard.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
 import { createConsentRepository } from './storage/consent-repository.js';
@@ -205,7 +206,10 @@ export async function createTessera(options: TesseraOptions) {
         logger.warn('ignored a malformed client change message');
       }
     });
+    // Client URLs Tessera fetches (jwks_uri, sector_identifier_uri): checked when set and when fetched.
+    const outbound = createOutboundGuard({ allow: config.outboundAllowList });
     const registration = createRegistration({
+      outbound,
       clients: repos.clients,
       initialAccessTokens: repos.initialAccessTokens,
       resourceServers: repos.resourceServers,
@@ -293,6 +297,7 @@ export async function createTessera(options: TesseraOptions) {
       const built = createProvider({
         use: providerMiddleware,
         config,
+        fetch: outbound.fetch,
         keySet: keys.current,
         adapter,
         cookieKeys: cookieKeys!,
@@ -460,6 +465,7 @@ export async function createTessera(options: TesseraOptions) {
       clientDirectory: clients,
       policyDefaults: config.policyDefaults,
       clientsChanged,
+      outbound,
       validateClientMetadata: async (metadata) => {
         await provider.Client.validate(metadata as unknown as Parameters<typeof provider.Client.validate>[0]);
       },

@@ -1,4 +1,5 @@
 import { readFileSync, existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -101,6 +102,44 @@ export function decodeKek(value: string): Buffer | undefined {
   return bytes.length === 32 ? bytes : undefined;
 }
 
+/**
+ * Internal hosts an operator lets Tessera fetch client URLs from (jwks_uri,
+ * sector_identifier_uri), which src/outbound otherwise refuses: host names (every address they
+ * resolve to is accepted) and networks (an address inside one is accepted, whatever name led to it).
+ */
+export interface OutboundAllowList {
+  hosts: string[];
+  networks: { network: string; prefix: number; family: 'ipv4' | 'ipv6' }[];
+}
+
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?)*$/;
+
+/** Parses TESSERA_OUTBOUND_ALLOWED_HOSTS: comma-separated host names, IP addresses and CIDR ranges. */
+export function parseOutboundAllowList(value: string | undefined): OutboundAllowList {
+  const allow: OutboundAllowList = { hosts: [], networks: [] };
+  for (const raw of (value ?? '').split(',')) {
+    const entry = raw.trim().toLowerCase();
+    if (!entry) continue;
+    const [address, prefixText, ...rest] = entry.split('/');
+    const ip = address!.replace(/^\[(.*)\]$/, '$1');
+    const version = isIP(ip);
+    if (version !== 0 && rest.length === 0) {
+      const max = version === 4 ? 32 : 128;
+      const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+      if (!(prefix >= 0 && prefix <= max)) throw new ConfigError(`TESSERA_OUTBOUND_ALLOWED_HOSTS: "${raw.trim()}" has a prefix length outside 0-${max}`);
+      allow.networks.push({ network: ip, prefix, family: version === 4 ? 'ipv4' : 'ipv6' });
+    } else if (/(?:^|\.)(?:\d+|0x[0-9a-f]*)\.?$/.test(entry)) {
+      // A URL parser reads such a host as an IPv4 address (`127.1`, `0x7f000001`), never as a name.
+      throw new ConfigError(`TESSERA_OUTBOUND_ALLOWED_HOSTS: "${raw.trim()}" is not an IP address in dotted-decimal form`);
+    } else if (prefixText === undefined && HOST_NAME.test(entry.replace(/\.$/, ''))) {
+      allow.hosts.push(entry.replace(/\.$/, ''));
+    } else {
+      throw new ConfigError(`TESSERA_OUTBOUND_ALLOWED_HOSTS: "${raw.trim()}" is neither a host name, an IP address nor a CIDR range (wildcards are not supported)`);
+    }
+  }
+  return allow;
+}
+
 export interface Config {
   env: string;
   issuer: string;
@@ -131,6 +170,8 @@ export interface Config {
   metrics: z.infer<typeof fileSchema>['metrics'];
   /** When set, /metrics answers only `Authorization: Bearer <this>` (Prometheus `authorization.credentials`). */
   metricsToken: string | undefined;
+  /** Exceptions to the refusal of internal addresses for client URLs Tessera fetches (src/outbound). */
+  outboundAllowList: OutboundAllowList;
   /** Named rate limits (src/http/rate-limit.ts); `token` is per client on /token. */
   rateLimits: z.infer<typeof fileSchema>['rateLimits'];
   seed: SeedConfig | null;
@@ -178,6 +219,7 @@ const env = z.object({
   TESSERA_COOKIE_KEYS: z.string().optional(),
   LOG_LEVEL: z.string().optional(),
   TESSERA_METRICS_TOKEN: z.string().optional(),
+  TESSERA_OUTBOUND_ALLOWED_HOSTS: z.string().optional(),
 });
 
 const nonEmpty = (value: string | undefined) => (value === undefined || value.trim() === '' ? undefined : value.trim());
@@ -284,6 +326,8 @@ export function loadConfig(
     throw new ConfigError('TESSERA_METRICS_TOKEN must be at least 32 characters (generate one with: openssl rand -base64 32)');
   }
 
+  const outboundAllowList = parseOutboundAllowList(nonEmpty(vars.TESSERA_OUTBOUND_ALLOWED_HOSTS));
+
   const logLevel = nonEmpty(vars.LOG_LEVEL) ?? fileConfig.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
@@ -308,6 +352,7 @@ export function loadConfig(
     policyDefaults: fileConfig.policyDefaults,
     metrics: fileConfig.metrics,
     metricsToken,
+    outboundAllowList,
     rateLimits: fileConfig.rateLimits,
     seed: fileConfig.seed,
   };

@@ -6,7 +6,9 @@ import { MANAGEMENT_AUDIENCE, OPENID_SCOPES, PLATFORM_SCOPE } from './types.js';
 
 /**
  * The rules a client must follow, whoever creates it (Management API or RFC 7591 registration):
- * - redirect URIs are https, or http on a loopback address only (RFC 8252 §7.3, RFC 9700 §2.1);
+ * - redirect URIs, post-logout ones included, are https, or http on a loopback address only
+ *   (RFC 8252 §7.3, RFC 9700 §2.1): a logout redirect carries the user's browser as much as a
+ *   sign-in one does;
  * - resources are the organization's own resource servers, or the Management API;
  * - scopes are the OpenID scopes, scopes of the listed resource servers, and Management API
  *   scopes only when the Management API is listed, only those the creator holds itself, and
@@ -119,6 +121,7 @@ export function checkClientShape(input: {
   grant_types: string[];
   token_endpoint_auth_method: string;
   redirect_uris: string[];
+  post_logout_redirect_uris?: string[];
   jwks?: unknown;
   jwks_uri?: string;
 }): FieldProblem[] {
@@ -137,9 +140,11 @@ export function checkClientShape(input: {
   if (!grants.has('authorization_code') && input.redirect_uris.length > 0) {
     problems.push({ field: 'redirect_uris', message: 'redirect URIs are only used by the authorization_code grant' });
   }
-  for (const [i, uri] of input.redirect_uris.entries()) {
-    const problem = redirectUriProblem(uri);
-    if (problem) problems.push({ field: `redirect_uris.${i}`, message: problem });
+  for (const field of ['redirect_uris', 'post_logout_redirect_uris'] as const) {
+    for (const [i, uri] of (input[field] ?? []).entries()) {
+      const problem = redirectUriProblem(uri);
+      if (problem) problems.push({ field: `${field}.${i}`, message: problem });
+    }
   }
   if (method === 'private_key_jwt') {
     if (input.jwks === undefined && input.jwks_uri === undefined) problems.push({ field: 'jwks', message: 'private_key_jwt needs jwks (preferred) or jwks_uri' });

@@ -6,6 +6,7 @@ import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible'
 import type { Clock } from '../clock.js';
 import type { CacheStore } from '../storage/cache.js';
 import { CacheUnavailableError } from '../storage/cache.js';
+import { usernameKey } from '../storage/user-repository.js';
 
 /**
  * Throttling of failed sign-ins (OWASP Authentication Cheat Sheet, "Protect against automated
@@ -72,11 +73,11 @@ export function createLoginThrottle(deps: { cache: CacheStore; clock: Clock; red
   const byUser = limiter('login-user', limits.userFailures, limits.userWindowSeconds);
   const byAddress = limiter('login-address', limits.addressFailures, limits.addressWindowSeconds);
 
-  // Usernames are compared as typed (they are unique per organization as stored); the limiter
-  // key is a digest so an arbitrary username never becomes an arbitrary Redis key.
-  // Usernames match without regard to case, so `Admin` and `admin` share one counter: varying
-  // the case must not buy an attacker more guesses.
-  const userKey = (organizationId: string, username: string) => digest(`${organizationId}\u0000${username.toLowerCase()}`);
+  // One counter per account, whatever spelling was typed: the key is the same usernameKey the
+  // sign-in lookup matches on (src/storage/user-repository.ts), so no spelling that reaches an
+  // account (`Admin`, `ADMIN`) brings fresh guesses. A digest, so an arbitrary username never
+  // becomes an arbitrary Redis key.
+  const userKey = (organizationId: string, username: string) => digest(`${organizationId}\u0000${usernameKey(username)}`);
   const registryIndex = (organizationId: string) => `lockouts:org:${organizationId}`;
   const ADDRESS_INDEX = 'lockouts:address';
 

@@ -5,6 +5,7 @@ import type { Database } from '../storage/database.js';
 import { newId } from '../storage/ids.js';
 import type { ResourceServerRepository } from '../storage/resource-server-repository.js';
 import { secretContext } from './client-metadata.js';
+import { redirectUriProblem } from './client-policy.js';
 
 /**
  * Example resource servers and clients from `config/<env>.json` (development only), created in
@@ -52,6 +53,13 @@ export async function applySeed(
     created.push(rs.identifier);
   }
   for (const client of seed.clients) {
+    // The same redirect rule as every other way of making a client (src/domain/client-policy.ts).
+    for (const field of ['redirect_uris', 'post_logout_redirect_uris'] as const) {
+      client[field].forEach((uri, i) => {
+        const problem = redirectUriProblem(uri);
+        if (problem) throw new Error(`seed client ${client.client_id}: ${field}.${i}: ${problem}`);
+      });
+    }
     if (await deps.clients.findById(client.client_id)) continue;
     await deps.clients.insert({
       client_id: client.client_id,

@@ -20,6 +20,11 @@ export interface ProviderDependencies {
   cookieKeys: string[];
   resourceIndicators: ResourceIndicators;
   findAccount: FindAccount;
+  /**
+   * How the engine fetches a client's URLs (jwks_uri, sector_identifier_uri): never from an
+   * internal address (src/outbound/outbound-guard.ts).
+   */
+  fetch: NonNullable<Configuration['fetch']>;
   /** Extra provider options contributed by later capabilities (interactions, registration, …). */
   extend?: (configuration: Configuration) => void;
   /** Middleware run inside the engine, around its routes (`provider.use`), in order. */
@@ -40,6 +45,12 @@ export function createProvider(deps: ProviderDependencies): Provider {
       properties: TESSERA_CLIENT_PROPERTIES,
     },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    // Whoever registers a client chooses the URLs the engine fetches for it: they are fetched
+    // only from public addresses, resolved and connected to through one checked lookup.
+    fetch: deps.fetch,
+    // The engine reads these bodies whole, and a client's server could answer with gigabytes. A
+    // JWKS is a few kilobytes; these leave room for certificate chains and long redirect lists.
+    fetchResponseBodyLimits: { jwks_uri: 256 * 1024, sector_identifier_uri: 64 * 1024 },
     // RFC 9700 §2.1.1: PKCE for every authorization code flow (organization policy may exempt
     // confidential clients: see src/oidc/sign-in-config.ts, which refines this).
     pkce: { required: () => true },

@@ -14,6 +14,7 @@ import type { Envelope } from '../keys/envelope.js';
 import { hashInitialAccessToken, IAT_PREFIX } from '../domain/initial-access-token.js';
 import type { ClientRepository } from '../storage/client-repository.js';
 import { newId } from '../storage/ids.js';
+import type { OutboundGuard } from '../outbound/outbound-guard.js';
 import type { InitialAccessTokenRepository } from '../storage/initial-access-token-repository.js';
 import type { ResourceServerRepository } from '../storage/resource-server-repository.js';
 import type { ClientSource, InitialAccessTokenSource } from './adapter.js';
@@ -26,8 +27,9 @@ import type { ClientSource, InitialAccessTokenSource } from './adapter.js';
  * - the client gets at most the token's scopes and resources; `scope` (RFC 7591 §2) and the
  *   extension member `resources` may narrow them, never widen them; RFC 7592 updates stay within
  *   the same limits;
- * - the same rules as any client: https or loopback redirect URIs, no client credentials for
- *   public clients, keys for private_key_jwt;
+ * - the same rules as any client: https or loopback redirect URIs (post-logout ones too), no
+ *   client credentials for public clients, keys for private_key_jwt, and no URL Tessera would
+ *   fetch (jwks_uri, sector_identifier_uri) on an internal address;
  * - Tessera's own metadata members (organization, allowed scopes, …) are always set here, never
  *   taken from the request;
  * - registration access tokens are stored hashed and rotate on every update.
@@ -43,7 +45,12 @@ interface RegistrationScope {
   clientId?: string;
 }
 
+/** Metadata members holding a URL the engine fetches (RFC 7591 §2, OpenID Connect Registration §2). */
+const FETCHED_URLS = ['jwks_uri', 'sector_identifier_uri'] as const;
+
 export interface RegistrationDependencies {
+  /** Refuses a URL that would be fetched from an internal address (src/outbound/outbound-guard.ts). */
+  outbound: Pick<OutboundGuard, 'urlProblem'>;
   clients: ClientRepository;
   initialAccessTokens: InitialAccessTokenRepository;
   resourceServers: ResourceServerRepository;
@@ -58,6 +65,9 @@ const invalid = (problems: FieldProblem[]) => {
   const description = `${first.field}: ${first.message}`;
   return first.field.startsWith('redirect_uris') ? new errors.InvalidRedirectUri(description) : new errors.InvalidClientMetadata(description);
 };
+
+/** A list of strings, or nothing to check here (the engine's own type checks refuse anything else). */
+const stringsOf = (value: unknown): string[] => (Array.isArray(value) && value.every((v) => typeof v === 'string') ? value : []);
 
 export function createRegistration(deps: RegistrationDependencies) {
   const requestScope = new AsyncLocalStorage<RegistrationScope>();
@@ -152,12 +162,18 @@ export function createRegistration(deps: RegistrationDependencies) {
         grant_types: grantTypes as string[],
         token_endpoint_auth_method: method,
         redirect_uris: Array.isArray(properties.redirect_uris) ? (properties.redirect_uris as string[]) : [],
+        post_logout_redirect_uris: stringsOf(properties.post_logout_redirect_uris),
         jwks: properties.jwks,
         jwks_uri: properties.jwks_uri as string | undefined,
       }));
       // A machine client has no authorization endpoint use: no response types unless it uses codes.
       properties.response_types ??= (grantTypes as string[]).includes('authorization_code') ? ['code'] : [];
       properties.grant_types = grantTypes;
+    }
+    for (const field of FETCHED_URLS) {
+      const value = properties[field];
+      const problem = typeof value === 'string' ? await deps.outbound.urlProblem(value) : undefined;
+      if (problem) problems.push({ field, message: problem });
     }
     if (problems.length > 0) throw invalid(problems);
 

@@ -7,6 +7,21 @@ export interface KeysetAfter {
   id: string;
 }
 
+/**
+ * The one spelling of a username that matching uses, at sign-in and in the login throttle
+ * (src/domain/login-throttle.ts): Unicode compatibility form (NFKC), no surrounding spaces, and
+ * the ASCII letters A-Z in lower case — nothing else folded. Usernames are ASCII (letters,
+ * digits, . @ + - _; src/management/routes/users.ts), so this is all a stored name needs.
+ *
+ * Not JavaScript's toLowerCase() nor PostgreSQL's lower(): both fold far more than ASCII, and
+ * differently (PostgreSQL, under a UTF-8 locale, lowers 'İ' (U+0130) to 'i', JavaScript to 'i'
+ * followed by U+0307), so a spelling one of them folds onto an account and the other does not
+ * would find the account with a throttle counter of its own.
+ */
+export function usernameKey(username: string): string {
+  return username.normalize('NFKC').trim().replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}
+
 export function createUserRepository(db: Database) {
   return {
     async insert(user: Pick<User, 'id' | 'organization_id' | 'username' | 'email' | 'name' | 'role' | 'password_hash'>, q: Queryable = db): Promise<User> {
@@ -30,9 +45,14 @@ export function createUserRepository(db: Database) {
       );
       return rows[0];
     },
+    /** The user whose name has the same `usernameKey` as `username`. */
     async findByUsername(organizationId: string, username: string): Promise<User | undefined> {
-      // Case-insensitive (migration 1700000007000), served by the index on lower(username).
-      const { rows } = await db.query<User>('SELECT * FROM users WHERE organization_id = $1 AND lower(username) = lower($2)', [organizationId, username]);
+      // Under the "C" collation lower() folds A-Z only, whatever the database's locale: the
+      // stored side of usernameKey (stored names are ASCII and already trimmed and NFKC).
+      const { rows } = await db.query<User>(
+        'SELECT * FROM users WHERE organization_id = $1 AND lower(username COLLATE "C") = $2',
+        [organizationId, usernameKey(username)],
+      );
       return rows[0];
     },
     /** Keyset pagination by (created_at, id). */

@@ -29,6 +29,15 @@ describe('client policy', () => {
     expect(checkClientShape({ ...base, grant_types: ['authorization_code'], token_endpoint_auth_method: 'none', redirect_uris: ['http://127.0.0.1/cb'] })).toEqual([]);
   });
 
+  it('holds post-logout redirect URIs to the redirect URI rule', () => {
+    const base = { grant_types: ['authorization_code'], token_endpoint_auth_method: 'none', redirect_uris: ['https://app.example.test/cb'] };
+    expect(checkClientShape({ ...base, post_logout_redirect_uris: ['https://app.example.test/bye', 'http://127.0.0.1:8080/', 'http://localhost/'] })).toEqual([]);
+    expect(checkClientShape({ ...base, post_logout_redirect_uris: ['https://app.example.test/bye', 'http://app.example.test/bye', 'https://app.example.test/#x'] })).toEqual([
+      { field: 'post_logout_redirect_uris.1', message: expect.stringMatching(/loopback/) },
+      { field: 'post_logout_redirect_uris.2', message: expect.stringMatching(/fragment/) },
+    ]);
+  });
+
   it('allows OpenID scopes, scopes of listed APIs of the organization, and Management scopes up to the caller\'s', async () => {
     const apis: Record<string, Pick<ResourceServer, 'organization_id' | 'scopes'>> = {
       'https://mine.test': { organization_id: 'org_a', scopes: [{ name: 'orders:read' }, { name: 'clients:write' }] },

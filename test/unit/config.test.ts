@@ -40,6 +40,10 @@ describe('configuration', () => {
       [{ TESSERA_REDIS_MODE: 'sentinel', REDIS_URL: 'redis://a:26379' }, /^TESSERA_REDIS_SENTINEL_NAME is required/],
       [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
       [{ TESSERA_METRICS_TOKEN: 'too-short' }, /^TESSERA_METRICS_TOKEN must be at least 32 characters/],
+      [{ TESSERA_OUTBOUND_ALLOWED_HOSTS: '*.corp.example' }, /^TESSERA_OUTBOUND_ALLOWED_HOSTS: "\*\.corp\.example" is neither a host name/],
+      [{ TESSERA_OUTBOUND_ALLOWED_HOSTS: 'keys.corp, 10.0.0.0/33' }, /^TESSERA_OUTBOUND_ALLOWED_HOSTS: "10\.0\.0\.0\/33" has a prefix length outside 0-32/],
+      [{ TESSERA_OUTBOUND_ALLOWED_HOSTS: 'http://keys.corp' }, /^TESSERA_OUTBOUND_ALLOWED_HOSTS: "http:\/\/keys\.corp" is neither/],
+      [{ TESSERA_OUTBOUND_ALLOWED_HOSTS: '127.1' }, /^TESSERA_OUTBOUND_ALLOWED_HOSTS: "127\.1" is not an IP address in dotted-decimal form/],
     ];
     for (const [env, pattern] of cases) {
       const message = fails(env);
@@ -59,6 +63,19 @@ describe('configuration', () => {
     expect(config.kek).toHaveLength(32);
     expect(config.cookieKeys).toEqual(['a'.repeat(32), 'b'.repeat(40)]);
     expect(config.issuer).toBe('https://id.example.com');
+  });
+
+  it('reads the outbound allow-list: host names, addresses and CIDR ranges; empty by default', () => {
+    expect(loadConfig({ NODE_ENV: 'test' }).outboundAllowList).toEqual({ hosts: [], networks: [] });
+    const config = loadConfig({ NODE_ENV: 'test', TESSERA_OUTBOUND_ALLOWED_HOSTS: ' Keys.Corp.Example. , 10.20.0.0/16,[fd00::1], 192.168.1.5 ,' });
+    expect(config.outboundAllowList).toEqual({
+      hosts: ['keys.corp.example'],
+      networks: [
+        { network: '10.20.0.0', prefix: 16, family: 'ipv4' },
+        { network: 'fd00::1', prefix: 128, family: 'ipv6' },
+        { network: '192.168.1.5', prefix: 32, family: 'ipv4' },
+      ],
+    });
   });
 
   it('requires https issuers in production', () => {

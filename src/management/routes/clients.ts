@@ -106,12 +106,21 @@ interface ClientShape {
 
 export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
   /**
+   * A jwks_uri Tessera would fetch from an internal address. Resolved before any transaction is
+   * opened (a slow resolver must not hold one), and only for a value the request sets.
+   */
+  async function jwksUriProblems(jwksUri: string | undefined): Promise<FieldProblem[]> {
+    const problem = jwksUri === undefined ? undefined : await deps.outbound.urlProblem(jwksUri);
+    return problem ? [{ field: 'jwks_uri', message: problem }] : [];
+  }
+
+  /**
    * Every rule of a client, in one pass, so a 422 names every field that is wrong; then, unless
    * the change keeps the client's power where it was, whether the caller may hand that power out
    * at all (src/domain/authority.ts: 403 naming what is missing).
    */
-  async function validate(principal: Principal, shape: ClientShape, q?: Queryable, options: { keepsPower?: boolean } = {}): Promise<void> {
-    const problems: FieldProblem[] = checkClientShape(shape);
+  async function validate(principal: Principal, shape: ClientShape, q?: Queryable, options: { keepsPower?: boolean; found?: FieldProblem[] } = {}): Promise<void> {
+    const problems: FieldProblem[] = [...checkClientShape(shape), ...(options.found ?? [])];
     if (shape.service_account_id) {
       const account = await deps.serviceAccounts.findInOrganization(principal.organizationId, shape.service_account_id, q);
       if (!account) problems.push({ field: 'service_account_id', message: 'no such service account in this organization' });
@@ -167,7 +176,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       async handler(ctx) {
         const { principal, body } = ctx;
         const shape: ClientShape = { ...body, service_account_id: body.service_account_id ?? null };
-        await validate(principal, shape);
+        await validate(principal, shape, undefined, { found: await jwksUriProblems(shape.jwks_uri) });
         const clientId = newId('cl');
         const metadata = engineMetadata(shape);
         const secret = SECRET_METHODS.has(shape.token_endpoint_auth_method) ? sealNewSecret(deps.envelope, clientId) : undefined;
@@ -240,6 +249,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       errors: [404, 409],
       async handler(ctx) {
         const { principal, params, body } = ctx;
+        const outboundProblems = await jwksUriProblems(body.jwks_uri);
         const result = await deps.db.transaction(async (tx) => {
           const before = await deps.clients.findInOrganization(principal.organizationId, params.id!, tx, { lock: true });
           if (!before) throw notFound('client');
@@ -270,7 +280,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
             other: { grant_types: c.grant_types, redirect_uris: c.redirect_uris, token_endpoint_auth_method: c.token_endpoint_auth_method, service_account_id: c.service_account_id, jwks: c.jwks, jwks_uri: c.jwks_uri },
           });
           const keepsPower = clientChangeKeepsPower(where({ ...current, name: current.name ?? before.client_id }), where(shape));
-          await validate(principal, shape, tx, { keepsPower });
+          await validate(principal, shape, tx, { keepsPower, found: outboundProblems });
           const metadata = { ...before.metadata, ...engineMetadata(shape) };
           if (shape.jwks === undefined) delete metadata.jwks;
           if (shape.jwks_uri === undefined) delete metadata.jwks_uri;

@@ -3,6 +3,7 @@ import type { Clock } from '../../clock.js';
 import type { ClientDirectory } from '../../domain/client-directory.js';
 import type { OrganizationPolicy } from '../../domain/types.js';
 import type { Envelope } from '../../keys/envelope.js';
+import type { OutboundGuard } from '../../outbound/outbound-guard.js';
 import type { ClientRepository } from '../../storage/client-repository.js';
 import type { Database } from '../../storage/database.js';
 import type { InitialAccessTokenRepository } from '../../storage/initial-access-token-repository.js';
@@ -26,6 +27,8 @@ export interface ResourceRouteDependencies {
   policyDefaults: OrganizationPolicy;
   /** Drops changed clients from every node's cache (this one and, through pub/sub, the others). */
   clientsChanged(clientIds: string[] | 'all'): Promise<void>;
+  /** Refuses client URLs Tessera would fetch from an internal address (src/outbound/outbound-guard.ts). */
+  outbound: Pick<OutboundGuard, 'urlProblem'>;
   /** Runs oidc-provider's own client metadata validation; throws its InvalidClientMetadata error. */
   validateClientMetadata(metadata: Record<string, unknown>): Promise<void>;
   /**
