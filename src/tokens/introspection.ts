@@ -49,6 +49,23 @@ export function tokenShape(token: string): TokenShape {
   return 'opaque';
 }
 
+/**
+ * RFC 7009 §2.1: who may revoke an access token. The client it was issued to (the normal use of
+ * revocation: a client discarding its own token) and the introspection client of an API in its
+ * audience, both of the token's organization (principle 2). PATs and SATs have no client, so only
+ * the second applies to them. Anyone else is answered 200 and nothing happens (§2.2).
+ */
+export function mayRevoke(caller: IntrospectionCaller, token: { clientId: unknown; organizationId: unknown; audiences: readonly string[] }): boolean {
+  if (token.organizationId !== caller.organizationId) return false;
+  return (typeof token.clientId === 'string' && token.clientId === caller.clientId) || token.audiences.some((a) => caller.audiences.includes(a));
+}
+
+/** What a revocation acts on, once `mayRevoke` allowed it. */
+export type RevocationTarget =
+  | { kind: 'reference'; tokenId: string }
+  | { kind: 'jwt'; jti: string; organizationId: string | null; exp: number }
+  | { kind: 'opaque' };
+
 const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : []);
 
 export interface IntrospectionDependencies {
@@ -291,6 +308,29 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     },
     /** Decoded and verified JWT payload, for revocation. */
     verifyJwt,
+    /**
+     * What revoking `token` on behalf of `caller` acts on: a live token the caller may revoke
+     * (`mayRevoke`), or undefined when nothing is to be done.
+     */
+    async revocable(token: string, caller: IntrospectionCaller): Promise<RevocationTarget | undefined> {
+      if (token.length === 0 || token.length > 8192) return undefined;
+      const shape = tokenShape(token);
+      if (shape === 'reference') {
+        const resolved = await deps.referenceTokens.resolve(token);
+        if (!resolved.ok) return undefined;
+        const t = resolved.token;
+        return mayRevoke(caller, { clientId: undefined, organizationId: t.org, audiences: t.resources }) ? { kind: 'reference', tokenId: t.id } : undefined;
+      }
+      if (shape === 'jwt') {
+        const payload = await verifyJwt(token);
+        if (!payload || !mayRevoke(caller, { clientId: payload.client_id, organizationId: payload.org_id, audiences: audiencesOf(payload.aud) })) return undefined;
+        if (await deps.revocations.isRevoked(payload.jti!)) return undefined;
+        return { kind: 'jwt', jti: payload.jti!, organizationId: typeof payload.org_id === 'string' ? payload.org_id : null, exp: payload.exp! };
+      }
+      const payload = await findOpaque(token);
+      if (!payload || !opaqueUnexpired(payload)) return undefined;
+      return mayRevoke(caller, { clientId: payload.clientId, organizationId: opaqueOrganization(payload), audiences: audiencesOf(payload.aud) }) ? { kind: 'opaque' } : undefined;
+    },
   };
 }
 export type Introspection = ReturnType<typeof createIntrospection>;
