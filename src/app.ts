@@ -80,6 +80,7 @@ import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js
 import { andThen } from './maybe-promise.js';
 import { opaqueCacheKey } from './tokens/introspection.js';
 import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
+import { clientIsLive, createPrincipalLiveness, PRINCIPALS_CHANNEL, userFacts, userIsLive } from './tokens/principal-liveness.js';
 import { createTokenService, IDLE_REVOCATION_LOCK_KEY, EXPIRY_RECORDING_LOCK_KEY } from './tokens/token-service.js';
 import { createUsageRecorder } from './tokens/usage-recorder.js';
 import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
@@ -189,7 +190,14 @@ export async function createTessera(options: TesseraOptions) {
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
 
-    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock });
+    // Whether this node's pub/sub subscription is known to work (its heartbeat comes back within
+    // 1 s): the in-process caches below answer only while it is. Set once the reference-token
+    // cache, which runs the heartbeat, exists.
+    let subscriptionHealthy = () => false;
+    const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock, trusted: () => subscriptionHealthy() });
+    // The one rule for "may this token's principal still act" (user, client, owning service account).
+    const principals = createPrincipalLiveness({ users: repos.users, clients, cache, clock, logger, trusted: () => subscriptionHealthy() });
+    await cache.subscribe(PRINCIPALS_CHANNEL, (message) => principals.applyMessage(message));
     // A changed client is dropped from this node's cache at once and from every other node's
     // through pub/sub, so a deleted client or rotated secret is not honoured for the cache TTL.
     const clientsChanged = async (ids: string[] | 'all') => {
@@ -241,7 +249,7 @@ export async function createTessera(options: TesseraOptions) {
           // The engine asks policy questions synchronously (ttl, pkce); load the policy whenever it loads a client.
           if (view) await policies.forOrganization(view.record.organization_id);
           // A client whose owning service account is disabled is unknown to the engine: no tokens.
-          return view?.active ? view.metadata : undefined;
+          return clientIsLive(view) ? view.metadata : undefined;
         },
         ...registration.clientSource,
       },
@@ -255,10 +263,14 @@ export async function createTessera(options: TesseraOptions) {
     cleanups.push(() => secretUsage.close());
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer, onSecretUsed: (clientId) => secretUsage.record(clientId) });
     const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
-    /** An active user of the organization, or undefined. */
+    /**
+     * An active user of the organization, or undefined: sign-in and token issuance read the user
+     * from PostgreSQL (a stop or a demotion counts at once on every node) and apply the same rule
+     * as every later check of the token (src/tokens/principal-liveness.ts).
+     */
     const memberOf = async (accountId: string, organizationId: string | undefined) => {
-      const user = await repos.users.findById(accountId);
-      return user && user.status === 'active' && user.organization_id === organizationId ? user : undefined;
+      const user = organizationId === undefined ? undefined : await repos.users.findById(accountId);
+      return user && userIsLive(userFacts(user), organizationId) ? user : undefined;
     };
     const resourceIndicators = createResourceIndicators({
       lookup: resourceServerCache,
@@ -267,12 +279,12 @@ export async function createTessera(options: TesseraOptions) {
     });
     const findAccount: FindAccount = async (ctx, sub) => {
       const user = await repos.users.findById(sub);
-      if (!user || user.status !== 'active') return undefined;
       // Principle 2: a user acts only through clients of their own organization. The sign-in
       // policy asks a user of another organization to sign in again (src/oidc/sign-in-config.ts);
-      // this keeps a code or refresh token from crossing over whatever happened before.
+      // this keeps a code or refresh token from crossing over whatever happened before. Read
+      // from PostgreSQL (the claims need the whole row), so a stopped user's refresh fails at once.
       const clientOrganization = (ctx?.oidc?.client as { tessera_organization_id?: string } | undefined)?.tessera_organization_id;
-      if (clientOrganization !== undefined && clientOrganization !== user.organization_id) return undefined;
+      if (!user || !userIsLive(userFacts(user), clientOrganization)) return undefined;
       return {
         accountId: sub,
         claims: async () => ({
@@ -303,6 +315,7 @@ export async function createTessera(options: TesseraOptions) {
         cookieKeys: cookieKeys!,
         resourceIndicators,
         findAccount,
+        principals,
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
       attachProviderAuditing(built, audit, logger, metrics);
@@ -311,10 +324,9 @@ export async function createTessera(options: TesseraOptions) {
     };
     // Interactive sign-in: refresh-token reuse grace, logout revocation policy, login throttling.
     const bearerMatches = (header: string, expected: string) => header.startsWith('Bearer ') && secretsEqual(header.slice(7), expected);
-    /** Whether a client may still act; synchronous while it is cached (introspection's hot path). */
-    const clientActive = (clientId: string) => andThen(clients.get(clientId), (view) => view?.active === true);
-    const grantExists = async (grantId: string) => (await new adapter('Grant').find(grantId)) !== undefined;
-    const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, clients, authenticator, logger, grantExists });
+    const findGrant = async (grantId: string) => (await new adapter('Grant').find(grantId)) as { accountId?: string } | undefined;
+    const grantExists = async (grantId: string) => (await findGrant(grantId)) !== undefined;
+    const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, clients, authenticator, logger, findGrant, principals });
     const logoutRevocation = createLogoutRevocation({
       getProvider: () => provider,
       policies,
@@ -349,8 +361,6 @@ export async function createTessera(options: TesseraOptions) {
       logger.info({ version: keys.current.version }, 'signing keys reloaded');
     });
 
-    // Set once the reference-token cache (which runs the pub/sub heartbeat) exists.
-    let subscriptionHealthy = () => false;
     const revocations = createRevocationList({ cache, repository: repos.revokedJtis, clock, subscriptionHealthy: () => subscriptionHealthy() });
     await revocations.reload();
     await cache.subscribe(REVOCATION_CHANNEL, (message) => {
@@ -438,7 +448,7 @@ export async function createTessera(options: TesseraOptions) {
       clock,
       publicJwks: () => keys.publicJwks(),
       grantExists,
-      clientActive,
+      principals,
       usage,
     });
     // Introspection reads opaque access tokens from the cache store under their hashed key only.
@@ -455,7 +465,12 @@ export async function createTessera(options: TesseraOptions) {
     };
 
     const resourceDeps: ResourceRouteDependencies = {
-      ownerChanged: (ownerId) => tokenService.ownerChanged(ownerId),
+      // A user's or service account's status or role changed, or it was deleted: its PATs/SATs
+      // and (for a user) its OAuth tokens see the change on every node.
+      ownerChanged: async (ownerId) => {
+        await tokenService.ownerChanged(ownerId);
+        await principals.changed([ownerId]);
+      },
       revokeOwnerTokens: (ownerId, reason) => tokenService.revokeOwnerTokens(ownerId, reason),
       scopesHeldBy: (organizationId, ownerId) => tokenService.scopesHeldBy(organizationId, ownerId),
       db,
@@ -485,9 +500,8 @@ export async function createTessera(options: TesseraOptions) {
       introspection,
       referenceTokens: referenceTokenLookup,
       revocations,
-      users: repos.users,
       serviceAccounts: repos.serviceAccounts,
-      clientActive,
+      principals,
       usage,
       audit,
       routes: [

@@ -35,7 +35,10 @@ export interface ClientView {
  * Clients as every part of Tessera reads them: from PostgreSQL, decrypted once, and kept in a
  * bounded in-process cache for `ttlMs` so the token and introspection paths authenticate without
  * a database round-trip. `invalidate` (called on change, and by pub/sub from other nodes) drops
- * an entry at once.
+ * an entry at once. The cache answers only while `trusted()` says this node's pub/sub
+ * subscription works, so a change announced by another node is never missed for longer than
+ * that bound (1 s, src/tokens/reference-token-cache.ts) rather than for `ttlMs`: a deleted
+ * client, or one whose service account was disabled, stops its tokens within it on every node.
  */
 const sha256 = (value: string) => hash('sha256', value, 'buffer');
 
@@ -47,10 +50,22 @@ export function createClientDirectory(deps: {
   clock: Clock;
   ttlMs?: number;
   maxEntries?: number;
+  /** Whether every change announced by another node has arrived (default: always). */
+  trusted?: () => boolean;
 }) {
   const ttlMs = deps.ttlMs ?? 30_000;
   const maxEntries = deps.maxEntries ?? 10_000;
   const cache = new Map<string, { view: ClientView | undefined; until: number }>();
+  /** Bumped by every invalidation: a load that started before one must not be cached after it. */
+  let generation = 0;
+  let wasTrusted = true;
+  /** Whether the cache may answer now; entries kept while messages may have been lost are dropped. */
+  function trusted(): boolean {
+    const now = deps.trusted?.() ?? true;
+    if (!now && wasTrusted) cache.clear();
+    wasTrusted = now;
+    return now;
+  }
 
   async function load(clientId: string): Promise<ClientView | undefined> {
     const record = await deps.clients.findById(clientId);
@@ -83,15 +98,20 @@ export function createClientDirectory(deps: {
     /** The client, synchronously when it is cached (the introspection hot path relies on that). */
     get(clientId: string): MaybePromise<ClientView | undefined> {
       if (!isPlausibleId(clientId)) return undefined;
-      const hit = cache.get(clientId);
+      const useCache = trusted();
+      const hit = useCache ? cache.get(clientId) : undefined;
       if (hit && hit.until > deps.clock.now()) return hit.view;
+      const startedAt = generation;
       return load(clientId).then((view) => {
+        // A load that raced with a change (read the row before it was committed) is not kept.
+        if (!useCache || generation !== startedAt) return view;
         if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
         cache.set(clientId, { view, until: deps.clock.now() + ttlMs });
         return view;
       });
     },
     invalidate(clientId?: string): void {
+      generation += 1;
       if (clientId === undefined) cache.clear();
       else cache.delete(clientId);
     },

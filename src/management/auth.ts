@@ -4,13 +4,12 @@ import { MANAGEMENT_AUDIENCE, ROLE_SCOPES } from '../domain/types.js';
 import type { Role } from '../domain/types.js';
 import { ProblemError } from '../http/middleware.js';
 import type { ServiceAccountRepository } from '../storage/service-account-repository.js';
-import type { UserRepository } from '../storage/user-repository.js';
 import type { Introspection } from '../tokens/introspection.js';
 import { tokenShape } from '../tokens/introspection.js';
+import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ReferenceTokenLookup } from '../tokens/reference-token-lookup.js';
 import type { RevocationList } from '../tokens/revocation-list.js';
 import type { UsageRecorder } from '../tokens/usage-recorder.js';
-import type { MaybePromise } from '../maybe-promise.js';
 import type { Principal } from '../domain/principal.js';
 
 /**
@@ -24,13 +23,13 @@ export interface ManagementAuthDependencies {
   introspection: Introspection;
   referenceTokens: ReferenceTokenLookup;
   revocations: RevocationList;
-  users: UserRepository;
   serviceAccounts: ServiceAccountRepository;
   /**
-   * Whether a client may still act: it exists and its owning service account is not disabled.
-   * A client-credentials token stops working when either changes, not only at its `exp`.
+   * Whether a JWT's principal is still live (src/tokens/principal-liveness.ts): its client exists
+   * with an active owning service account, and its user (if any) is active in the organization,
+   * with the role read from there. Any stop ends the token, not only its `exp`.
    */
-  clientActive?: (clientId: string) => MaybePromise<boolean>;
+  principals: Pick<PrincipalLiveness, 'check'>;
   /** Counts each Management API use of a PAT/SAT (last used, per resource server). */
   usage?: UsageRecorder;
 }
@@ -65,14 +64,16 @@ export function createManagementAuth(deps: ManagementAuthDependencies) {
     if (typeof payload.org_id !== 'string' || !payload.sub || !payload.jti) throw unauthorized(realm, 'the access token is invalid or expired');
     if (await deps.revocations.isRevoked(payload.jti)) throw unauthorized(realm, 'the access token has been revoked');
     const scopes = String(payload.scope ?? '').split(' ').filter(Boolean);
-    // A user's token (authorization code through tessera-cli) carries the user as `sub`; a
-    // client-credentials token carries the client (RFC 9068 §2.2).
-    if (payload.sub !== payload.client_id) {
-      const user = await deps.users.findById(payload.sub);
-      if (!user || user.status !== 'active' || user.organization_id !== payload.org_id) throw unauthorized(realm, 'the token owner is no longer active');
-      return { organizationId: user.organization_id, scopes: narrow(scopes, user.role), actor: { type: 'user', id: user.id, name: user.username }, via: 'jwt', role: user.role, platformAdmin: false };
+    // A user's token (authorization code through tessera-cli or another client) carries the user
+    // as `sub`; a client-credentials token carries the client (RFC 9068 §2.2). Either way the
+    // client it was issued to must still be live, and the user too.
+    const userId = payload.sub !== payload.client_id ? payload.sub : undefined;
+    const live = await deps.principals.check(payload.client_id, userId, payload.org_id);
+    if (!live) throw unauthorized(realm, 'the token owner is no longer active');
+    if (userId !== undefined) {
+      const user = live.user!;
+      return { organizationId: user.organizationId, scopes: narrow(scopes, user.role), actor: { type: 'user', id: user.id, name: user.username }, via: 'jwt', role: user.role, platformAdmin: false };
     }
-    if (deps.clientActive && !(await deps.clientActive(payload.sub))) throw unauthorized(realm, 'the token owner is no longer active');
     return { organizationId: payload.org_id, scopes: new Set(scopes), actor: { type: 'client', id: payload.sub }, via: 'jwt', platformAdmin: false };
   }
 

@@ -6,6 +6,7 @@ import type { Config } from '../config/config.js';
 import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
 import { contentSecurityPolicy, messagePage } from '../interactions/views.js';
 import type { KeySet } from '../keys/key-service.js';
+import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
 import { engineSafe } from './unavailable.js';
 
@@ -25,6 +26,8 @@ export interface ProviderDependencies {
    * internal address (src/outbound/outbound-guard.ts).
    */
   fetch: NonNullable<Configuration['fetch']>;
+  /** Whether a token's client and user may still act (src/tokens/principal-liveness.ts). */
+  principals: Pick<PrincipalLiveness, 'check'>;
   /** Extra provider options contributed by later capabilities (interactions, registration, …). */
   extend?: (configuration: Configuration) => void;
   /** Middleware run inside the engine, around its routes (`provider.use`), in order. */
@@ -82,8 +85,13 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // tokens (and garbage). A refresh token is for the client that holds it and for no
       // resource server, so only that client learns anything about it (RFC 7662 §2.2 allows
       // `active: false` for a caller not entitled to know; principle 2: nothing crosses an
-      // organization). The engine's default lets any confidential client introspect it.
-      introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      // organization). The engine's default lets any confidential client introspect it. Like
+      // every other token, a refresh token is inactive once its user is deactivated or deleted
+      // (the engine itself checks only the grant).
+      introspection: {
+        enabled: true,
+        allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId && (await deps.principals.check(token.clientId, 'accountId' in token ? token.accountId : null)) !== undefined,
+      },
       jwtIntrospection: { enabled: true },
       // Another client's refresh token is left alone and the answer is the same 200 (RFC 7009
       // §2.2), so revocation cannot be used to test whether a token exists.

@@ -10,6 +10,7 @@ import { readFormBody } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { invalidClient, OAuthError } from '../http/oauth-error.js';
 import type { CacheStore } from '../storage/cache.js';
+import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ClientAuthenticator } from './client-authenticator.js';
 
 /**
@@ -30,7 +31,9 @@ import type { ClientAuthenticator } from './client-authenticator.js';
  *   from the old token itself: the store alone never holds a usable token;
  * - before the engine sees a refresh request (`middleware`, in front of oidc-provider), a kept
  *   answer for the presented token is replayed to the same, authenticated client, if its grant
- *   still lives (a family revoked meanwhile stays revoked);
+ *   still lives (a family revoked meanwhile stays revoked) and its principal too: the user
+ *   deactivated or deleted, or the client's service account disabled, since the rotation gets
+ *   the refusal the engine would give, not the kept tokens (src/tokens/principal-liveness.ts);
  * - two requests with the same token at the same moment are serialised by a short lock, so the
  *   second waits for the first one's answer instead of racing it into a false reuse.
  */
@@ -65,8 +68,10 @@ export interface RefreshGraceDependencies {
   clients: ClientDirectory;
   authenticator: ClientAuthenticator;
   logger: Logger;
-  /** Whether a grant (a refresh family) still exists. */
-  grantExists(grantId: string): Promise<boolean>;
+  /** A grant (a refresh family) if it still exists, with the user it is for. */
+  findGrant(grantId: string): Promise<{ accountId?: string } | undefined>;
+  /** Whether the grant's client and user may still act (the rule every token check uses). */
+  principals: Pick<PrincipalLiveness, 'check'>;
 }
 
 export function createRefreshGrace(deps: RefreshGraceDependencies) {
@@ -111,7 +116,9 @@ export function createRefreshGrace(deps: RefreshGraceDependencies) {
     const clientId = await callerOf(ctx, params);
     // The same answers as the engine's, so a caller learns nothing more from this path.
     if (clientId !== record.clientId) throw new OAuthError(400, 'invalid_grant', 'grant request is invalid', {}, 'refresh grace: client mismatch');
-    if (!(await deps.grantExists(record.grantId))) throw new OAuthError(400, 'invalid_grant', 'grant request is invalid', {}, 'refresh grace: family revoked');
+    const grant = await deps.findGrant(record.grantId);
+    if (!grant) throw new OAuthError(400, 'invalid_grant', 'grant request is invalid', {}, 'refresh grace: family revoked');
+    if (!(await deps.principals.check(clientId, grant.accountId ?? null))) throw new OAuthError(400, 'invalid_grant', 'grant request is invalid', {}, 'refresh grace: principal stopped');
     const decipher = createDecipheriv('aes-256-gcm', keyFor(token), Buffer.from(record.iv, 'base64url'));
     decipher.setAAD(Buffer.from(record.clientId));
     decipher.setAuthTag(Buffer.from(record.tag, 'base64url'));

@@ -9,6 +9,7 @@ import { BoundedCache } from './bounded-cache.js';
 import { looksLikeReferenceToken, tokenKey } from './format.js';
 import { andThen } from '../maybe-promise.js';
 import type { MaybePromise } from '../maybe-promise.js';
+import type { PrincipalLiveness } from './principal-liveness.js';
 import type { ReferenceTokenLookup, TokenFacts } from './reference-token-lookup.js';
 import type { RevocationList } from './revocation-list.js';
 import type { UsageRecorder } from './usage-recorder.js';
@@ -48,6 +49,23 @@ export function tokenShape(token: string): TokenShape {
   return 'opaque';
 }
 
+/**
+ * RFC 7009 §2.1: who may revoke an access token. The client it was issued to (the normal use of
+ * revocation: a client discarding its own token) and the introspection client of an API in its
+ * audience, both of the token's organization (principle 2). PATs and SATs have no client, so only
+ * the second applies to them. Anyone else is answered 200 and nothing happens (§2.2).
+ */
+export function mayRevoke(caller: IntrospectionCaller, token: { clientId: unknown; organizationId: unknown; audiences: readonly string[] }): boolean {
+  if (token.organizationId !== caller.organizationId) return false;
+  return (typeof token.clientId === 'string' && token.clientId === caller.clientId) || token.audiences.some((a) => caller.audiences.includes(a));
+}
+
+/** What a revocation acts on, once `mayRevoke` allowed it. */
+export type RevocationTarget =
+  | { kind: 'reference'; tokenId: string }
+  | { kind: 'jwt'; jti: string; organizationId: string | null; exp: number }
+  | { kind: 'opaque' };
+
 const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : []);
 
 export interface IntrospectionDependencies {
@@ -59,10 +77,11 @@ export interface IntrospectionDependencies {
   /** Current public JWKS (changes with key rotation). */
   publicJwks: () => JSONWebKeySet;
   /**
-   * Whether the client a token was issued to may still act: it exists, and the service account
-   * owning it is not disabled. A deleted client's or disabled account's tokens stop at once.
+   * Whether the principal behind a JWT or opaque token is still live: the client it was issued
+   * to exists and its owning service account is active, and the user it acts for is active in
+   * the organization (src/tokens/principal-liveness.ts). Any stop ends the token before `exp`.
    */
-  clientActive?: (clientId: string) => MaybePromise<boolean>;
+  principals?: Pick<PrincipalLiveness, 'check'>;
   /** Whether the grant behind an opaque token still exists (revoked grants kill their tokens). */
   grantExists: (grantId: string) => Promise<boolean>;
   /** Counts each successful PAT/SAT introspection per token and resource server. */
@@ -175,8 +194,12 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     return payload;
   }
 
-  /** Whether the client a token was issued to may still act (see `clientActive`). */
-  const issuedToActiveClient = (clientId: unknown): MaybePromise<boolean> => (typeof clientId === 'string' && deps.clientActive ? deps.clientActive(clientId) : true);
+  /**
+   * Whether the principal of an OAuth access token is still live (see `principals`). A token of
+   * the client credentials grant has the client as `sub` (RFC 9068 §2.2); any other acts for a user.
+   */
+  const principalLive = (clientId: unknown, subject: unknown, organizationId: unknown): MaybePromise<boolean> =>
+    deps.principals ? andThen(deps.principals.check(clientId, subject === clientId ? undefined : subject, organizationId), (p) => p !== undefined) : true;
 
   function jwt(verified: MaybePromise<JWTPayload | undefined>, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
     return andThen(verified, (payload) => {
@@ -185,7 +208,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       const memo = remembered(payload, caller);
       if (memo === undefined && !visibleTo(caller, payload.org_id, audiencesOf(payload.aud))) return INACTIVE;
       return andThen(deps.revocations.isRevoked(payload.jti!), (revoked) =>
-        revoked ? INACTIVE : andThen(issuedToActiveClient(payload.client_id), (active) => (!active ? INACTIVE : (memo?.answer ?? remember(payload, caller, jwtAnswer(payload))))),
+        revoked ? INACTIVE : andThen(principalLive(payload.client_id, payload.sub, payload.org_id), (live) => (!live ? INACTIVE : (memo?.answer ?? remember(payload, caller, jwtAnswer(payload))))),
       );
     });
   }
@@ -225,14 +248,20 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     return undefined;
   }
 
+  const opaqueOrganization = (payload: Record<string, unknown>) => ((payload.extra ?? {}) as Record<string, unknown>).org_id;
+  const opaqueUnexpired = (payload: Record<string, unknown>) => typeof payload.exp === 'number' && payload.exp > epochSeconds(clock) && !payload.consumed;
+
   function opaque(payload: Record<string, unknown>, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
-    const now = epochSeconds(clock);
-    if (typeof payload.exp !== 'number' || payload.exp <= now || payload.consumed) return INACTIVE;
+    if (!opaqueUnexpired(payload)) return INACTIVE;
     const memo = remembered(payload, caller);
-    if (memo === undefined && !visibleTo(caller, ((payload.extra ?? {}) as Record<string, unknown>).org_id, audiencesOf(payload.aud))) return INACTIVE;
+    if (memo === undefined && !visibleTo(caller, opaqueOrganization(payload), audiencesOf(payload.aud))) return INACTIVE;
     const grantLive: MaybePromise<boolean> = typeof payload.grantId === 'string' ? deps.grantExists(payload.grantId) : true;
     return andThen(grantLive, (live) =>
-      !live ? INACTIVE : andThen(issuedToActiveClient(payload.clientId), (active) => (!active ? INACTIVE : (memo?.answer ?? remember(payload, caller, opaqueAnswer(payload))))),
+      !live
+        ? INACTIVE
+        : andThen(principalLive(payload.clientId, payload.accountId ?? payload.clientId, opaqueOrganization(payload)), (active) =>
+            !active ? INACTIVE : (memo?.answer ?? remember(payload, caller, opaqueAnswer(payload))),
+          ),
     );
   }
 
@@ -251,6 +280,11 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       iss: issuer,
       token_type: 'Bearer',
     };
+  }
+
+  async function verifyJwt(token: string): Promise<JWTPayload | undefined> {
+    const payload = await verifiedJwt(token);
+    return payload && payload.exp! * 1000 > clock.now() ? payload : undefined;
   }
 
   return {
@@ -273,9 +307,29 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       return andThen(findOpaque(token, key), (payload) => (payload ? opaque(payload, caller) : undefined));
     },
     /** Decoded and verified JWT payload, for revocation. */
-    async verifyJwt(token: string): Promise<JWTPayload | undefined> {
-      const payload = await verifiedJwt(token);
-      return payload && payload.exp! * 1000 > clock.now() ? payload : undefined;
+    verifyJwt,
+    /**
+     * What revoking `token` on behalf of `caller` acts on: a live token the caller may revoke
+     * (`mayRevoke`), or undefined when nothing is to be done.
+     */
+    async revocable(token: string, caller: IntrospectionCaller): Promise<RevocationTarget | undefined> {
+      if (token.length === 0 || token.length > 8192) return undefined;
+      const shape = tokenShape(token);
+      if (shape === 'reference') {
+        const resolved = await deps.referenceTokens.resolve(token);
+        if (!resolved.ok) return undefined;
+        const t = resolved.token;
+        return mayRevoke(caller, { clientId: undefined, organizationId: t.org, audiences: t.resources }) ? { kind: 'reference', tokenId: t.id } : undefined;
+      }
+      if (shape === 'jwt') {
+        const payload = await verifyJwt(token);
+        if (!payload || !mayRevoke(caller, { clientId: payload.client_id, organizationId: payload.org_id, audiences: audiencesOf(payload.aud) })) return undefined;
+        if (await deps.revocations.isRevoked(payload.jti!)) return undefined;
+        return { kind: 'jwt', jti: payload.jti!, organizationId: typeof payload.org_id === 'string' ? payload.org_id : null, exp: payload.exp! };
+      }
+      const payload = await findOpaque(token);
+      if (!payload || !opaqueUnexpired(payload)) return undefined;
+      return mayRevoke(caller, { clientId: payload.clientId, organizationId: opaqueOrganization(payload), audiences: audiencesOf(payload.aud) }) ? { kind: 'opaque' } : undefined;
     },
   };
 }

@@ -36,7 +36,7 @@ export interface TokenEndpointDependencies {
   /** The organization of a client id, to attribute failed client authentication (optional). */
   clientOrganization?: (clientId: string) => Promise<string | undefined>;
   /**
-   * Revokes a PAT/SAT family for an introspection client (RFC 7009): the token service does it,
+   * Revokes a PAT/SAT family for a client allowed to (RFC 7009, `mayRevoke`): the token service does it,
    * so every node's cache drops it and the audit trail records it.
    */
   revokeReferenceToken?: (tokenId: string, caller: IntrospectionCaller, facts: { requestId?: string; ip?: string; userAgent?: string }) => Promise<void>;
@@ -70,7 +70,7 @@ function basicClientId(header: string): string | undefined {
  * Tessera's introspection (RFC 7662) and revocation (RFC 7009) endpoints, in front of
  * oidc-provider's. They answer for every access token Tessera issues — reference tokens, JWTs
  * (which the engine refuses to introspect), and opaque tokens — with the audience and
- * organization restriction of principle 2. A value Tessera does not hold (a refresh token, or
+ * organization restriction of principle 2 (revocation: also the client the token was issued to). A value Tessera does not hold (a refresh token, or
  * garbage) is handed on to oidc-provider, which answers in its own, identical format.
  */
 export function createTokenEndpoints(deps: TokenEndpointDependencies) {
@@ -160,19 +160,19 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     // RFC 7009 §2.2: the answer is 200 whether or not there was anything to revoke.
     ctx.status = 200;
     ctx.body = '';
-    const answer = await introspection.introspect(token, caller);
-    if (!answer?.active) return;
-    const shape = tokenShape(token);
-    if (shape === 'reference' && parseToken(token)) {
+    // RFC 7009 §2.1: the token's own client or its API's introspection client (`mayRevoke`).
+    const target = await introspection.revocable(token, caller);
+    if (!target) return;
+    if (target.kind === 'reference') {
       if (deps.revokeReferenceToken) {
-        await deps.revokeReferenceToken(String(answer.token_id), caller, requestFacts(ctx));
-      } else {
+        await deps.revokeReferenceToken(target.tokenId, caller, requestFacts(ctx));
+      } else if (parseToken(token)) {
         const row = await deps.referenceTokens.findByHash(hashToken(token));
         if (row && (await deps.referenceTokens.revoke(row.id, 'rfc7009', new Date(clock.now())))) recordRevocation(ctx, caller, row.type, row.id);
       }
-    } else if (shape === 'jwt') {
-      await deps.revocations.revoke(String(answer.jti), String(answer.org_id ?? '') || null, Number(answer.exp));
-      recordRevocation(ctx, caller, 'access_token', String(answer.jti));
+    } else if (target.kind === 'jwt') {
+      await deps.revocations.revoke(target.jti, target.organizationId, target.exp);
+      recordRevocation(ctx, caller, 'access_token', target.jti);
     } else {
       await deps.cache.del(modelKey('AccessToken', token), modelKey('ClientCredentials', token));
       await deps.onOpaqueRevoked?.(token);

@@ -21,6 +21,8 @@ for (const backend of backends) {
     let worker: client.Configuration;
     let ordersRs: client.Configuration;
     let billingRs: client.Configuration;
+    /** A confidential client of the same organization that has nothing to do with the tokens below. */
+    let bystander: client.Configuration;
 
     const configure = async (id: string, secret: string) => {
       const config = await client.discovery(new URL(server.url), id, undefined, client.ClientSecretBasic(secret), { execute: [client.allowInsecureRequests] });
@@ -28,8 +30,18 @@ for (const backend of backends) {
     };
 
     beforeAll(async () => {
-      server = await startTestServer(backend.name, { overrides: EXAMPLE_SEED });
+      const bystanderClient = {
+        client_id: 'bystander',
+        client_secret: 'bystander-secret-0123456789abcdef',
+        name: 'Bystander',
+        grant_types: ['client_credentials'],
+        token_endpoint_auth_method: 'client_secret_basic',
+        scopes: ['orders:read'],
+        resources: ['https://orders.test'],
+      };
+      server = await startTestServer(backend.name, { overrides: { seed: { ...EXAMPLE_SEED.seed, clients: [...EXAMPLE_SEED.seed.clients, bystanderClient] } } });
       worker = await configure('worker', 'worker-secret-0123456789abcdef');
+      bystander = await configure('bystander', bystanderClient.client_secret);
       ordersRs = await configure('orders-rs', 'orders-rs-secret-0123456789');
       billingRs = await configure('billing-rs', 'billing-rs-secret-0123456789');
     });
@@ -141,6 +153,27 @@ for (const backend of backends) {
       await client.tokenRevocation(billingRs, opaque);
       expect(await client.tokenIntrospection(ordersRs, jwt)).toEqual({ active: false });
       expect(await client.tokenIntrospection(billingRs, opaque)).toEqual({ active: false });
+    });
+
+    it('lets the client a token was issued to revoke it (RFC 7009 §2.1), JWT and opaque alike', async () => {
+      const jwt = (await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' })).access_token;
+      const opaque = (await client.clientCredentialsGrant(worker, { scope: 'billing:read', resource: 'https://billing.test' })).access_token;
+      expect((await client.tokenIntrospection(ordersRs, jwt)).active).toBe(true);
+      expect((await client.tokenIntrospection(billingRs, opaque)).active).toBe(true);
+      await client.tokenRevocation(worker, jwt);
+      await client.tokenRevocation(worker, opaque);
+      expect(await client.tokenIntrospection(ordersRs, jwt)).toEqual({ active: false });
+      expect(await client.tokenIntrospection(billingRs, opaque)).toEqual({ active: false });
+    });
+
+    it('answers 200 to an unrelated client of the same organization and leaves the token alone (RFC 7009 §2.2)', async () => {
+      const jwt = (await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' })).access_token;
+      const opaque = (await client.clientCredentialsGrant(worker, { scope: 'billing:read', resource: 'https://billing.test' })).access_token;
+      // tokenRevocation rejects on anything but 200.
+      await client.tokenRevocation(bystander, jwt);
+      await client.tokenRevocation(bystander, opaque);
+      expect((await client.tokenIntrospection(ordersRs, jwt)).active).toBe(true);
+      expect((await client.tokenIntrospection(billingRs, opaque)).active).toBe(true);
     });
 
     it('does not let a resource server revoke a token meant for another API', async () => {

@@ -32,8 +32,9 @@ export interface ResourceRouteDependencies {
   /** Runs oidc-provider's own client metadata validation; throws its InvalidClientMetadata error. */
   validateClientMetadata(metadata: Record<string, unknown>): Promise<void>;
   /**
-   * A user's or service account's status or role changed (committed): every node forgets the
-   * owner's cached PATs/SATs, so the next use sees the change at once.
+   * A user's or service account's status or role changed, or a user was deleted (committed):
+   * every node forgets the owner's cached PATs/SATs and the user's cached state, so the next use
+   * of any of their tokens sees the change at once.
    */
   ownerChanged?(ownerId: string): Promise<void>;
   /** Every scope the owner's live PATs/SATs carry. */

@@ -210,6 +210,8 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
           await deps.users.delete(principal.organizationId, user.id, tx);
           return user;
         });
+        // Committed: every node forgets the user, so their OAuth access tokens stop too.
+        await deps.ownerChanged?.(deleted.id);
         recordChange(deps.audit, ctx, { action: 'user.deleted', target: { type: 'user', id: deleted.id }, before: presentUser(deleted) });
         return { status: 204 };
       },
