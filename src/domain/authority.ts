@@ -181,3 +181,32 @@ export function reenableDenials(p: Principal, account: { platform_admin: boolean
   if (account.platform_admin && !p.scopes.has(PLATFORM_SCOPE)) denials.push({ missing: PLATFORM_SCOPE, detail: `re-enabling a platform service account needs "${PLATFORM_SCOPE}"` });
   return denials;
 }
+
+/** A resource server asking about a token: its introspection client, organization and identifiers. */
+export interface ResourceServerCaller {
+  clientId: string;
+  organizationId: string;
+  audiences: readonly string[];
+}
+
+/**
+ * Least privilege per tenant (RFC 7662 §2.2): a resource server learns about a token only if the
+ * token is meant for it, in its own organization. Returns the audience through which the caller
+ * sees the token (usage is counted per audience), or undefined: to this caller the token is
+ * inactive.
+ */
+export function audienceSeenBy(caller: ResourceServerCaller, token: { organizationId: unknown; audiences: readonly string[] }): string | undefined {
+  if (token.organizationId !== caller.organizationId) return undefined;
+  return token.audiences.find((a) => caller.audiences.includes(a));
+}
+
+/**
+ * RFC 7009 §2.1: who may revoke an access token. The client it was issued to (the normal use of
+ * revocation: a client discarding its own token) and the resource server it is meant for, both
+ * of the token's organization. PATs and SATs have no client, so only the second applies to them.
+ * Anyone else is answered 200 and nothing happens (§2.2).
+ */
+export function mayRevoke(caller: ResourceServerCaller, token: { clientId: unknown; organizationId: unknown; audiences: readonly string[] }): boolean {
+  if (token.organizationId !== caller.organizationId) return false;
+  return (typeof token.clientId === 'string' && token.clientId === caller.clientId) || audienceSeenBy(caller, token) !== undefined;
+}

@@ -1,3 +1,5 @@
+import { audienceSeenBy, mayRevoke } from '../domain/authority.js';
+import type { ResourceServerCaller } from '../domain/authority.js';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { JSONWebKeySet, JWTPayload } from 'jose';
 
@@ -23,11 +25,8 @@ import type { UsageRecorder } from './usage-recorder.js';
  * introspection client of, in its own organization (principle 2; RFC 7662 §2.2 lets the server
  * answer `{"active":false}` for anything the caller is not entitled to see, and reveal nothing).
  */
-export interface IntrospectionCaller {
-  clientId: string;
-  organizationId: string;
-  audiences: readonly string[];
-}
+/** The authenticated caller of introspection or revocation: a resource server's introspection client. */
+export type IntrospectionCaller = ResourceServerCaller;
 
 export type IntrospectionAnswer = Record<string, unknown> & { active: boolean };
 
@@ -47,17 +46,6 @@ export function tokenShape(token: string): TokenShape {
     }
   }
   return 'opaque';
-}
-
-/**
- * RFC 7009 §2.1: who may revoke an access token. The client it was issued to (the normal use of
- * revocation: a client discarding its own token) and the introspection client of an API in its
- * audience, both of the token's organization (principle 2). PATs and SATs have no client, so only
- * the second applies to them. Anyone else is answered 200 and nothing happens (§2.2).
- */
-export function mayRevoke(caller: IntrospectionCaller, token: { clientId: unknown; organizationId: unknown; audiences: readonly string[] }): boolean {
-  if (token.organizationId !== caller.organizationId) return false;
-  return (typeof token.clientId === 'string' && token.clientId === caller.clientId) || token.audiences.some((a) => caller.audiences.includes(a));
 }
 
 /** What a revocation acts on, once `mayRevoke` allowed it. */
@@ -112,8 +100,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     return jwks!;
   };
 
-  const visibleTo = (caller: IntrospectionCaller, organizationId: unknown, audiences: string[]) =>
-    organizationId === caller.organizationId && audiences.some((a) => caller.audiences.includes(a));
+  const visibleTo = (caller: IntrospectionCaller, organizationId: unknown, audiences: string[]) => audienceSeenBy(caller, { organizationId, audiences }) !== undefined;
 
   /** PAT/SAT answer members: RFC 7662 §2.2 ones plus Tessera's documented `token_kind`, `token_id`, `org_id`, `owner_name`. */
   function referenceAnswer(t: TokenFacts, caller: IntrospectionCaller): IntrospectionAnswer {
@@ -161,8 +148,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
         deps.usage?.record(t.id, memo.audience);
         return memo.answer;
       }
-      if (t.org !== caller.organizationId) return INACTIVE;
-      const audience = t.resources.find((a) => caller.audiences.includes(a));
+      const audience = audienceSeenBy(caller, { organizationId: t.org, audiences: t.resources });
       if (audience === undefined) return INACTIVE;
       deps.usage?.record(t.id, audience);
       return remember(t, caller, referenceAnswer(t, caller), audience);

@@ -36,7 +36,7 @@ export interface TokenEndpointDependencies {
   /** The organization of a client id, to attribute failed client authentication (optional). */
   clientOrganization?: (clientId: string) => Promise<string | undefined>;
   /**
-   * Revokes a PAT/SAT family for a client allowed to (RFC 7009, `mayRevoke`): the token service does it,
+   * Revokes a PAT/SAT family for a client allowed to (RFC 7009, `mayRevoke` in src/domain/authority.ts): the token service does it,
    * so every node's cache drops it and the audit trail records it.
    */
   revokeReferenceToken?: (tokenId: string, caller: IntrospectionCaller, facts: { requestId?: string; ip?: string; userAgent?: string }) => Promise<void>;
@@ -160,7 +160,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     // RFC 7009 §2.2: the answer is 200 whether or not there was anything to revoke.
     ctx.status = 200;
     ctx.body = '';
-    // RFC 7009 §2.1: the token's own client or its API's introspection client (`mayRevoke`).
+    // RFC 7009 §2.1: the token's own client or its API's introspection client (`mayRevoke` in src/domain/authority.ts).
     const target = await introspection.revocable(token, caller);
     if (!target) return;
     if (target.kind === 'reference') {
