@@ -36,7 +36,7 @@ import { auditEventRoutes } from './management/routes/audit-events.js';
 import { tokenInventoryRoutes } from './management/routes/token-inventory.js';
 import { createTokenInventory } from './audit/token-inventory.js';
 import { createTokenInventoryRepository } from './storage/token-inventory-repository.js';
-import { attachProviderAuditing } from './audit/provider-events.js';
+import { attachProviderAuditing } from './oidc/provider-events.js';
 import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';

@@ -1,8 +1,8 @@
 import { hash } from 'node:crypto';
 
-import type { AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
+import type { EngineClientMetadata } from './client-metadata.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import type { Envelope } from '../keys/envelope.js';
 import { isPlausibleId } from '../storage/ids.js';
@@ -15,7 +15,7 @@ import type { ClientRecord } from './types.js';
 export interface ClientView {
   record: ClientRecord;
   /** Metadata for oidc-provider, with the decrypted secret. */
-  metadata: AdapterPayload;
+  metadata: EngineClientMetadata;
   /** The previous secret while its rotation grace lasts. */
   previousSecret: string | undefined;
   previousSecretExpiresAt: number | undefined;

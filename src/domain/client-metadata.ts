@@ -1,4 +1,3 @@
-import type { AdapterPayload } from 'oidc-provider';
 
 import type { Envelope } from '../keys/envelope.js';
 import type { ClientRecord } from './types.js';
@@ -13,8 +12,11 @@ export const secretContext = (clientId: string, slot: 'current' | 'previous' = '
  * without a lookup. Allowed scopes are not the engine's `scope` member: that one must name
  * scopes known at start-up, while resource servers and their scopes change at run time.
  */
-export function toProviderMetadata(record: ClientRecord, envelope: Envelope): AdapterPayload {
-  const metadata: AdapterPayload = {
+/** A client as the OpenID engine reads it: RFC 7591 member names, plus Tessera's `tessera_*` members. */
+export type EngineClientMetadata = Record<string, unknown>;
+
+export function toProviderMetadata(record: ClientRecord, envelope: Envelope): EngineClientMetadata {
+  const metadata: EngineClientMetadata = {
     grant_types: [],
     response_types: [],
     redirect_uris: [],

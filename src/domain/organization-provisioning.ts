@@ -4,11 +4,18 @@ import { newId } from '../storage/ids.js';
 import type { OrganizationRepository } from '../storage/organization-repository.js';
 import type { ServiceAccountRepository } from '../storage/service-account-repository.js';
 import type { UserRepository } from '../storage/user-repository.js';
-import type { ReferenceTokenIssuer } from '../tokens/reference-tokens.js';
 import { cliClient } from './cli-client.js';
 import { generatePassword, hashPassword } from './passwords.js';
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE } from './types.js';
 import type { Organization, OrganizationPolicy, ServiceAccount, User } from './types.js';
+
+/** What provisioning needs of the token issuer: one SAT, issued inside the provisioning transaction. */
+export interface ManagementTokenIssuer {
+  issue(
+    input: { organizationId: string; type: 'sat'; name: string; serviceAccountId: string; scopes: string[]; resources: string[]; expiresInSeconds: number; createdBy: string },
+    q?: Queryable,
+  ): Promise<{ token: string; row: { id: string } }>;
+}
 
 export interface ProvisioningDependencies {
   db: Database;
@@ -16,7 +23,8 @@ export interface ProvisioningDependencies {
   users: UserRepository;
   serviceAccounts: ServiceAccountRepository;
   clients: ClientRepository;
-  issuer: ReferenceTokenIssuer;
+  /** Issues the organization's first Management API token (src/tokens/reference-tokens.ts). */
+  issuer: ManagementTokenIssuer;
 }
 
 export interface ProvisionInput {

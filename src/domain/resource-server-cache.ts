@@ -1,5 +1,4 @@
 import type { Clock } from '../clock.js';
-import type { ResourceLookup } from '../oidc/resource-indicators.js';
 import type { ResourceServer } from './types.js';
 
 /**
@@ -8,6 +7,11 @@ import type { ResourceServer } from './types.js';
  * round-trip. A change to a resource server reaches the token endpoint within `ttlMs` (5 s by
  * default); `invalidate` drops an entry at once on this node.
  */
+/** Finds a resource server by its identifier (RFC 8707 `resource`); the repository is one. */
+export interface ResourceLookup {
+  findByIdentifier(identifier: string): Promise<ResourceServer | undefined>;
+}
+
 export function createResourceServerCache(deps: { lookup: ResourceLookup; clock: Clock; ttlMs?: number; maxEntries?: number }) {
   const ttlMs = deps.ttlMs ?? 5000;
   const maxEntries = deps.maxEntries ?? 10_000;

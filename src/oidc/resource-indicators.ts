@@ -1,4 +1,5 @@
 import { errors } from 'oidc-provider';
+import type { ResourceLookup } from '../domain/resource-server-cache.js';
 import type { ResourceServer as ProviderResourceServer } from 'oidc-provider';
 
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, ROLE_SCOPES } from '../domain/types.js';
@@ -18,10 +19,6 @@ export interface ClientFacts {
   tessera_organization_id?: string;
   tessera_resources?: string[];
   tessera_scopes?: string[];
-}
-
-export interface ResourceLookup {
-  findByIdentifier(identifier: string): Promise<ResourceServer | undefined>;
 }
 
 export interface ResourceIndicatorOptions {

@@ -5,7 +5,7 @@ import type Provider from 'oidc-provider';
 import { describe, expect, it } from 'vitest';
 
 import type { AuditEvent } from '../../src/audit/audit-event.js';
-import { attachProviderAuditing } from '../../src/audit/provider-events.js';
+import { attachProviderAuditing } from '../../src/oidc/provider-events.js';
 import { createLogger } from '../../src/http/logger.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
 

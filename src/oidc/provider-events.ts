@@ -3,7 +3,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { Logger } from '../http/logger.js';
 import type { TesseraMetrics } from '../metrics/metrics.js';
-import type { AuditEvent, AuditLog } from './audit-event.js';
+import type { AuditEvent, AuditLog } from '../audit/audit-event.js';
 
 type ClientLike = { clientId?: string; tessera_organization_id?: string; clientName?: string } | undefined;
 type TokenLike = { aud?: string | string[]; scope?: string; format?: string; jti?: string; accountId?: string; grantId?: string; resourceServer?: { audience?: string; accessTokenFormat?: string } } | undefined;
