@@ -696,16 +696,6 @@ export async function createTessera(options: TesseraOptions) {
       bootstrapped,
       /** The limiter of config `rateLimits.<name>` (login, leak report, …), one per name. */
       rateLimiter,
-      /** Adds Koa middleware that runs before oidc-provider (Management API, interactions, …). */
-      addRoutes(middleware: Middleware) {
-        routes.push(middleware);
-      },
-      /** Contributes options to the provider configuration; applied on the next (re)build. */
-      extendProvider(extend: (c: Configuration) => void) {
-        providerExtensions.push(extend);
-        provider = buildProvider();
-        providerHandler = provider.callback();
-      },
       /** Announces a key change to every node (after `tessera keys rotate`, or from the API). */
       async announceKeyChange() {
         await keys.reload();

@@ -31,8 +31,6 @@ export const RISK_WEIGHTS = {
   idleFullDays: 90,
   ownerInactive: 20,
   rotationOverdue: 10,
-  sharedClients: 5,
-  sharedIps: 5,
 } as const;
 
 export interface RiskInput {
@@ -52,9 +50,6 @@ export interface RiskInput {
   usageKnown: boolean;
   ownerStatus: string;
   rotationPolicyDays: number;
-  /** Distinct clients / source IPs seen presenting it; undefined when not measured. */
-  distinctClients?: number;
-  distinctIps?: number;
 }
 
 export interface RiskReason {
@@ -114,8 +109,6 @@ export function riskScore(input: RiskInput): RiskScore {
     if (secretAgeDays > input.rotationPolicyDays) add('rotation_overdue', RISK_WEIGHTS.rotationOverdue, `secret is ${Math.floor(secretAgeDays)} days old; policy rotates every ${input.rotationPolicyDays} days`);
   }
 
-  if ((input.distinctClients ?? 0) > 1) add('shared_clients', RISK_WEIGHTS.sharedClients, `presented by ${input.distinctClients} different clients`);
-  if ((input.distinctIps ?? 0) > 1) add('shared_ips', RISK_WEIGHTS.sharedIps, `presented from ${input.distinctIps} different IP addresses`);
 
   const score = Math.min(100, reasons.reduce((sum, r) => sum + r.points, 0));
   reasons.sort((a, b) => b.points - a.points);

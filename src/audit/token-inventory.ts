@@ -25,19 +25,8 @@ export interface InventoryItem {
   last_used_at: string | null;
   idle_days: number | null;
   use_count: number | null;
-  distinct_clients: number | null;
-  distinct_ips: number | null;
   risk_score: number;
   risk_reasons: RiskReason[];
-}
-
-/**
- * Per-token usage measured elsewhere (per token and resource server, aggregated off the hot
- * path). Optional: without it, PAT/SAT last use comes from reference_tokens and the
- * several-clients/IPs factor is not scored.
- */
-export interface UsageSource {
-  usage(organizationId: string, credentialIds: string[]): Promise<Map<string, { lastUsedAt?: Date; distinctClients?: number; distinctIps?: number }>>;
 }
 
 export interface InventoryPolicy {
@@ -59,7 +48,7 @@ const days = (ms: number) => Math.floor(ms / DAY);
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 const toArray = (value: string | string[] | undefined) => (Array.isArray(value) ? value : value ? [value] : []);
 
-export function createTokenInventory(deps: { repository: TokenInventoryRepository; clock: Clock; usage?: UsageSource }) {
+export function createTokenInventory(deps: { repository: TokenInventoryRepository; clock: Clock }) {
   async function list(organizationId: string, policy: InventoryPolicy, filter: InventoryFilter = {}): Promise<InventoryItem[]> {
     const nowMs = deps.clock.now();
     const now = new Date(nowMs);
@@ -70,13 +59,11 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
       deps.repository.sensitiveAudiences(organizationId),
     ]);
     const sensitiveAudiences = new Set(sensitiveList);
-    const measured = deps.usage ? await deps.usage.usage(organizationId, tokens.map((t) => t.id)) : new Map();
     const items: InventoryItem[] = [];
     const base = { now: nowMs, sensitiveAudiences, rotationPolicyDays: policy.secretRotationDays };
 
     for (const t of tokens) {
-      const usage = measured.get(t.id);
-      const lastUsedAt = usage?.lastUsedAt ?? t.last_used_at ?? undefined;
+      const lastUsedAt = t.last_used_at ?? undefined;
       const risk = riskScore({
         ...base,
         scopes: t.scopes,
@@ -87,8 +74,6 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         lastUsedAt,
         usageKnown: true,
         ownerStatus: t.owner_status,
-        distinctClients: usage?.distinctClients,
-        distinctIps: usage?.distinctIps,
       });
       items.push({
         id: t.id,
@@ -105,8 +90,6 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         last_used_at: iso(lastUsedAt),
         idle_days: days(nowMs - (lastUsedAt ?? t.created_at).getTime()),
         use_count: Number(t.use_count),
-        distinct_clients: usage?.distinctClients ?? null,
-        distinct_ips: usage?.distinctIps ?? null,
         risk_score: risk.score,
         risk_reasons: risk.reasons,
       });
@@ -138,8 +121,6 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         last_used_at: iso(lastUsedAt),
         idle_days: days(nowMs - (lastUsedAt ?? setAt).getTime()),
         use_count: Number(c.secret_use_count),
-        distinct_clients: null,
-        distinct_ips: null,
         risk_score: risk.score,
         risk_reasons: risk.reasons,
       });
@@ -176,8 +157,6 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         last_used_at: iso(lastUsedAt),
         idle_days: days(nowMs - (lastUsedAt ?? createdAt).getTime()),
         use_count: null,
-        distinct_clients: null,
-        distinct_ips: null,
         risk_score: risk.score,
         risk_reasons: risk.reasons,
       });

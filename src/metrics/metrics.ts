@@ -22,7 +22,7 @@ export type IntrospectionResult = 'active' | 'inactive' | 'error';
  * common path (label children are bound once, up front).
  */
 export interface IntrospectionMetrics {
-  observe(kind: IntrospectedKind, result: IntrospectionResult, seconds: number, cacheHit?: boolean, organizationId?: string): void;
+  observe(kind: IntrospectedKind, result: IntrospectionResult, seconds: number, organizationId?: string): void;
 }
 
 /** Why a credential was revoked (the `reason` label; the audit event carries the same word). */
@@ -136,12 +136,9 @@ export function createMetrics(options: MetricsOptions): TesseraMetrics {
       if (!org) bound.set(`${kind}|${result}`, { count: introspections.labels(result, kind), seconds });
     }
   }
-  const cacheHit = introspectionCache.labels('hit');
-  const cacheMiss = introspectionCache.labels('miss');
-  for (const child of [cacheHit, cacheMiss]) child.inc(0);
 
   const introspection: IntrospectionMetrics = {
-    observe(kind, result, seconds, hit, organizationId) {
+    observe(kind, result, seconds, organizationId) {
       if (org) {
         introspections.labels(result, kind, organizationId ?? '').inc();
         introspectionSeconds.labels(kind).observe(seconds);
@@ -150,8 +147,6 @@ export function createMetrics(options: MetricsOptions): TesseraMetrics {
         child.count.inc();
         child.seconds.observe(seconds);
       }
-      if (hit === true) cacheHit.inc();
-      else if (hit === false) cacheMiss.inc();
     },
   };
 

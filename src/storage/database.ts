@@ -27,7 +27,6 @@ export interface Database extends Queryable {
 
 /** SQLSTATE codes Tessera reacts to (PostgreSQL Appendix A). */
 export const PG_UNIQUE_VIOLATION = '23505';
-export const PG_FOREIGN_KEY_VIOLATION = '23503';
 
 export function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: string } | null)?.code === PG_UNIQUE_VIOLATION;

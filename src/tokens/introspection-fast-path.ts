@@ -74,7 +74,7 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
 
   function respond(req: IncomingMessage, res: ServerResponse, token: string, caller: IntrospectionCaller, answer: IntrospectionAnswer | undefined, started: number): void {
     if (answer === undefined) return handOn(req, res);
-    deps.metrics?.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, undefined, caller.organizationId);
+    deps.metrics?.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, caller.organizationId);
     const body = serialize(answer);
     const incomingId = req.headers['x-request-id'];
     const requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();

@@ -138,7 +138,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     if (!token) throw invalidRequest("missing required parameter 'token'");
     const started = performance.now();
     const answer = (await introspection.introspect(token, caller)) ?? { active: false };
-    deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, undefined, caller.organizationId);
+    deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, caller.organizationId);
     noStore(ctx);
     // RFC 9701: a signed JWT response when the caller asks for one.
     if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {

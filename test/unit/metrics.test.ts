@@ -24,13 +24,11 @@ describe('metrics', () => {
       m.tokenIssued('client_credentials', 'access_token', 'org_1');
       m.tokenRevoked('rfc7009', 'pat', 'org_1');
       m.login('failure', 'org_1');
-      m.introspection.observe('jwt', 'active', 0.0004, true, 'org_1');
+      m.introspection.observe('jwt', 'active', 0.0004, 'org_1');
     }
     const text = await plain.render();
     expect(text).not.toContain('org_1');
     expect(value(text, 'tessera_introspections_total{result="active",kind="jwt"}')).toBe(1);
-    expect(value(text, 'tessera_introspection_cache_total{result="hit"}')).toBe(1);
-    expect(value(text, 'tessera_introspection_cache_total{result="miss"}')).toBe(0);
     expect(value(text, 'tessera_introspection_duration_seconds_bucket{le="0.0005",kind="jwt"}')).toBe(1);
     expect(value(text, 'tessera_logins_total{outcome="failure"}')).toBe(1);
     const withOrg = await labelled.render();

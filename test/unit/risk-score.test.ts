@@ -57,9 +57,6 @@ describe('risk score', () => {
     expect(points(quiet({ ownerStatus: 'disabled' }), 'owner_inactive')).toBe(20);
     expect(points(quiet({ secretSetAt: new Date(NOW - 91 * DAY) }), 'rotation_overdue')).toBe(10);
     expect(points(quiet({ secretSetAt: new Date(NOW - 89 * DAY) }), 'rotation_overdue')).toBe(0);
-    expect(points(quiet({ distinctClients: 3 }), 'shared_clients')).toBe(5);
-    expect(points(quiet({ distinctIps: 2 }), 'shared_ips')).toBe(5);
-    expect(points(quiet({ distinctClients: 1, distinctIps: 1 }), 'shared_ips')).toBe(0);
   });
 
   it('caps the sum at 100 and lists reasons heaviest first', () => {
@@ -72,10 +69,8 @@ describe('risk score', () => {
       createdAt: new Date(NOW - 500 * DAY),
       secretSetAt: new Date(NOW - 500 * DAY),
       ownerStatus: 'deactivated',
-      distinctClients: 4,
-      distinctIps: 9,
     }));
-    expect(worst.reasons.reduce((sum, r) => sum + r.points, 0)).toBe(120);
+    expect(worst.reasons.reduce((sum, r) => sum + r.points, 0)).toBe(110);
     expect(worst.score).toBe(100);
     expect(worst.reasons.map((r) => r.points)).toEqual([...worst.reasons.map((r) => r.points)].sort((a, b) => b - a));
   });

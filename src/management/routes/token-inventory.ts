@@ -29,8 +29,6 @@ const itemSchema = z.object({
   last_used_at: z.string().nullable(),
   idle_days: z.number().nullable(),
   use_count: z.number().nullable(),
-  distinct_clients: z.number().nullable(),
-  distinct_ips: z.number().nullable(),
   risk_score: z.number().int().min(0).max(100),
   risk_reasons: z.array(reasonSchema),
 });
