@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { FORM_BODY_LIMIT, parseForm, readBodyText } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
-import { HTML_CSP } from '../http/middleware.js';
+import { baselineSecurityHeaders, requestIdFor } from '../http/middleware.js';
 import type { IntrospectionMetrics } from '../metrics/metrics.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import type { ClientView } from '../domain/client-directory.js';
@@ -36,7 +35,6 @@ export interface FastPathDependencies {
   metrics?: IntrospectionMetrics;
 }
 
-const REQUEST_ID = /^[\w.-]{1,128}$/;
 const FORM = 'application/x-www-form-urlencoded';
 
 const isForm = (contentType: string | undefined) =>
@@ -47,6 +45,8 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
   const endpointUrl = `${deps.issuer}${INTROSPECTION_PATH}`;
   /** Introspections answered here, and handed on to Koa (for metrics and tests). */
   const stats = { answered: 0, handedOn: 0 };
+  // The Koa path's own security headers, so the two answers are indistinguishable.
+  const securityHeaders = Object.fromEntries(baselineSecurityHeaders({ hsts: deps.hsts }, INTROSPECTION_PATH));
   const handOn = (req: IncomingMessage, res: ServerResponse) => {
     stats.handedOn += 1;
     fallback(req, res);
@@ -77,21 +77,16 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     deps.metrics?.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, caller.organizationId);
     const body = serialize(answer);
     const incomingId = req.headers['x-request-id'];
-    const requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
+    const requestId = requestIdFor(typeof incomingId === 'string' ? incomingId : undefined);
     const headers: Record<string, string | number> = {
       'x-request-id': requestId,
-      'x-content-type-options': 'nosniff',
-      'referrer-policy': 'no-referrer',
-      'x-frame-options': 'DENY',
-      // The same headers as the Koa path (securityHeaders), so the two answers are indistinguishable.
-      'content-security-policy': HTML_CSP,
+      ...securityHeaders,
       // RFC 7662 §2.2 / RFC 6749 §5.1: token information must not be cached.
       'cache-control': 'no-store',
       pragma: 'no-cache',
       'content-type': 'application/json; charset=utf-8',
       'content-length': Buffer.byteLength(body),
     };
-    if (deps.hsts) headers['strict-transport-security'] = 'max-age=31536000; includeSubDomains';
     res.writeHead(200, headers);
     res.end(body);
     stats.answered += 1;
