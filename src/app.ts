@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 
@@ -65,7 +65,8 @@ import { createConsentRepository } from './storage/consent-repository.js';
 import type { Database } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
 import { createOidcPayloadRepository } from './storage/oidc-payload-repository.js';
-import { openStorage } from './storage/open-storage.js';
+import { OWNER_ONLY_DIRECTORY, restrictToOwner } from './storage/data-directory.js';
+import { openStorage, StartupError } from './storage/open-storage.js';
 import { createOrganizationRepository } from './storage/organization-repository.js';
 import { createReferenceTokenRepository } from './storage/reference-token-repository.js';
 import { createResourceServerRepository } from './storage/resource-server-repository.js';
@@ -118,6 +119,15 @@ export async function createTessera(options: TesseraOptions) {
   const timers: NodeJS.Timeout[] = [];
   const cleanups: (() => Promise<void>)[] = [];
 
+  if (!config.databaseUrl) {
+    // Before anything is written there: the embedded database, the generated KEK and the
+    // bootstrap credentials live in this directory (src/storage/data-directory.ts).
+    try {
+      restrictToOwner(config.dataDir);
+    } catch (error) {
+      throw new StartupError(`cannot make the data directory ${config.dataDir} private to its owner (TESSERA_DATA_DIR): ${(error as Error).message}`);
+    }
+  }
   let kek = config.kek;
   let cookieKeys = config.cookieKeys;
   if (!kek || !cookieKeys) {
@@ -707,7 +717,9 @@ export type Tessera = Awaited<ReturnType<typeof createTessera>>;
 function writeBootstrapFile(dataDir: string, result: BootstrapResult, logger: Logger): void {
   const path = join(dataDir, 'bootstrap.json');
   try {
-    mkdirSync(dataDir, { recursive: true });
+    // With PostgreSQL this file may be all the directory holds; it is still nobody else's.
+    mkdirSync(dataDir, { recursive: true, mode: OWNER_ONLY_DIRECTORY });
+    chmodSync(dataDir, OWNER_ONLY_DIRECTORY);
     writeFileSync(path, `${JSON.stringify(result, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
     logger.warn({ path }, 'first start: bootstrap credentials written (admin password and management token); store them safely and delete the file');
   } catch (error) {
