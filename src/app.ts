@@ -58,7 +58,8 @@ import { createRefreshGrace } from './oidc/refresh-grace.js';
 import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
 import { createTokenFastPath, isClientCredentialsGrant } from './oidc/token-fast-path.js';
-import { TOKEN_PATH, tokenRateLimit } from './oidc/token-rate-limit.js';
+import { createClientFailureLimit } from './oidc/client-failure-limit.js';
+import { createTokenRateLimit, TOKEN_PATH } from './oidc/token-rate-limit.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
 import { createConsentRepository } from './storage/consent-repository.js';
@@ -118,6 +119,9 @@ export async function createTessera(options: TesseraOptions) {
   const redisPrefix = options.redisPrefix ?? config.redisPrefix;
   const timers: NodeJS.Timeout[] = [];
   const cleanups: (() => Promise<void>)[] = [];
+  // TLS ends at the load balancer in production: its X-Forwarded-For names the client there
+  // (Koa's `ctx.ip`, and the same for the handlers in front of Koa).
+  const trustProxy = config.env === 'production';
 
   if (!config.databaseUrl) {
     // Before anything is written there: the embedded database, the generated KEK and the
@@ -434,6 +438,15 @@ export async function createTessera(options: TesseraOptions) {
     };
 
     const leakReports = rateLimiter('leakReport');
+    // Failed requests at /token, introspection and revocation, per source address and claimed
+    // client; the per-client `token` limit counts only requests known to be the client's.
+    const clientFailures = createClientFailureLimit({ limiter: rateLimiter('tokenFailures'), clock });
+    const tokenLimits = createTokenRateLimit({
+      clientLimit: rateLimiter('token'),
+      failures: clientFailures,
+      clients,
+      secretMatches: (view, presented) => authenticator.secretMatches(view, presented),
+    });
 
     const tokenIntrospection = createIntrospection({
       issuer: config.issuer,
@@ -503,7 +516,7 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     const app = new Koa();
-    app.proxy = config.env === 'production';
+    app.proxy = trustProxy;
     app.silent = true;
     const routes: Middleware[] = [];
     app.use(requestId());
@@ -543,7 +556,7 @@ export async function createTessera(options: TesseraOptions) {
       await next();
     });
     app.use(allowedMethods());
-    app.use(tokenRateLimit(rateLimiter('token')));
+    app.use(tokenLimits.middleware);
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
@@ -556,6 +569,7 @@ export async function createTessera(options: TesseraOptions) {
       audit,
       metrics,
       clientOrganization: async (clientId) => (await clients.get(clientId))?.record.organization_id,
+      failures: clientFailures,
       revokeReferenceToken: (id, caller, facts) => tokenService.revokeForClient(id, caller.clientId, facts),
       onOpaqueRevoked: async (token) => {
         const key = opaqueCacheKey(token);
@@ -619,11 +633,12 @@ export async function createTessera(options: TesseraOptions) {
     const koaHandler = app.callback();
     // Client-credentials grants skip the Koa middlewares that only matter for other requests and
     // go to the engine after the steps they need (request id, security headers, access log, the
-    // per-client rate limit, the client-secret grace check). Everything else, every error and
+    // rate limits, the client-secret grace check). Everything else, every error and
     // every 429 included, is Koa's, so the answers are the same whichever way a request went.
     const tokenFastPath = createTokenFastPath({
-      limiter: rateLimiter('token'),
+      limits: tokenLimits,
       clients,
+      trustProxy,
       secretGrace,
       engine: () => providerHandler,
       logger,
@@ -641,6 +656,8 @@ export async function createTessera(options: TesseraOptions) {
       hsts: config.issuer.startsWith('https://'),
       fallback: tokenFastPath,
       metrics: metrics.introspection,
+      failures: clientFailures,
+      trustProxy,
     });
     const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
 
