@@ -28,6 +28,7 @@ import { createEnvelope } from './keys/envelope.js';
 import { createKeyRing } from './keys/key-ring.js';
 import { createKeyService } from './keys/key-service.js';
 import { createAuditWriter } from './audit/audit-writer.js';
+import { createFailureAggregator } from './audit/failure-aggregator.js';
 import { auditRetentionJob } from './audit/retention.js';
 import { createScheduler } from './jobs/scheduler.js';
 import { createMetrics } from './metrics/metrics.js';
@@ -201,6 +202,11 @@ export async function createTessera(options: TesseraOptions) {
     const scheduler = createScheduler({ db, logger });
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
+    // Failures anyone can cause (client authentication, /token requests) are folded into one
+    // event per client, source and minute. Closed before the writer (cleanups run in reverse),
+    // so the counts of the open windows are written at shutdown.
+    const failureAudit = createFailureAggregator({ audit, clock });
+    cleanups.push(() => failureAudit.close());
 
     const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock });
     // A changed client is dropped from this node's cache at once and from every other node's
@@ -314,7 +320,7 @@ export async function createTessera(options: TesseraOptions) {
         findAccount,
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
-      attachProviderAuditing(built, audit, logger, metrics);
+      attachProviderAuditing(built, audit, logger, metrics, failureAudit);
       providerSetups.forEach((setup) => setup(built));
       return built;
     };
@@ -570,6 +576,7 @@ export async function createTessera(options: TesseraOptions) {
       metrics,
       clientOrganization: async (clientId) => (await clients.get(clientId))?.record.organization_id,
       failures: clientFailures,
+      failureAudit,
       revokeReferenceToken: (id, caller, facts) => tokenService.revokeForClient(id, caller.clientId, facts),
       onOpaqueRevoked: async (token) => {
         const key = opaqueCacheKey(token);
@@ -691,6 +698,8 @@ export async function createTessera(options: TesseraOptions) {
       tokenFastPathStats: tokenFastPath.stats,
       management,
       audit,
+      /** Repeated failures folded into one audit event per client, source and window. */
+      failureAudit,
       auditRepository,
       metrics,
       tokenInventory,

@@ -44,6 +44,11 @@ export interface TokenEndpointDependencies {
    */
   failures?: ClientFailureLimit;
   /**
+   * Where failed client authentication is recorded: the aggregator that folds repeats into one
+   * event (src/audit/failure-aggregator.ts); `audit` when not given.
+   */
+  failureAudit?: Pick<AuditLog, 'record'>;
+  /**
    * Revokes a PAT/SAT family for an introspection client (RFC 7009): the token service does it,
    * so every node's cache drops it and the audit trail records it.
    */
@@ -105,11 +110,13 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
         const facts = requestFacts(ctx);
         const endpoint = ctx.path;
+        const failureAudit = deps.failureAudit ?? deps.audit;
         // The client's organization is looked up after the answer is sent, so its admins see
         // attacks on their clients; an unknown client's failure belongs to no organization.
+        // Repeats from one source are folded into one event (src/audit/failure-aggregator.ts).
         void (async () => {
           const organizationId = claimed && deps.clientOrganization ? await deps.clientOrganization(claimed).catch(() => undefined) : undefined;
-          deps.audit.record({
+          failureAudit.record({
             organizationId: organizationId ?? null,
             actor: { type: 'client', id: claimed ?? null },
             action: error.detail === REPLACED_SECRET ? 'client.replaced_secret_presented' : 'client.authentication_failed',
