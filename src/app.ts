@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 
@@ -28,6 +28,7 @@ import { createEnvelope } from './keys/envelope.js';
 import { createKeyRing } from './keys/key-ring.js';
 import { createKeyService } from './keys/key-service.js';
 import { createAuditWriter } from './audit/audit-writer.js';
+import { createFailureAggregator } from './audit/failure-aggregator.js';
 import { auditRetentionJob } from './audit/retention.js';
 import { createScheduler } from './jobs/scheduler.js';
 import { createMetrics } from './metrics/metrics.js';
@@ -58,7 +59,8 @@ import { createRefreshGrace } from './oidc/refresh-grace.js';
 import { signInConfiguration } from './oidc/sign-in-config.js';
 import { createResourceIndicators } from './oidc/resource-indicators.js';
 import { createTokenFastPath, isClientCredentialsGrant } from './oidc/token-fast-path.js';
-import { TOKEN_PATH, tokenRateLimit } from './oidc/token-rate-limit.js';
+import { createClientFailureLimit } from './oidc/client-failure-limit.js';
+import { createTokenRateLimit, TOKEN_PATH } from './oidc/token-rate-limit.js';
 import { createOutboundGuard } from './outbound/outbound-guard.js';
 import type { CacheStore } from './storage/cache.js';
 import { createClientRepository } from './storage/client-repository.js';
@@ -66,7 +68,8 @@ import { createConsentRepository } from './storage/consent-repository.js';
 import type { Database } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
 import { createOidcPayloadRepository } from './storage/oidc-payload-repository.js';
-import { openStorage } from './storage/open-storage.js';
+import { OWNER_ONLY_DIRECTORY, restrictToOwner } from './storage/data-directory.js';
+import { openStorage, StartupError } from './storage/open-storage.js';
 import { createOrganizationRepository } from './storage/organization-repository.js';
 import { createReferenceTokenRepository } from './storage/reference-token-repository.js';
 import { createResourceServerRepository } from './storage/resource-server-repository.js';
@@ -119,7 +122,19 @@ export async function createTessera(options: TesseraOptions) {
   const redisPrefix = options.redisPrefix ?? config.redisPrefix;
   const timers: NodeJS.Timeout[] = [];
   const cleanups: (() => Promise<void>)[] = [];
+  // TLS ends at the load balancer in production: its X-Forwarded-For names the client there
+  // (Koa's `ctx.ip`, and the same for the handlers in front of Koa).
+  const trustProxy = config.env === 'production';
 
+  if (!config.databaseUrl) {
+    // Before anything is written there: the embedded database, the generated KEK and the
+    // bootstrap credentials live in this directory (src/storage/data-directory.ts).
+    try {
+      restrictToOwner(config.dataDir);
+    } catch (error) {
+      throw new StartupError(`cannot make the data directory ${config.dataDir} private to its owner (TESSERA_DATA_DIR): ${(error as Error).message}`);
+    }
+  }
   let kek = config.kek;
   let cookieKeys = config.cookieKeys;
   if (!kek || !cookieKeys) {
@@ -189,6 +204,11 @@ export async function createTessera(options: TesseraOptions) {
     const scheduler = createScheduler({ db, logger });
     cleanups.push(() => scheduler.stop());
     cleanups.push(() => audit.close());
+    // Failures anyone can cause (client authentication, /token requests) are folded into one
+    // event per client, source and minute. Closed before the writer (cleanups run in reverse),
+    // so the counts of the open windows are written at shutdown.
+    const failureAudit = createFailureAggregator({ audit, clock });
+    cleanups.push(() => failureAudit.close());
 
     // Whether this node's pub/sub subscription is known to work (its heartbeat comes back within
     // 1 s): the in-process caches below answer only while it is. Set once the reference-token
@@ -318,7 +338,7 @@ export async function createTessera(options: TesseraOptions) {
         principals,
         extend: (c) => providerExtensions.forEach((extend) => extend(c)),
       });
-      attachProviderAuditing(built, audit, logger, metrics);
+      attachProviderAuditing(built, audit, logger, metrics, failureAudit);
       providerSetups.forEach((setup) => setup(built));
       return built;
     };
@@ -439,6 +459,15 @@ export async function createTessera(options: TesseraOptions) {
     };
 
     const leakReports = rateLimiter('leakReport');
+    // Failed requests at /token, introspection and revocation, per source address and claimed
+    // client; the per-client `token` limit counts only requests known to be the client's.
+    const clientFailures = createClientFailureLimit({ limiter: rateLimiter('tokenFailures'), clock });
+    const tokenLimits = createTokenRateLimit({
+      clientLimit: rateLimiter('token'),
+      failures: clientFailures,
+      clients,
+      secretMatches: (view, presented) => authenticator.secretMatches(view, presented),
+    });
 
     const tokenIntrospection = createIntrospection({
       issuer: config.issuer,
@@ -515,7 +544,7 @@ export async function createTessera(options: TesseraOptions) {
     });
 
     const app = new Koa();
-    app.proxy = config.env === 'production';
+    app.proxy = trustProxy;
     app.silent = true;
     const routes: Middleware[] = [];
     app.use(requestId());
@@ -555,7 +584,7 @@ export async function createTessera(options: TesseraOptions) {
       await next();
     });
     app.use(allowedMethods());
-    app.use(tokenRateLimit(rateLimiter('token')));
+    app.use(tokenLimits.middleware);
     app.use(createTokenEndpoints({
       issuer: config.issuer,
       authenticator,
@@ -568,6 +597,8 @@ export async function createTessera(options: TesseraOptions) {
       audit,
       metrics,
       clientOrganization: async (clientId) => (await clients.get(clientId))?.record.organization_id,
+      failures: clientFailures,
+      failureAudit,
       revokeReferenceToken: (id, caller, facts) => tokenService.revokeForClient(id, caller.clientId, facts),
       onOpaqueRevoked: async (token) => {
         const key = opaqueCacheKey(token);
@@ -631,11 +662,12 @@ export async function createTessera(options: TesseraOptions) {
     const koaHandler = app.callback();
     // Client-credentials grants skip the Koa middlewares that only matter for other requests and
     // go to the engine after the steps they need (request id, security headers, access log, the
-    // per-client rate limit, the client-secret grace check). Everything else, every error and
+    // rate limits, the client-secret grace check). Everything else, every error and
     // every 429 included, is Koa's, so the answers are the same whichever way a request went.
     const tokenFastPath = createTokenFastPath({
-      limiter: rateLimiter('token'),
+      limits: tokenLimits,
       clients,
+      trustProxy,
       secretGrace,
       engine: () => providerHandler,
       logger,
@@ -653,6 +685,8 @@ export async function createTessera(options: TesseraOptions) {
       hsts: config.issuer.startsWith('https://'),
       fallback: tokenFastPath,
       metrics: metrics.introspection,
+      failures: clientFailures,
+      trustProxy,
     });
     const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
 
@@ -686,6 +720,8 @@ export async function createTessera(options: TesseraOptions) {
       tokenFastPathStats: tokenFastPath.stats,
       management,
       audit,
+      /** Repeated failures folded into one audit event per client, source and window. */
+      failureAudit,
       auditRepository,
       metrics,
       tokenInventory,
@@ -719,7 +755,9 @@ export type Tessera = Awaited<ReturnType<typeof createTessera>>;
 function writeBootstrapFile(dataDir: string, result: BootstrapResult, logger: Logger): void {
   const path = join(dataDir, 'bootstrap.json');
   try {
-    mkdirSync(dataDir, { recursive: true });
+    // With PostgreSQL this file may be all the directory holds; it is still nobody else's.
+    mkdirSync(dataDir, { recursive: true, mode: OWNER_ONLY_DIRECTORY });
+    chmodSync(dataDir, OWNER_ONLY_DIRECTORY);
     writeFileSync(path, `${JSON.stringify(result, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
     logger.warn({ path }, 'first start: bootstrap credentials written (admin password and management token); store them safely and delete the file');
   } catch (error) {

@@ -82,7 +82,7 @@ const fileSchema = z.object({
     organizationLabels: z.boolean(),
     processMetrics: z.boolean(),
   }).default({ organizationLabels: false, processMetrics: true }),
-  rateLimits: z.object({ token: rateLimitSchema }).catchall(rateLimitSchema),
+  rateLimits: z.object({ token: rateLimitSchema, tokenFailures: rateLimitSchema }).catchall(rateLimitSchema),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
     clients: z.array(seedClient).default([]),
@@ -172,7 +172,11 @@ export interface Config {
   metricsToken: string | undefined;
   /** Exceptions to the refusal of internal addresses for client URLs Tessera fetches (src/outbound). */
   outboundAllowList: OutboundAllowList;
-  /** Named rate limits (src/http/rate-limit.ts); `token` is per client on /token. */
+  /**
+   * Named rate limits (src/http/rate-limit.ts); `token` is per client on /token (requests known
+   * to be the client's), `tokenFailures` per source address and claimed client on /token,
+   * introspection and revocation.
+   */
   rateLimits: z.infer<typeof fileSchema>['rateLimits'];
   seed: SeedConfig | null;
 }

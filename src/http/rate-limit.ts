@@ -26,6 +26,15 @@ export interface RateLimitSettings {
 export interface RateLimiter {
   /** Takes one point for `key`; undefined when allowed, else the seconds to wait (for Retry-After). */
   consume(key: string): Promise<number | undefined>;
+  /**
+   * Takes one point for `key` and says where that left its count, for a caller that acts on it
+   * later (a failure counted against a source): `over`, the seconds to wait, when this point is
+   * beyond the budget; `spent`, the seconds until the window ends, once the budget is used up
+   * (this point included). Always counted on its own, never coalesced.
+   */
+  count(key: string): Promise<{ over?: number; spent?: number }>;
+  /** The seconds until `key`'s window ends when its budget is used up, else undefined; takes nothing. */
+  peek(key: string): Promise<number | undefined>;
   /** Forgets `key` (e.g. after a successful sign-in). */
   reset(key: string): Promise<void>;
 }
@@ -73,16 +82,29 @@ export function createRateLimiter(options: { cache: CacheStore; keyPrefix: strin
       return rejection instanceof RateLimiterRes ? rejection : undefined;
     }
   }
+  const secondsLeft = (answer: RateLimiterRes) => Math.max(1, Math.ceil(answer.msBeforeNext / 1000));
   /** The i-th (0-based) of `points` requests counted at once is allowed if its place is within the limit. */
   const verdict = (answer: RateLimiterRes | undefined, points: number, i: number) =>
-    !answer || answer.consumedPoints - points + i + 1 <= options.points ? undefined : Math.max(1, Math.ceil(answer.msBeforeNext / 1000));
+    !answer || answer.consumedPoints - points + i + 1 <= options.points ? undefined : secondsLeft(answer);
 
   const reset = async (key: string) => {
     await limiter.delete(bounded(key)).catch(() => false);
   };
+  const count = async (key: string) => {
+    const answer = await take(bounded(key), 1);
+    if (!answer) return {};
+    return { over: verdict(answer, 1, 0), spent: answer.consumedPoints >= options.points ? secondsLeft(answer) : undefined };
+  };
+  const peek = async (key: string) => {
+    // A store that cannot answer refuses nothing, as `take` does.
+    const answer = await limiter.get(bounded(key)).catch(() => null);
+    return answer && answer.consumedPoints >= options.points ? secondsLeft(answer) : undefined;
+  };
   if (options.sync?.mode !== 'coalesced') {
     return {
       consume: async (key) => verdict(await take(bounded(key), 1), 1, 0),
+      count,
+      peek,
       reset,
     };
   }
@@ -111,6 +133,8 @@ export function createRateLimiter(options: { cache: CacheStore; keyPrefix: strin
         }
       });
     },
+    count,
+    peek,
     reset,
   };
 }

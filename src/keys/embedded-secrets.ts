@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { decodeKek } from '../config/config.js';
+import { OWNER_ONLY_DIRECTORY } from '../storage/data-directory.js';
 
 /**
  * Embedded mode only: when TESSERA_KEK or TESSERA_COOKIE_KEYS is not set, generate them once
@@ -17,7 +18,7 @@ export function loadOrCreateEmbeddedSecrets(dataDir: string): { kek: Buffer; coo
     if (!kek) throw new Error(`${path}: kek is not a 32-byte base64 value`);
     return { kek, cookieKeys: stored.cookie_keys, created: false, path };
   }
-  mkdirSync(dataDir, { recursive: true });
+  mkdirSync(dataDir, { recursive: true, mode: OWNER_ONLY_DIRECTORY });
   const kek = randomBytes(32);
   const cookieKeys = [randomBytes(32).toString('base64url')];
   writeFileSync(path, JSON.stringify({ kek: kek.toString('base64'), cookie_keys: cookieKeys }, null, 2), { mode: 0o600, flag: 'wx' });

@@ -123,6 +123,14 @@ export function createClientAuthenticator(deps: {
 
   return {
     /**
+     * Whether `presented` is the client's secret (or its previous one, within the rotation
+     * grace), without counting a use: for a step that only needs to know before the engine
+     * authenticates the request itself (the /token rate limit, src/oidc/token-rate-limit.ts).
+     */
+    secretMatches(view: ClientView, presented: string): boolean {
+      return checkSecret(view, presented) === 'ok';
+    },
+    /**
      * Authenticates the caller of `endpointUrl`, or throws an invalid_client / invalid_request
      * OAuthError (synchronously, or as a rejection). A client_secret_basic/post caller whose
      * client is cached is answered synchronously (the introspection fast path relies on that).

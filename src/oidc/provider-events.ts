@@ -19,7 +19,14 @@ function requestFacts(ctx: KoaContextWithOIDC): Pick<AuditEvent, 'requestId' | '
  * grant type, client, audience and scopes; refreshes; failed client authentication; revoked
  * grants. Listeners only queue events, so they add nothing to the token endpoint's latency.
  */
-export function attachProviderAuditing(provider: Provider, audit: AuditLog, logger: Logger, metrics?: Pick<TesseraMetrics, 'tokenIssued' | 'tokenRevoked'>): void {
+export function attachProviderAuditing(
+  provider: Provider,
+  audit: AuditLog,
+  logger: Logger,
+  metrics?: Pick<TesseraMetrics, 'tokenIssued' | 'tokenRevoked'>,
+  /** Where failed /token requests go: anyone can send them, so repeats are folded into one event (src/audit/failure-aggregator.ts). */
+  failureAudit: Pick<AuditLog, 'record'> = audit,
+): void {
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
     const client = ctx.oidc.client as ClientLike;
     const grantType = String(ctx.oidc.params?.grant_type ?? '');
@@ -61,7 +68,7 @@ export function attachProviderAuditing(provider: Provider, audit: AuditLog, logg
   provider.on('grant.error', (ctx: KoaContextWithOIDC, error: { error?: string; error_description?: string }) => {
     const client = ctx.oidc?.client as ClientLike;
     const clientId = client?.clientId ?? (typeof ctx.oidc?.params?.client_id === 'string' ? ctx.oidc.params.client_id : undefined);
-    audit.record({
+    failureAudit.record({
       organizationId: client?.tessera_organization_id ?? null,
       actor: { type: 'client', id: clientId ?? null },
       action: error.error === 'invalid_client' ? 'client.authentication_failed' : 'token.request_failed',

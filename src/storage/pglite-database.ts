@@ -1,22 +1,72 @@
-import { mkdirSync } from 'node:fs';
-
 import { PGlite, types } from '@electric-sql/pglite';
+import { NodeFS } from '@electric-sql/pglite/nodefs';
 
+import { GROUP_AND_OTHER, restrictToOwner } from './data-directory.js';
 import type { Database, Queryable, QueryResult } from './database.js';
+
+/** The parts of Emscripten's NODEFS (the bridge from PostgreSQL's file calls to Node's fs) that set a mode on disk. */
+interface NodefsModeOperations {
+  node_ops: {
+    mknod(parent: unknown, name: string, mode: number, dev: number): unknown;
+    setattr(node: unknown, attr: { mode?: number | null }): void;
+  };
+  stream_ops: { setattr(stream: unknown, attr: { mode?: number | null }): void };
+}
+
+/**
+ * PGlite's Node filesystem, with every mode it sets on disk stripped of group and other bits.
+ *
+ * Restricting the directory once is not enough, and neither is the process umask: PostgreSQL
+ * inside PGlite keeps creating files while it runs (relation files, WAL segments, and
+ * `pg_internal.init` at every start), and Emscripten applies its own umask (0022) and then sets
+ * the result with an explicit chmod, which the process umask does not filter. Measured with a
+ * process umask of 0077, a fresh cluster still had 0666 files and every start rewrote
+ * `pg_internal.init` as 0644. Masking the modes where NODEFS hands them to Node keeps every
+ * file owner-only from the moment it exists (test/integration/embedded-data-permissions.test.ts
+ * checks the whole tree after a run with a umask of 0000).
+ */
+type EmscriptenOptions = Parameters<NodeFS['init']>[1];
+
+class OwnerOnlyNodeFS extends NodeFS {
+  override async init(pg: PGlite, opts: EmscriptenOptions) {
+    const result = await super.init(pg, opts);
+    // Runs before NodeFS's own step, which mounts the directory.
+    result.emscriptenOpts.preRun = [(mod) => maskModes(mod.NODEFS as unknown as NodefsModeOperations), ...(result.emscriptenOpts.preRun ?? [])];
+    return result;
+  }
+}
+
+function maskModes(nodefs: NodefsModeOperations): void {
+  const { node_ops: nodeOps, stream_ops: streamOps } = nodefs;
+  const mask = <A extends { mode?: number | null }>(attr: A): A => (attr.mode == null ? attr : { ...attr, mode: attr.mode & ~GROUP_AND_OTHER });
+  const { mknod, setattr } = nodeOps;
+  const streamSetattr = streamOps.setattr;
+  nodeOps.mknod = (parent, name, mode, dev) => mknod.call(nodeOps, parent, name, mode & ~GROUP_AND_OTHER, dev);
+  nodeOps.setattr = (node, attr) => setattr.call(nodeOps, node, mask(attr));
+  streamOps.setattr = (stream, attr) => streamSetattr.call(streamOps, stream, mask(attr));
+}
 
 /**
  * The embedded default: PostgreSQL compiled to WASM, keeping its files under the data
- * directory. One process owns it, so advisory locks always succeed and transactions are
- * serialized by PGlite itself.
+ * directory (in memory without one: tests). One process owns it, so advisory locks always
+ * succeed and transactions are serialized by PGlite itself.
+ *
+ * The directory and every file in it are owner-only (src/storage/data-directory.ts): an
+ * install from before this rule is tightened here, and whatever PGlite writes from now on is
+ * created owner-only (OwnerOnlyNodeFS above).
  */
 export async function createPgliteDatabase(options: { dataDir?: string } = {}): Promise<Database> {
-  if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
+  if (options.dataDir) restrictToOwner(options.dataDir);
   const db = new PGlite({
-    dataDir: options.dataDir,
+    ...(options.dataDir ? { fs: new OwnerOnlyNodeFS(options.dataDir) } : {}),
     // bytea as a Buffer, as `pg` returns it: callers compare hashes with Buffer#equals.
     parsers: { [types.BYTEA]: (value: string) => Buffer.from(value.slice(2), 'hex') },
   });
   await db.waitReady;
+  // The masking step runs before the directory is mounted, so nothing should be left to do; a
+  // second pass costs a few milliseconds at start and holds even if a PGlite upgrade added a
+  // way of writing files that bypasses it.
+  if (options.dataDir) restrictToOwner(options.dataDir);
 
   const run = async <R>(target: Pick<PGlite, 'query'>, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
     const result = await target.query<R>(text, params as unknown[]);

@@ -4,7 +4,9 @@ import { FORM_BODY_LIMIT, parseForm, readBodyText } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { baselineSecurityHeaders, requestIdFor } from '../http/middleware.js';
 import type { IntrospectionMetrics } from '../metrics/metrics.js';
+import { sourceAddress } from '../http/source-address.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
+import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
 import type { ClientView } from '../domain/client-directory.js';
 import { andThen } from '../maybe-promise.js';
 import type { Introspection, IntrospectionAnswer, IntrospectionCaller } from './introspection.js';
@@ -33,6 +35,10 @@ export interface FastPathDependencies {
   fallback: (req: IncomingMessage, res: ServerResponse) => void;
   /** Result, kind and latency of each answer given here (optional, see metrics.ts). */
   metrics?: IntrospectionMetrics;
+  /** Sources over their failure budget, whose requests Koa refuses (optional, src/oidc/client-failure-limit.ts). */
+  failures?: Pick<ClientFailureLimit, 'retryAfter' | 'shutsOutAny'>;
+  /** Whether X-Forwarded-For names the source (Koa's `app.proxy`). */
+  trustProxy?: boolean;
 }
 
 const FORM = 'application/x-www-form-urlencoded';
@@ -41,7 +47,7 @@ const isForm = (contentType: string | undefined) =>
   contentType !== undefined && (contentType === FORM || contentType.split(';')[0]!.trim().toLowerCase() === FORM);
 
 export function createIntrospectionFastPath(deps: FastPathDependencies) {
-  const { authenticator, introspection, logger, fallback } = deps;
+  const { authenticator, introspection, logger, fallback, failures } = deps;
   const endpointUrl = `${deps.issuer}${INTROSPECTION_PATH}`;
   /** Introspections answered here, and handed on to Koa (for metrics and tests). */
   const stats = { answered: 0, handedOn: 0 };
@@ -105,6 +111,9 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     if (tokens.length !== 1 || tokens[0]!.length === 0) return handOn(req, res);
     const token = tokens[0]!;
     const result = andThen(authenticator.authenticate(req.headers.authorization, params, endpointUrl), ({ view }) => {
+      // A source over its failure budget for this client gets Koa's 429 even with the right
+      // secret, or the answers would tell a guesser which attempt was right.
+      if (failures?.shutsOutAny() && failures.retryAfter(sourceAddress(req, deps.trustProxy === true), view.record.client_id) !== undefined) return handOn(req, res);
       const caller = callerOf(view);
       return andThen(introspection.introspect(token, caller), (found) => respond(req, res, token, caller, found, started));
     });

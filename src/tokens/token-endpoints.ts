@@ -5,9 +5,12 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import { REPLACED_SECRET } from '../oidc/client-authenticator.js';
+import { clientClaim } from '../oidc/client-claim.js';
+import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
 import { modelKey } from '../oidc/adapter.js';
 import { readFormBody, single } from '../http/form-body.js';
 import { invalidRequest, OAuthError } from '../http/oauth-error.js';
+import { oauthTooManyRequests } from '../http/rate-limit.js';
 import type { KeyRing } from '../keys/key-ring.js';
 import type { IntrospectionMetrics, TesseraMetrics } from '../metrics/metrics.js';
 import type { CacheStore } from '../storage/cache.js';
@@ -36,6 +39,16 @@ export interface TokenEndpointDependencies {
   /** The organization of a client id, to attribute failed client authentication (optional). */
   clientOrganization?: (clientId: string) => Promise<string | undefined>;
   /**
+   * Failed client authentication per source address and claimed client (config
+   * `rateLimits.tokenFailures`, shared with /token): over it, 429 (optional).
+   */
+  failures?: ClientFailureLimit;
+  /**
+   * Where failed client authentication is recorded: the aggregator that folds repeats into one
+   * event (src/audit/failure-aggregator.ts); `audit` when not given.
+   */
+  failureAudit?: Pick<AuditLog, 'record'>;
+  /**
    * Revokes a PAT/SAT family for a client allowed to (RFC 7009, `mayRevoke` in src/domain/authority.ts): the token service does it,
    * so every node's cache drops it and the audit trail records it.
    */
@@ -50,20 +63,6 @@ export function metricKind(token: string): 'pat' | 'sat' | 'jwt' | 'opaque' {
   if (token.startsWith('tsr_sat_')) return 'sat';
   const dot = token.indexOf('.');
   return token.startsWith('eyJ') && dot > 0 && token.indexOf('.', dot + 1) > dot ? 'jwt' : 'opaque';
-}
-
-/** The client id of a Basic authorization header, only to attribute a failure (RFC 6749 §2.3.1). */
-function basicClientId(header: string): string | undefined {
-  const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(header.trim());
-  if (!match) return undefined;
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 1) return undefined;
-  try {
-    return decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, '%20')).slice(0, 200);
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -81,20 +80,43 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     return shape !== 'opaque' || (await introspection.findOpaque(token)) !== undefined;
   }
 
-  async function authenticate(ctx: Context, params: URLSearchParams): Promise<IntrospectionCaller> {
+  /** The client a request names, before it is authenticated: to limit and attribute failures. */
+  const claimedClient = (ctx: Context, params: URLSearchParams) => clientClaim(ctx.get('authorization') || undefined, params).clientId?.slice(0, 200);
+
+  /**
+   * A source that has used up its failure budget for this client gets 429 whatever it presents,
+   * a correct credential included, so the answers tell a guesser nothing (src/oidc/client-failure-limit.ts).
+   */
+  function refuseShutOut(ctx: Context, claimed: string | undefined): void {
+    const retryAfter = deps.failures?.retryAfter(ctx.ip, claimed);
+    if (retryAfter !== undefined) throw oauthTooManyRequests(retryAfter);
+  }
+
+  /** A value Tessera does not hold goes to the engine, whose failed client authentication counts too. */
+  function countEngineFailure(ctx: Context, claimed: string | undefined): void {
+    if (!deps.failures) return;
+    const { failures } = deps;
+    const source = ctx.ip;
+    ctx.res.once('finish', () => {
+      if (ctx.res.statusCode === 401) void failures.record(source, claimed);
+    });
+  }
+
+  async function authenticate(ctx: Context, params: URLSearchParams, claimed: string | undefined): Promise<IntrospectionCaller> {
     try {
       const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`);
       return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
-        const claimed = params.get('client_id') ?? basicClientId(ctx.get('authorization'));
         const facts = requestFacts(ctx);
         const endpoint = ctx.path;
+        const failureAudit = deps.failureAudit ?? deps.audit;
         // The client's organization is looked up after the answer is sent, so its admins see
         // attacks on their clients; an unknown client's failure belongs to no organization.
+        // Repeats from one source are folded into one event (src/audit/failure-aggregator.ts).
         void (async () => {
           const organizationId = claimed && deps.clientOrganization ? await deps.clientOrganization(claimed).catch(() => undefined) : undefined;
-          deps.audit.record({
+          failureAudit.record({
             organizationId: organizationId ?? null,
             actor: { type: 'client', id: claimed ?? null },
             action: error.detail === REPLACED_SECRET ? 'client.replaced_secret_presented' : 'client.authentication_failed',
@@ -104,6 +126,9 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
             details: { endpoint, reason: error.detail },
           });
         })();
+        // Counted before the 401 goes out, so a source's next attempt already sees its budget.
+        const retryAfter = await deps.failures?.consume(ctx.ip, claimed);
+        if (retryAfter !== undefined) throw oauthTooManyRequests(retryAfter);
       }
       throw error;
     }
@@ -132,9 +157,14 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
 
   async function introspect(ctx: Context, next: Next) {
     const params = await readFormBody(ctx.req);
+    const claimed = claimedClient(ctx, params);
+    refuseShutOut(ctx, claimed);
     const token = single(params, 'token');
-    if (token !== undefined && token.length > 0 && !(await isOurs(token))) return next();
-    const caller = await authenticate(ctx, params);
+    if (token !== undefined && token.length > 0 && !(await isOurs(token))) {
+      countEngineFailure(ctx, claimed);
+      return next();
+    }
+    const caller = await authenticate(ctx, params, claimed);
     if (!token) throw invalidRequest("missing required parameter 'token'");
     const started = performance.now();
     const answer = (await introspection.introspect(token, caller)) ?? { active: false };
@@ -152,9 +182,14 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
 
   async function revoke(ctx: Context, next: Next) {
     const params = await readFormBody(ctx.req);
+    const claimed = claimedClient(ctx, params);
+    refuseShutOut(ctx, claimed);
     const token = single(params, 'token');
-    if (token !== undefined && token.length > 0 && !(await isOurs(token))) return next();
-    const caller = await authenticate(ctx, params);
+    if (token !== undefined && token.length > 0 && !(await isOurs(token))) {
+      countEngineFailure(ctx, claimed);
+      return next();
+    }
+    const caller = await authenticate(ctx, params, claimed);
     if (!token) throw invalidRequest("missing required parameter 'token'");
     noStore(ctx);
     // RFC 7009 §2.2: the answer is 200 whether or not there was anything to revoke.

@@ -1,12 +1,18 @@
 /**
  * Abuse controls a client can observe: the per-client /token limit (shared by every node
  * through Redis, per node in memory without it), its 429 in OAuth JSON with Retry-After, the
- * limiter factory's fallback while Redis is unreachable, constant-time secret comparison, and
- * the security headers of token, API and HTML responses.
+ * failure limit per source address that keeps anyone from locking a client out by naming it,
+ * the limiter factory's fallback while Redis is unreachable, constant-time secret comparison,
+ * and the security headers of token, API and HTML responses.
  */
+import { request } from 'node:http';
+
 import { Redis } from 'ioredis';
+import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { cliClientId } from '../../src/domain/cli-client.js';
+import { MANAGEMENT_AUDIENCE } from '../../src/domain/types.js';
 import { createRateLimiter } from '../../src/http/rate-limit.js';
 import { secretsEqual } from '../../src/oidc/client-authenticator.js';
 import { createMemoryCache } from '../../src/storage/memory-cache.js';
@@ -15,8 +21,9 @@ import { systemClock } from '../../src/clock.js';
 import { backends, openRedis } from '../helpers/backends.js';
 import type { OpenedRedis } from '../helpers/backends.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
-import { startTestServer } from '../helpers/server.js';
+import { freePort, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
+import { addUser, browserless, SERVER_START_TIMEOUT_MS, signIn } from '../helpers/sign-in.js';
 
 const LIMIT = 5;
 const overrides = { ...EXAMPLE_SEED, rateLimits: { token: { points: LIMIT, durationSeconds: 60 } } };
@@ -104,6 +111,147 @@ for (const backend of backends.filter((b) => b.name === 'postgres+redis')) {
       const page = await fetch(`${server.url}/auth?client_id=nobody&response_type=code`);
       expect(page.headers.get('content-type')).toContain('text/html');
       expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'.*frame-ancestors 'none'/);
+    });
+  });
+}
+
+/**
+ * A form POST sent from `from`, one of the loopback addresses (127.0.0.0/8 all reach this
+ * host), so one test can be several clients on several addresses: the test configuration does
+ * not trust X-Forwarded-For (only production does, behind its proxy).
+ */
+function postFrom(from: string, url: string, path: string, form: Record<string, string>, headers: Record<string, string> = {}) {
+  const body = new URLSearchParams(form).toString();
+  return new Promise<{ status: number; retryAfter: string | undefined; json: any }>((resolve, reject) => {
+    const req = request(`${url}${path}`, {
+      method: 'POST',
+      localAddress: from,
+      agent: false,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body), ...headers },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        const retryAfter = res.headers['retry-after'];
+        resolve({ status: res.statusCode!, retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter, json: text ? JSON.parse(text) : undefined });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const basic = (id: string, secret: string) => ({ authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}` });
+const WORKER_SECRET = 'worker-secret-0123456789abcdef';
+const ATTACKER = '127.0.0.2';
+const NEIGHBOUR = '127.0.0.3';
+
+// Issue 11, defect 6: the per-client limit used to count every request that named a client, so
+// anyone could spend a client's budget: `tessera-cli.<organization id>` is predictable, and a
+// few requests a second blocked every CLI sign-in and refresh of an organization.
+for (const backend of backends) {
+  describe(`nobody locks a client out of /token on ${backend.name}`, () => {
+    const CLIENT_BUDGET = 8;
+    const FAILURE_BUDGET = 5;
+    const FLOOD = 3 * CLIENT_BUDGET;
+    let server: TestServer;
+    let cli: string;
+    let refreshToken: string;
+
+    beforeAll(async () => {
+      server = await startTestServer(backend.name, {
+        overrides: { ...EXAMPLE_SEED, rateLimits: { token: { points: CLIENT_BUDGET, durationSeconds: 60 }, tokenFailures: { points: FAILURE_BUDGET, durationSeconds: 60 } } },
+      });
+      cli = cliClientId(server.bootstrap.organization_id);
+      // A user signs in through the organization's CLI client and holds a refresh token.
+      const password = 'correct horse battery staple';
+      await addUser(server, { username: 'mel', password });
+      const config = await client.discovery(new URL(server.url), cli, undefined, client.None(), { execute: [client.allowInsecureRequests] });
+      const verifier = client.randomPKCECodeVerifier();
+      const redirectUri = `http://127.0.0.1:${await freePort()}/callback`;
+      const url = client.buildAuthorizationUrl(config, {
+        redirect_uri: redirectUri,
+        scope: 'openid offline_access tokens:read',
+        resource: MANAGEMENT_AUDIENCE,
+        prompt: 'consent',
+        code_challenge: await client.calculatePKCECodeChallenge(verifier),
+        code_challenge_method: 'S256',
+      });
+      const { callback } = await signIn(browserless(server), url.href, 'mel', password);
+      const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier }, { resource: MANAGEMENT_AUDIENCE });
+      refreshToken = tokens.refresh_token!;
+      expect(refreshToken).toBeTruthy();
+    }, SERVER_START_TIMEOUT_MS);
+    afterAll(async () => {
+      await server?.stop();
+    });
+
+    const workerGrant = (from: string, secret: string) =>
+      postFrom(from, server.url, '/token', { grant_type: 'client_credentials', resource: 'https://orders.test', scope: 'orders:read' }, basic('worker', secret));
+    const cliRefresh = (from: string, token: string) =>
+      postFrom(from, server.url, '/token', { grant_type: 'refresh_token', client_id: cli, refresh_token: token, resource: MANAGEMENT_AUDIENCE });
+
+    it('refuses a flooding address after its failure budget, and still serves the clients it named from elsewhere', async () => {
+      // Wrong secrets for a confidential client: counted before they are answered, so exactly the budget gets through.
+      const wrong: { status: number; retryAfter: string | undefined; json: any }[] = [];
+      for (let i = 0; i < FLOOD; i += 1) wrong.push(await workerGrant(ATTACKER, `guess-${i}`));
+      expect(wrong.slice(0, FAILURE_BUDGET).map((r) => r.status)).toEqual(Array(FAILURE_BUDGET).fill(401));
+      expect(wrong.slice(FAILURE_BUDGET).map((r) => r.status)).toEqual(Array(FLOOD - FAILURE_BUDGET).fill(429));
+      const refused = wrong.at(-1)!;
+      expect(refused.json).toEqual({ error: 'too_many_requests', error_description: 'too many requests, retry later' });
+      expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+      expect(Number(refused.retryAfter)).toBeLessThanOrEqual(60);
+
+      // Bogus refresh tokens for the organization's public CLI client: the engine judges them,
+      // so each is counted once answered; the refusals start at the budget (or, when a count is
+      // still on its way as the next request arrives, a request or two after it).
+      const bogus: number[] = [];
+      for (let i = 0; i < FLOOD; i += 1) bogus.push((await cliRefresh(ATTACKER, `bogus-refresh-token-${i}`)).status);
+      const answered = bogus.filter((status) => status === 400).length;
+      expect(answered).toBeGreaterThanOrEqual(FAILURE_BUDGET);
+      expect(answered).toBeLessThanOrEqual(FAILURE_BUDGET + 2);
+      expect(bogus.slice(answered)).toEqual(Array(FLOOD - answered).fill(429));
+
+      // The flooding address is refused even with the right credentials: a 429 that depended
+      // on the credential would tell a guesser which guess was right.
+      expect((await workerGrant(ATTACKER, WORKER_SECRET)).status).toBe(429);
+      expect((await cliRefresh(ATTACKER, refreshToken)).status).toBe(429);
+
+      // From another address, both clients work: the flood spent neither client's budget.
+      const grant = await workerGrant(NEIGHBOUR, WORKER_SECRET);
+      expect(grant.status, JSON.stringify(grant.json)).toBe(200);
+      expect(grant.json.access_token).toBeTruthy();
+      const refreshed = await cliRefresh(NEIGHBOUR, refreshToken);
+      expect(refreshed.status, JSON.stringify(refreshed.json)).toBe(200);
+      expect(refreshed.json.refresh_token).toBeTruthy();
+      // So does the default address of this test, over the client-credentials fast path and Koa's path alike.
+      expect((await workerGrant('127.0.0.1', WORKER_SECRET)).status).toBe(200);
+      const viaForm = await postFrom('127.0.0.1', server.url, '/token', { grant_type: 'client_credentials', client_id: 'worker', client_secret: WORKER_SECRET, resource: 'https://orders.test', scope: 'orders:read' });
+      expect(viaForm.status).toBe(200);
+    });
+
+    it('counts only requests that authenticated against the client\'s budget', async () => {
+      // Three grants above succeeded; the budget allows the rest and refuses the one after.
+      const statuses: number[] = [];
+      for (let i = 0; i < CLIENT_BUDGET - 3 + 1; i += 1) statuses.push((await workerGrant(NEIGHBOUR, WORKER_SECRET)).status);
+      expect(statuses).toEqual([...Array(CLIENT_BUDGET - 3).fill(200), 429]);
+    });
+
+    it('limits failed client authentication at introspection and revocation per address too', async () => {
+      const introspectAs = (from: string, secret: string) => postFrom(from, server.url, '/token/introspection', { token: 'tsr_sat_unknownTokenValue0123456789abcdefghijklmnopq_0AbCdE' }, basic('orders-rs', secret));
+      const statuses: number[] = [];
+      for (let i = 0; i < FAILURE_BUDGET + 3; i += 1) statuses.push((await introspectAs(ATTACKER, `guess-${i}`)).status);
+      expect(statuses).toEqual([...Array(FAILURE_BUDGET).fill(401), 429, 429, 429]);
+      // Revocation shares the budget (the same claimed client, the same address).
+      const revocation = await postFrom(ATTACKER, server.url, '/token/revocation', { token: 'whatever' }, basic('orders-rs', 'guess'));
+      expect(revocation.status).toBe(429);
+      expect(revocation.json).toMatchObject({ error: 'too_many_requests' });
+      // The right secret from the flooding address: refused; from elsewhere: answered.
+      expect((await introspectAs(ATTACKER, 'orders-rs-secret-0123456789')).status).toBe(429);
+      const answered = await introspectAs(NEIGHBOUR, 'orders-rs-secret-0123456789');
+      expect(answered.status).toBe(200);
+      expect(answered.json).toEqual({ active: false });
     });
   });
 }
