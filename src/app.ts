@@ -122,9 +122,9 @@ export async function createTessera(options: TesseraOptions) {
   const redisPrefix = options.redisPrefix ?? config.redisPrefix;
   const timers: NodeJS.Timeout[] = [];
   const cleanups: (() => Promise<void>)[] = [];
-  // TLS ends at the load balancer in production: its X-Forwarded-For names the client there
+  // Behind a load balancer (config trustProxy), its X-Forwarded-For names the client
   // (Koa's `ctx.ip`, and the same for the handlers in front of Koa).
-  const trustProxy = config.env === 'production';
+  const trustProxy = config.trustProxy;
 
   if (!config.databaseUrl) {
     // Before anything is written there: the embedded database, the generated KEK and the
@@ -275,7 +275,7 @@ export async function createTessera(options: TesseraOptions) {
       },
       initialAccessTokens: registration.initialAccessTokenSource,
     });
-    const usageFlushMs = config.env === 'test' ? 500 : 5000;
+    const usageFlushMs = config.usageFlushSeconds * 1000;
     const SECRET_METHODS = new Set(['client_secret_basic', 'client_secret_post']);
     // Client secrets' last use: Tessera's own endpoints count through the authenticator, the
     // engine's /token through its grant.success event (below).
@@ -371,7 +371,7 @@ export async function createTessera(options: TesseraOptions) {
         if (client && SECRET_METHODS.has(String(client.clientAuthMethod))) secretUsage.record(client.clientId);
       });
     });
-    const loginThrottle = createLoginThrottle({ cache, clock, redisPrefix: options.redisPrefix });
+    const loginThrottle = createLoginThrottle({ cache, clock });
     let provider: Provider = buildProvider();
     let providerHandler = provider.callback();
     // A new signing key set means a new engine instance; requests in flight finish on the old one.

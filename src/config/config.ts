@@ -44,6 +44,9 @@ const seedClient = z.object({
 const fileSchema = z.object({
   port: z.number().int().min(0).max(65535),
   dataDir: z.string(),
+  trustProxy: z.boolean(),
+  requireHttpsIssuer: z.boolean(),
+  usageFlushSeconds: z.number().positive().max(60),
   logLevel: z.string(),
   ttl: z.object({
     accessToken: durationSeconds,
@@ -144,6 +147,14 @@ export interface Config {
   env: string;
   issuer: string;
   port: number;
+  /**
+   * Whether the first X-Forwarded-For entry names the client (TLS ends at a load balancer that
+   * sets it): rate limits, lock-outs and audit events then see the client's address, not the
+   * balancer's. On in production (config/production.json), or with TESSERA_TRUST_PROXY.
+   */
+  trustProxy: boolean;
+  /** How often counted uses (PAT/SAT last use, client-secret last use) are written, in seconds. */
+  usageFlushSeconds: number;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
   /** How `REDIS_URL` is interpreted: one server, a Cluster seed list, or a Sentinel group. */
@@ -224,6 +235,7 @@ const env = z.object({
   LOG_LEVEL: z.string().optional(),
   TESSERA_METRICS_TOKEN: z.string().optional(),
   TESSERA_OUTBOUND_ALLOWED_HOSTS: z.string().optional(),
+  TESSERA_TRUST_PROXY: z.string().optional(),
 });
 
 const nonEmpty = (value: string | undefined) => (value === undefined || value.trim() === '' ? undefined : value.trim());
@@ -269,9 +281,14 @@ export function loadConfig(
   } catch {
     throw new ConfigError(`TESSERA_ISSUER must be an http(s) URL without query or fragment, got "${issuerVar}"`);
   }
-  if (vars.NODE_ENV === 'production' && !issuer.startsWith('https://')) {
-    throw new ConfigError(`TESSERA_ISSUER must use https in production, got "${issuer}"`);
+  if (fileConfig.requireHttpsIssuer && !issuer.startsWith('https://')) {
+    throw new ConfigError(`TESSERA_ISSUER must use https (config requireHttpsIssuer, set for production), got "${issuer}"`);
   }
+  const trustProxyVar = nonEmpty(vars.TESSERA_TRUST_PROXY);
+  if (trustProxyVar !== undefined && trustProxyVar !== 'true' && trustProxyVar !== 'false') {
+    throw new ConfigError(`TESSERA_TRUST_PROXY must be true or false, got "${trustProxyVar}"`);
+  }
+  const trustProxy = trustProxyVar === undefined ? fileConfig.trustProxy : trustProxyVar === 'true';
 
   // To keep Tessera in one schema of a shared database (tests, one database per several
   // installs), use libpq's `options` parameter: `...?options=-c%20search_path%3Dtessera`. The
@@ -339,6 +356,8 @@ export function loadConfig(
 
   return {
     env: vars.NODE_ENV,
+    trustProxy,
+    usageFlushSeconds: fileConfig.usageFlushSeconds,
     issuer,
     port,
     databaseUrl,

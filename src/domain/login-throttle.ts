@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 
-import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 
 import type { Clock } from '../clock.js';
@@ -53,23 +52,14 @@ export interface Lockout {
 
 export type ThrottleVerdict = { locked: false } | { locked: true; retryAfterSeconds: number };
 
-/** The Redis cache store exposes its ioredis client; the in-process one does not. */
-function redisClientOf(cache: CacheStore): unknown {
-  return cache.kind === 'redis' ? (cache as CacheStore & { client?: unknown }).client : undefined;
-}
-
 const digest = (value: string) => createHash('sha256').update(value).digest('base64url');
 
-export function createLoginThrottle(deps: { cache: CacheStore; clock: Clock; redisPrefix?: string; limits?: Partial<ThrottleLimits> }) {
+export function createLoginThrottle(deps: { cache: CacheStore; clock: Clock; limits?: Partial<ThrottleLimits> }) {
   const { cache, clock } = deps;
   const limits = { ...DEFAULT_THROTTLE_LIMITS, ...deps.limits };
-  const client = redisClientOf(cache);
-  const prefix = deps.redisPrefix ?? 'tessera:';
-
+  // Counted in the cache store under its own prefix: installations sharing a Redis never share lock-outs.
   const limiter = (name: string, points: number, seconds: number): RateLimiterAbstract =>
-    client
-      ? new RateLimiterRedis({ storeClient: client, keyPrefix: `${prefix}throttle:${name}`, points, duration: seconds, blockDuration: seconds })
-      : new RateLimiterMemory({ keyPrefix: `throttle:${name}`, points, duration: seconds, blockDuration: seconds });
+    cache.limiter({ keyPrefix: `throttle:${name}`, points, durationSeconds: seconds, blockDurationSeconds: seconds });
   const byUser = limiter('login-user', limits.userFailures, limits.userWindowSeconds);
   const byAddress = limiter('login-address', limits.addressFailures, limits.addressWindowSeconds);
 

@@ -1,5 +1,5 @@
 import type { Context, Next } from 'koa';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import { RateLimiterRes } from 'rate-limiter-flexible';
 
 import type { CacheStore } from '../storage/cache.js';
 import { ProblemError } from './middleware.js';
@@ -60,14 +60,8 @@ interface Waiter {
 }
 
 export function createRateLimiter(options: { cache: CacheStore; keyPrefix: string; sync?: RateLimitSync } & RateLimitSettings): RateLimiter {
-  const redis = options.cache as CacheStore & { client?: unknown; prefix?: string };
-  const common = { keyPrefix: `${redis.prefix ?? ''}${options.keyPrefix}`, points: options.points, duration: options.durationSeconds };
-  const memory = new RateLimiterMemory(common);
-  const limiter =
-    options.cache.kind === 'redis' && redis.client
-      ? // ioredis runs with the offline queue off: fail over to memory at once, never queue.
-        new RateLimiterRedis({ ...common, storeClient: redis.client, insuranceLimiter: memory, rejectIfRedisNotReady: true })
-      : memory;
+  // With Redis away, each node counts in its own memory (the store's insurance limiter).
+  const limiter = options.cache.limiter({ keyPrefix: options.keyPrefix, points: options.points, durationSeconds: options.durationSeconds, insurance: true });
 
   /**
    * Takes `points` at once for `key`. Answers the count after them and the window's remaining

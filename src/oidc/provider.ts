@@ -140,8 +140,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
   deps.extend?.(configuration);
 
   const provider = new Provider(config.issuer, configuration);
-  // TLS ends at the load balancer in production; trust its X-Forwarded-* headers there.
-  provider.proxy = config.env === 'production';
+  // Behind a load balancer that sets X-Forwarded-* (config trustProxy), the engine trusts them.
+  provider.proxy = config.trustProxy;
   for (const middleware of deps.use ?? []) provider.use(middleware as Parameters<Provider['use']>[0]);
   return provider;
 }

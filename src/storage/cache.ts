@@ -1,3 +1,5 @@
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+
 /**
  * The cache store: Redis when REDIS_URL is set, an in-process stand-in otherwise. It holds
  * what is short-lived or hot (DESIGN.md "Storage"): oidc-provider's short-lived models,
@@ -26,8 +28,27 @@ export interface CacheStore {
   publish(channel: string, message: string): Promise<void>;
   /** Subscribes; the returned function unsubscribes. */
   subscribe(channel: string, handler: (message: string) => void): Promise<() => Promise<void>>;
+  /**
+   * A fixed-window counter of `points` per `durationSeconds` and key, kept where this store keeps
+   * its data (Redis under this store's prefix, so installations sharing a Redis never share
+   * counters; memory otherwise). Rate limits and sign-in throttling count through it, so nobody
+   * reaches past the store to its driver. With `insurance`, a Redis that is not ready counts in
+   * this node's memory instead of failing; without it, a Redis failure rejects (the caller
+   * answers 503).
+   */
+  limiter(options: LimiterOptions): RateLimiterAbstract;
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface LimiterOptions {
+  /** Distinguishes this counter's keys from every other's (`ratelimit:token:`, `throttle:login-user`). */
+  keyPrefix: string;
+  points: number;
+  durationSeconds: number;
+  /** Once the points are spent, the key stays refused this long (default: the window's end). */
+  blockDurationSeconds?: number;
+  insurance?: boolean;
 }
 
 export class CacheUnavailableError extends Error {

@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 
 import type { Clock } from '../clock.js';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+
 import type { CacheStore } from './cache.js';
 
 interface Entry {
@@ -38,6 +40,8 @@ export function createMemoryCache(options: { clock: Clock; sweepIntervalMs?: num
 
   return {
     kind: 'memory',
+    limiter: (options) =>
+      new RateLimiterMemory({ keyPrefix: options.keyPrefix, points: options.points, duration: options.durationSeconds, ...(options.blockDurationSeconds !== undefined ? { blockDuration: options.blockDurationSeconds } : {}) }),
     async get(key) {
       const entry = live(key);
       return typeof entry?.value === 'string' ? entry.value : null;

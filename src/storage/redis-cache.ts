@@ -1,6 +1,8 @@
 import { Cluster, Redis } from 'ioredis';
 import type { RedisOptions } from 'ioredis';
 
+import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
+
 import type { CacheStore } from './cache.js';
 import { CacheUnavailableError } from './cache.js';
 
@@ -60,15 +62,9 @@ async function connect(client: Client): Promise<void> {
   if (client.status === 'wait') await client.connect();
 }
 
-export type RedisCacheStore = CacheStore & {
-  /** The command connection, for components that speak Redis themselves (rate limits). */
-  client: Client;
-  /** Prefix of every key and channel of this store. */
-  prefix: string;
-};
 
 /** The Redis cache store, through ioredis. */
-export async function createRedisCache(options: RedisCacheOptions): Promise<RedisCacheStore> {
+export async function createRedisCache(options: RedisCacheOptions): Promise<CacheStore> {
   const prefix = options.prefix ?? 'tessera:';
   const client = createRedisClient(options);
   // Errors surface on the commands that meet them; without a listener ioredis would log
@@ -98,9 +94,11 @@ export async function createRedisCache(options: RedisCacheOptions): Promise<Redi
 
   return {
     kind: 'redis',
-    client,
-    /** Key prefix, for libraries that talk to `client` directly (rate limiting). */
-    prefix,
+    limiter(options) {
+      const settings = { keyPrefix: `${prefix}${options.keyPrefix}`, points: options.points, duration: options.durationSeconds, ...(options.blockDurationSeconds !== undefined ? { blockDuration: options.blockDurationSeconds } : {}) };
+      // ioredis runs with the offline queue off: a Redis that is not ready fails at once, never queues.
+      return new RateLimiterRedis({ ...settings, storeClient: client, rejectIfRedisNotReady: true, ...(options.insurance ? { insuranceLimiter: new RateLimiterMemory(settings) } : {}) });
+    },
     get: (key) => call(() => client.get(k(key))),
     async set(key, value, ttlSeconds) {
       await call(() => (ttlSeconds === undefined ? client.set(k(key), value) : client.set(k(key), value, 'EX', Math.max(1, Math.ceil(ttlSeconds)))));

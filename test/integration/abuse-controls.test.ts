@@ -78,7 +78,7 @@ for (const backend of backends.filter((b) => b.name === 'postgres+redis')) {
         const { createTessera } = await import('../../src/app.js');
         const { createLogger } = await import('../../src/http/logger.js');
         const { createServer } = await import('node:http');
-        const second = await createTessera({ config: { ...server.config, seed: null }, logger: createLogger({ level: 'silent' }), clock: systemClock, schema: server.tessera.config.databaseSchema ?? (await schemaOf(server)), redisPrefix: (server.tessera.cache as unknown as { prefix: string }).prefix });
+        const second = await createTessera({ config: { ...server.config, seed: null }, logger: createLogger({ level: 'silent' }), clock: systemClock, schema: server.tessera.config.databaseSchema ?? (await schemaOf(server)), redisPrefix: server.redisPrefix });
         const http = createServer(second.handler);
         await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
         try {

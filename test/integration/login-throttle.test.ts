@@ -23,7 +23,7 @@ for (const store of stores) {
 
     beforeAll(async () => {
       opened = await store.open();
-      throttle = createLoginThrottle({ cache: opened.cache, clock: systemClock, redisPrefix: opened.prefix, limits: { userFailures: 3, addressFailures: 5 } });
+      throttle = createLoginThrottle({ cache: opened.cache, clock: systemClock, limits: { userFailures: 3, addressFailures: 5 } });
     });
     afterAll(async () => {
       await opened?.close();
@@ -46,6 +46,20 @@ for (const store of stores) {
       await throttle.unlock('org_a', 'ursula');
       expect(await throttle.check('org_a', 'ursula', '192.0.2.99')).toEqual({ locked: false });
       expect(await throttle.listLockouts('org_a')).toEqual([]);
+    });
+
+    it('keeps the lock-outs of installations sharing one Redis apart (each store\'s own prefix)', async () => {
+      // A second installation on the same server: a store of its own, with its own prefix.
+      const neighbour = await store.open();
+      try {
+        const other = createLoginThrottle({ cache: neighbour.cache, clock: systemClock, limits: { userFailures: 3, addressFailures: 5 } });
+        for (let i = 0; i < 3; i++) await throttle.recordFailure('org_shared', 'nina', '192.0.2.50');
+        expect(await throttle.check('org_shared', 'nina', '192.0.2.51')).toMatchObject({ locked: true });
+        expect(await other.check('org_shared', 'nina', '192.0.2.51')).toEqual({ locked: false });
+        expect(await other.check('org_shared', 'someone', '192.0.2.50')).toEqual({ locked: false });
+      } finally {
+        await neighbour.close();
+      }
     });
 
     it('forgets earlier failures after a successful sign-in', async () => {

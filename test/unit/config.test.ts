@@ -78,7 +78,15 @@ describe('configuration', () => {
     });
   });
 
+  it('switches on proxy trust by a named option, never by the environment\'s name alone', () => {
+    expect(loadConfig({ NODE_ENV: 'development' }).trustProxy).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'production', TESSERA_ISSUER: 'https://id.example.com', TESSERA_KEK: KEK, TESSERA_COOKIE_KEYS: COOKIES }).trustProxy).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'development', TESSERA_TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ NODE_ENV: 'production', TESSERA_ISSUER: 'https://id.example.com', TESSERA_KEK: KEK, TESSERA_COOKIE_KEYS: COOKIES, TESSERA_TRUST_PROXY: 'false' }).trustProxy).toBe(false);
+    expect(fails({ TESSERA_TRUST_PROXY: 'yes' })).toMatch(/^TESSERA_TRUST_PROXY must be true or false/);
+  });
+
   it('requires https issuers in production', () => {
-    expect(fails({ NODE_ENV: 'production', TESSERA_ISSUER: 'http://id.example.com' })).toMatch(/https in production/);
+    expect(fails({ NODE_ENV: 'production', TESSERA_ISSUER: 'http://id.example.com' })).toMatch(/must use https/);
   });
 });
