@@ -1,21 +1,18 @@
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { join } from 'node:path';
 
 import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
 import type { Configuration, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
 
+import { KEYS_CHANNEL, openFoundation } from './app/foundation.js';
+import type { FoundationOptions } from './app/foundation.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config/config.js';
 import { bootstrap } from './domain/bootstrap.js';
-import type { BootstrapResult } from './domain/bootstrap.js';
 import { createClientDirectory } from './domain/client-directory.js';
 import { createResourceServerCache } from './domain/resource-server-cache.js';
 import { createLoginThrottle } from './domain/login-throttle.js';
-import { createPolicyService } from './domain/organization-policy.js';
-import { applySeed } from './domain/seed.js';
 import { allowedMethods } from './http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from './http/middleware.js';
 import { createRateLimiter } from './http/rate-limit.js';
@@ -23,22 +20,12 @@ import type { RateLimiter } from './http/rate-limit.js';
 import type { Logger } from './http/logger.js';
 import { createCsrf } from './interactions/csrf.js';
 import { createInteractionRoutes } from './interactions/routes.js';
-import { loadOrCreateEmbeddedSecrets } from './keys/embedded-secrets.js';
-import { createEnvelope } from './keys/envelope.js';
-import { createKeyRing } from './keys/key-ring.js';
-import { createKeyService } from './keys/key-service.js';
-import { createAuditWriter } from './audit/audit-writer.js';
-import { createFailureAggregator } from './audit/failure-aggregator.js';
 import { auditRetentionJob } from './audit/retention.js';
 import { createScheduler } from './jobs/scheduler.js';
-import { createMetrics } from './metrics/metrics.js';
 import { withTokenMetrics } from './metrics/token-metrics-tap.js';
 import { auditEventRoutes } from './management/routes/audit-events.js';
 import { tokenInventoryRoutes } from './management/routes/token-inventory.js';
-import { createTokenInventory } from './audit/token-inventory.js';
-import { createTokenInventoryRepository } from './storage/token-inventory-repository.js';
 import { attachProviderAuditing } from './oidc/provider-events.js';
-import { createAuditRepository } from './storage/audit-repository.js';
 import { createManagementApi } from './management/management-api.js';
 import { organizationRoutes } from './management/routes/organization.js';
 import { clientRoutes } from './management/routes/clients.js';
@@ -49,7 +36,6 @@ import { serviceAccountRoutes } from './management/routes/service-accounts.js';
 import { userRoutes } from './management/routes/users.js';
 import { createRegistration, REGISTRATION_PATH } from './oidc/registration.js';
 import { createSecretGrace } from './oidc/secret-grace.js';
-import { createInitialAccessTokenRepository } from './storage/initial-access-token-repository.js';
 import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator, secretsEqual } from './oidc/client-authenticator.js';
@@ -63,20 +49,8 @@ import { createClientFailureLimit } from './oidc/client-failure-limit.js';
 import { createTokenRateLimit, TOKEN_PATH } from './oidc/token-rate-limit.js';
 import { createOutboundGuard } from './outbound/outbound-guard.js';
 import type { CacheStore } from './storage/cache.js';
-import { createClientRepository } from './storage/client-repository.js';
-import { createConsentRepository } from './storage/consent-repository.js';
 import type { Database } from './storage/database.js';
 import { migrate } from './storage/migrate.js';
-import { createOidcPayloadRepository } from './storage/oidc-payload-repository.js';
-import { OWNER_ONLY_DIRECTORY, restrictToOwner } from './storage/data-directory.js';
-import { openStorage, StartupError } from './storage/open-storage.js';
-import { createOrganizationRepository } from './storage/organization-repository.js';
-import { createReferenceTokenRepository } from './storage/reference-token-repository.js';
-import { createResourceServerRepository } from './storage/resource-server-repository.js';
-import { createRevokedJtiRepository } from './storage/revoked-jti-repository.js';
-import { createServiceAccountRepository } from './storage/service-account-repository.js';
-import { createSigningKeyRepository } from './storage/signing-key-repository.js';
-import { createUserRepository } from './storage/user-repository.js';
 import { createIntrospection } from './tokens/introspection.js';
 import { tokenRoutes } from './management/routes/tokens.js';
 import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
@@ -86,30 +60,15 @@ import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/ref
 import { clientIsLive, createPrincipalLiveness, PRINCIPALS_CHANNEL, userFacts, userIsLive } from './tokens/principal-liveness.js';
 import { createTokenService, IDLE_REVOCATION_LOCK_KEY, EXPIRY_RECORDING_LOCK_KEY } from './tokens/token-service.js';
 import { createUsageRecorder } from './tokens/usage-recorder.js';
-import { createReferenceTokenIssuer } from './tokens/reference-tokens.js';
 import { createRevocationList, REVOCATION_CHANNEL } from './tokens/revocation-list.js';
 import { createTokenEndpoints } from './tokens/token-endpoints.js';
 
-export const KEYS_CHANNEL = 'keys';
 /** Pub/sub channel on which a node announces changed clients (a JSON array of ids, or "all"). */
 export const CLIENTS_CHANNEL = 'clients';
 export const TESSERA_VERSION = '0.1.0';
 
-export interface TesseraOptions {
-  config: Config;
-  logger: Logger;
-  clock: Clock;
-  /** A PostgreSQL schema and a Redis key prefix of their own (tests); default: the config's. */
-  schema?: string;
-  redisPrefix?: string;
-  /**
-   * First start against an empty database (DESIGN.md "Configuration"): `write-file` (the server)
-   * bootstraps and writes `<data dir>/bootstrap.json`; `return` (`tessera bootstrap`) bootstraps
-   * and leaves printing to the caller; `skip` (every other command) never bootstraps, so
-   * `tessera migrate` before `tessera bootstrap --json` cannot swallow the credentials.
-   */
-  bootstrap?: 'write-file' | 'return' | 'skip';
-}
+/** What the server is built from: the foundation's options (src/app/foundation.ts). */
+export type TesseraOptions = FoundationOptions;
 
 /**
  * Composes Tessera: storage, keys, bootstrap, oidc-provider and Tessera's own routes, in the
@@ -117,98 +76,14 @@ export interface TesseraOptions {
  * everything; `main.ts` owns the HTTP server and signals.
  */
 export async function createTessera(options: TesseraOptions) {
-  const { config, logger, clock } = options;
-  const schema = options.schema ?? config.databaseSchema;
-  const redisPrefix = options.redisPrefix ?? config.redisPrefix;
-  const timers: NodeJS.Timeout[] = [];
-  const cleanups: (() => Promise<void>)[] = [];
-  // Behind a load balancer (config trustProxy), its X-Forwarded-For names the client
-  // (Koa's `ctx.ip`, and the same for the handlers in front of Koa).
-  const trustProxy = config.trustProxy;
-
-  if (!config.databaseUrl) {
-    // Before anything is written there: the embedded database, the generated KEK and the
-    // bootstrap credentials live in this directory (src/storage/data-directory.ts).
-    try {
-      restrictToOwner(config.dataDir);
-    } catch (error) {
-      throw new StartupError(`cannot make the data directory ${config.dataDir} private to its owner (TESSERA_DATA_DIR): ${(error as Error).message}`);
-    }
-  }
-  let kek = config.kek;
-  let cookieKeys = config.cookieKeys;
-  if (!kek || !cookieKeys) {
-    const secrets = loadOrCreateEmbeddedSecrets(config.dataDir);
-    if (secrets.created) logger.warn({ path: secrets.path }, 'TESSERA_KEK / TESSERA_COOKIE_KEYS not set: generated them for this embedded install; set both before running several nodes');
-    kek ??= secrets.kek;
-    cookieKeys ??= secrets.cookieKeys;
-  }
-
-  const { db, cache } = await openStorage(config, { clock, schema, redisPrefix });
-  cleanups.push(() => cache.close(), () => db.close());
+  const foundation = await openFoundation(options);
+  const { config, logger, clock, db, cache, repos, policies, envelope, keyService, keys, metrics, audit, auditRepository, failureAudit, tokenInventory, cookieKeys, closer } = foundation;
+  const { trustProxy, hsts } = foundation.settings;
+  const issuer = foundation.referenceTokenIssuer;
+  const bootstrapped = foundation.bootstrapped;
   try {
-    const applied = await migrate(db, { schema });
-    if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
-
-    const repos = {
-      organizations: createOrganizationRepository(db),
-      users: createUserRepository(db),
-      serviceAccounts: createServiceAccountRepository(db),
-      resourceServers: createResourceServerRepository(db),
-      clients: createClientRepository(db),
-      payloads: createOidcPayloadRepository(db),
-      revokedJtis: createRevokedJtiRepository(db),
-      referenceTokens: createReferenceTokenRepository(db),
-      signingKeys: createSigningKeyRepository(db),
-      initialAccessTokens: createInitialAccessTokenRepository(db),
-      consents: createConsentRepository(db),
-    };
-    const policies = createPolicyService({ organizations: repos.organizations, defaults: config.policyDefaults, clock });
-    const envelope = createEnvelope(kek);
-    const maxTokenLifetime = Math.max(config.ttl.accessToken, config.ttl.clientCredentials, config.ttl.idToken, 86400);
-    const keyService = createKeyService({
-      repository: repos.signingKeys,
-      envelope,
-      clock,
-      publishBeforeSignSeconds: config.keys.publishBeforeSignSeconds,
-      maxTokenLifetimeSeconds: maxTokenLifetime,
-    });
-    await keyService.ensureKeys();
-    const keys = createKeyRing(keyService, await keyService.load());
-    const issuer = createReferenceTokenIssuer({ tokens: repos.referenceTokens, clock });
-
-    const bootstrapMode = options.bootstrap ?? 'write-file';
-    const bootstrapped = bootstrapMode === 'skip' ? undefined : await bootstrap({
-      db,
-      ...repos,
-      issuer,
-      issuerUrl: config.issuer,
-      satLifetimeDays: config.policyDefaults.max_sat_lifetime_days,
-    });
-    if (bootstrapped && bootstrapMode === 'write-file') writeBootstrapFile(config.dataDir, bootstrapped, logger);
-
-    if (config.seed) {
-      const org = await repos.organizations.findByName('default');
-      if (org) {
-        const { created } = await applySeed(config.seed, org.id, { db, ...repos, envelope, defaultAccessTokenTtl: config.ttl.accessToken });
-        if (created.length > 0) logger.info({ created }, 'example resource servers and clients seeded from config');
-      }
-    }
-
-    // One registry per app instance (never prom-client's global one): see metrics.ts.
-    const metrics = createMetrics(config.metrics);
-    const auditRepository = createAuditRepository(db);
-    const audit = createAuditWriter({ db, repository: auditRepository, clock, logger, metrics: metrics.audit });
-    metrics.watchAuditQueue(() => audit.pending());
-    const tokenInventory = createTokenInventory({ repository: createTokenInventoryRepository(db), clock });
     const scheduler = createScheduler({ db, logger });
-    cleanups.push(() => scheduler.stop());
-    cleanups.push(() => audit.close());
-    // Failures anyone can cause (client authentication, /token requests) are folded into one
-    // event per client, source and minute. Closed before the writer (cleanups run in reverse),
-    // so the counts of the open windows are written at shutdown.
-    const failureAudit = createFailureAggregator({ audit, clock });
-    cleanups.push(() => failureAudit.close());
+    closer.add(() => scheduler.stop());
 
     // Whether this node's pub/sub subscription is known to work (its heartbeat comes back within
     // 1 s): the in-process caches below answer only while it is. Set once the reference-token
@@ -280,7 +155,7 @@ export async function createTessera(options: TesseraOptions) {
     // Client secrets' last use: Tessera's own endpoints count through the authenticator, the
     // engine's /token through its grant.success event (below).
     const secretUsage = createUsageRecorder({ write: (batch) => repos.clients.recordSecretUse(batch), clock, logger, flushIntervalMs: usageFlushMs });
-    cleanups.push(() => secretUsage.close());
+    closer.add(() => secretUsage.close());
     const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer, onSecretUsed: (clientId) => secretUsage.record(clientId) });
     const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
     /**
@@ -395,12 +270,10 @@ export async function createTessera(options: TesseraOptions) {
     await cache.subscribe(KEYS_CHANNEL, () => {
       keys.reload().catch((error) => logger.warn({ err: error }, 'signing key reload failed'));
     });
-    timers.push(
-      setInterval(() => {
-        keys.reload().catch((error) => logger.warn({ err: error }, 'signing key reload failed'));
-        revocations.reload().catch((error) => logger.warn({ err: error }, 'revocation list reload failed'));
-      }, config.keys.reloadIntervalSeconds * 1000),
-    );
+    closer.every(config.keys.reloadIntervalSeconds * 1000, () => {
+      keys.reload().catch((error) => logger.warn({ err: error }, 'signing key reload failed'));
+      revocations.reload().catch((error) => logger.warn({ err: error }, 'revocation list reload failed'));
+    });
 
     // Reference tokens: tiered cache (in-process, Redis, PostgreSQL), invalidated on every node
     // through pub/sub; usage counted in memory and written in batches.
@@ -425,9 +298,9 @@ export async function createTessera(options: TesseraOptions) {
       return { hits: local + shared, misses: database };
     });
     subscriptionHealthy = () => referenceTokenLookup.subscriptionHealthy();
-    cleanups.push(async () => referenceTokenLookup.stop());
+    closer.add(async () => referenceTokenLookup.stop());
     const usage = createUsageRecorder({ write: (batch) => repos.referenceTokens.recordUsage(batch), clock, logger, flushIntervalMs: usageFlushMs });
-    cleanups.push(() => usage.close());
+    closer.add(() => usage.close());
     const tokenService = createTokenService({
       tokens: repos.referenceTokens,
       organizations: repos.organizations,
@@ -550,7 +423,7 @@ export async function createTessera(options: TesseraOptions) {
     app.use(requestId());
     app.use(accessLog(logger));
     app.use(errorHandler(logger));
-    app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));
+    app.use(securityHeaders({ hsts }));
     app.use(async (ctx, next) => {
       if (ctx.method === 'GET' && ctx.path === '/healthz') {
         ctx.body = { status: 'ok' };
@@ -671,7 +544,7 @@ export async function createTessera(options: TesseraOptions) {
       secretGrace,
       engine: () => providerHandler,
       logger,
-      hsts: config.issuer.startsWith('https://'),
+      hsts,
       fallback: (req, res) => {
         void koaHandler(req, res);
       },
@@ -682,7 +555,7 @@ export async function createTessera(options: TesseraOptions) {
       introspection,
       issuer: config.issuer,
       logger,
-      hsts: config.issuer.startsWith('https://'),
+      hsts,
       fallback: tokenFastPath,
       metrics: metrics.introspection,
       failures: clientFailures,
@@ -732,37 +605,15 @@ export async function createTessera(options: TesseraOptions) {
       bootstrapped,
       /** The limiter of config `rateLimits.<name>` (login, leak report, …), one per name. */
       rateLimiter,
-      /** Announces a key change to every node (after `tessera keys rotate`, or from the API). */
-      async announceKeyChange() {
-        await keys.reload();
-        await cache.publish(KEYS_CHANNEL, keys.current.version);
-      },
-      async close() {
-        for (const timer of timers) clearInterval(timer);
-        for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-      },
+      announceKeyChange: foundation.announceKeyChange,
+      close: () => closer.close(),
     };
   } catch (error) {
-    for (const timer of timers) clearInterval(timer);
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+    await closer.close();
     throw error;
   }
 }
 
 export type Tessera = Awaited<ReturnType<typeof createTessera>>;
-
-/** Writes `<data dir>/bootstrap.json` once, readable by its owner only (DESIGN.md "Configuration"). */
-function writeBootstrapFile(dataDir: string, result: BootstrapResult, logger: Logger): void {
-  const path = join(dataDir, 'bootstrap.json');
-  try {
-    // With PostgreSQL this file may be all the directory holds; it is still nobody else's.
-    mkdirSync(dataDir, { recursive: true, mode: OWNER_ONLY_DIRECTORY });
-    chmodSync(dataDir, OWNER_ONLY_DIRECTORY);
-    writeFileSync(path, `${JSON.stringify(result, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
-    logger.warn({ path }, 'first start: bootstrap credentials written (admin password and management token); store them safely and delete the file');
-  } catch (error) {
-    logger.error({ path, err: error }, 'could not write the bootstrap file; run `tessera bootstrap --json` against a fresh database instead');
-  }
-}
 
 export type { Database, CacheStore };

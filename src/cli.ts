@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 
-import { createTessera } from './app.js';
+import { openFoundation, openMigrated } from './app/foundation.js';
+import type { Foundation } from './app/foundation.js';
 import { systemClock } from './clock.js';
 import { loadConfig } from './config/config.js';
 import { createLogger } from './http/logger.js';
@@ -35,11 +36,16 @@ export type CliCommand = (args: string[]) => Promise<number>;
 /** Extra commands contributed by capabilities (organizations, users, tokens, audit). */
 export const commands = new Map<string, CliCommand>();
 
-async function withTessera<T>(fn: (tessera: Awaited<ReturnType<typeof createTessera>>) => Promise<T>, options: { bootstrap?: boolean } = {}): Promise<T> {
+const operatorLogger = () => createLogger({ level: process.env.LOG_LEVEL ?? 'warn', destination: process.stderr as never });
+
+/**
+ * Opens what an operator's command needs, and no more: storage, keys, the token issuer and the
+ * audit trail (src/app/foundation.ts), never the engine, pub/sub subscriptions or timers.
+ */
+async function withTessera<T>(fn: (tessera: Foundation) => Promise<T>, options: { bootstrap?: boolean } = {}): Promise<T> {
   const config = loadConfig(process.env);
-  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'warn', destination: process.stderr as never });
   // Only `bootstrap` creates the first organization, and it prints the credentials itself.
-  const tessera = await createTessera({ config: { ...config, seed: null }, logger, clock: systemClock, bootstrap: options.bootstrap ? 'return' : 'skip' });
+  const tessera = await openFoundation({ config: { ...config, seed: null }, logger: operatorLogger(), clock: systemClock, bootstrap: options.bootstrap ? 'return' : 'skip' });
   try {
     return await fn(tessera);
   } finally {
@@ -65,7 +71,9 @@ commands.set('login', (args) => loginCommand(args, process.env, loginIo));
 commands.set('access-token', (args) => accessTokenCommand(args, process.env, loginIo));
 
 commands.set('migrate', async () => {
-  await withTessera(async () => undefined);
+  // The database and its migrations, nothing else.
+  const { db } = await openMigrated({ config: loadConfig(process.env), logger: operatorLogger() });
+  await db.close();
   process.stdout.write('migrations applied\n');
   return 0;
 });

@@ -1,6 +1,9 @@
 import { parseArgs } from 'node:util';
 
-import type { Tessera } from './app.js';
+import type { Foundation } from './app/foundation.js';
+
+/** What the operator's commands use of an opened installation (the server's object has it too). */
+type Tessera = Pick<Foundation, 'config' | 'db' | 'repos' | 'audit' | 'referenceTokenIssuer'>;
 import { provisionOrganization } from './domain/organization-provisioning.js';
 import { generatePassword, hashPassword } from './domain/passwords.js';
 import type { Organization, Role } from './domain/types.js';

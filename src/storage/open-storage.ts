@@ -22,42 +22,47 @@ function describe(url: string): string {
   }
 }
 
-/**
- * Opens PostgreSQL (DATABASE_URL) or the embedded PGlite under the data directory, and Redis
- * (REDIS_URL) or the in-process store. Failures become one StartupError line naming what could
- * not be reached.
- */
-export async function openStorage(
-  config: Pick<Config, 'databaseUrl' | 'redisUrl' | 'redisMode' | 'redisSentinelName' | 'dataDir'>,
-  options: { clock: Clock; schema?: string; redisPrefix?: string },
-): Promise<{ db: Database; cache: CacheStore }> {
-  let db: Database;
+/** Opens PostgreSQL (DATABASE_URL) or the embedded PGlite under the data directory; a failure is one StartupError line. */
+export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir'>, options: { schema?: string }): Promise<Database> {
   if (config.databaseUrl) {
-    db = createPgDatabase({ url: config.databaseUrl, schema: options.schema });
+    const db = createPgDatabase({ url: config.databaseUrl, schema: options.schema });
     try {
       await db.query('SELECT 1');
     } catch (error) {
       await db.close().catch(() => {});
       throw new StartupError(`cannot reach PostgreSQL at ${describe(config.databaseUrl)} (DATABASE_URL): ${(error as Error).message}`);
     }
-  } else {
-    try {
-      db = await createPgliteDatabase({ dataDir: join(config.dataDir, 'pglite') });
-    } catch (error) {
-      throw new StartupError(`cannot open the embedded database in ${join(config.dataDir, 'pglite')} (TESSERA_DATA_DIR): ${(error as Error).message}`);
-    }
+    return db;
   }
-  let cache: CacheStore;
-  if (config.redisUrl) {
-    try {
-      cache = await createRedisCache({ url: config.redisUrl, mode: config.redisMode, sentinelName: config.redisSentinelName, prefix: options.redisPrefix });
-      await cache.ping();
-    } catch (error) {
-      await db.close().catch(() => {});
-      throw new StartupError(`cannot reach Redis at ${describe(config.redisUrl)} (REDIS_URL): ${(error as Error).message}`);
-    }
-  } else {
-    cache = createMemoryCache({ clock: options.clock });
+  try {
+    return await createPgliteDatabase({ dataDir: join(config.dataDir, 'pglite') });
+  } catch (error) {
+    throw new StartupError(`cannot open the embedded database in ${join(config.dataDir, 'pglite')} (TESSERA_DATA_DIR): ${(error as Error).message}`);
   }
-  return { db, cache };
+}
+
+/** Opens Redis (REDIS_URL) or the in-process store; a failure is one StartupError line. */
+export async function openCache(config: Pick<Config, 'redisUrl' | 'redisMode' | 'redisSentinelName'>, options: { clock: Clock; redisPrefix?: string }): Promise<CacheStore> {
+  if (!config.redisUrl) return createMemoryCache({ clock: options.clock });
+  try {
+    const cache = await createRedisCache({ url: config.redisUrl, mode: config.redisMode, sentinelName: config.redisSentinelName, prefix: options.redisPrefix });
+    await cache.ping();
+    return cache;
+  } catch (error) {
+    throw new StartupError(`cannot reach Redis at ${describe(config.redisUrl)} (REDIS_URL): ${(error as Error).message}`);
+  }
+}
+
+/** Both stores; the database is closed again when the cache cannot be opened. */
+export async function openStorage(
+  config: Pick<Config, 'databaseUrl' | 'redisUrl' | 'redisMode' | 'redisSentinelName' | 'dataDir'>,
+  options: { clock: Clock; schema?: string; redisPrefix?: string },
+): Promise<{ db: Database; cache: CacheStore }> {
+  const db = await openDatabase(config, options);
+  try {
+    return { db, cache: await openCache(config, options) };
+  } catch (error) {
+    await db.close().catch(() => {});
+    throw error;
+  }
 }
