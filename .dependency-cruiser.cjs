@@ -44,7 +44,7 @@ module.exports = {
       name: 'engine-behind-oidc',
       comment: 'Only src/oidc/ (the engine, its configuration and events), src/interactions/ (the engine\'s sign-in pages) and the composition root know oidc-provider.',
       severity: 'error',
-      from: { path: '^src/', pathNot: '^src/(oidc/|interactions/|app\\.ts$)' },
+      from: { path: '^src/', pathNot: '^src/(oidc/|interactions/|app/|app\\.ts$)' },
       to: { path: 'node_modules/oidc-provider/' },
     },
     {
