@@ -100,7 +100,7 @@ export interface TesseraOptions {
   schema?: string;
   redisPrefix?: string;
   /**
-   * First start against an empty database (DESIGN.md "Configuration"): `write-file` (the server)
+   * First start against an empty database (README.md, "Two commands"): `write-file` (the server)
    * bootstraps and writes `<data dir>/bootstrap.json`; `return` (`tessera bootstrap`) bootstraps
    * and leaves printing to the caller; `skip` (every other command) never bootstraps, so
    * `tessera migrate` before `tessera bootstrap --json` cannot swallow the credentials.
@@ -279,7 +279,7 @@ export async function createTessera(options: TesseraOptions) {
     });
     const findAccount: FindAccount = async (ctx, sub) => {
       const user = await repos.users.findById(sub);
-      // Principle 2: a user acts only through clients of their own organization. The sign-in
+      // docs/design.md, principle 2: a user acts only through clients of their own organization. The sign-in
       // policy asks a user of another organization to sign in again (src/oidc/sign-in-config.ts);
       // this keeps a code or refresh token from crossing over whatever happened before. Read
       // from PostgreSQL (the claims need the whole row), so a stopped user's refresh fails at once.
@@ -725,7 +725,7 @@ export async function createTessera(options: TesseraOptions) {
 
 export type Tessera = Awaited<ReturnType<typeof createTessera>>;
 
-/** Writes `<data dir>/bootstrap.json` once, readable by its owner only (DESIGN.md "Configuration"). */
+/** Writes `<data dir>/bootstrap.json` once, readable by its owner only (README.md, "Two commands"). */
 function writeBootstrapFile(dataDir: string, result: BootstrapResult, logger: Logger): void {
   const path = join(dataDir, 'bootstrap.json');
   try {
