@@ -5,7 +5,7 @@
 CREATE TABLE organizations (
   id          text PRIMARY KEY,
   name        text NOT NULL UNIQUE,
-  -- Organization policy (DESIGN.md "Domain"): only the members that differ from the defaults in config/.
+  -- Organization policy (docs/operations.md, "Organization policy"): only the members that differ from the defaults in config/.
   policy      jsonb NOT NULL DEFAULT '{}'::jsonb,
   created_at  timestamptz NOT NULL DEFAULT now(),
   updated_at  timestamptz NOT NULL DEFAULT now()
@@ -107,7 +107,7 @@ CREATE TABLE oidc_payloads (
 CREATE INDEX oidc_payloads_grant_idx ON oidc_payloads (grant_id) WHERE grant_id IS NOT NULL;
 CREATE INDEX oidc_payloads_expiry_idx ON oidc_payloads (expires_at);
 
--- Revoked JWT access tokens, kept until they expire (DESIGN.md "Contract details").
+-- Revoked JWT access tokens, kept until they expire (docs/tokens.md, "Revocation").
 CREATE TABLE revoked_jtis (
   jti             text PRIMARY KEY,
   organization_id text,

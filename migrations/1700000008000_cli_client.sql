@@ -1,6 +1,6 @@
 -- Up Migration
--- The built-in public client `tessera-cli` of every organization (DESIGN.md "User tokens for the
--- Management API"; src/domain/cli-client.ts). New organizations get it when they are created;
+-- The built-in public client `tessera-cli` of every organization (docs/sign-in.md, "Signing in from the
+-- command line"; src/domain/cli-client.ts). New organizations get it when they are created;
 -- this backfills the ones created before, with the same values the code writes.
 INSERT INTO clients (client_id, organization_id, kind, name, metadata, allowed_scopes, allowed_resources, registration)
 SELECT 'tessera-cli.' || o.id, o.id, 'cli', 'Tessera CLI',

@@ -47,7 +47,7 @@ export async function startServer(config: Config, logger: Logger, extra: { schem
       server.listen(config.port, () => resolve());
     });
   } catch (error) {
-    // Name the setting to change (DESIGN.md "Configuration"), and release the pools opened above.
+    // Name the setting to change (docs/operations.md, "Configuration"), and release the pools opened above.
     await tessera.close().catch(() => {});
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'EADDRINUSE' ? 'the port is already in use' : code === 'EACCES' ? 'permission denied' : (error as Error).message;

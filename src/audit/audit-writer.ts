@@ -12,7 +12,7 @@ import { chainHash, contentOf, encodeRow, genesisHash, rowFields } from './hash-
  * batch, extending each organization's hash chain under a row lock so several nodes append in
  * turn. The token endpoint and introspection therefore never wait for the audit trail.
  *
- * Trade-off, stated in the README: if the process is killed, at most the events of the last
+ * Trade-off, stated in docs/audit-and-inventory.md: if the process is killed, at most the events of the last
  * `intervalMs` are lost. If PostgreSQL is down, events wait in the queue (up to `maxQueue`;
  * beyond that the oldest are dropped and counted) and are written when it is back.
  */

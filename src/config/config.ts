@@ -5,7 +5,7 @@ import { z } from 'zod';
 
 /**
  * Configuration is read once, at start-up, from `config/default.json`, the file of the current
- * environment (`config/<NODE_ENV>.json`) and the environment variables of DESIGN.md. Nothing
+ * environment (`config/<NODE_ENV>.json`) and the environment variables of docs/operations.md. Nothing
  * else in Tessera reads `process.env`: every component receives the typed Config it needs.
  */
 
@@ -97,7 +97,7 @@ export type OrganizationPolicy = z.infer<typeof fileSchema>['policyDefaults'];
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** Decodes a 32-byte key given as base64 or base64url (DESIGN.md, "Keys for running several nodes"). */
+/** Decodes a 32-byte key given as base64 or base64url (docs/operations.md, "Several nodes behind a load balancer"). */
 export function decodeKek(value: string): Buffer | undefined {
   const normalized = value.trim().replace(/-/g, '+').replace(/_/g, '/');
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(normalized)) return undefined;

@@ -5,7 +5,7 @@ import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE, ROLE_SCOPES }
 /**
  * The one place that decides "may this principal do this to that credential or principal".
  * Every Management API route, the token service and the token inventory ask here; none decides
- * on its own. The rule behind every answer (README.md, "Who may do what", has the table):
+ * on its own. The rule behind every answer (docs/security.md, "Who may do what", has the table):
  *
  *   An operation that returns a secret, or changes where a credential's power can be used, is
  *   allowed only if the caller could create that credential, with those scopes and resources,
@@ -31,7 +31,7 @@ export interface ScopeFacts {
 
 export type CredentialKind = 'pat' | 'sat' | 'client';
 
-/** Roles that administer an organization's credentials (DESIGN roles: owner and admin). */
+/** Roles that administer an organization's credentials (docs/design.md, "The domain": owner and admin). */
 const ADMINISTERING_ROLES: ReadonlySet<Role> = new Set(['owner', 'admin']);
 const MANAGEMENT_SCOPE_SET: ReadonlySet<string> = new Set([...ORGANIZATION_SCOPES, PLATFORM_SCOPE]);
 

@@ -2,8 +2,8 @@ import type { NewClient } from '../storage/client-repository.js';
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from './types.js';
 
 /**
- * `tessera-cli`, the built-in public client of every organization (DESIGN.md "User tokens for the
- * Management API"): a user signs in through it, with authorization code + PKCE and a loopback
+ * `tessera-cli`, the built-in public client of every organization (docs/sign-in.md, "Signing in from the
+ * command line"): a user signs in through it, with authorization code + PKCE and a loopback
  * redirect URI on any port (RFC 8252 §7.3), and gets a Management API access token carrying the
  * scopes their role grants. Scripts, `tessera login` and PAT self-service use it.
  *

@@ -7,7 +7,7 @@ export interface PolicySource {
 
 /**
  * Organization policy as every part of Tessera reads it: the configured defaults, overridden
- * member by member by what the organization stored (DESIGN.md "Domain").
+ * member by member by what the organization stored (docs/design.md, "The domain").
  *
  * oidc-provider asks some questions synchronously (`ttl.*` and `pkce.required` must return a
  * value, not a Promise), so the policy is loaded asynchronously wherever the engine first meets

@@ -52,7 +52,7 @@ export interface Provisioned {
 /**
  * A new organization, in one transaction: the organization, its first owner, its built-in
  * `tessera-cli` client, and a service account holding a Management API SAT with every
- * organization scope, so automation can take over at once (DESIGN.md "Wire shapes"). Nothing is half-written: any failure rolls it all back.
+ * organization scope, so automation can take over at once (docs/management-api.md). Nothing is half-written: any failure rolls it all back.
  * The owner's password is returned only when Tessera generated it.
  */
 export async function provisionOrganization(deps: ProvisioningDependencies, input: ProvisionInput, outer?: Queryable): Promise<Provisioned> {

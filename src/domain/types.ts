@@ -2,10 +2,10 @@ import type { OrganizationPolicy } from '../config/config.js';
 
 export type { OrganizationPolicy };
 
-/** The Management API's audience: a built-in resource server of every organization (DESIGN.md). */
+/** The Management API's audience: a built-in resource server of every organization (docs/design.md, "The domain"). */
 export const MANAGEMENT_AUDIENCE = 'urn:tessera:management';
 
-/** Management API scopes of an organization (DESIGN.md "Domain"). */
+/** Management API scopes of an organization (docs/design.md, "The domain"). */
 export const ORGANIZATION_SCOPES = [
   'organization:read',
   'organization:write',
@@ -29,7 +29,7 @@ export const MANAGEMENT_SCOPES: readonly string[] = [...ORGANIZATION_SCOPES, PLA
 
 export type Role = 'owner' | 'admin' | 'member';
 
-/** Roles map to Management API scopes (DESIGN.md): owner all, admin all but organization:write. */
+/** Roles map to Management API scopes (docs/design.md, "The domain"): owner all, admin all but organization:write. */
 export const ROLE_SCOPES: Record<Role, readonly string[]> = {
   owner: ORGANIZATION_SCOPES,
   admin: ORGANIZATION_SCOPES.filter((s) => s !== 'organization:write'),
@@ -39,7 +39,7 @@ export const ROLE_SCOPES: Record<Role, readonly string[]> = {
 /** Prefix of Tessera's own client metadata members (see client-metadata.ts). */
 export const TESSERA_CLIENT_PREFIX = 'tessera_';
 
-/** OpenID scopes any client may hold, whatever its resources (DESIGN.md "Wire shapes"). */
+/** OpenID scopes any client may hold, whatever its resources (docs/management-api.md). */
 export const OPENID_SCOPES = ['openid', 'profile', 'email', 'offline_access'] as const;
 
 export interface Organization {

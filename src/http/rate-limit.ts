@@ -6,7 +6,7 @@ import { ProblemError } from './middleware.js';
 import { OAuthError } from './oauth-error.js';
 
 /**
- * Rate limits shared by every node (DESIGN.md "Storage": rate-limit counters live in Redis).
+ * Rate limits shared by every node (docs/design.md, "Storage backends": rate-limit counters live in Redis).
  *
  * One factory for every limit Tessera enforces (per client on /token, per IP on the leaked-token
  * report, …): a fixed window of `points` requests per `durationSeconds` and key. With Redis the

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ProblemError } from '../http/middleware.js';
 
 /**
- * Cursor pagination (DESIGN.md: `?limit=&cursor=`, `{"items", "next_cursor"}`). A cursor is the
+ * Cursor pagination (docs/management-api.md: `?limit=&cursor=`, `{"items", "next_cursor"}`). A cursor is the
  * sort key of the last row served plus the organization it belongs to, base64url-encoded; a
  * cursor of another organization, or one that does not decode, is a 400, never a silent restart.
  */

@@ -59,7 +59,7 @@ export function createClientAuthenticator(deps: {
   cache: CacheStore;
   clock: Clock;
   issuer: string;
-  /** Told of each successful secret check (last use of the secret, principle 3); must not block. */
+  /** Told of each successful secret check (last use of the secret, docs/design.md principle 3); must not block. */
   onSecretUsed?: (clientId: string) => void;
 }) {
   const { clients, clock, issuer } = deps;
@@ -74,7 +74,7 @@ export function createClientAuthenticator(deps: {
     const digest = hash('sha256', presented, 'buffer');
     let ok = view.secretDigest !== undefined && timingSafeEqual(digest, view.secretDigest);
     const previousMatches = view.previousSecretDigest !== undefined && timingSafeEqual(digest, view.previousSecretDigest);
-    // A rotated secret keeps working until its grace period ends (documented in the README).
+    // A rotated secret keeps working until its grace period ends (docs/management-api.md, "Secret rotation").
     if (previousMatches && (view.previousSecretExpiresAt ?? 0) > clock.now()) ok = true;
     if (ok) return 'ok';
     return previousMatches ? 'replaced' : 'wrong';

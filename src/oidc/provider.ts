@@ -11,7 +11,7 @@ import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
 import { engineSafe } from './unavailable.js';
 
 /**
- * The one place that builds oidc-provider (STYLE.md: `new Provider` in one file). Every option
+ * The one place that builds oidc-provider (docs/design.md, principle 7: `new Provider` in one file). Every option
  * Tessera sets is here with the reason; everything else is the engine's default.
  */
 export interface ProviderDependencies {
@@ -64,7 +64,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
     // token endpoint has no implicit grant (test/e2e/conformance.test.ts).
     responseTypes: ['code', 'code id_token'],
     ttl: {
-      // A resource server's own access_token_ttl wins (DESIGN.md "Wire shapes"); the config
+      // A resource server's own access_token_ttl wins (docs/tokens.md); the config
       // value is the default for tokens without one.
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.clientCredentials,
@@ -84,7 +84,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // What reaches the engine's own handlers is what Tessera does not answer itself: refresh
       // tokens (and garbage). A refresh token is for the client that holds it and for no
       // resource server, so only that client learns anything about it (RFC 7662 §2.2 allows
-      // `active: false` for a caller not entitled to know; principle 2: nothing crosses an
+      // `active: false` for a caller not entitled to know; docs/design.md, principle 2: nothing crosses an
       // organization). The engine's default lets any confidential client introspect it. Like
       // every other token, a refresh token is inactive once its user is deactivated or deleted
       // (the engine itself checks only the grant).
@@ -110,7 +110,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
       },
     },
     // Organization id in every access token, so a resource server and Tessera's own checks can
-    // tell tenants apart without a lookup (principle 2).
+    // tell tenants apart without a lookup (docs/design.md, principle 2).
     extraTokenClaims: async (_ctx: KoaContextWithOIDC, token) => {
       const client = (token as { client?: ClientFacts }).client;
       return client?.tessera_organization_id ? { org_id: client.tessera_organization_id } : undefined;
@@ -130,7 +130,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
       userinfoSigningAlgValues: ['RS256', 'ES256'],
       clientAuthSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'],
     },
-    // Errors shown in a browser carry no internals (STYLE.md: 5xx bodies say nothing).
+    // Errors shown in a browser carry no internals (a 5xx body says nothing).
     renderError: async (ctx, out) => {
       ctx.type = 'html';
       ctx.set('content-security-policy', contentSecurityPolicy());

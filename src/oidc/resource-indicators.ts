@@ -9,8 +9,8 @@ import type { ResourceServer, Role } from '../domain/types.js';
  * RFC 8707 resource indicators: which API a token is for. A client gets a token for a
  * resource server only if the resource server belongs to the client's organization and the
  * client lists it; scopes are narrowed to those the resource server defines and the client is
- * allowed (principle 2, least privilege per tenant). The Management API is a built-in resource
- * server of every organization (DESIGN.md), so its tokens never overlap with connector tokens.
+ * allowed (docs/design.md, principle 2: least privilege per tenant). The Management API is a built-in resource
+ * server of every organization (docs/design.md), so its tokens never overlap with connector tokens.
  * A user's Management API token (through tessera-cli or any client allowed the Management API)
  * carries no more than the user's role grants, checked on every issue and refresh, so a
  * demotion narrows the next token as it narrows a PAT.
@@ -45,7 +45,7 @@ export function createResourceIndicators(options: ResourceIndicatorOptions) {
   }
 
   return {
-    /** `accountId`: the user the token is for, when there is one (DESIGN.md "What a PAT may carry" applies alike). */
+    /** `accountId`: the user the token is for, when there is one (docs/security.md, "Who may do what", applies alike). */
     async getResourceServerInfo(indicator: string, client: ClientFacts, accountId?: string): Promise<ProviderResourceServer> {
       const allowedResources = client.tessera_resources ?? [];
       const allowedScopes = new Set(client.tessera_scopes ?? []);

@@ -11,7 +11,7 @@ import { engineSafe } from './unavailable.js';
 /**
  * oidc-provider options of interactive sign-in (authorization code + PKCE, consent, refresh
  * tokens, sessions, RP-initiated logout), contributed to the one Provider of src/oidc/provider.ts.
- * Organization policy decides the parts DESIGN.md leaves to tenants.
+ * Organization policy (docs/operations.md) decides the parts left to tenants.
  */
 export interface SignInConfigDependencies {
   config: Config;
@@ -33,7 +33,7 @@ const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 /**
  * OpenID scopes a client may be granted: `openid` always, the others only when the client's
- * allowed scopes list them (DESIGN.md: a client's `scopes` may include `profile email
+ * allowed scopes list them (docs/management-api.md: a client's `scopes` may include `profile email
  * offline_access`). A scope outside the list is dropped, as Keycloak and Auth0 drop unassigned ones.
  */
 export function allowedOidcScopes(client: { tessera_scopes?: string[] }): Set<string> {
@@ -49,7 +49,7 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
     // The engine's prompts, plus one rule: a browser signed in as a user of another organization
     // (or as a user deactivated since) signs in again before this client gets anything. One
     // issuer serves every tenant, so one session cookie could otherwise carry a user across
-    // (principle 2); Keycloak keeps a session per realm for the same reason.
+    // (docs/design.md, principle 2); Keycloak keeps a session per realm for the same reason.
     const policy = interactionPolicy.base();
     policy.get('login')!.checks.add(
       new interactionPolicy.Check('other_organization', 'End-User must sign in to this client\'s organization', 'login_required', (ctx) =>

@@ -2,7 +2,7 @@ import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 
 /**
  * The cache store: Redis when REDIS_URL is set, an in-process stand-in otherwise. It holds
- * what is short-lived or hot (DESIGN.md "Storage"): oidc-provider's short-lived models,
+ * what is short-lived or hot (docs/design.md, "Storage backends"): oidc-provider's short-lived models,
  * the introspection cache, rate-limit counters, usage counters, and the pub/sub channel that
  * tells every node to drop a revoked token at once.
  */

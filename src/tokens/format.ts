@@ -2,7 +2,7 @@ import { hash, randomInt } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 
 /**
- * Reference token format (DESIGN.md "Reference token format"):
+ * Reference token format (docs/design.md, "Token format"):
  *   tsr_<kind>_<secret>_<check>
  * <secret> is 43 base62 characters drawn uniformly (≈256 bits); <check> is the CRC-32 (IEEE
  * 802.3) of everything before the final `_`, in base62, most significant digit first, padded

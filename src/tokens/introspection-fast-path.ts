@@ -14,7 +14,7 @@ import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
 
 /**
  * The introspection fast path, in front of Koa. Koa plus oidc-provider cost most of an
- * introspection's time (DESIGN.md, measured), so the common case is answered here from a bare
+ * introspection's time (docs/performance.md), so the common case is answered here from a bare
  * Node request handler: a POST to /token/introspection with an urlencoded body, a client that
  * authenticates with client_secret_basic or client_secret_post (client directory, cached), and a
  * token the bounded caches answer (PAT/SAT, JWT, opaque).

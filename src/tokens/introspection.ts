@@ -22,7 +22,7 @@ import type { UsageRecorder } from './usage-recorder.js';
  * - JWT access tokens (RFC 9068): signature, issuer, expiry, then the revocation list;
  * - opaque access tokens: oidc-provider's own record in the cache store.
  * A caller sees `active: true` only for a token whose audience includes an API it is the
- * introspection client of, in its own organization (principle 2; RFC 7662 §2.2 lets the server
+ * introspection client of, in its own organization (docs/design.md, principle 2; RFC 7662 §2.2 lets the server
  * answer `{"active":false}` for anything the caller is not entitled to see, and reveal nothing).
  */
 /** The authenticated caller of introspection or revocation: a resource server's introspection client. */
@@ -258,7 +258,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       active: true,
       scope: payload.scope || undefined,
       client_id: payload.clientId,
-      // RFC 9068 §2.2 / DESIGN.md: `sub` is always present; the client for machine tokens.
+      // RFC 9068 §2.2 / docs/tokens.md: `sub` is always present; the client for machine tokens.
       sub: (payload.accountId as string | undefined) ?? payload.clientId,
       aud: payload.aud,
       exp: payload.exp,

@@ -81,7 +81,7 @@ export interface ReferenceTokenCacheDependencies {
 const ELEVATED_ROLES = new Set<Role>(['owner', 'admin']);
 
 /**
- * Scopes a PAT may exercise now (DESIGN.md "What a PAT may carry"): Management API scopes within
+ * Scopes a PAT may exercise now (docs/security.md, "Who may do what"): Management API scopes within
  * the owner's role, sensitive resource servers' scopes only for admins and owners. A demotion
  * therefore removes the excess at once, at introspection as at the Management API.
  */

@@ -7,7 +7,7 @@ export const REVOCATION_CHANNEL = 'revocations';
 const key = (jti: string) => `revoked:jti:${jti}`;
 
 /**
- * The revocation list of JWT access tokens (DESIGN.md "Contract details"): a revoked JWT's
+ * The revocation list of JWT access tokens (docs/tokens.md, "Revocation"): a revoked JWT's
  * `jti` is kept until the token's `exp`, in PostgreSQL (durable), in the cache store (shared by
  * every node) and in each node's memory (so the hot path asks nobody). A pub/sub message puts a
  * revocation into every node's memory at once; a periodic reload from PostgreSQL repairs any

@@ -1,5 +1,5 @@
 /**
- * First start (DESIGN.md "Configuration"): `tessera bootstrap --json` prints the documented
+ * First start (README.md, "Two commands"): `tessera bootstrap --json` prints the documented
  * shape exactly once per database.
  */
 import { randomBytes } from 'node:crypto';

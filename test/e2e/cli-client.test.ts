@@ -1,6 +1,6 @@
 /**
- * The built-in public client `tessera-cli.<organization id>` (DESIGN.md "User tokens for the
- * Management API"), driven by a certified relying-party library (openid-client) against a real
+ * The built-in public client `tessera-cli.<organization id>` (docs/sign-in.md, "Signing in from the
+ * command line"), driven by a certified relying-party library (openid-client) against a real
  * running Tessera on every backend: a user signs in with authorization code + PKCE and a loopback
  * redirect URI on a port chosen at run time (RFC 8252 §7.3), gets a Management API token with no
  * more than their role grants, and uses it. Loopback ports are free for this client only; the
@@ -237,7 +237,7 @@ for (const backend of backends) {
       clock.advance(6_000); // past refresh_reuse_grace_seconds (5 s by default)
       expect(await oauthError(client.refreshTokenGrant(cli, tokens.refresh_token!, { resource: MANAGEMENT_AUDIENCE }))).toBe('invalid_grant');
       // The whole family is dead: the newest refresh token too. (Its JWT access tokens live on
-      // until their short `exp`, as every JWT does: DESIGN.md "Contract details".)
+      // until their short `exp`, as every JWT does: docs/tokens.md, "Revocation".)
       expect(await oauthError(client.refreshTokenGrant(cli, first.refresh_token!, { resource: MANAGEMENT_AUDIENCE }))).toBe('invalid_grant');
     });
 

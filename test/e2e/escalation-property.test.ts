@@ -56,7 +56,7 @@ const ROLES = ['owner', 'admin', 'member'] as const;
 const RANK: Record<Role, number> = { member: 0, admin: 1, owner: 2 };
 const MANAGEMENT: ReadonlySet<string> = new Set(MANAGEMENT_SCOPES);
 
-/** Two APIs of the organization; a sensitive one's scopes go to admins and owners only (README "Personal and service access tokens"). */
+/** Two APIs of the organization; a sensitive one's scopes go to admins and owners only (docs/tokens.md, "Personal and service access tokens"). */
 const API_SCOPES = { plain: ['plain:read', 'plain:write'], sensitive: ['secret:read', 'secret:write'] } as const;
 type ResourceKey = 'management' | 'plain' | 'sensitive';
 const RESOURCE_KEYS: readonly ResourceKey[] = ['management', 'plain', 'sensitive'];

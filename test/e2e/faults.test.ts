@@ -15,7 +15,7 @@ import { postgresRedisSkipReason } from '../helpers/backends.js';
 import { CREDENTIALS, introspect, issueToken, prepareInstallation, revoke, startNode, startOwnRedis } from '../helpers/cluster.js';
 import type { Installation, OwnRedis, Reply, TesseraNode } from '../helpers/cluster.js';
 
-/** Longest any answer may take while a dependency is down (README: Redis 1 s, PostgreSQL connect 3 s). */
+/** Longest any answer may take while a dependency is down (docs/operations.md: Redis 1 s, PostgreSQL connect 3 s). */
 const ANSWER_BOUND_MS = 5000;
 /** Longest recovery we accept once the dependency is back. */
 const RECOVERY_BOUND_MS = 15_000;

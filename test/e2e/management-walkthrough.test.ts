@@ -1,5 +1,5 @@
 /**
- * The issue's "done when", through HTTP only, on every backend: from the bootstrap token of a
+ * The walkthrough of docs/management-api.md, through HTTP only, on every backend: from the bootstrap token of a
  * fresh install, create an organization, its API, a service account and a confidential client;
  * get a client-credentials token with openid-client; introspect it with the API's credentials.
  * Then a client registered dynamically with an initial access token does the same.

@@ -91,7 +91,7 @@ describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and on
     // Revoked last in this file: the SAT is used by the other tests.
     expect((await revoke(nodes[1]!.url, installation.ordersSat)).status).toBe(200);
     const revokedAt = performance.now();
-    // Documented bound (README, staleness windows): 1 s on the other nodes, which cache PAT/SAT answers.
+    // Documented bound (docs/operations.md, staleness windows): 1 s on the other nodes, which cache PAT/SAT answers.
     for (const node of nodes) {
       for (;;) {
         const answer = await introspect(node.url, installation.ordersSat);

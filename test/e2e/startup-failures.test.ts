@@ -1,6 +1,6 @@
 /**
  * `tessera serve` that cannot start says why in one line naming the setting to fix, and exits
- * non-zero: no stack trace, no half-started server (DESIGN.md "Configuration").
+ * non-zero: no stack trace, no half-started server (docs/operations.md, "Configuration").
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * "A stop is a stop" (issue 11): every token kind Tessera issues × every way its principal can be
+ * "A stop is a stop" (docs/security.md, "When a principal stops"): every token kind Tessera issues × every way its principal can be
  * stopped, against a real running server on every backend, with tokens obtained through the real
  * protocol (client credentials at /token, authorization code + PKCE through the sign-in pages with
  * openid-client, PATs/SATs through the Management API). After each stop, introspection, the
@@ -39,7 +39,7 @@ const BILLING = 'https://billing.test';
 const ORDERS_RS = basic('orders-rs', 'orders-rs-secret-0123456789');
 const BILLING_RS = basic('billing-rs', 'billing-rs-secret-0123456789');
 const PASSWORD = 'correct horse battery staple';
-/** README "Staleness": what one node changes, every other node honours within this. */
+/** docs/operations.md, "Staleness windows": what one node changes, every other node honours within this. */
 const STALENESS_BOUND_MS = 1000;
 
 function basic(id: string, secret: string): string {

@@ -67,7 +67,7 @@ export function urlWithSchema(url: string, schema: string): string {
 
 /**
  * Lines the process wrote to stderr, minus the engine's "Unsupported runtime" notice on
- * Node 20 (DESIGN.md: it works there; the notice is not Tessera's output).
+ * Node 20 (README.md: it works there; the notice is not Tessera's output).
  */
 export function stderrLines(stderr: string): string[] {
   return stderr.split('\n').filter((line) => line.trim() !== '' && !line.includes('Unsupported runtime'));

@@ -1,6 +1,6 @@
 /**
  * migrations/1700000008000_cli_client.sql on PGlite and PostgreSQL, with data between the steps
- * (STYLE.md): organizations created before the migration get the same built-in tessera-cli client
+ * as an upgrade meets it: organizations created before the migration get the same built-in tessera-cli client
  * the code gives a new organization (src/domain/cli-client.ts), once; and a client registered as
  * native before becomes a web client, since port-agnostic loopback redirects are the built-in
  * client's alone.

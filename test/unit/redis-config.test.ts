@@ -1,5 +1,5 @@
 /**
- * Redis deployment modes (DESIGN.md "Storage": standalone, Sentinel or Cluster through ioredis):
+ * Redis deployment modes (docs/design.md, "Storage backends": standalone, Sentinel or Cluster through ioredis):
  * the environment selects the mode, and the client is built with the fail-fast options in every
  * mode. No server is contacted: every client here is lazy and closed unused.
  */

@@ -1,4 +1,4 @@
-/** The blast-radius score, factor by factor, as the README documents it. */
+/** The blast-radius score, factor by factor, as docs/audit-and-inventory.md documents it. */
 import { describe, expect, it } from 'vitest';
 
 import { isWriteScope, RISK_WEIGHTS, riskScore } from '../../src/audit/risk-score.js';

@@ -11,7 +11,7 @@ import { route } from '../route.js';
 import type { Route, RouteContext } from '../route.js';
 
 /**
- * /api/v1/tokens: PATs and SATs (DESIGN.md "HTTP surface"). Issue, list, get, revoke, rotate,
+ * /api/v1/tokens: PATs and SATs (docs/tokens.md). Issue, list, get, revoke, rotate,
  * rotate with a token pair's rotation key, and the public leaked-token report.
  */
 const tokenSchema = z.object({
