@@ -54,6 +54,7 @@ import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator, secretsEqual } from './oidc/client-authenticator.js';
 import { createAssertionReplay } from './oidc/assertion-replay.js';
+import { createEngineTokens } from './oidc/engine-tokens.js';
 import { createLogoutRevocation, LOGOUT_CONFIRM_PATH } from './oidc/logout-revocation.js';
 import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
@@ -346,7 +347,6 @@ export async function createTessera(options: TesseraOptions) {
     // Interactive sign-in: refresh-token reuse grace, logout revocation policy, login throttling.
     const bearerMatches = (header: string, expected: string) => header.startsWith('Bearer ') && secretsEqual(header.slice(7), expected);
     const findGrant = async (grantId: string) => (await new adapter('Grant').find(grantId)) as { accountId?: string } | undefined;
-    const grantExists = async (grantId: string) => (await findGrant(grantId)) !== undefined;
     const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, authenticator, logger, findGrant, principals });
     const logoutRevocation = createLogoutRevocation({
       getProvider: () => provider,
@@ -472,12 +472,11 @@ export async function createTessera(options: TesseraOptions) {
 
     const tokenIntrospection = createIntrospection({
       issuer: config.issuer,
-      cache,
       referenceTokens: referenceTokenLookup,
       revocations,
       clock,
       publicJwks: () => keys.publicJwks(),
-      grantExists,
+      opaqueTokens: createEngineTokens({ provider: () => provider }),
       principals,
       usage,
     });

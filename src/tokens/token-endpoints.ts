@@ -5,7 +5,6 @@ import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import { clientClaim, REPLACED_SECRET } from '../oidc/client-authenticator.js';
-import { modelKey } from '../oidc/adapter.js';
 import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
 import { readFormBody, single } from '../http/form-body.js';
 import { invalidRequest, OAuthError } from '../http/oauth-error.js';
@@ -208,7 +207,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
       await deps.revocations.revoke(target.jti, target.organizationId, target.exp);
       recordRevocation(ctx, caller, 'access_token', target.jti);
     } else {
-      await deps.cache.del(modelKey('AccessToken', token), modelKey('ClientCredentials', token));
+      await introspection.destroyOpaque(token);
       await deps.onOpaqueRevoked?.(token);
       recordRevocation(ctx, caller, 'access_token', 'opaque');
     }
