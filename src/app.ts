@@ -39,6 +39,8 @@ import { createSecretGrace } from './oidc/secret-grace.js';
 import { signInLockoutRoutes } from './management/routes/sign-in-lockouts.js';
 import { createAdapterFactory } from './oidc/adapter.js';
 import { createClientAuthenticator, secretsEqual } from './oidc/client-authenticator.js';
+import { createAssertionReplay } from './oidc/assertion-replay.js';
+import { createEngineTokens } from './oidc/engine-tokens.js';
 import { createLogoutRevocation, LOGOUT_CONFIRM_PATH } from './oidc/logout-revocation.js';
 import { createProvider } from './oidc/provider.js';
 import { createRefreshGrace } from './oidc/refresh-grace.js';
@@ -156,7 +158,7 @@ export async function createTessera(options: TesseraOptions) {
     // engine's /token through its grant.success event (below).
     const secretUsage = createUsageRecorder({ write: (batch) => repos.clients.recordSecretUse(batch), clock, logger, flushIntervalMs: usageFlushMs });
     closer.add(() => secretUsage.close());
-    const authenticator = createClientAuthenticator({ clients, cache, clock, issuer: config.issuer, onSecretUsed: (clientId) => secretUsage.record(clientId) });
+    const authenticator = createClientAuthenticator({ clients, clock, issuer: config.issuer, replay: createAssertionReplay({ cache, clock }), audit, onSecretUsed: (clientId) => secretUsage.record(clientId) });
     const resourceServerCache = createResourceServerCache({ lookup: repos.resourceServers, clock });
     /**
      * An active user of the organization, or undefined: sign-in and token issuance read the user
@@ -220,8 +222,7 @@ export async function createTessera(options: TesseraOptions) {
     // Interactive sign-in: refresh-token reuse grace, logout revocation policy, login throttling.
     const bearerMatches = (header: string, expected: string) => header.startsWith('Bearer ') && secretsEqual(header.slice(7), expected);
     const findGrant = async (grantId: string) => (await new adapter('Grant').find(grantId)) as { accountId?: string } | undefined;
-    const grantExists = async (grantId: string) => (await findGrant(grantId)) !== undefined;
-    const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, clients, authenticator, logger, findGrant, principals });
+    const refreshGrace = createRefreshGrace({ issuer: config.issuer, cache, clock, policies, authenticator, logger, findGrant, principals });
     const logoutRevocation = createLogoutRevocation({
       getProvider: () => provider,
       policies,
@@ -344,12 +345,11 @@ export async function createTessera(options: TesseraOptions) {
 
     const tokenIntrospection = createIntrospection({
       issuer: config.issuer,
-      cache,
       referenceTokens: referenceTokenLookup,
       revocations,
       clock,
       publicJwks: () => keys.publicJwks(),
-      grantExists,
+      opaqueTokens: createEngineTokens({ provider: () => provider }),
       principals,
       usage,
     });
@@ -504,7 +504,7 @@ export async function createTessera(options: TesseraOptions) {
       metrics,
     }));
     // Client secret rotation grace on the engine's client authentication (src/oidc/secret-grace.ts).
-    const secretGrace = createSecretGrace({ clients, clock, audit });
+    const secretGrace = createSecretGrace({ clients, authenticator });
     app.use(secretGrace);
     // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
     app.use((ctx: Context) => {

@@ -8,6 +8,7 @@ import { contentSecurityPolicy, messagePage } from '../interactions/views.js';
 import type { KeySet } from '../keys/key-service.js';
 import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
+import { CLIENT_AUTH_SIGNING_ALGS } from './client-authenticator.js';
 import { engineSafe } from './unavailable.js';
 
 /**
@@ -128,7 +129,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // Tessera's introspection endpoint signs RFC 9701 responses with RS256 only.
       introspectionSigningAlgValues: ['RS256'],
       userinfoSigningAlgValues: ['RS256', 'ES256'],
-      clientAuthSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA'],
+      // The same list Tessera's own endpoints accept (src/oidc/client-authenticator.ts).
+      clientAuthSigningAlgValues: CLIENT_AUTH_SIGNING_ALGS,
     },
     // Errors shown in a browser carry no internals (a 5xx body says nothing).
     renderError: async (ctx, out) => {

@@ -4,11 +4,10 @@ import type { Context, Next } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import type { Clock } from '../clock.js';
-import type { ClientDirectory } from '../domain/client-directory.js';
 import type { PolicyService } from '../domain/organization-policy.js';
 import { readFormBody } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
-import { invalidClient, OAuthError } from '../http/oauth-error.js';
+import { OAuthError } from '../http/oauth-error.js';
 import type { CacheStore } from '../storage/cache.js';
 import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ClientAuthenticator } from './client-authenticator.js';
@@ -65,7 +64,6 @@ export interface RefreshGraceDependencies {
   cache: CacheStore;
   clock: Clock;
   policies: PolicyService;
-  clients: ClientDirectory;
   authenticator: ClientAuthenticator;
   logger: Logger;
   /** A grant (a refresh family) if it still exists, with the user it is for. */
@@ -96,19 +94,10 @@ export function createRefreshGrace(deps: RefreshGraceDependencies) {
     return undefined;
   }
 
-  /** The client making this request, authenticated the way it is registered. */
+  /** The client making this request, authenticated the way it is registered (src/oidc/client-authenticator.ts). */
   async function callerOf(ctx: Context, params: URLSearchParams): Promise<string> {
-    const hasCredentials = Boolean(ctx.get('authorization')) || params.has('client_secret') || params.has('client_assertion');
-    if (!hasCredentials) {
-      const clientId = params.get('client_id') ?? '';
-      const view = clientId ? await deps.clients.get(clientId) : undefined;
-      if (!view || view.metadata.token_endpoint_auth_method !== 'none') throw invalidClient(false, deps.issuer, 'no client authentication provided');
-      return clientId;
-    }
-    const { view, method } = await deps.authenticator.authenticate(ctx.get('authorization') || undefined, params, `${deps.issuer}${TOKEN_PATH}`);
-    // RFC 7591 §2: a client without the member is registered for client_secret_basic.
-    const registered = (view.metadata.token_endpoint_auth_method as string | undefined) ?? 'client_secret_basic';
-    if (registered !== method) throw invalidClient(method === 'client_secret_basic', deps.issuer, `client is registered for ${registered}`);
+    const facts = { requestId: ctx.state.requestId as string | undefined, ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined };
+    const { view } = await deps.authenticator.authenticate(ctx.get('authorization') || undefined, params, `${deps.issuer}${TOKEN_PATH}`, facts, { publicClients: true });
     return view.record.client_id;
   }
 

@@ -69,7 +69,7 @@ export function createTokenFastPath(deps: TokenFastPathDependencies) {
     const params = new URLSearchParams(text);
     const grantTypes = params.getAll('grant_type');
     if (grantTypes.length !== 1 || grantTypes[0] !== 'client_credentials' || params.has('client_secret') || params.has('client_assertion')) return false;
-    // A header the authenticator can read is read as the engine reads it (src/oidc/client-claim.ts);
+    // A header the authenticator can read is read as the engine reads it (src/oidc/client-authenticator.ts);
     // any other goes to Koa, which counts it its own way.
     const basic = parseBasic(authorization);
     if (!basic) return false;

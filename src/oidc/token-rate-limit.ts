@@ -6,8 +6,8 @@ import type { ClientDirectory, ClientView } from '../domain/client-directory.js'
 import { readFormBody } from '../http/form-body.js';
 import type { RateLimiter } from '../http/rate-limit.js';
 import { oauthTooManyRequests } from '../http/rate-limit.js';
-import { clientClaim } from './client-claim.js';
-import type { ClientClaim } from './client-claim.js';
+import { clientClaim } from './client-authenticator.js';
+import type { ClientClaim } from './client-authenticator.js';
 import type { ClientFailureLimit } from './client-failure-limit.js';
 
 export const TOKEN_PATH = '/token';

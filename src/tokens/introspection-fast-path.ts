@@ -78,12 +78,10 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     return body;
   };
 
-  function respond(req: IncomingMessage, res: ServerResponse, token: string, caller: IntrospectionCaller, answer: IntrospectionAnswer | undefined, started: number): void {
+  function respond(req: IncomingMessage, res: ServerResponse, token: string, caller: IntrospectionCaller, answer: IntrospectionAnswer | undefined, started: number, requestId: string): void {
     if (answer === undefined) return handOn(req, res);
     deps.metrics?.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, caller.organizationId);
     const body = serialize(answer);
-    const incomingId = req.headers['x-request-id'];
-    const requestId = requestIdFor(typeof incomingId === 'string' ? incomingId : undefined);
     const headers: Record<string, string | number> = {
       'x-request-id': requestId,
       ...securityHeaders,
@@ -110,12 +108,17 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     const tokens = params.getAll('token');
     if (tokens.length !== 1 || tokens[0]!.length === 0) return handOn(req, res);
     const token = tokens[0]!;
-    const result = andThen(authenticator.authenticate(req.headers.authorization, params, endpointUrl), ({ view }) => {
+    const incomingId = req.headers['x-request-id'];
+    const requestId = requestIdFor(typeof incomingId === 'string' ? incomingId : undefined);
+    const source = sourceAddress(req, deps.trustProxy === true);
+    // A previous secret within its grace is left to Koa, which audits its use once (a request
+    // handed on after authenticating here would otherwise be audited twice).
+    const result = andThen(authenticator.authenticate(req.headers.authorization, params, endpointUrl, {}, { previousSecret: 'elsewhere' }), ({ view }) => {
       // A source over its failure budget for this client gets Koa's 429 even with the right
       // secret, or the answers would tell a guesser which attempt was right.
-      if (failures?.shutsOutAny() && failures.retryAfter(sourceAddress(req, deps.trustProxy === true), view.record.client_id) !== undefined) return handOn(req, res);
+      if (failures?.shutsOutAny() && failures.retryAfter(source, view.record.client_id) !== undefined) return handOn(req, res);
       const caller = callerOf(view);
-      return andThen(introspection.introspect(token, caller), (found) => respond(req, res, token, caller, found, started));
+      return andThen(introspection.introspect(token, caller), (found) => respond(req, res, token, caller, found, started, requestId));
     });
     if (result instanceof Promise) {
       result.catch(() => {

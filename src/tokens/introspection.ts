@@ -5,8 +5,6 @@ import type { JSONWebKeySet, JWTPayload } from 'jose';
 
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
-import { modelKey } from '../oidc/adapter.js';
-import type { CacheStore } from '../storage/cache.js';
 import { BoundedCache } from './bounded-cache.js';
 import { looksLikeReferenceToken, tokenKey } from './format.js';
 import { andThen } from '../maybe-promise.js';
@@ -20,7 +18,8 @@ import type { UsageRecorder } from './usage-recorder.js';
  * RFC 7662 introspection of every token kind Tessera issues, from one place:
  * - reference tokens (PAT/SAT): prefix and checksum first, then the stored SHA-256;
  * - JWT access tokens (RFC 9068): signature, issuer, expiry, then the revocation list;
- * - opaque access tokens: oidc-provider's own record in the cache store.
+ * - opaque access tokens: as oidc-provider's models find them (src/oidc/engine-tokens.ts), with
+ *   the engine's grant binding.
  * A caller sees `active: true` only for a token whose audience includes an API it is the
  * introspection client of, in its own organization (docs/design.md, principle 2; RFC 7662 §2.2 lets the server
  * answer `{"active":false}` for anything the caller is not entitled to see, and reveal nothing).
@@ -56,9 +55,47 @@ export type RevocationTarget =
 
 const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : []);
 
+/**
+ * An opaque access token as the engine's model holds it: the fields the engine's introspection
+ * answers from (node_modules/oidc-provider/lib/actions/introspection.js).
+ */
+export interface OpaqueAccessToken {
+  kind: 'AccessToken' | 'ClientCredentials';
+  clientId: string;
+  accountId?: string;
+  grantId?: string;
+  aud?: string | string[];
+  scope?: string;
+  /** Epoch seconds. */
+  exp: number;
+  iat: number;
+  sid?: string;
+  /** extraTokenClaims (src/oidc/provider.ts): `org_id`. */
+  extra: Record<string, unknown>;
+  /** 'Bearer', or 'DPoP' for a DPoP-bound token (RFC 9449 §6). */
+  tokenType: string;
+  /** RFC 7800 confirmation of a sender-constrained token (`jkt`, `x5t#S256`). */
+  cnf?: Record<string, string>;
+}
+
+/** The grant a token was issued under, as the engine's Grant model has it. */
+export interface EngineGrant {
+  clientId?: string;
+  accountId?: string;
+  exp?: number;
+}
+
+/** The engine's opaque access tokens, asked through its models (src/oidc/engine-tokens.ts). */
+export interface OpaqueTokenSource {
+  /** The token, whether or not it has expired (expiry is judged on Tessera's clock), or undefined when the engine holds no such token. */
+  find(token: string): Promise<OpaqueAccessToken | undefined>;
+  grant(grantId: string): Promise<EngineGrant | undefined>;
+  /** Revokes the token through its model. */
+  destroy(token: string): Promise<void>;
+}
+
 export interface IntrospectionDependencies {
   issuer: string;
-  cache: CacheStore;
   referenceTokens: ReferenceTokenLookup;
   revocations: RevocationList;
   clock: Clock;
@@ -70,8 +107,8 @@ export interface IntrospectionDependencies {
    * the organization (src/tokens/principal-liveness.ts). Any stop ends the token before `exp`.
    */
   principals?: Pick<PrincipalLiveness, 'check'>;
-  /** Whether the grant behind an opaque token still exists (revoked grants kill their tokens). */
-  grantExists: (grantId: string) => Promise<boolean>;
+  /** Opaque access tokens and their grants, from the engine's models. */
+  opaqueTokens: OpaqueTokenSource;
   /** Counts each successful PAT/SAT introspection per token and resource server. */
   usage?: UsageRecorder;
 }
@@ -88,7 +125,7 @@ const OPAQUE_TTL_MS = 1_000;
 export const opaqueCacheKey = tokenKey;
 
 export function createIntrospection(deps: IntrospectionDependencies) {
-  const { issuer, cache, clock } = deps;
+  const { issuer, clock } = deps;
   let jwksSource: JSONWebKeySet | undefined;
   let jwks: ReturnType<typeof createLocalJWKSet> | undefined;
   const verificationKeys = () => {
@@ -215,56 +252,64 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     };
   }
 
-  /** oidc-provider's opaque access token, read from the cache store where the adapter keeps it. */
-  const opaqueTokens = new BoundedCache<Record<string, unknown>>(OPAQUE_CACHE_ENTRIES, () => clock.now());
-  function findOpaque(token: string, key = opaqueCacheKey(token)): MaybePromise<Record<string, unknown> | undefined> {
+  /** The engine's opaque access token, kept here for at most OPAQUE_TTL_MS. */
+  const opaqueTokens = new BoundedCache<OpaqueAccessToken>(OPAQUE_CACHE_ENTRIES, () => clock.now());
+  function findOpaque(token: string, key = opaqueCacheKey(token)): MaybePromise<OpaqueAccessToken | undefined> {
     if (token.length > 512) return undefined;
     const cached = opaqueTokens.get(key);
     return cached !== undefined ? cached : loadOpaque(token, key);
   }
-  async function loadOpaque(token: string, key: string): Promise<Record<string, unknown> | undefined> {
-    for (const model of ['AccessToken', 'ClientCredentials']) {
-      const value = await cache.get(modelKey(model, token));
-      if (value) {
-        const payload = JSON.parse(value) as Record<string, unknown>;
-        opaqueTokens.set(key, payload, Math.min(OPAQUE_TTL_MS, Number(payload.exp) * 1000 - clock.now()));
-        return payload;
-      }
-    }
-    return undefined;
+  async function loadOpaque(token: string, key: string): Promise<OpaqueAccessToken | undefined> {
+    const found = await deps.opaqueTokens.find(token);
+    if (found) opaqueTokens.set(key, Object.freeze(found), Math.min(OPAQUE_TTL_MS, found.exp * 1000 - clock.now()));
+    return found;
   }
 
-  const opaqueOrganization = (payload: Record<string, unknown>) => ((payload.extra ?? {}) as Record<string, unknown>).org_id;
-  const opaqueUnexpired = (payload: Record<string, unknown>) => typeof payload.exp === 'number' && payload.exp > epochSeconds(clock) && !payload.consumed;
+  const opaqueOrganization = (t: OpaqueAccessToken) => t.extra.org_id;
+  const opaqueUnexpired = (t: OpaqueAccessToken) => typeof t.exp === 'number' && t.exp > epochSeconds(clock);
 
-  function opaque(payload: Record<string, unknown>, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
-    if (!opaqueUnexpired(payload)) return INACTIVE;
-    const memo = remembered(payload, caller);
-    if (memo === undefined && !visibleTo(caller, opaqueOrganization(payload), audiencesOf(payload.aud))) return INACTIVE;
-    const grantLive: MaybePromise<boolean> = typeof payload.grantId === 'string' ? deps.grantExists(payload.grantId) : true;
-    return andThen(grantLive, (live) =>
-      !live
+  /**
+   * The engine's binding rules for a token issued under a grant (its introspection and
+   * userinfo apply the same): the grant still exists, has not expired, and is the token's
+   * client's and user's. A revoked grant (logout, RFC 7009 of its refresh token) ends its tokens.
+   */
+  const grantBinds = (t: OpaqueAccessToken): MaybePromise<boolean> =>
+    t.grantId === undefined
+      ? true
+      : deps.opaqueTokens.grant(t.grantId).then(
+          (grant) => grant !== undefined && (grant.exp === undefined || grant.exp > epochSeconds(clock)) && grant.clientId === t.clientId && grant.accountId === t.accountId,
+        );
+
+  function opaque(t: OpaqueAccessToken, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
+    if (!opaqueUnexpired(t)) return INACTIVE;
+    const memo = remembered(t, caller);
+    if (memo === undefined && !visibleTo(caller, opaqueOrganization(t), audiencesOf(t.aud))) return INACTIVE;
+    return andThen(grantBinds(t), (bound) =>
+      !bound
         ? INACTIVE
-        : andThen(principalLive(payload.clientId, payload.accountId ?? payload.clientId, opaqueOrganization(payload)), (active) =>
-            !active ? INACTIVE : (memo?.answer ?? remember(payload, caller, opaqueAnswer(payload))),
+        : andThen(principalLive(t.clientId, t.accountId ?? t.clientId, opaqueOrganization(t)), (active) =>
+            !active ? INACTIVE : (memo?.answer ?? remember(t, caller, opaqueAnswer(t))),
           ),
     );
   }
 
-  function opaqueAnswer(payload: Record<string, unknown>): IntrospectionAnswer {
-    const extra = (payload.extra ?? {}) as Record<string, unknown>;
+  function opaqueAnswer(t: OpaqueAccessToken): IntrospectionAnswer {
     return {
-      ...extra,
+      ...t.extra,
       active: true,
-      scope: payload.scope || undefined,
-      client_id: payload.clientId,
+      scope: t.scope || undefined,
+      client_id: t.clientId,
       // RFC 9068 §2.2 / docs/tokens.md: `sub` is always present; the client for machine tokens.
-      sub: (payload.accountId as string | undefined) ?? payload.clientId,
-      aud: payload.aud,
-      exp: payload.exp,
-      iat: payload.iat,
+      sub: t.accountId ?? t.clientId,
+      aud: t.aud,
+      exp: t.exp,
+      iat: t.iat,
       iss: issuer,
-      token_type: 'Bearer',
+      // The session the token was issued in, as the engine's own answer gives it (OpenID Connect Front/Back-Channel Logout `sid`).
+      sid: t.sid,
+      // RFC 9449 §6.2 / RFC 8705 §3.2: a sender-constrained token says how it is bound.
+      token_type: t.tokenType,
+      cnf: t.cnf,
     };
   }
 
@@ -275,6 +320,11 @@ export function createIntrospection(deps: IntrospectionDependencies) {
 
   return {
     findOpaque,
+    /** Revokes an opaque access token through the engine's model, and drops it from this node's cache. */
+    async destroyOpaque(token: string): Promise<void> {
+      await deps.opaqueTokens.destroy(token);
+      opaqueTokens.delete(opaqueCacheKey(token));
+    },
     /** Drops an opaque token from this node's cache (its revocation, here or announced by another node). */
     forgetOpaque(key: string): void {
       opaqueTokens.delete(key);
@@ -313,9 +363,9 @@ export function createIntrospection(deps: IntrospectionDependencies) {
         if (await deps.revocations.isRevoked(payload.jti!)) return undefined;
         return { kind: 'jwt', jti: payload.jti!, organizationId: typeof payload.org_id === 'string' ? payload.org_id : null, exp: payload.exp! };
       }
-      const payload = await findOpaque(token);
-      if (!payload || !opaqueUnexpired(payload)) return undefined;
-      return mayRevoke(caller, { clientId: payload.clientId, organizationId: opaqueOrganization(payload), audiences: audiencesOf(payload.aud) }) ? { kind: 'opaque' } : undefined;
+      const found = await findOpaque(token);
+      if (!found || !opaqueUnexpired(found)) return undefined;
+      return mayRevoke(caller, { clientId: found.clientId, organizationId: opaqueOrganization(found), audiences: audiencesOf(found.aud) }) ? { kind: 'opaque' } : undefined;
     },
   };
 }

@@ -4,10 +4,8 @@ import type { AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
 import { epochSeconds } from '../clock.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
-import { REPLACED_SECRET } from '../oidc/client-authenticator.js';
-import { clientClaim } from '../oidc/client-claim.js';
+import { clientClaim, REPLACED_SECRET } from '../oidc/client-authenticator.js';
 import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
-import { modelKey } from '../oidc/adapter.js';
 import { readFormBody, single } from '../http/form-body.js';
 import { invalidRequest, OAuthError } from '../http/oauth-error.js';
 import { oauthTooManyRequests } from '../http/rate-limit.js';
@@ -104,7 +102,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
 
   async function authenticate(ctx: Context, params: URLSearchParams, claimed: string | undefined): Promise<IntrospectionCaller> {
     try {
-      const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`);
+      const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`, requestFacts(ctx));
       return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
@@ -209,7 +207,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
       await deps.revocations.revoke(target.jti, target.organizationId, target.exp);
       recordRevocation(ctx, caller, 'access_token', target.jti);
     } else {
-      await deps.cache.del(modelKey('AccessToken', token), modelKey('ClientCredentials', token));
+      await introspection.destroyOpaque(token);
       await deps.onOpaqueRevoked?.(token);
       recordRevocation(ctx, caller, 'access_token', 'opaque');
     }

@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -6,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { ClientDirectory, ClientView } from '../../src/domain/client-directory.js';
 import { readFormBody } from '../../src/http/form-body.js';
+import type { AuditEvent } from '../../src/audit/audit-event.js';
+import { createClientAuthenticator } from '../../src/oidc/client-authenticator.js';
 import { createSecretGrace } from '../../src/oidc/secret-grace.js';
 import { createTestClock } from '../helpers/test-clock.js';
 
@@ -21,13 +24,18 @@ describe('client secret grace pre-step', () => {
     metadata: { client_id: 'c1', client_secret: 'current-secret' },
     previousSecret: 'previous-secret',
     previousSecretExpiresAt: clock.now() + 60_000,
+    secretDigest: hash('sha256', 'current-secret', 'buffer'),
+    previousSecretDigest: hash('sha256', 'previous-secret', 'buffer'),
     active: true,
   } as unknown as ClientView;
+  const audited: AuditEvent[] = [];
+  const audit = { record: (event: AuditEvent) => void audited.push(event) };
   const directory = { get: async (id: string) => (id === 'c1' ? view : undefined), invalidate() {} } as unknown as ClientDirectory;
   let url: string;
   const server = (() => {
     const app = new Koa();
-    app.use(createSecretGrace({ clients: directory, clock }));
+    const authenticator = createClientAuthenticator({ clients: directory, clock, issuer: 'https://issuer.test', replay: { unique: async () => true }, audit });
+    app.use(createSecretGrace({ clients: directory, authenticator }));
     // Stands in for the engine: reports the credentials it was handed.
     app.use(async (ctx) => {
       const params = await readFormBody(ctx.req);
@@ -56,6 +64,12 @@ describe('client secret grace pre-step', () => {
     expect((await post({ grant_type: 'client_credentials' }, 'c1:previous-secret')).basic).toBe('c1:current-secret');
     expect((await post({ grant_type: 'client_credentials', client_id: 'c1', client_secret: 'previous-secret' })).client_secret).toEqual(['current-secret']);
     expect((await post({ token: 'x' }, 'c1:previous-secret', '/token/introspection')).basic).toBe('c1:current-secret');
+    // Every use is audited, by the authenticator every endpoint shares.
+    expect(audited.map((e) => [e.action, (e.details as { method: string }).method])).toEqual([
+      ['client.previous_secret_used', 'client_secret_basic'],
+      ['client.previous_secret_used', 'client_secret_post'],
+      ['client.previous_secret_used', 'client_secret_basic'],
+    ]);
   });
 
   it('passes everything else untouched', async () => {

@@ -1,0 +1,76 @@
+import type Provider from 'oidc-provider';
+
+import type { EngineGrant, OpaqueAccessToken, OpaqueTokenSource } from '../tokens/introspection.js';
+
+/**
+ * Opaque access tokens as oidc-provider's own models know them: `AccessToken.find` and
+ * `ClientCredentials.find` (the lookups of the engine's introspection,
+ * node_modules/oidc-provider/lib/helpers/token_find.js), `Grant.find` for the grant a token was
+ * issued under, and the model's `destroy` for revocation. Nothing here reads the adapter's
+ * storage layout: the engine decides what a stored token means (its payload fields, its session
+ * binding, its sender constraint), and Tessera's introspection applies its rules to that.
+ */
+type EngineToken = {
+  kind: string;
+  clientId: string;
+  accountId?: string;
+  grantId?: string;
+  aud?: string | string[];
+  scope?: string;
+  exp: number;
+  iat: number;
+  sid?: string;
+  extra?: Record<string, unknown>;
+  jkt?: string;
+  'x5t#S256'?: string;
+  tokenType: string;
+  isSenderConstrained(): boolean;
+  destroy(): Promise<void>;
+};
+
+/** RFC 7800 §3.1 / RFC 9449 §6.1 / RFC 8705 §3.1: the confirmation a sender-constrained token carries. */
+function confirmation(token: EngineToken): Record<string, string> | undefined {
+  if (!token.isSenderConstrained()) return undefined;
+  return { ...(token['x5t#S256'] ? { 'x5t#S256': token['x5t#S256'] } : {}), ...(token.jkt ? { jkt: token.jkt } : {}) };
+}
+
+export function createEngineTokens(deps: { provider: () => Provider }): OpaqueTokenSource {
+  /** Both models, as the engine's introspection asks them; expiry is judged by the caller on Tessera's clock. */
+  async function load(token: string): Promise<EngineToken | undefined> {
+    const provider = deps.provider();
+    const [access, credentials] = await Promise.all([
+      provider.AccessToken.find(token, { ignoreExpiration: true }),
+      provider.ClientCredentials.find(token, { ignoreExpiration: true }),
+    ]);
+    return (access ?? credentials) as unknown as EngineToken | undefined;
+  }
+
+  return {
+    async find(token) {
+      const found = await load(token);
+      if (!found) return undefined;
+      const answer: OpaqueAccessToken = {
+        kind: found.kind as OpaqueAccessToken['kind'],
+        clientId: found.clientId,
+        accountId: found.accountId,
+        grantId: found.grantId,
+        aud: found.aud,
+        scope: found.scope,
+        exp: found.exp,
+        iat: found.iat,
+        sid: found.sid,
+        extra: found.extra ?? {},
+        tokenType: found.tokenType,
+        cnf: confirmation(found),
+      };
+      return answer;
+    },
+    async grant(grantId) {
+      const grant = await deps.provider().Grant.find(grantId, { ignoreExpiration: true });
+      return grant ? ({ clientId: grant.clientId, accountId: grant.accountId, exp: grant.exp } as EngineGrant) : undefined;
+    },
+    async destroy(token) {
+      await (await load(token))?.destroy();
+    },
+  };
+}
