@@ -26,8 +26,9 @@ export const invalidClient = (usedBasic: boolean, realm: string, detail?: string
     401,
     'invalid_client',
     'client authentication failed',
-    // RFC 6749 §5.2: when the client used the Authorization header, the 401 carries a challenge.
-    usedBasic ? { 'www-authenticate': `Basic realm="${realm}"` } : {},
+    // RFC 6749 §5.2: when the client used the Authorization header, the 401 carries a challenge,
+    // with the error in it as the engine writes it (RFC 6750 §3 parameters).
+    usedBasic ? { 'www-authenticate': `Basic realm="${realm}", error="invalid_client", error_description="client authentication failed"` } : {},
     detail,
   );
 
