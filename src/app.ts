@@ -56,7 +56,6 @@ import { migrate } from './storage/migrate.js';
 import { createIntrospection } from './tokens/introspection.js';
 import { tokenRoutes } from './management/routes/tokens.js';
 import { createIntrospectionFastPath } from './tokens/introspection-fast-path.js';
-import { andThen } from './maybe-promise.js';
 import { opaqueCacheKey } from './tokens/introspection.js';
 import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from './tokens/reference-token-cache.js';
 import { clientIsLive, createPrincipalLiveness, PRINCIPALS_CHANNEL, userFacts, userIsLive } from './tokens/principal-liveness.js';
@@ -353,18 +352,10 @@ export async function createTessera(options: TesseraOptions) {
       principals,
       usage,
     });
-    // Introspection reads opaque access tokens from the cache store under their hashed key only.
-    // One issued before the upgrade is moved there by the adapter when the token endpoints first
-    // ask whether it is Tessera's (legacyKeysUntil above), so introspection and revocation then
-    // act on it like on any other; without this, the engine would answer for it, unrestricted by
-    // organization and audience. A found token costs nothing extra; a miss, one lookup per model
-    // during the window and none after it.
-    const adoptOpaque = async (token: string, key?: string) =>
-      (await adapter.adoptLegacy('AccessToken', token)) || (await adapter.adoptLegacy('ClientCredentials', token)) ? tokenIntrospection.findOpaque(token, key) : undefined;
-    const introspection: typeof tokenIntrospection = {
-      ...tokenIntrospection,
-      findOpaque: (token, key) => andThen(tokenIntrospection.findOpaque(token, key), (payload) => payload ?? adoptOpaque(token, key)),
-    };
+    // An opaque token stored before ids were hashed is moved to its hashed key by the adapter's
+    // own find (src/oidc/adapter.ts), which the engine's models call: introspection and
+    // revocation then act on it like on any other.
+    const introspection = tokenIntrospection;
 
     const resourceDeps: ResourceRouteDependencies = {
       // A user's or service account's status or role changed, or it was deleted: its PATs/SATs

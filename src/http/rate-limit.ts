@@ -1,8 +1,6 @@
-import type { Context, Next } from 'koa';
 import { RateLimiterRes } from 'rate-limiter-flexible';
 
 import type { CacheStore } from '../storage/cache.js';
-import { ProblemError } from './middleware.js';
 import { OAuthError } from './oauth-error.js';
 
 /**
@@ -136,22 +134,3 @@ export function createRateLimiter(options: { cache: CacheStore; keyPrefix: strin
 /** The 429 of OAuth endpoints: RFC 6749 §5.2 JSON with Retry-After (RFC 9110 §10.2.3). */
 export const oauthTooManyRequests = (retryAfterSeconds: number) =>
   new OAuthError(429, 'too_many_requests', 'too many requests, retry later', { 'retry-after': String(retryAfterSeconds) });
-
-/** The 429 of problem+json routes (Management API, leaked-token report). */
-export const problemTooManyRequests = (retryAfterSeconds: number) =>
-  new ProblemError(429, 'Too Many Requests', 'too many requests, retry later', {}, { 'retry-after': String(retryAfterSeconds) });
-
-/**
- * Koa middleware that limits the requests `keyOf` picks out (undefined: not limited), answering
- * with `reject`'s error. Routes that know their key only after parsing call `consume` directly.
- */
-export function rateLimit(limiter: RateLimiter, keyOf: (ctx: Context) => Promise<string | undefined> | string | undefined, reject: (retryAfterSeconds: number) => Error = oauthTooManyRequests) {
-  return async (ctx: Context, next: Next) => {
-    const key = await keyOf(ctx);
-    if (key !== undefined) {
-      const retryAfter = await limiter.consume(key);
-      if (retryAfter !== undefined) throw reject(retryAfter);
-    }
-    await next();
-  };
-}
