@@ -1,6 +1,7 @@
 import type Provider from 'oidc-provider';
 
 import type { EngineGrant, OpaqueAccessToken, OpaqueTokenSource } from '../tokens/introspection.js';
+import { TemporarilyUnavailable } from './unavailable.js';
 
 /**
  * Opaque access tokens as oidc-provider's own models know them: `AccessToken.find` and
@@ -34,14 +35,28 @@ function confirmation(token: EngineToken): Record<string, string> | undefined {
   return { ...(token['x5t#S256'] ? { 'x5t#S256': token['x5t#S256'] } : {}), ...(token.jkt ? { jkt: token.jkt } : {}) };
 }
 
+/**
+ * The adapter turns a storage outage into the engine's TemporarilyUnavailable (src/oidc/unavailable.ts),
+ * which the engine renders itself. Tessera's endpoints render errors with their own handler, which
+ * knows the storage error underneath: hand that on, so an outage stays 503 temporarily_unavailable.
+ */
+async function outsideTheEngine<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof TemporarilyUnavailable && error.cause instanceof Error) throw error.cause;
+    throw error;
+  }
+}
+
 export function createEngineTokens(deps: { provider: () => Provider }): OpaqueTokenSource {
   /** Both models, as the engine's introspection asks them; expiry is judged by the caller on Tessera's clock. */
   async function load(token: string): Promise<EngineToken | undefined> {
     const provider = deps.provider();
-    const [access, credentials] = await Promise.all([
+    const [access, credentials] = await outsideTheEngine(() => Promise.all([
       provider.AccessToken.find(token, { ignoreExpiration: true }),
       provider.ClientCredentials.find(token, { ignoreExpiration: true }),
-    ]);
+    ]));
     return (access ?? credentials) as unknown as EngineToken | undefined;
   }
 
@@ -66,11 +81,12 @@ export function createEngineTokens(deps: { provider: () => Provider }): OpaqueTo
       return answer;
     },
     async grant(grantId) {
-      const grant = await deps.provider().Grant.find(grantId, { ignoreExpiration: true });
+      const grant = await outsideTheEngine(() => deps.provider().Grant.find(grantId, { ignoreExpiration: true }));
       return grant ? ({ clientId: grant.clientId, accountId: grant.accountId, exp: grant.exp } as EngineGrant) : undefined;
     },
     async destroy(token) {
-      await (await load(token))?.destroy();
+      const found = await load(token);
+      if (found) await outsideTheEngine(() => found.destroy());
     },
   };
 }
