@@ -3,6 +3,7 @@ import { hash } from 'node:crypto';
 
 import type { Clock } from '../clock.js';
 import type { EngineClientMetadata } from './client-metadata.js';
+import { createTrustGate } from './trust-gate.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import type { Envelope } from '../keys/envelope.js';
 import { isPlausibleId } from '../storage/ids.js';
@@ -58,14 +59,8 @@ export function createClientDirectory(deps: {
   const cache = new Map<string, { view: ClientView | undefined; until: number }>();
   /** Bumped by every invalidation: a load that started before one must not be cached after it. */
   let generation = 0;
-  let wasTrusted = true;
   /** Whether the cache may answer now; entries kept while messages may have been lost are dropped. */
-  function trusted(): boolean {
-    const now = deps.trusted?.() ?? true;
-    if (!now && wasTrusted) cache.clear();
-    wasTrusted = now;
-    return now;
-  }
+  const trusted = createTrustGate(deps.trusted, () => cache.clear());
 
   async function load(clientId: string): Promise<ClientView | undefined> {
     const record = await deps.clients.findById(clientId);

@@ -10,21 +10,14 @@ import { TemporarilyUnavailable } from './unavailable.js';
  * issued under, and the model's `destroy` for revocation. Nothing here reads the adapter's
  * storage layout: the engine decides what a stored token means (its payload fields, its session
  * binding, its sender constraint), and Tessera's introspection applies its rules to that.
+ *
+ * A model instance carries the fields of OpaqueAccessToken, plus what the model computes.
  */
-type EngineToken = {
+type EngineToken = Omit<OpaqueAccessToken, 'extra' | 'cnf' | 'kind'> & {
   kind: string;
-  clientId: string;
-  accountId?: string;
-  grantId?: string;
-  aud?: string | string[];
-  scope?: string;
-  exp: number;
-  iat: number;
-  sid?: string;
   extra?: Record<string, unknown>;
   jkt?: string;
   'x5t#S256'?: string;
-  tokenType: string;
   isSenderConstrained(): boolean;
   destroy(): Promise<void>;
 };

@@ -1,3 +1,4 @@
+import { createTrustGate } from '../domain/trust-gate.js';
 import type { Clock } from '../clock.js';
 import type { ClientView } from '../domain/client-directory.js';
 import type { Role, User } from '../domain/types.js';
@@ -83,15 +84,7 @@ export function createPrincipalLiveness(deps: PrincipalLivenessDependencies) {
   const inFlight = new Map<string, Promise<Entry>>();
   /** Bumped by every invalidation: a load that started before one must not be cached after it. */
   let generation = 0;
-  let wasTrusted = true;
-
-  function trusted(): boolean {
-    const now = deps.trusted?.() ?? true;
-    // Whatever was cached while messages may have been lost is dropped, not trusted again later.
-    if (!now && wasTrusted) local.clear();
-    wasTrusted = now;
-    return now;
-  }
+  const trusted = createTrustGate(deps.trusted, () => local.clear());
 
   async function load(userId: string): Promise<Entry> {
     const row = await deps.users.findById(userId);
