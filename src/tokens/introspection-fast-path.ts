@@ -10,6 +10,7 @@ import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
 import type { ClientView } from '../domain/client-directory.js';
 import { andThen } from '../maybe-promise.js';
 import type { Introspection, IntrospectionAnswer, IntrospectionCaller } from './introspection.js';
+import { encryptsAnswers } from './introspection-response.js';
 import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
 
 /**
@@ -20,7 +21,8 @@ import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
  * token the bounded caches answer (PAT/SAT, JWT, opaque).
  *
  * Everything else is handed to Koa unchanged, with the body already read left on `req.body`
- * (readFormBody honours it): private_key_jwt, a JWT response (RFC 9701), a failed client
+ * (readFormBody honours it): private_key_jwt, a JWT response (RFC 9701) or a client registered
+ * for encrypted ones (whose JSON request Koa refuses, src/tokens/introspection-response.ts), a failed client
  * authentication, a missing or repeated parameter, a token Tessera does not hold, any error.
  * Koa therefore produces every error, so error answers are identical whichever path they took;
  * the success answer is byte-for-byte what the Koa path writes, with the same headers.
@@ -117,6 +119,7 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
       // A source over its failure budget for this client gets Koa's 429 even with the right
       // secret, or the answers would tell a guesser which attempt was right.
       if (failures?.shutsOutAny() && failures.retryAfter(source, view.record.client_id) !== undefined) return handOn(req, res);
+      if (encryptsAnswers(view.metadata)) return handOn(req, res);
       const caller = callerOf(view);
       return andThen(introspection.introspect(token, caller), (found) => respond(req, res, token, caller, found, started, requestId));
     });

@@ -2,7 +2,7 @@ import type { Context, Next } from 'koa';
 
 import type { AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
-import { epochSeconds } from '../clock.js';
+import type { ClientView } from '../domain/client-directory.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import { clientClaim, REPLACED_SECRET } from '../oidc/client-authenticator.js';
 import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
@@ -16,11 +16,11 @@ import type { ReferenceTokenRepository } from '../storage/reference-token-reposi
 import { hashToken, parseToken } from './format.js';
 import type { Introspection, IntrospectionCaller } from './introspection.js';
 import { tokenShape } from './introspection.js';
+import { createIntrospectionResponder, JWT_RESPONSE } from './introspection-response.js';
 import type { RevocationList } from './revocation-list.js';
 
 export const INTROSPECTION_PATH = '/token/introspection';
 export const REVOCATION_PATH = '/token/revocation';
-const JWT_RESPONSE = 'application/token-introspection+jwt';
 
 export interface TokenEndpointDependencies {
   issuer: string;
@@ -72,6 +72,7 @@ export function metricKind(token: string): 'pat' | 'sat' | 'jwt' | 'opaque' {
  */
 export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   const { issuer, authenticator, introspection, clock } = deps;
+  const responder = createIntrospectionResponder({ issuer, keys: deps.keys, clock });
 
   async function isOurs(token: string): Promise<boolean> {
     const shape = tokenShape(token);
@@ -100,10 +101,10 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     });
   }
 
-  async function authenticate(ctx: Context, params: URLSearchParams, claimed: string | undefined): Promise<IntrospectionCaller> {
+  async function authenticate(ctx: Context, params: URLSearchParams, claimed: string | undefined): Promise<{ caller: IntrospectionCaller; view: ClientView }> {
     try {
       const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`, requestFacts(ctx));
-      return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
+      return { caller: { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences }, view };
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
         const facts = requestFacts(ctx);
@@ -162,17 +163,19 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
       countEngineFailure(ctx, claimed);
       return next();
     }
-    const caller = await authenticate(ctx, params, claimed);
+    const { caller, view } = await authenticate(ctx, params, claimed);
     if (!token) throw invalidRequest("missing required parameter 'token'");
+    const client = { clientId: caller.clientId, metadata: view.metadata };
+    const wantsJwt = ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE;
+    responder.checkAccept(client, wantsJwt);
     const started = performance.now();
     const answer = (await introspection.introspect(token, caller)) ?? { active: false };
     deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, caller.organizationId);
     noStore(ctx);
-    // RFC 9701: a signed JWT response when the caller asks for one.
-    if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {
-      const now = epochSeconds(clock);
+    // RFC 9701: a signed (and, when registered, encrypted) JWT answer when the caller asks for one.
+    if (wantsJwt) {
       ctx.type = `${JWT_RESPONSE}; charset=utf-8`;
-      ctx.body = await deps.keys.sign({ iss: issuer, aud: caller.clientId, iat: now, token_introspection: answer }, { alg: 'RS256', typ: 'token-introspection+jwt' });
+      ctx.body = await responder.render(answer, client);
       return;
     }
     ctx.body = answer;
@@ -187,7 +190,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
       countEngineFailure(ctx, claimed);
       return next();
     }
-    const caller = await authenticate(ctx, params, claimed);
+    const { caller } = await authenticate(ctx, params, claimed);
     if (!token) throw invalidRequest("missing required parameter 'token'");
     noStore(ctx);
     // RFC 7009 §2.2: the answer is 200 whether or not there was anything to revoke.

@@ -6,11 +6,13 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { compactDecrypt, createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backends } from '../helpers/backends.js';
+import { createClient, createResourceServer, expectApi } from '../helpers/management.js';
+import { api } from '../helpers/server.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -196,6 +198,68 @@ for (const backend of backends) {
       expect(response.headers.get('content-type')).toContain('application/token-introspection+jwt');
       const { payload } = await jwtVerify(await response.text(), createRemoteJWKSet(new URL(`${server.url}/jwks`)), { issuer: server.url, audience: 'orders-rs', typ: 'token-introspection+jwt' });
       expect(payload.token_introspection).toMatchObject({ active: true, sub: 'worker' });
+    });
+
+    it('answers RFC 9701 in the format the introspection client registered: ES256, then encrypted to its key', async () => {
+      const admin = server.managementToken;
+      const rs = await createResourceServer(server, admin, { scopes: ['things:read'], introspection_signed_response_alg: 'ES256' });
+      expect(rs.introspection_signed_response_alg).toBe('ES256');
+      const caller = await createClient(server, admin, { scopes: ['things:read'], resources: [rs.identifier] });
+      const { access_token } = await client.clientCredentialsGrant(await configure(caller.client_id, caller.client_secret), { scope: 'things:read', resource: rs.identifier });
+      const basic = `Basic ${Buffer.from(`${rs.introspection_client_id}:${rs.introspection_client_secret}`).toString('base64')}`;
+      const ask = async (accept: string) => {
+        const response = await fetch(`${server.url}/token/introspection`, {
+          method: 'POST',
+          headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded', accept },
+          body: new URLSearchParams({ token: access_token }),
+        });
+        return { status: response.status, type: response.headers.get('content-type'), text: await response.text() };
+      };
+      const jwks = createRemoteJWKSet(new URL(`${server.url}/jwks`));
+      const expectAnswer = async (jwt: string) => {
+        expect(decodeProtectedHeader(jwt)).toMatchObject({ alg: 'ES256', typ: 'token-introspection+jwt' });
+        const { payload } = await jwtVerify(jwt, jwks, { issuer: server.url, audience: rs.introspection_client_id, typ: 'token-introspection+jwt', algorithms: ['ES256'] });
+        expect(payload.token_introspection).toMatchObject({ active: true, sub: caller.client_id, aud: rs.identifier });
+      };
+
+      const signed = await ask('application/token-introspection+jwt');
+      expect([signed.status, signed.type]).toEqual([200, 'application/token-introspection+jwt; charset=utf-8']);
+      await expectAnswer(signed.text);
+      // JSON is still answered, alike on the fast path and the Koa path.
+      const koaOnly = 'application/json, application/token-introspection+jwt;q=0';
+      expect(await ask('application/json')).toEqual(await ask(koaOnly));
+
+      // Encryption to a registered key (RFC 9701 §5): a nested JWT, with iss and aud in the JWE header.
+      const { publicKey, privateKey } = await generateKeyPair('ECDH-ES', { extractable: true });
+      const jwk = { ...(await exportJWK(publicKey)), kid: 'rs-enc-1', use: 'enc' };
+      const refused = await api(server, admin, 'PATCH', `/resource-servers/${rs.id}`, { introspection_encrypted_response_alg: 'ECDH-ES' });
+      expect(refused.status).toBe(422);
+      const privateJwk = await exportJWK(privateKey);
+      expect((await api(server, admin, 'PATCH', `/resource-servers/${rs.id}`, { introspection_encrypted_response_alg: 'ECDH-ES', introspection_jwks: { keys: [privateJwk] } })).status).toBe(422);
+      const patched = await expectApi(server, admin, 'PATCH', `/resource-servers/${rs.id}`, { introspection_encrypted_response_alg: 'ECDH-ES', introspection_encrypted_response_enc: 'A256GCM', introspection_jwks: { keys: [jwk] } }, 200);
+      expect(patched).toMatchObject({ introspection_signed_response_alg: 'ES256', introspection_encrypted_response_alg: 'ECDH-ES', introspection_encrypted_response_enc: 'A256GCM' });
+      const encrypted = await ask('application/token-introspection+jwt');
+      expect([encrypted.status, encrypted.type]).toEqual([200, 'application/token-introspection+jwt; charset=utf-8']);
+      const { plaintext, protectedHeader } = await compactDecrypt(encrypted.text, privateKey);
+      expect(protectedHeader).toMatchObject({ alg: 'ECDH-ES', enc: 'A256GCM', cty: 'JWT', kid: 'rs-enc-1', iss: server.url, aud: rs.introspection_client_id });
+      await expectAnswer(new TextDecoder().decode(plaintext));
+      // A client that registered encryption must ask for a JWT, on either path (as the engine requires).
+      const plain = await ask('application/json');
+      expect(plain.status).toBe(400);
+      expect(JSON.parse(plain.text)).toEqual({ error: 'invalid_request', error_description: 'introspection must be requested with Accept: application/token-introspection+jwt for this client' });
+      expect(await ask(koaOnly)).toEqual(plain);
+
+      // Cleared, the answer is signed again (and JSON is allowed again).
+      const cleared = await expectApi(server, admin, 'PATCH', `/resource-servers/${rs.id}`, { introspection_encrypted_response_alg: null, introspection_encrypted_response_enc: null, introspection_jwks: null }, 200);
+      expect(cleared.introspection_encrypted_response_alg).toBeUndefined();
+      await expectAnswer((await ask('application/token-introspection+jwt')).text);
+      expect((await ask('application/json')).status).toBe(200);
+    });
+
+    it('advertises the RFC 9701 algorithms it honours', async () => {
+      const metadata = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+      expect(metadata.introspection_signing_alg_values_supported).toEqual(['RS256', 'ES256']);
+      expect(metadata.introspection_encryption_alg_values_supported).toEqual(['RSA-OAEP', 'RSA-OAEP-256', 'ECDH-ES']);
     });
 
     it('refuses a resource the client may not use, and unknown scopes', async () => {
