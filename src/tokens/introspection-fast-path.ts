@@ -10,6 +10,7 @@ import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
 import type { ClientView } from '../domain/client-directory.js';
 import { andThen } from '../maybe-promise.js';
 import type { Introspection, IntrospectionAnswer, IntrospectionCaller } from './introspection.js';
+import { CORS_WITHOUT_ORIGIN } from './cross-origin.js';
 import { encryptsAnswers } from './introspection-response.js';
 import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
 
@@ -21,7 +22,7 @@ import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
  * token the bounded caches answer (PAT/SAT, JWT, opaque).
  *
  * Everything else is handed to Koa unchanged, with the body already read left on `req.body`
- * (readFormBody honours it): private_key_jwt, a JWT response (RFC 9701) or a client registered
+ * (readFormBody honours it): a request with an Origin (src/tokens/cross-origin.ts), private_key_jwt, a JWT response (RFC 9701) or a client registered
  * for encrypted ones (whose JSON request Koa refuses, src/tokens/introspection-response.ts), a failed client
  * authentication, a missing or repeated parameter, a token Tessera does not hold, any error.
  * Koa therefore produces every error, so error answers are identical whichever path they took;
@@ -53,8 +54,9 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
   const endpointUrl = `${deps.issuer}${INTROSPECTION_PATH}`;
   /** Introspections answered here, and handed on to Koa (for metrics and tests). */
   const stats = { answered: 0, handedOn: 0 };
-  // The Koa path's own security headers, so the two answers are indistinguishable.
-  const securityHeaders = Object.fromEntries(baselineSecurityHeaders({ hsts: deps.hsts }, INTROSPECTION_PATH));
+  // The Koa path's own security and CORS headers, so the two answers are indistinguishable. A
+  // request with an Origin, whose CORS answer depends on it and on the client, goes to Koa.
+  const securityHeaders = { ...Object.fromEntries(baselineSecurityHeaders({ hsts: deps.hsts }, INTROSPECTION_PATH)), ...CORS_WITHOUT_ORIGIN };
   const handOn = (req: IncomingMessage, res: ServerResponse) => {
     stats.handedOn += 1;
     fallback(req, res);
@@ -135,7 +137,7 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     if (req.method !== 'POST' || req.url !== INTROSPECTION_PATH) return fallback(req, res);
     const headers = req.headers;
     const contentLength = Number(headers['content-length']);
-    if (headers.accept?.includes('jwt') || !(contentLength > 0 && contentLength <= FORM_BODY_LIMIT) || !isForm(headers['content-type'])) {
+    if (headers.accept?.includes('jwt') || headers.origin !== undefined || !(contentLength > 0 && contentLength <= FORM_BODY_LIMIT) || !isForm(headers['content-type'])) {
       return handOn(req, res);
     }
     const started = performance.now();

@@ -16,6 +16,7 @@ import type { ReferenceTokenRepository } from '../storage/reference-token-reposi
 import { hashToken, parseToken } from './format.js';
 import type { Introspection, IntrospectionCaller } from './introspection.js';
 import { tokenShape } from './introspection.js';
+import { originCheck, setCors, unsetCors } from './cross-origin.js';
 import { createIntrospectionResponder, JWT_RESPONSE } from './introspection-response.js';
 import type { RevocationList } from './revocation-list.js';
 
@@ -91,7 +92,16 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     if (retryAfter !== undefined) throw oauthTooManyRequests(retryAfter);
   }
 
-  /** A value Tessera does not hold goes to the engine, whose failed client authentication counts too. */
+  /**
+   * A value Tessera does not hold goes to the engine, whose failed client authentication counts
+   * too; the engine sets its own CORS headers (and skips its origin check when it finds them).
+   */
+  function handOn(ctx: Context, next: Next, claimed: string | undefined) {
+    unsetCors(ctx);
+    countEngineFailure(ctx, claimed);
+    return next();
+  }
+
   function countEngineFailure(ctx: Context, claimed: string | undefined): void {
     if (!deps.failures) return;
     const { failures } = deps;
@@ -103,7 +113,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
 
   async function authenticate(ctx: Context, params: URLSearchParams, claimed: string | undefined): Promise<{ caller: IntrospectionCaller; view: ClientView }> {
     try {
-      const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`, requestFacts(ctx));
+      const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`, requestFacts(ctx), { found: originCheck(ctx) });
       return { caller: { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences }, view };
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
@@ -159,10 +169,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     const claimed = claimedClient(ctx, params);
     refuseShutOut(ctx, claimed);
     const token = single(params, 'token');
-    if (token !== undefined && token.length > 0 && !(await isOurs(token))) {
-      countEngineFailure(ctx, claimed);
-      return next();
-    }
+    if (token !== undefined && token.length > 0 && !(await isOurs(token))) return handOn(ctx, next, claimed);
     const { caller, view } = await authenticate(ctx, params, claimed);
     if (!token) throw invalidRequest("missing required parameter 'token'");
     const client = { clientId: caller.clientId, metadata: view.metadata };
@@ -186,10 +193,7 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     const claimed = claimedClient(ctx, params);
     refuseShutOut(ctx, claimed);
     const token = single(params, 'token');
-    if (token !== undefined && token.length > 0 && !(await isOurs(token))) {
-      countEngineFailure(ctx, claimed);
-      return next();
-    }
+    if (token !== undefined && token.length > 0 && !(await isOurs(token))) return handOn(ctx, next, claimed);
     const { caller } = await authenticate(ctx, params, claimed);
     if (!token) throw invalidRequest("missing required parameter 'token'");
     noStore(ctx);
@@ -217,8 +221,10 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   }
 
   return async function tokenEndpoints(ctx: Context, next: Next) {
-    if (ctx.method === 'POST' && ctx.path === INTROSPECTION_PATH) return introspect(ctx, next);
-    if (ctx.method === 'POST' && ctx.path === REVOCATION_PATH) return revoke(ctx, next);
-    return next();
+    const endpoint = ctx.method === 'POST' ? (ctx.path === INTROSPECTION_PATH ? introspect : ctx.path === REVOCATION_PATH ? revoke : undefined) : undefined;
+    if (!endpoint) return next();
+    // Every answer written here, errors included, carries the engine's CORS headers (src/tokens/cross-origin.ts).
+    setCors(ctx);
+    return endpoint(ctx, next);
   };
 }

@@ -256,6 +256,41 @@ for (const backend of backends) {
       expect((await ask('application/json')).status).toBe(200);
     });
 
+    it('gives the engine\'s CORS answer at introspection and revocation, for the tokens Tessera answers as for those the engine does', async () => {
+      const { access_token } = await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' });
+      const basic = `Basic ${Buffer.from('orders-rs:orders-rs-secret-0123456789').toString('base64')}`;
+      const ask = async (path: string, token: string, headers: Record<string, string>) => {
+        const response = await fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+          body: new URLSearchParams({ token }),
+        });
+        const cors = ['access-control-allow-origin', 'access-control-expose-headers', 'vary'].map((name) => response.headers.get(name));
+        return { status: response.status, cors, body: await response.text() };
+      };
+      const koaOnly = { accept: 'application/json, application/token-introspection+jwt;q=0' };
+      // Without Origin: `*` on every answer, Tessera's (a JWT, on either path) as the engine's (a value it does not hold).
+      const anywhere = ['*', 'WWW-Authenticate', 'Origin'];
+      for (const headers of [{}, koaOnly]) expect((await ask('/token/introspection', access_token, headers)).cors).toEqual(anywhere);
+      expect(await ask('/token/introspection', 'not-a-token-tessera-holds', {})).toMatchObject({ status: 200, cors: anywhere });
+      expect(await ask('/token/revocation', access_token, {})).toMatchObject({ status: 200, cors: anywhere });
+      const wrongSecret = await ask('/token/introspection', access_token, { authorization: `Basic ${Buffer.from('orders-rs:wrong').toString('base64')}` });
+      expect(wrongSecret).toMatchObject({ status: 401, cors: anywhere });
+      // With an Origin, a confidential client is refused as the engine's default clientBasedCORS does,
+      // before its secret is checked, by Tessera and by the engine alike.
+      const origin = { origin: 'https://app.example.test' };
+      const refused = { status: 400, cors: [null, 'WWW-Authenticate', 'Origin'], body: JSON.stringify({ error: 'invalid_request', error_description: 'origin https://app.example.test not allowed for client: orders-rs' }) };
+      expect(await ask('/token/introspection', access_token, origin)).toEqual(refused);
+      expect(await ask('/token/introspection', 'not-a-token-tessera-holds', origin)).toEqual(refused);
+      expect(await ask('/token/introspection', access_token, { ...origin, authorization: `Basic ${Buffer.from('orders-rs:wrong').toString('base64')}` })).toEqual(refused);
+      expect(await ask('/token/revocation', access_token, origin)).toEqual(refused);
+      // An unknown client is answered 401, with the Origin allowed, as the engine does.
+      const unknown = await ask('/token/introspection', access_token, { ...origin, authorization: `Basic ${Buffer.from('nobody:wrong').toString('base64')}` });
+      expect(unknown).toMatchObject({ status: 401, cors: ['https://app.example.test', 'WWW-Authenticate', 'Origin'] });
+      // The revocation asked without Origin above was carried out.
+      expect((await client.tokenIntrospection(ordersRs, access_token)).active).toBe(false);
+    });
+
     it('advertises the RFC 9701 algorithms it honours', async () => {
       const metadata = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
       expect(metadata.introspection_signing_alg_values_supported).toEqual(['RS256', 'ES256']);
