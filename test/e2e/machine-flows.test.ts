@@ -254,6 +254,15 @@ for (const backend of backends) {
       expect(cleared.introspection_encrypted_response_alg).toBeUndefined();
       await expectAnswer((await ask('application/token-introspection+jwt')).text);
       expect((await ask('application/json')).status).toBe(200);
+      // RFC 7591 registration is for clients, not resource servers: it takes no encryption.
+      const iat = await expectApi(server, admin, 'POST', '/initial-access-tokens', { expires_in: 600, scopes: ['things:read'], resources: [rs.identifier] }, 201);
+      const registered = await fetch(`${server.url}/reg`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${iat.token}` },
+        body: JSON.stringify({ grant_types: ['client_credentials'], token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [jwk] }, introspection_encrypted_response_alg: 'ECDH-ES' }),
+      });
+      expect(registered.status).toBe(400);
+      expect(await registered.json()).toMatchObject({ error: 'invalid_client_metadata', error_description: expect.stringContaining('introspection_encrypted_response_alg') });
     });
 
     it('gives the engine\'s CORS answer at introspection and revocation, for the tokens Tessera answers as for those the engine does', async () => {
