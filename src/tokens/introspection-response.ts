@@ -30,13 +30,13 @@ export interface ResponseClient {
 
 export const encryptsAnswers = (metadata: EngineClientMetadata) => typeof metadata.introspection_encrypted_response_alg === 'string';
 
+/** Refuses a JSON request from a client registered for encrypted answers; checked before the token is looked up, where the engine checks it. */
+export function checkAccept(client: ResponseClient, wantsJwt: boolean): void {
+  if (!wantsJwt && encryptsAnswers(client.metadata)) throw invalidRequest(`introspection must be requested with Accept: ${JWT_RESPONSE} for this client`);
+}
+
 export function createIntrospectionResponder(deps: { issuer: string; keys: Pick<KeyRing, 'sign'>; clock: Clock }) {
   const { issuer, keys, clock } = deps;
-
-  /** Thrown before the token is looked up, where the engine checks it. */
-  function checkAccept(client: ResponseClient, wantsJwt: boolean): void {
-    if (!wantsJwt && encryptsAnswers(client.metadata)) throw invalidRequest(`introspection must be requested with Accept: ${JWT_RESPONSE} for this client`);
-  }
 
   async function encrypt(signed: string, client: ResponseClient): Promise<string> {
     const alg = String(client.metadata.introspection_encrypted_response_alg);
@@ -60,6 +60,6 @@ export function createIntrospectionResponder(deps: { issuer: string; keys: Pick<
     return encryptsAnswers(client.metadata) ? encrypt(signed, client) : signed;
   }
 
-  return { checkAccept, render };
+  return { render };
 }
 export type IntrospectionResponder = ReturnType<typeof createIntrospectionResponder>;

@@ -2,7 +2,6 @@ import type { Context, Next } from 'koa';
 
 import type { AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
-import type { ClientView } from '../domain/client-directory.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import { clientClaim, REPLACED_SECRET } from '../oidc/client-authenticator.js';
 import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
@@ -18,6 +17,7 @@ import type { Introspection, IntrospectionCaller } from './introspection.js';
 import { tokenShape } from './introspection.js';
 import { originCheck, setCors, unsetCors } from './cross-origin.js';
 import { createIntrospectionResponder, JWT_RESPONSE } from './introspection-response.js';
+import { createIntrospectionSteps } from './introspection-steps.js';
 import type { RevocationList } from './revocation-list.js';
 
 export const INTROSPECTION_PATH = '/token/introspection';
@@ -73,7 +73,13 @@ export function metricKind(token: string): 'pat' | 'sat' | 'jwt' | 'opaque' {
  */
 export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   const { issuer, authenticator, introspection, clock } = deps;
-  const responder = createIntrospectionResponder({ issuer, keys: deps.keys, clock });
+  // Introspection's steps, shared with the fast path (src/tokens/introspection-steps.ts).
+  const steps = createIntrospectionSteps({
+    authenticator,
+    introspection,
+    responder: createIntrospectionResponder({ issuer, keys: deps.keys, clock }),
+    endpointUrl: `${issuer}${INTROSPECTION_PATH}`,
+  });
 
   async function isOurs(token: string): Promise<boolean> {
     const shape = tokenShape(token);
@@ -111,10 +117,10 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     });
   }
 
-  async function authenticate(ctx: Context, params: URLSearchParams, claimed: string | undefined): Promise<{ caller: IntrospectionCaller; view: ClientView }> {
+  /** Runs an authentication, auditing and counting a failed one (Koa answers every failure, the fast path none). */
+  async function audited<T>(ctx: Context, claimed: string | undefined, attempt: () => T | Promise<T>): Promise<T> {
     try {
-      const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`, requestFacts(ctx), { found: originCheck(ctx) });
-      return { caller: { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences }, view };
+      return await attempt();
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
         const facts = requestFacts(ctx);
@@ -168,24 +174,23 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     const params = await readFormBody(ctx.req);
     const claimed = claimedClient(ctx, params);
     refuseShutOut(ctx, claimed);
-    const token = single(params, 'token');
-    if (token !== undefined && token.length > 0 && !(await isOurs(token))) return handOn(ctx, next, claimed);
-    const { caller, view } = await authenticate(ctx, params, claimed);
-    if (!token) throw invalidRequest("missing required parameter 'token'");
-    const client = { clientId: caller.clientId, metadata: view.metadata };
+    const parsed = steps.parse(params);
+    if (parsed !== undefined && !(await isOurs(parsed))) return handOn(ctx, next, claimed);
+    const who = await audited(ctx, claimed, () => steps.authenticate(ctx.get('authorization') || undefined, params, requestFacts(ctx), { found: originCheck(ctx) }));
     const wantsJwt = ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE;
-    responder.checkAccept(client, wantsJwt);
+    const token = steps.negotiate(parsed, who, wantsJwt);
     const started = performance.now();
-    const answer = (await introspection.introspect(token, caller)) ?? { active: false };
-    deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, caller.organizationId);
+    const answer = (await steps.load(token, who)) ?? { active: false };
+    deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, who.caller.organizationId);
     noStore(ctx);
     // RFC 9701: a signed (and, when registered, encrypted) JWT answer when the caller asks for one.
     if (wantsJwt) {
       ctx.type = `${JWT_RESPONSE}; charset=utf-8`;
-      ctx.body = await responder.render(answer, client);
+      ctx.body = await steps.render.jwt(answer, who);
       return;
     }
-    ctx.body = answer;
+    ctx.type = 'json';
+    ctx.body = steps.render.json(answer);
   }
 
   async function revoke(ctx: Context, next: Next) {
@@ -194,7 +199,10 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     refuseShutOut(ctx, claimed);
     const token = single(params, 'token');
     if (token !== undefined && token.length > 0 && !(await isOurs(token))) return handOn(ctx, next, claimed);
-    const { caller } = await authenticate(ctx, params, claimed);
+    const { view } = await audited(ctx, claimed, () =>
+      authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${REVOCATION_PATH}`, requestFacts(ctx), { found: originCheck(ctx) }),
+    );
+    const caller: IntrospectionCaller = { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
     if (!token) throw invalidRequest("missing required parameter 'token'");
     noStore(ctx);
     // RFC 7009 §2.2: the answer is 200 whether or not there was anything to revoke.
