@@ -190,3 +190,69 @@ export function engineMetadata(input: {
     ...(input.jwks_uri !== undefined ? { jwks_uri: input.jwks_uri } : {}),
   };
 }
+
+/**
+ * RFC 9701 §5 / RFC 7591 §2: how a resource server's introspection client wants a JWT
+ * introspection answer. Signing: the algorithms Tessera holds keys for (src/keys). Encryption:
+ * the asymmetric key-management algorithms, to a public key the API registers; the symmetric ones
+ * (`dir`, `A*KW`) would derive a key from the client secret, which Tessera does not offer.
+ */
+export const INTROSPECTION_SIGNING_ALGS = ['RS256', 'ES256'] as const;
+export const INTROSPECTION_ENCRYPTION_ALGS = ['RSA-OAEP', 'RSA-OAEP-256', 'ECDH-ES'] as const;
+export const INTROSPECTION_ENCRYPTION_ENCS = ['A128CBC-HS256', 'A128GCM', 'A256CBC-HS512', 'A256GCM'] as const;
+
+export interface IntrospectionResponseSettings {
+  introspection_signed_response_alg?: string;
+  introspection_encrypted_response_alg?: string;
+  introspection_encrypted_response_enc?: string;
+  /** The public keys the answer is encrypted to (the client's `jwks`). */
+  introspection_jwks?: unknown;
+}
+
+/** The key type an encryption algorithm needs (RFC 7518 §4.3, §4.6). */
+export const encryptionKeyType = (alg: string) => (alg.startsWith('RSA') ? ['RSA'] : ['EC', 'OKP']);
+
+/** A registered key the answer may be encrypted to with `alg`: its type fits, and its `use` and `alg`, when set, allow it. */
+export const isEncryptionKeyFor = (alg: string) => (key: { kty?: unknown; use?: unknown; alg?: unknown }) =>
+  encryptionKeyType(alg).includes(String(key.kty)) && (key.use === undefined || key.use === 'enc') && (key.alg === undefined || key.alg === alg);
+
+/** Cross-field rules of the settings above; every problem names its field. */
+export function checkIntrospectionResponse(input: IntrospectionResponseSettings): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const alg = input.introspection_encrypted_response_alg;
+  if (input.introspection_encrypted_response_enc !== undefined && alg === undefined) {
+    problems.push({ field: 'introspection_encrypted_response_enc', message: 'needs introspection_encrypted_response_alg (RFC 9701 §5)' });
+  }
+  if (alg === undefined) {
+    if (input.introspection_jwks !== undefined) problems.push({ field: 'introspection_jwks', message: 'keys are only used to encrypt answers: set introspection_encrypted_response_alg' });
+    return problems;
+  }
+  const keys = (input.introspection_jwks as { keys?: unknown } | undefined)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0) {
+    problems.push({ field: 'introspection_jwks', message: 'encrypted answers need the public keys to encrypt them to ({"keys": [...]})' });
+    return problems;
+  }
+  keys.forEach((key, i) => {
+    if (typeof key !== 'object' || key === null || typeof (key as { kty?: unknown }).kty !== 'string') problems.push({ field: `introspection_jwks.keys.${i}`, message: 'is not a JWK' });
+    else if (['d', 'p', 'q', 'k'].some((member) => member in key)) problems.push({ field: `introspection_jwks.keys.${i}`, message: 'must be a public key (private or symmetric key material found)' });
+  });
+  if (problems.length === 0 && !keys.some(isEncryptionKeyFor(alg))) {
+    problems.push({ field: 'introspection_jwks', message: `no key fits ${alg} (${encryptionKeyType(alg).join(' or ')}, use "enc")` });
+  }
+  return problems;
+}
+
+/** The engine's metadata members (RFC 7591 / RFC 9701 names) for the settings above. */
+export function introspectionResponseMetadata(input: IntrospectionResponseSettings): Record<string, unknown> {
+  return {
+    ...(input.introspection_signed_response_alg !== undefined ? { introspection_signed_response_alg: input.introspection_signed_response_alg } : {}),
+    ...(input.introspection_encrypted_response_alg !== undefined
+      ? {
+          introspection_encrypted_response_alg: input.introspection_encrypted_response_alg,
+          // RFC 9701 §5: the content encryption defaults to A128CBC-HS256.
+          introspection_encrypted_response_enc: input.introspection_encrypted_response_enc ?? 'A128CBC-HS256',
+          jwks: input.introspection_jwks,
+        }
+      : {}),
+  };
+}

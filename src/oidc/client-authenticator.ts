@@ -151,6 +151,11 @@ export interface AuthenticateOptions {
    * caller (a fast path) hands the request to the Koa path, which accepts and audits it once.
    */
   previousSecret?: 'elsewhere';
+  /**
+   * Called once the named client is found and before its credential is checked: where the engine
+   * checks a request's CORS origin against the client (src/tokens/cross-origin.ts); it may throw.
+   */
+  found?: (view: ClientView) => void;
 }
 
 /** The failure detail of a previous secret a fast path leaves to the Koa path (never reaches a client). */
@@ -199,6 +204,7 @@ export function createClientAuthenticator(deps: ClientAuthenticatorDependencies)
   function viaSecret(view: ClientView | undefined, presented: string, method: 'client_secret_basic' | 'client_secret_post', facts: RequestFacts, options: AuthenticateOptions): AuthenticatedClient {
     const basic = method === 'client_secret_basic';
     if (!view) throw invalidClient(basic, realm, 'unknown client or wrong secret');
+    options.found?.(view);
     if (!SECRET_METHODS.has(registeredMethod(view))) throw invalidClient(basic, realm, METHOD_MISMATCH);
     const result = checkSecret(view, presented);
     if (result === 'replaced') throw invalidClient(basic, realm, REPLACED_SECRET);
@@ -211,7 +217,7 @@ export function createClientAuthenticator(deps: ClientAuthenticatorDependencies)
     return { view, method };
   }
 
-  async function viaAssertion(assertion: string, claimedId: string | undefined, endpointUrl: string): Promise<AuthenticatedClient> {
+  async function viaAssertion(assertion: string, claimedId: string | undefined, endpointUrl: string, options: AuthenticateOptions): Promise<AuthenticatedClient> {
     let clientId: string | undefined;
     try {
       clientId = decodeJwt(assertion).iss;
@@ -221,6 +227,7 @@ export function createClientAuthenticator(deps: ClientAuthenticatorDependencies)
     if (!clientId || (claimedId !== undefined && claimedId !== clientId)) throw invalidClient(false, realm, 'client_assertion issuer mismatch');
     const view = await clients.get(clientId);
     if (!view) throw invalidClient(false, realm, 'client not found');
+    options.found?.(view);
     if (registeredMethod(view) !== 'private_key_jwt') throw invalidClient(false, realm, METHOD_MISMATCH);
     const jwks = view.metadata.jwks as JSONWebKeySet | undefined;
     if (!jwks) throw invalidClient(false, realm, 'client has no registered keys');
@@ -286,7 +293,7 @@ export function createClientAuthenticator(deps: ClientAuthenticatorDependencies)
 
       if (assertion !== undefined) {
         if (assertionType !== JWT_BEARER) throw invalidRequest(`client_assertion_type must be ${JWT_BEARER}`);
-        return viaAssertion(assertion, postId, endpointUrl);
+        return viaAssertion(assertion, postId, endpointUrl, options);
       }
       if (authorization !== undefined) {
         const basic = parseBasic(authorization);
@@ -299,6 +306,7 @@ export function createClientAuthenticator(deps: ClientAuthenticatorDependencies)
       }
       if (postId !== undefined && options.publicClients) {
         return andThen(clients.get(postId), (view) => {
+          if (view) options.found?.(view);
           if (!view || registeredMethod(view) !== 'none') throw invalidClient(false, realm, 'no client authentication provided');
           return { view, method: 'none' as const };
         });

@@ -4,6 +4,7 @@ import type { Middleware } from 'koa';
 
 import type { Config } from '../config/config.js';
 import { TESSERA_CLIENT_PROPERTIES } from '../domain/client-metadata.js';
+import { INTROSPECTION_ENCRYPTION_ALGS, INTROSPECTION_ENCRYPTION_ENCS, INTROSPECTION_SIGNING_ALGS } from '../domain/client-policy.js';
 import { contentSecurityPolicy, messagePage } from '../interactions/views.js';
 import type { KeySet } from '../keys/key-service.js';
 import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
@@ -94,6 +95,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
         allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId && (await deps.principals.check(token.clientId, 'accountId' in token ? token.accountId : null)) !== undefined,
       },
       jwtIntrospection: { enabled: true },
+      // Only so the engine accepts an introspection client's `introspection_encrypted_response_*`
+      // (RFC 9701 §5), which Tessera's introspection honours (src/tokens/introspection-response.ts).
+      // Every other encrypted answer stays off: their algorithm lists are empty below.
+      encryption: { enabled: true },
       // Another client's refresh token is left alone and the answer is the same 200 (RFC 7009
       // §2.2), so revocation cannot be used to test whether a token exists.
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
@@ -126,8 +131,20 @@ export function createProvider(deps: ProviderDependencies): Provider {
       client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || code.scope?.includes('offline_access') === true),
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'ES256'],
-      // Tessera's introspection endpoint signs RFC 9701 responses with RS256 only.
-      introspectionSigningAlgValues: ['RS256'],
+      // What a resource server may register for RFC 9701 answers (src/domain/client-policy.ts):
+      // Tessera holds RS256 and ES256 keys, and encrypts only to a registered public key.
+      introspectionSigningAlgValues: [...INTROSPECTION_SIGNING_ALGS],
+      introspectionEncryptionAlgValues: [...INTROSPECTION_ENCRYPTION_ALGS],
+      introspectionEncryptionEncValues: [...INTROSPECTION_ENCRYPTION_ENCS],
+      // No encrypted ID tokens, userinfo or authorization answers: nothing registers or tests them.
+      idTokenEncryptionAlgValues: [],
+      idTokenEncryptionEncValues: [],
+      userinfoEncryptionAlgValues: [],
+      userinfoEncryptionEncValues: [],
+      authorizationEncryptionAlgValues: [],
+      authorizationEncryptionEncValues: [],
+      requestObjectEncryptionAlgValues: [],
+      requestObjectEncryptionEncValues: [],
       userinfoSigningAlgValues: ['RS256', 'ES256'],
       // The same list Tessera's own endpoints accept (src/oidc/client-authenticator.ts).
       clientAuthSigningAlgValues: CLIENT_AUTH_SIGNING_ALGS,

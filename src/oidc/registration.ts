@@ -116,6 +116,12 @@ export function createRegistration(deps: RegistrationDependencies) {
     for (const key of Object.keys(properties)) if (key.startsWith(TESSERA_CLIENT_PREFIX)) delete properties[key];
 
     const problems: FieldProblem[] = [];
+    // Encrypted introspection answers (RFC 9701 §5) are for resource servers, whose keys the
+    // Management API registers inline (src/management/routes/resource-servers.ts); a client
+    // registered here is no resource server, and might name its keys only by a URL.
+    for (const member of ['introspection_encrypted_response_alg', 'introspection_encrypted_response_enc']) {
+      if (properties[member] !== undefined) problems.push({ field: member, message: 'is set through the Management API, for a resource server' });
+    }
     let resources = limits.resources;
     if (properties.resources !== undefined) {
       if (!Array.isArray(properties.resources) || !properties.resources.every((r) => typeof r === 'string')) {

@@ -7,9 +7,11 @@ import type { IntrospectionMetrics } from '../metrics/metrics.js';
 import { sourceAddress } from '../http/source-address.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
-import type { ClientView } from '../domain/client-directory.js';
 import { andThen } from '../maybe-promise.js';
-import type { Introspection, IntrospectionAnswer, IntrospectionCaller } from './introspection.js';
+import type { Introspection, IntrospectionAnswer } from './introspection.js';
+import { CORS_WITHOUT_ORIGIN } from './cross-origin.js';
+import { createIntrospectionSteps } from './introspection-steps.js';
+import type { AuthenticatedCaller } from './introspection-steps.js';
 import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
 
 /**
@@ -20,7 +22,8 @@ import { INTROSPECTION_PATH, metricKind } from './token-endpoints.js';
  * token the bounded caches answer (PAT/SAT, JWT, opaque).
  *
  * Everything else is handed to Koa unchanged, with the body already read left on `req.body`
- * (readFormBody honours it): private_key_jwt, a JWT response (RFC 9701), a failed client
+ * (readFormBody honours it): a request with an Origin (src/tokens/cross-origin.ts), private_key_jwt, a JWT response (RFC 9701) or a client registered
+ * for encrypted ones (whose JSON request Koa refuses, src/tokens/introspection-response.ts), a failed client
  * authentication, a missing or repeated parameter, a token Tessera does not hold, any error.
  * Koa therefore produces every error, so error answers are identical whichever path they took;
  * the success answer is byte-for-byte what the Koa path writes, with the same headers.
@@ -47,41 +50,23 @@ const isForm = (contentType: string | undefined) =>
   contentType !== undefined && (contentType === FORM || contentType.split(';')[0]!.trim().toLowerCase() === FORM);
 
 export function createIntrospectionFastPath(deps: FastPathDependencies) {
-  const { authenticator, introspection, logger, fallback, failures } = deps;
-  const endpointUrl = `${deps.issuer}${INTROSPECTION_PATH}`;
+  const { logger, fallback, failures } = deps;
+  // The Koa path's steps (src/tokens/introspection-steps.ts), run synchronously when all is cached.
+  // RFC 9701 answers are not rendered here: those requests go to Koa, so no signer.
+  const steps = createIntrospectionSteps({ authenticator: deps.authenticator, introspection: deps.introspection, endpointUrl: `${deps.issuer}${INTROSPECTION_PATH}` });
   /** Introspections answered here, and handed on to Koa (for metrics and tests). */
   const stats = { answered: 0, handedOn: 0 };
-  // The Koa path's own security headers, so the two answers are indistinguishable.
-  const securityHeaders = Object.fromEntries(baselineSecurityHeaders({ hsts: deps.hsts }, INTROSPECTION_PATH));
+  // The Koa path's own security and CORS headers, so the two answers are indistinguishable. A
+  // request with an Origin, whose CORS answer depends on it and on the client, goes to Koa.
+  const securityHeaders = { ...Object.fromEntries(baselineSecurityHeaders({ hsts: deps.hsts }, INTROSPECTION_PATH)), ...CORS_WITHOUT_ORIGIN };
   const handOn = (req: IncomingMessage, res: ServerResponse) => {
     stats.handedOn += 1;
     fallback(req, res);
   };
-  /** One caller object per client view: the introspection module remembers answers per caller. */
-  const callers = new WeakMap<ClientView, IntrospectionCaller>();
-  const callerOf = (view: ClientView) => {
-    let caller = callers.get(view);
-    if (caller === undefined) {
-      caller = { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
-      callers.set(view, caller);
-    }
-    return caller;
-  };
-  /** Serialized answers, for answers the introspection module shares between requests. */
-  const bodies = new WeakMap<IntrospectionAnswer, string>();
-  const serialize = (answer: IntrospectionAnswer) => {
-    let body = bodies.get(answer);
-    if (body === undefined) {
-      body = JSON.stringify(answer);
-      if (Object.isFrozen(answer)) bodies.set(answer, body);
-    }
-    return body;
-  };
-
-  function respond(req: IncomingMessage, res: ServerResponse, token: string, caller: IntrospectionCaller, answer: IntrospectionAnswer | undefined, started: number, requestId: string): void {
+  function respond(req: IncomingMessage, res: ServerResponse, token: string, who: AuthenticatedCaller, answer: IntrospectionAnswer | undefined, started: number, requestId: string): void {
     if (answer === undefined) return handOn(req, res);
-    deps.metrics?.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, caller.organizationId);
-    const body = serialize(answer);
+    deps.metrics?.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, who.caller.organizationId);
+    const body = steps.render.json(answer);
     const headers: Record<string, string | number> = {
       'x-request-id': requestId,
       ...securityHeaders,
@@ -105,20 +90,21 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     req.body = text;
     const params = parseForm(text);
     if (params.has('client_assertion')) return handOn(req, res);
-    const tokens = params.getAll('token');
-    if (tokens.length !== 1 || tokens[0]!.length === 0) return handOn(req, res);
-    const token = tokens[0]!;
+    // A missing or repeated token is Koa's to refuse (parse throws on a repeated one).
+    const token = steps.parse(params);
+    if (token === undefined) return handOn(req, res);
     const incomingId = req.headers['x-request-id'];
     const requestId = requestIdFor(typeof incomingId === 'string' ? incomingId : undefined);
     const source = sourceAddress(req, deps.trustProxy === true);
     // A previous secret within its grace is left to Koa, which audits its use once (a request
     // handed on after authenticating here would otherwise be audited twice).
-    const result = andThen(authenticator.authenticate(req.headers.authorization, params, endpointUrl, {}, { previousSecret: 'elsewhere' }), ({ view }) => {
+    const result = andThen(steps.authenticate(req.headers.authorization, params, {}, { previousSecret: 'elsewhere' }), (who) => {
       // A source over its failure budget for this client gets Koa's 429 even with the right
       // secret, or the answers would tell a guesser which attempt was right.
-      if (failures?.shutsOutAny() && failures.retryAfter(source, view.record.client_id) !== undefined) return handOn(req, res);
-      const caller = callerOf(view);
-      return andThen(introspection.introspect(token, caller), (found) => respond(req, res, token, caller, found, started, requestId));
+      if (failures?.shutsOutAny() && failures.retryAfter(source, who.caller.clientId) !== undefined) return handOn(req, res);
+      // Throws for a client registered for encrypted answers, whose JSON request Koa refuses.
+      steps.negotiate(token, who, false);
+      return andThen(steps.load(token, who), (found) => respond(req, res, token, who, found, started, requestId));
     });
     if (result instanceof Promise) {
       result.catch(() => {
@@ -132,7 +118,7 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     if (req.method !== 'POST' || req.url !== INTROSPECTION_PATH) return fallback(req, res);
     const headers = req.headers;
     const contentLength = Number(headers['content-length']);
-    if (headers.accept?.includes('jwt') || !(contentLength > 0 && contentLength <= FORM_BODY_LIMIT) || !isForm(headers['content-type'])) {
+    if (headers.accept?.includes('jwt') || headers.origin !== undefined || !(contentLength > 0 && contentLength <= FORM_BODY_LIMIT) || !isForm(headers['content-type'])) {
       return handOn(req, res);
     }
     const started = performance.now();

@@ -2,7 +2,6 @@ import type { Context, Next } from 'koa';
 
 import type { AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
-import { epochSeconds } from '../clock.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
 import { clientClaim, REPLACED_SECRET } from '../oidc/client-authenticator.js';
 import type { ClientFailureLimit } from '../oidc/client-failure-limit.js';
@@ -16,11 +15,13 @@ import type { ReferenceTokenRepository } from '../storage/reference-token-reposi
 import { hashToken, parseToken } from './format.js';
 import type { Introspection, IntrospectionCaller } from './introspection.js';
 import { tokenShape } from './introspection.js';
+import { originCheck, setCors, unsetCors } from './cross-origin.js';
+import { createIntrospectionResponder, JWT_RESPONSE } from './introspection-response.js';
+import { createIntrospectionSteps } from './introspection-steps.js';
 import type { RevocationList } from './revocation-list.js';
 
 export const INTROSPECTION_PATH = '/token/introspection';
 export const REVOCATION_PATH = '/token/revocation';
-const JWT_RESPONSE = 'application/token-introspection+jwt';
 
 export interface TokenEndpointDependencies {
   issuer: string;
@@ -72,6 +73,13 @@ export function metricKind(token: string): 'pat' | 'sat' | 'jwt' | 'opaque' {
  */
 export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   const { issuer, authenticator, introspection, clock } = deps;
+  // Introspection's steps, shared with the fast path (src/tokens/introspection-steps.ts).
+  const steps = createIntrospectionSteps({
+    authenticator,
+    introspection,
+    responder: createIntrospectionResponder({ issuer, keys: deps.keys, clock }),
+    endpointUrl: `${issuer}${INTROSPECTION_PATH}`,
+  });
 
   async function isOurs(token: string): Promise<boolean> {
     const shape = tokenShape(token);
@@ -90,7 +98,16 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     if (retryAfter !== undefined) throw oauthTooManyRequests(retryAfter);
   }
 
-  /** A value Tessera does not hold goes to the engine, whose failed client authentication counts too. */
+  /**
+   * A value Tessera does not hold goes to the engine, whose failed client authentication counts
+   * too; the engine sets its own CORS headers (and skips its origin check when it finds them).
+   */
+  function handOn(ctx: Context, next: Next, claimed: string | undefined) {
+    unsetCors(ctx);
+    countEngineFailure(ctx, claimed);
+    return next();
+  }
+
   function countEngineFailure(ctx: Context, claimed: string | undefined): void {
     if (!deps.failures) return;
     const { failures } = deps;
@@ -100,10 +117,10 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     });
   }
 
-  async function authenticate(ctx: Context, params: URLSearchParams, claimed: string | undefined): Promise<IntrospectionCaller> {
+  /** Runs an authentication, auditing and counting a failed one (Koa answers every failure, the fast path none). */
+  async function audited<T>(ctx: Context, claimed: string | undefined, attempt: () => T | Promise<T>): Promise<T> {
     try {
-      const { view } = await authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${ctx.path}`, requestFacts(ctx));
-      return { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
+      return await attempt();
     } catch (error) {
       if (error instanceof OAuthError && error.error === 'invalid_client') {
         const facts = requestFacts(ctx);
@@ -157,25 +174,23 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     const params = await readFormBody(ctx.req);
     const claimed = claimedClient(ctx, params);
     refuseShutOut(ctx, claimed);
-    const token = single(params, 'token');
-    if (token !== undefined && token.length > 0 && !(await isOurs(token))) {
-      countEngineFailure(ctx, claimed);
-      return next();
-    }
-    const caller = await authenticate(ctx, params, claimed);
-    if (!token) throw invalidRequest("missing required parameter 'token'");
+    const parsed = steps.parse(params);
+    if (parsed !== undefined && !(await isOurs(parsed))) return handOn(ctx, next, claimed);
+    const who = await audited(ctx, claimed, () => steps.authenticate(ctx.get('authorization') || undefined, params, requestFacts(ctx), { found: originCheck(ctx) }));
+    const wantsJwt = ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE;
+    const token = steps.negotiate(parsed, who, wantsJwt);
     const started = performance.now();
-    const answer = (await introspection.introspect(token, caller)) ?? { active: false };
-    deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, caller.organizationId);
+    const answer = (await steps.load(token, who)) ?? { active: false };
+    deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, who.caller.organizationId);
     noStore(ctx);
-    // RFC 9701: a signed JWT response when the caller asks for one.
-    if (ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE) {
-      const now = epochSeconds(clock);
+    // RFC 9701: a signed (and, when registered, encrypted) JWT answer when the caller asks for one.
+    if (wantsJwt) {
       ctx.type = `${JWT_RESPONSE}; charset=utf-8`;
-      ctx.body = await deps.keys.sign({ iss: issuer, aud: caller.clientId, iat: now, token_introspection: answer }, { alg: 'RS256', typ: 'token-introspection+jwt' });
+      ctx.body = await steps.render.jwt(answer, who);
       return;
     }
-    ctx.body = answer;
+    ctx.type = 'json';
+    ctx.body = steps.render.json(answer);
   }
 
   async function revoke(ctx: Context, next: Next) {
@@ -183,11 +198,11 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     const claimed = claimedClient(ctx, params);
     refuseShutOut(ctx, claimed);
     const token = single(params, 'token');
-    if (token !== undefined && token.length > 0 && !(await isOurs(token))) {
-      countEngineFailure(ctx, claimed);
-      return next();
-    }
-    const caller = await authenticate(ctx, params, claimed);
+    if (token !== undefined && token.length > 0 && !(await isOurs(token))) return handOn(ctx, next, claimed);
+    const { view } = await audited(ctx, claimed, () =>
+      authenticator.authenticate(ctx.get('authorization') || undefined, params, `${issuer}${REVOCATION_PATH}`, requestFacts(ctx), { found: originCheck(ctx) }),
+    );
+    const caller: IntrospectionCaller = { clientId: view.record.client_id, organizationId: view.record.organization_id, audiences: view.introspectionAudiences };
     if (!token) throw invalidRequest("missing required parameter 'token'");
     noStore(ctx);
     // RFC 7009 §2.2: the answer is 200 whether or not there was anything to revoke.
@@ -214,8 +229,10 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
   }
 
   return async function tokenEndpoints(ctx: Context, next: Next) {
-    if (ctx.method === 'POST' && ctx.path === INTROSPECTION_PATH) return introspect(ctx, next);
-    if (ctx.method === 'POST' && ctx.path === REVOCATION_PATH) return revoke(ctx, next);
-    return next();
+    const endpoint = ctx.method === 'POST' ? (ctx.path === INTROSPECTION_PATH ? introspect : ctx.path === REVOCATION_PATH ? revoke : undefined) : undefined;
+    if (!endpoint) return next();
+    // Every answer written here, errors included, carries the engine's CORS headers (src/tokens/cross-origin.ts).
+    setCors(ctx);
+    return endpoint(ctx, next);
   };
 }

@@ -181,19 +181,9 @@ interface KnownDrift {
   facets: (cell: Cell) => string[];
 }
 
-/** The CORS headers the engine puts on its introspection and /token answers, for a request without Origin. */
-const ENGINE_CORS = ['engine header access-control-allow-origin', 'engine header access-control-expose-headers', 'engine header vary'];
-const answeredByTessera = (cell: Cell) => cell.endpoint === 'introspection' && cell.kind !== 'refresh token';
-
-const KNOWN_DRIFT: KnownDrift[] = [
-  {
-    why:
-      "Tessera's invalid_client answer (src/http/oauth-error.ts, from src/oidc/client-authenticator.ts) has the engine's status, " +
-      'body and challenge, but not the CORS headers the engine adds to every answer of its token endpoints',
-    cells: (cell) => answeredByTessera(cell) && ['bad secret', 'previous secret past grace', 'replayed assertion', 'assertion replayed across endpoints'].includes(cell.failure),
-    facets: () => ENGINE_CORS,
-  },
-];
+// Tessera's own introspection and revocation answers now carry the engine's CORS headers
+// (src/tokens/cross-origin.ts), which was the last listed drift.
+const KNOWN_DRIFT: KnownDrift[] = [];
 
 const expectedDrift = (cell: Cell) => {
   const entries = KNOWN_DRIFT.filter((entry) => entry.cells(cell));

@@ -6,11 +6,13 @@
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { compactDecrypt, createRemoteJWKSet, decodeProtectedHeader, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backends } from '../helpers/backends.js';
+import { createClient, createResourceServer, expectApi } from '../helpers/management.js';
+import { api } from '../helpers/server.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -196,6 +198,112 @@ for (const backend of backends) {
       expect(response.headers.get('content-type')).toContain('application/token-introspection+jwt');
       const { payload } = await jwtVerify(await response.text(), createRemoteJWKSet(new URL(`${server.url}/jwks`)), { issuer: server.url, audience: 'orders-rs', typ: 'token-introspection+jwt' });
       expect(payload.token_introspection).toMatchObject({ active: true, sub: 'worker' });
+    });
+
+    it('answers RFC 9701 in the format the introspection client registered: ES256, then encrypted to its key', async () => {
+      const admin = server.managementToken;
+      const rs = await createResourceServer(server, admin, { scopes: ['things:read'], introspection_signed_response_alg: 'ES256' });
+      expect(rs.introspection_signed_response_alg).toBe('ES256');
+      const caller = await createClient(server, admin, { scopes: ['things:read'], resources: [rs.identifier] });
+      const { access_token } = await client.clientCredentialsGrant(await configure(caller.client_id, caller.client_secret), { scope: 'things:read', resource: rs.identifier });
+      const basic = `Basic ${Buffer.from(`${rs.introspection_client_id}:${rs.introspection_client_secret}`).toString('base64')}`;
+      const ask = async (accept: string) => {
+        const response = await fetch(`${server.url}/token/introspection`, {
+          method: 'POST',
+          headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded', accept },
+          body: new URLSearchParams({ token: access_token }),
+        });
+        return { status: response.status, type: response.headers.get('content-type'), text: await response.text() };
+      };
+      const jwks = createRemoteJWKSet(new URL(`${server.url}/jwks`));
+      const expectAnswer = async (jwt: string) => {
+        expect(decodeProtectedHeader(jwt)).toMatchObject({ alg: 'ES256', typ: 'token-introspection+jwt' });
+        const { payload } = await jwtVerify(jwt, jwks, { issuer: server.url, audience: rs.introspection_client_id, typ: 'token-introspection+jwt', algorithms: ['ES256'] });
+        expect(payload.token_introspection).toMatchObject({ active: true, sub: caller.client_id, aud: rs.identifier });
+      };
+
+      const signed = await ask('application/token-introspection+jwt');
+      expect([signed.status, signed.type]).toEqual([200, 'application/token-introspection+jwt; charset=utf-8']);
+      await expectAnswer(signed.text);
+      // JSON is still answered, alike on the fast path and the Koa path.
+      const koaOnly = 'application/json, application/token-introspection+jwt;q=0';
+      expect(await ask('application/json')).toEqual(await ask(koaOnly));
+
+      // Encryption to a registered key (RFC 9701 §5): a nested JWT, with iss and aud in the JWE header.
+      const { publicKey, privateKey } = await generateKeyPair('ECDH-ES', { extractable: true });
+      const jwk = { ...(await exportJWK(publicKey)), kid: 'rs-enc-1', use: 'enc' };
+      const refused = await api(server, admin, 'PATCH', `/resource-servers/${rs.id}`, { introspection_encrypted_response_alg: 'ECDH-ES' });
+      expect(refused.status).toBe(422);
+      const privateJwk = await exportJWK(privateKey);
+      expect((await api(server, admin, 'PATCH', `/resource-servers/${rs.id}`, { introspection_encrypted_response_alg: 'ECDH-ES', introspection_jwks: { keys: [privateJwk] } })).status).toBe(422);
+      const patched = await expectApi(server, admin, 'PATCH', `/resource-servers/${rs.id}`, { introspection_encrypted_response_alg: 'ECDH-ES', introspection_encrypted_response_enc: 'A256GCM', introspection_jwks: { keys: [jwk] } }, 200);
+      expect(patched).toMatchObject({ introspection_signed_response_alg: 'ES256', introspection_encrypted_response_alg: 'ECDH-ES', introspection_encrypted_response_enc: 'A256GCM' });
+      const encrypted = await ask('application/token-introspection+jwt');
+      expect([encrypted.status, encrypted.type]).toEqual([200, 'application/token-introspection+jwt; charset=utf-8']);
+      const { plaintext, protectedHeader } = await compactDecrypt(encrypted.text, privateKey);
+      expect(protectedHeader).toMatchObject({ alg: 'ECDH-ES', enc: 'A256GCM', cty: 'JWT', kid: 'rs-enc-1', iss: server.url, aud: rs.introspection_client_id });
+      await expectAnswer(new TextDecoder().decode(plaintext));
+      // A client that registered encryption must ask for a JWT, on either path (as the engine requires).
+      const plain = await ask('application/json');
+      expect(plain.status).toBe(400);
+      expect(JSON.parse(plain.text)).toEqual({ error: 'invalid_request', error_description: 'introspection must be requested with Accept: application/token-introspection+jwt for this client' });
+      expect(await ask(koaOnly)).toEqual(plain);
+
+      // Cleared, the answer is signed again (and JSON is allowed again).
+      const cleared = await expectApi(server, admin, 'PATCH', `/resource-servers/${rs.id}`, { introspection_encrypted_response_alg: null, introspection_encrypted_response_enc: null, introspection_jwks: null }, 200);
+      expect(cleared.introspection_encrypted_response_alg).toBeUndefined();
+      await expectAnswer((await ask('application/token-introspection+jwt')).text);
+      expect((await ask('application/json')).status).toBe(200);
+      // RFC 7591 registration is for clients, not resource servers: it takes no encryption.
+      const iat = await expectApi(server, admin, 'POST', '/initial-access-tokens', { expires_in: 600, scopes: ['things:read'], resources: [rs.identifier] }, 201);
+      const registered = await fetch(`${server.url}/reg`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${iat.token}` },
+        body: JSON.stringify({ grant_types: ['client_credentials'], token_endpoint_auth_method: 'private_key_jwt', jwks: { keys: [jwk] }, introspection_encrypted_response_alg: 'ECDH-ES' }),
+      });
+      expect(registered.status).toBe(400);
+      expect(await registered.json()).toMatchObject({ error: 'invalid_client_metadata', error_description: expect.stringContaining('introspection_encrypted_response_alg') });
+    });
+
+    it('gives the engine\'s CORS answer at introspection and revocation, for the tokens Tessera answers as for those the engine does', async () => {
+      const { access_token } = await client.clientCredentialsGrant(worker, { scope: 'orders:read', resource: 'https://orders.test' });
+      const basic = `Basic ${Buffer.from('orders-rs:orders-rs-secret-0123456789').toString('base64')}`;
+      const ask = async (path: string, token: string, headers: Record<string, string>) => {
+        const response = await fetch(`${server.url}${path}`, {
+          method: 'POST',
+          headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded', ...headers },
+          body: new URLSearchParams({ token }),
+        });
+        const cors = ['access-control-allow-origin', 'access-control-expose-headers', 'vary'].map((name) => response.headers.get(name));
+        return { status: response.status, cors, body: await response.text() };
+      };
+      const koaOnly = { accept: 'application/json, application/token-introspection+jwt;q=0' };
+      // Without Origin: `*` on every answer, Tessera's (a JWT, on either path) as the engine's (a value it does not hold).
+      const anywhere = ['*', 'WWW-Authenticate', 'Origin'];
+      for (const headers of [{}, koaOnly]) expect((await ask('/token/introspection', access_token, headers)).cors).toEqual(anywhere);
+      expect(await ask('/token/introspection', 'not-a-token-tessera-holds', {})).toMatchObject({ status: 200, cors: anywhere });
+      expect(await ask('/token/revocation', access_token, {})).toMatchObject({ status: 200, cors: anywhere });
+      const wrongSecret = await ask('/token/introspection', access_token, { authorization: `Basic ${Buffer.from('orders-rs:wrong').toString('base64')}` });
+      expect(wrongSecret).toMatchObject({ status: 401, cors: anywhere });
+      // With an Origin, a confidential client is refused as the engine's default clientBasedCORS does,
+      // before its secret is checked, by Tessera and by the engine alike.
+      const origin = { origin: 'https://app.example.test' };
+      const refused = { status: 400, cors: [null, 'WWW-Authenticate', 'Origin'], body: JSON.stringify({ error: 'invalid_request', error_description: 'origin https://app.example.test not allowed for client: orders-rs' }) };
+      expect(await ask('/token/introspection', access_token, origin)).toEqual(refused);
+      expect(await ask('/token/introspection', 'not-a-token-tessera-holds', origin)).toEqual(refused);
+      expect(await ask('/token/introspection', access_token, { ...origin, authorization: `Basic ${Buffer.from('orders-rs:wrong').toString('base64')}` })).toEqual(refused);
+      expect(await ask('/token/revocation', access_token, origin)).toEqual(refused);
+      // An unknown client is answered 401, with the Origin allowed, as the engine does.
+      const unknown = await ask('/token/introspection', access_token, { ...origin, authorization: `Basic ${Buffer.from('nobody:wrong').toString('base64')}` });
+      expect(unknown).toMatchObject({ status: 401, cors: ['https://app.example.test', 'WWW-Authenticate', 'Origin'] });
+      // The revocation asked without Origin above was carried out.
+      expect((await client.tokenIntrospection(ordersRs, access_token)).active).toBe(false);
+    });
+
+    it('advertises the RFC 9701 algorithms it honours', async () => {
+      const metadata = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as Record<string, unknown>;
+      expect(metadata.introspection_signing_alg_values_supported).toEqual(['RS256', 'ES256']);
+      expect(metadata.introspection_encryption_alg_values_supported).toEqual(['RSA-OAEP', 'RSA-OAEP-256', 'ECDH-ES']);
     });
 
     it('refuses a resource the client may not use, and unknown scopes', async () => {

@@ -1,6 +1,10 @@
 import { z } from 'zod';
 
-import { resourceIdentifierProblem } from '../../domain/client-policy.js';
+import {
+  checkIntrospectionResponse, INTROSPECTION_ENCRYPTION_ALGS, INTROSPECTION_ENCRYPTION_ENCS, INTROSPECTION_SIGNING_ALGS,
+  introspectionResponseMetadata, resourceIdentifierProblem,
+} from '../../domain/client-policy.js';
+import type { IntrospectionResponseSettings } from '../../domain/client-policy.js';
 import { rotateClientSecret, sealNewSecret } from '../../domain/client-secrets.js';
 import { OPENID_SCOPES } from '../../domain/types.js';
 import type { ResourceServer, ResourceServerScope } from '../../domain/types.js';
@@ -8,7 +12,7 @@ import { isUniqueViolation } from '../../storage/database.js';
 import { newId } from '../../storage/ids.js';
 import { recordChange } from '../audit-trail.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
-import { conflict, iso, notFound } from '../problems.js';
+import { assertValid, conflict, iso, notFound } from '../problems.js';
 import { route } from '../route.js';
 import { text, uriText } from '../schemas.js';
 import type { Route } from '../route.js';
@@ -41,6 +45,21 @@ const tokenFormat = z.enum(['jwt', 'opaque']);
 /** docs/design.md, principle 3: access tokens live minutes; a day is the most any API may ask for. */
 const ttlSchema = z.number().int().min(30).max(86400);
 const nameSchema = text(200);
+/**
+ * How the API wants RFC 9701 JWT introspection answers (RFC 7591 member names; the keys to
+ * encrypt to are the client's `jwks`): checked across fields by `checkIntrospectionResponse`.
+ * Absent, an answer is signed RS256 and not encrypted, as before.
+ */
+const introspectionResponseInput = {
+  introspection_signed_response_alg: z.enum(INTROSPECTION_SIGNING_ALGS),
+  introspection_encrypted_response_alg: z.enum(INTROSPECTION_ENCRYPTION_ALGS),
+  introspection_encrypted_response_enc: z.enum(INTROSPECTION_ENCRYPTION_ENCS),
+  introspection_jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(10) }).strict(),
+};
+const INTROSPECTION_RESPONSE_FIELDS = Object.keys(introspectionResponseInput) as (keyof typeof introspectionResponseInput)[];
+/** The introspection client's metadata members that carry the settings above. */
+const INTROSPECTION_RESPONSE_METADATA = ['introspection_signed_response_alg', 'introspection_encrypted_response_alg', 'introspection_encrypted_response_enc', 'jwks'];
+const BASE_INTROSPECTION_METADATA: Record<string, unknown> = { grant_types: [], response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic' };
 
 const rsSchema = z.object({
   id: z.string(),
@@ -53,12 +72,45 @@ const rsSchema = z.object({
   introspection_client_id: z.string().nullable(),
   introspection_secret_rotated_at: z.string().nullable(),
   introspection_previous_secret_expires_at: z.string().nullable(),
+  // Shown only when set, so an API without them reads as it always did.
+  introspection_signed_response_alg: z.string().optional(),
+  introspection_encrypted_response_alg: z.string().optional(),
+  introspection_encrypted_response_enc: z.string().optional(),
+  introspection_jwks: z.unknown().optional(),
   created_at: z.string(),
   updated_at: z.string(),
 });
 
 const normalizeScopes = (scopes: z.output<typeof scopesInput>): ResourceServerScope[] =>
   scopes.map((s) => (typeof s === 'string' ? { name: s } : { name: s.name, ...(s.description ? { description: s.description } : {}) }));
+
+/** The settings an introspection client's metadata holds. */
+function introspectionResponseOf(metadata: Record<string, unknown> | undefined): IntrospectionResponseSettings {
+  const m = metadata ?? {};
+  return {
+    ...(typeof m.introspection_signed_response_alg === 'string' ? { introspection_signed_response_alg: m.introspection_signed_response_alg } : {}),
+    ...(typeof m.introspection_encrypted_response_alg === 'string' ? { introspection_encrypted_response_alg: m.introspection_encrypted_response_alg } : {}),
+    ...(typeof m.introspection_encrypted_response_enc === 'string' ? { introspection_encrypted_response_enc: m.introspection_encrypted_response_enc } : {}),
+    ...(m.introspection_encrypted_response_alg !== undefined && m.jwks !== undefined ? { introspection_jwks: m.jwks } : {}),
+  };
+}
+
+/** Checks the settings and returns the introspection client's metadata with them in place of the old ones. */
+function withIntrospectionResponse(metadata: Record<string, unknown>, settings: IntrospectionResponseSettings): Record<string, unknown> {
+  assertValid(checkIntrospectionResponse(settings));
+  const kept = Object.fromEntries(Object.entries(metadata).filter(([name]) => !INTROSPECTION_RESPONSE_METADATA.includes(name)));
+  return { ...kept, ...introspectionResponseMetadata(settings) };
+}
+
+/** The settings a request body gives (PATCH: a null clears one, an absent one is kept from `current`). */
+function settingsFrom(body: Partial<Record<keyof typeof introspectionResponseInput, unknown>>, current: IntrospectionResponseSettings = {}): IntrospectionResponseSettings {
+  const next: Record<string, unknown> = { ...current };
+  for (const field of INTROSPECTION_RESPONSE_FIELDS) {
+    if (body[field] === null) delete next[field];
+    else if (body[field] !== undefined) next[field] = body[field];
+  }
+  return next as IntrospectionResponseSettings;
+}
 
 export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
   async function credentialsOf(rs: ResourceServer) {
@@ -78,6 +130,7 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
       introspection_client_id: client?.client_id ?? null,
       introspection_secret_rotated_at: iso(client?.secret_rotated_at),
       introspection_previous_secret_expires_at: iso(client?.previous_secret_expires_at),
+      ...introspectionResponseOf(client?.metadata),
       created_at: rs.created_at.toISOString(),
       updated_at: rs.updated_at.toISOString(),
     };
@@ -97,12 +150,17 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
         token_format: tokenFormat.default('jwt'),
         access_token_ttl: ttlSchema.default(600),
         sensitive: z.boolean().default(false),
+        introspection_signed_response_alg: introspectionResponseInput.introspection_signed_response_alg.optional(),
+        introspection_encrypted_response_alg: introspectionResponseInput.introspection_encrypted_response_alg.optional(),
+        introspection_encrypted_response_enc: introspectionResponseInput.introspection_encrypted_response_enc.optional(),
+        introspection_jwks: introspectionResponseInput.introspection_jwks.optional(),
       }).strict(),
       status: 201,
       response: rsSchema.extend({ introspection_client_secret: z.string() }),
       errors: [409],
       async handler(ctx) {
         const { principal, body } = ctx;
+        const introspectionMetadata = withIntrospectionResponse(BASE_INTROSPECTION_METADATA, settingsFrom(body));
         if (await deps.resourceServers.findByIdentifier(body.identifier)) throw conflict('identifier', 'already registered');
         const introspectionClientId = newId('rsc');
         const { secret, sealed } = sealNewSecret(deps.envelope, introspectionClientId);
@@ -129,7 +187,7 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
                 name: `${body.name ?? body.identifier} (introspection)`,
                 resource_server_id: row.id,
                 service_account_id: null,
-                metadata: { grant_types: [], response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic' },
+                metadata: introspectionMetadata,
                 allowed_scopes: [],
                 allowed_resources: [],
                 secret_enc: sealed,
@@ -183,13 +241,17 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
       path: '/resource-servers/{id}',
       scope: 'resource-servers:write',
       tag: 'Resource servers',
-      summary: 'Change an API\'s name, scopes, token format, access-token TTL or sensitive flag (the identifier is permanent)',
+      summary: 'Change an API\'s name, scopes, token format, access-token TTL, sensitive flag or introspection answer format (the identifier is permanent)',
       body: z.object({
         name: nameSchema.nullable().optional(),
         scopes: scopesInput.optional(),
         token_format: tokenFormat.optional(),
         access_token_ttl: ttlSchema.optional(),
         sensitive: z.boolean().optional(),
+        introspection_signed_response_alg: introspectionResponseInput.introspection_signed_response_alg.nullable().optional(),
+        introspection_encrypted_response_alg: introspectionResponseInput.introspection_encrypted_response_alg.nullable().optional(),
+        introspection_encrypted_response_enc: introspectionResponseInput.introspection_encrypted_response_enc.nullable().optional(),
+        introspection_jwks: introspectionResponseInput.introspection_jwks.nullable().optional(),
       }).strict(),
       response: rsSchema,
       errors: [404],
@@ -203,11 +265,16 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
         if (body.token_format !== undefined) changes.token_format = body.token_format;
         if (body.access_token_ttl !== undefined) changes.access_token_ttl = body.access_token_ttl;
         if (body.sensitive !== undefined) changes.sensitive = body.sensitive;
+        const answerFormat = INTROSPECTION_RESPONSE_FIELDS.some((field) => body[field] !== undefined);
+        let credentials = await credentialsOf(before);
+        const introspectionMetadata = answerFormat && credentials ? withIntrospectionResponse(credentials.metadata, settingsFrom(body, introspectionResponseOf(credentials.metadata))) : undefined;
+        if (answerFormat && !credentials) assertValid([{ field: INTROSPECTION_RESPONSE_FIELDS.find((field) => body[field] !== undefined)!, message: 'the API has no introspection credentials: rotate them first' }]);
+        const b = await present(before);
         const after = await deps.resourceServers.update(principal.organizationId, before.id, changes);
         if (!after) throw notFound('resource server');
-        const credentials = await credentialsOf(after);
+        if (introspectionMetadata && credentials) credentials = (await deps.clients.update(principal.organizationId, credentials.client_id, { metadata: introspectionMetadata })) ?? credentials;
         if (credentials) await deps.clientsChanged([credentials.client_id]);
-        const [b, a] = [await present(before), await present(after)];
+        const a = await present(after);
         recordChange(deps.audit, ctx, { action: 'resource_server.updated', target: { type: 'resource_server', id: after.id }, before: b, after: a });
         return { body: a };
       },
@@ -271,7 +338,7 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
           record = await deps.clients.insert({
             client_id: clientId, organization_id: principal.organizationId, kind: 'introspection', name: `${rs.name ?? rs.identifier} (introspection)`,
             resource_server_id: rs.id, service_account_id: null,
-            metadata: { grant_types: [], response_types: [], redirect_uris: [], token_endpoint_auth_method: 'client_secret_basic' },
+            metadata: BASE_INTROSPECTION_METADATA,
             allowed_scopes: [], allowed_resources: [], secret_enc: sealedSecret.sealed, registration: false,
           });
         }
