@@ -4,7 +4,8 @@
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci
+# The sources are not here yet: install without running the package's own `prepare` (the build).
+RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
@@ -15,13 +16,12 @@ ENV NODE_ENV=production
 WORKDIR /app
 
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
 COPY --from=build /app/dist ./dist
-# The code finds config/ and migrations/ two levels above its own module
-# (src/config -> ../../config), which for the compiled dist/src/... is dist/.
-COPY config ./dist/config
-COPY migrations ./dist/migrations
+# config/ and migrations/ sit beside package.json (src/project-root.ts), as in a clone.
+COPY config ./config
+COPY migrations ./migrations
 
 # Embedded mode (no DATABASE_URL) keeps PGlite, generated keys and bootstrap.json here;
 # mount a volume on it, or run against PostgreSQL and Redis.

@@ -3,6 +3,8 @@ import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 
+import { projectRoot } from '../project-root.js';
+
 /**
  * Configuration is read once, at start-up, from `config/default.json`, the file of the current
  * environment (`config/<NODE_ENV>.json`) and the environment variables of docs/operations.md. Nothing
@@ -249,7 +251,7 @@ export function loadConfig(
   options: { configDir?: string; overrides?: Record<string, unknown> } = {},
 ): Config {
   const vars = env.parse(environment);
-  const configDir = options.configDir ?? resolve(import.meta.dirname, '../../config');
+  const configDir = options.configDir ?? join(projectRoot(), 'config');
   let file = readJson(join(configDir, 'default.json'));
   const envFile = join(configDir, `${vars.NODE_ENV}.json`);
   if (existsSync(envFile)) file = merge(file, readJson(envFile));

@@ -52,8 +52,7 @@ export function accessLog(logger: Logger) {
     try {
       await next();
     } finally {
-      // The line is built only when it is written: most deployments log at info, the benchmark does not.
-      if (logger.isLevelEnabled('info')) logRequest(logger, { requestId: ctx.state.requestId as string | undefined, method: ctx.method, path: ctx.path, status: ctx.status, started });
+      logRequest(logger, { requestId: ctx.state.requestId as string | undefined, method: ctx.method, path: ctx.path, status: ctx.status, started });
     }
   };
 }
@@ -86,9 +85,22 @@ export function securityHeaders(options: { hsts: boolean }) {
   };
 }
 
-/** One access-log line, as `accessLog` writes it. */
-export const logRequest = (logger: Logger, line: { requestId: string | undefined; method: string; path: string; status: number; started: number }) =>
-  logger.info({ requestId: line.requestId, method: line.method, path: scrubText(line.path), status: line.status, ms: Math.round((performance.now() - line.started) * 10) / 10 }, 'request');
+/** An answer this slow is logged at info whatever its status: someone should look at it. */
+export const SLOW_REQUEST_MS = 1000;
+
+/**
+ * One access-log line. Failures (4xx, 5xx) and slow answers are `info`: they are what an operator
+ * reads the log for. Successful answers are `debug`: the metrics count every request by endpoint
+ * and result, and the audit trail records every token event, while a line per introspection at
+ * thousands per second costs as much CPU as answering it (docs/operations.md, "Operating notes", logs).
+ * The line is built only when its level is on.
+ */
+export function logRequest(logger: Logger, line: { requestId: string | undefined; method: string; path: string; status: number; started: number }): void {
+  const ms = performance.now() - line.started;
+  const level = line.status >= 400 || ms >= SLOW_REQUEST_MS ? 'info' : 'debug';
+  if (!logger.isLevelEnabled(level)) return;
+  logger[level]({ requestId: line.requestId, method: line.method, path: scrubText(line.path), status: line.status, ms: Math.round(ms * 10) / 10 }, 'request');
+}
 
 const wantsProblem = (ctx: Context) => ctx.path.startsWith('/api/');
 

@@ -1,10 +1,11 @@
-import { resolve } from 'node:path';
+import { join } from 'node:path';
 
 import { runner } from 'node-pg-migrate';
 
+import { projectRoot } from '../project-root.js';
 import type { Database, Queryable } from './database.js';
 
-export const MIGRATIONS_DIR = resolve(import.meta.dirname, '../../migrations');
+export const MIGRATIONS_DIR = join(projectRoot(), 'migrations');
 
 /**
  * Applies the SQL migrations of `migrations/` with node-pg-migrate, on PostgreSQL or PGlite

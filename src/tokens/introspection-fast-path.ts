@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 
 import { FORM_BODY_LIMIT, parseForm, readBodyText } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
-import { baselineSecurityHeaders, requestIdFor } from '../http/middleware.js';
+import { baselineSecurityHeaders, logRequest, requestIdFor } from '../http/middleware.js';
 import type { IntrospectionMetrics } from '../metrics/metrics.js';
 import { sourceAddress } from '../http/source-address.js';
 import type { ClientAuthenticator } from '../oidc/client-authenticator.js';
@@ -79,7 +79,7 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
     res.writeHead(200, headers);
     res.end(body);
     stats.answered += 1;
-    if (logger.isLevelEnabled('info')) logger.info({ requestId, method: 'POST', path: INTROSPECTION_PATH, status: 200, ms: Math.round((performance.now() - started) * 10) / 10 }, 'request');
+    logRequest(logger, { requestId, method: 'POST', path: INTROSPECTION_PATH, status: 200, started });
   }
 
   /**
