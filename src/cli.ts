@@ -20,7 +20,8 @@ import type { OperatorIo } from './operator-commands.js';
  */
 const USAGE = `usage: tessera <command>
 
-  serve                      start the provider (default)
+  serve [--workers N|auto]   start the provider (default); N processes share the port
+                             (auto: one per core with PostgreSQL and Redis, else 1)
   migrate                    apply database migrations and exit
   bootstrap [--json]         create the default organization, admin and management token
                              on an empty database and print them (once)
@@ -159,6 +160,9 @@ commands.set('tokens', async (args) => {
 export async function runCli(argv: string[]): Promise<number> {
   const [command = 'serve', ...rest] = argv;
   if (command === 'serve') {
+    const { values } = parseArgs({ args: rest, options: { workers: { type: 'string' } } });
+    // The flag is the environment variable's shorthand; the config validates either the same way.
+    if (values.workers !== undefined) process.env.TESSERA_WORKERS = values.workers;
     await serve();
     return -1;
   }

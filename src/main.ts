@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { createServer } from 'node:http';
 import type { Server, ServerResponse } from 'node:http';
 
@@ -16,6 +17,8 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** How long SIGTERM waits for in-flight requests before closing anyway. */
 const DRAIN_TIMEOUT_MS = 15_000;
+/** A worker that died is replaced after this pause, so a crash loop does not spin the CPU. */
+const RESTART_DELAY_MS = 1_000;
 
 export interface RunningServer {
   tessera: Tessera;
@@ -86,6 +89,7 @@ export async function serve(): Promise<void> {
     process.stderr.write(`tessera: ${(error as Error).message}\n`);
     process.exit(1);
   }
+  if (config.workers > 1 && cluster.isPrimary) return superviseWorkers(config);
   const logger = createLogger({ level: config.logLevel });
   let running: RunningServer;
   try {
@@ -94,13 +98,62 @@ export async function serve(): Promise<void> {
     process.stderr.write(`tessera: cannot start: ${(error as Error).message.split('\n')[0]}\n`);
     process.exit(1);
   }
-  logger.info({ issuer: config.issuer, port: config.port, database: config.databaseUrl ? 'postgres' : 'embedded', cache: config.redisUrl ? 'redis' : 'in-process' }, 'tessera listening');
+  logger.info({ issuer: config.issuer, port: config.port, database: config.databaseUrl ? 'postgres' : 'embedded', cache: config.redisUrl ? 'redis' : 'in-process', ...(cluster.isWorker ? { worker: cluster.worker!.id } : {}) }, 'tessera listening');
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down: draining in-flight requests');
     running.stop().then(
       () => process.exit(0),
       () => process.exit(1),
     );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+/**
+ * `tessera serve` with several workers (config `workers`): the primary opens no storage; it
+ * starts N processes that share the port (node:cluster), each a whole Tessera node whose
+ * in-process caches are kept coherent by pub/sub, as across machines; background jobs still run
+ * on one process at a time (each job holds a PostgreSQL advisory lock). The first worker starts
+ * alone, so a first start migrates and bootstraps once before the others open storage. A worker
+ * that dies is replaced; SIGTERM (or SIGINT) is passed to every worker, each drains its requests,
+ * and the primary exits once all have.
+ */
+function superviseWorkers(config: Config): void {
+  const logger = createLogger({ level: config.logLevel });
+  let stopping = false;
+  let live = 0;
+  const fork = () => {
+    live += 1;
+    cluster.fork();
+  };
+  cluster.on('exit', (worker, code, signal) => {
+    live -= 1;
+    if (stopping) {
+      if (live === 0) process.exit(0);
+      return;
+    }
+    if (!started) {
+      // A worker that cannot start has said why on stderr; another would fail the same way.
+      process.stderr.write(`tessera: a worker could not start (exit ${code ?? signal})\n`);
+      process.exit(1);
+    }
+    logger.warn({ worker: worker.id, code, signal }, 'a worker exited; starting another');
+    setTimeout(fork, RESTART_DELAY_MS).unref();
+  });
+  let started = false;
+  cluster.once('listening', () => {
+    for (let i = 1; i < config.workers; i += 1) fork();
+    started = true;
+    logger.info({ workers: config.workers, port: config.port }, 'tessera workers starting');
+  });
+  fork();
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down: every worker drains its in-flight requests');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+    if (live === 0) process.exit(0);
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

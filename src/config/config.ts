@@ -1,5 +1,6 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -49,6 +50,7 @@ const fileSchema = z.object({
   trustProxy: z.boolean(),
   requireHttpsIssuer: z.boolean(),
   usageFlushSeconds: z.number().positive().max(60),
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]),
   logLevel: z.string(),
   ttl: z.object({
     accessToken: durationSeconds,
@@ -157,6 +159,12 @@ export interface Config {
   trustProxy: boolean;
   /** How often counted uses (PAT/SAT last use, client-secret last use) are written, in seconds. */
   usageFlushSeconds: number;
+  /**
+   * Processes `tessera serve` runs, sharing the port: each has its own in-process caches, kept
+   * coherent by the same pub/sub as separate nodes. More than one needs PostgreSQL and Redis
+   * (the embedded database and the in-process store belong to one process).
+   */
+  workers: number;
   databaseUrl: string | undefined;
   redisUrl: string | undefined;
   /** How `REDIS_URL` is interpreted: one server, a Cluster seed list, or a Sentinel group. */
@@ -238,6 +246,7 @@ const env = z.object({
   TESSERA_METRICS_TOKEN: z.string().optional(),
   TESSERA_OUTBOUND_ALLOWED_HOSTS: z.string().optional(),
   TESSERA_TRUST_PROXY: z.string().optional(),
+  TESSERA_WORKERS: z.string().optional(),
 });
 
 const nonEmpty = (value: string | undefined) => (value === undefined || value.trim() === '' ? undefined : value.trim());
@@ -344,6 +353,18 @@ export function loadConfig(
     throw new ConfigError('TESSERA_COOKIE_KEYS is required when DATABASE_URL is set: every node must sign cookies with the same keys');
   }
 
+  // `auto`: one per core where storage can be shared, one on the embedded default.
+  const workersVar = nonEmpty(vars.TESSERA_WORKERS);
+  if (workersVar !== undefined && workersVar !== 'auto' && !/^[1-9]\d?$/.test(workersVar)) {
+    throw new ConfigError(`TESSERA_WORKERS must be auto or a number of processes from 1 to 99, got "${workersVar}"`);
+  }
+  const workersSetting = workersVar === undefined ? fileConfig.workers : workersVar === 'auto' ? 'auto' : Number(workersVar);
+  const shared = databaseUrl !== undefined && redisUrl !== undefined;
+  const workers = workersSetting === 'auto' ? (shared ? availableParallelism() : 1) : workersSetting;
+  if (workers > 1 && !shared) {
+    throw new ConfigError(`TESSERA_WORKERS=${workers} needs DATABASE_URL and REDIS_URL: the embedded database and the in-process store belong to one process`);
+  }
+
   const metricsToken = nonEmpty(vars.TESSERA_METRICS_TOKEN);
   if (metricsToken !== undefined && metricsToken.length < 32) {
     throw new ConfigError('TESSERA_METRICS_TOKEN must be at least 32 characters (generate one with: openssl rand -base64 32)');
@@ -360,6 +381,7 @@ export function loadConfig(
     env: vars.NODE_ENV,
     trustProxy,
     usageFlushSeconds: fileConfig.usageFlushSeconds,
+    workers,
     issuer,
     port,
     databaseUrl,

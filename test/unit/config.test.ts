@@ -1,3 +1,5 @@
+import { availableParallelism } from 'node:os';
+
 import { describe, expect, it } from 'vitest';
 
 import { ConfigError, loadConfig } from '../../src/config/config.js';
@@ -84,6 +86,16 @@ describe('configuration', () => {
     expect(loadConfig({ NODE_ENV: 'development', TESSERA_TRUST_PROXY: 'true' }).trustProxy).toBe(true);
     expect(loadConfig({ NODE_ENV: 'production', TESSERA_ISSUER: 'https://id.example.com', TESSERA_KEK: KEK, TESSERA_COOKIE_KEYS: COOKIES, TESSERA_TRUST_PROXY: 'false' }).trustProxy).toBe(false);
     expect(fails({ TESSERA_TRUST_PROXY: 'yes' })).toMatch(/^TESSERA_TRUST_PROXY must be true or false/);
+  });
+
+  it('runs one worker per core only where storage can be shared, and says why not otherwise', () => {
+    const shared = { DATABASE_URL: 'postgres://db/tessera', REDIS_URL: 'redis://cache:6379', TESSERA_KEK: KEK, TESSERA_COOKIE_KEYS: COOKIES };
+    expect(loadConfig({ NODE_ENV: 'production', TESSERA_ISSUER: 'https://id.example.com', ...shared }).workers).toBe(availableParallelism());
+    expect(loadConfig({ NODE_ENV: 'production', TESSERA_ISSUER: 'https://id.example.com', ...shared, TESSERA_WORKERS: '3' }).workers).toBe(3);
+    expect(loadConfig({ NODE_ENV: 'development' }).workers).toBe(1);
+    expect(loadConfig({ NODE_ENV: 'production', TESSERA_ISSUER: 'https://id.example.com', TESSERA_KEK: KEK, TESSERA_COOKIE_KEYS: COOKIES }).workers).toBe(1);
+    expect(fails({ TESSERA_WORKERS: '2' })).toMatch(/^TESSERA_WORKERS=2 needs DATABASE_URL and REDIS_URL/);
+    expect(fails({ TESSERA_WORKERS: 'many' })).toMatch(/^TESSERA_WORKERS must be auto or a number/);
   });
 
   it('requires https issuers in production', () => {
