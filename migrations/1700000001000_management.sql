@@ -19,7 +19,7 @@ CREATE INDEX service_accounts_organization_idx ON service_accounts (organization
 CREATE INDEX resource_servers_organization_idx ON resource_servers (organization_id, created_at, id);
 
 -- RFC 7591 initial access tokens, issued by an organization through the Management API. Only
--- sha256(token) is stored (docs/design.md, principle 6). The token may be used until it expires; a client
+-- sha256(token) is stored (docs/design.md, "No secret at rest, none in a log"). The token may be used until it expires; a client
 -- registered with it gets at most `scopes` and `resources`.
 CREATE TABLE initial_access_tokens (
   id              text PRIMARY KEY,

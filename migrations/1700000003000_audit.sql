@@ -1,5 +1,5 @@
 -- Up Migration
--- The audit trail (docs/design.md, principle 5). Append-only: the application only inserts, and deletes whole
+-- The audit trail (docs/design.md, "Every use leaves a trace"). Append-only: the application only inserts, and deletes whole
 -- prefixes for retention. Each organization's rows form a hash chain: `hash` covers the row's
 -- content and `prev_hash`, so editing, removing or reordering a row breaks every hash after it.
 

@@ -1,5 +1,5 @@
 -- Up Migration
--- Last use and use count of a client's secret (docs/design.md, principle 3: every long-lived credential has a
+-- Last use and use count of a client's secret (docs/design.md, "Short by default, long by exception": every long-lived credential has a
 -- last use), counted in memory and written in batches like PAT/SAT usage: a successful
 -- client_secret_basic/post authentication at /token, introspection or revocation is a use.
 ALTER TABLE clients ADD COLUMN secret_last_used_at timestamptz;

@@ -1,5 +1,5 @@
 -- Up Migration
--- docs/design.md, principle 6: an oidc-provider model whose id is a bearer credential (refresh token, code,
+-- docs/design.md, "No secret at rest, none in a log": an oidc-provider model whose id is a bearer credential (refresh token, code,
 -- access token, registration access token, ...) is kept under sha256(id), base64url without
 -- padding, exactly as storedId() in src/oidc/model-keys.ts derives it, and its payload no longer
 -- repeats the id as `jti`. Rows written before this release are converted here, so refresh tokens

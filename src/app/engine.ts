@@ -102,7 +102,7 @@ export async function openEngine(f: Foundation, directory: Directory) {
   });
   const findAccount: FindAccount = async (ctx, sub) => {
     const user = await repos.users.findById(sub);
-    // docs/design.md, principle 2: a user acts only through clients of their own organization. The sign-in
+    // docs/design.md, "Least privilege per tenant": a user acts only through clients of their own organization. The sign-in
     // policy asks a user of another organization to sign in again (src/oidc/sign-in-config.ts);
     // this keeps a code or refresh token from crossing over whatever happened before. Read
     // from PostgreSQL (the claims need the whole row), so a stopped user's refresh fails at once.

@@ -1,5 +1,5 @@
 /**
- * An audit event (docs/design.md, principle 5: every use leaves a trace). Callers hand events to the AuditLog
+ * An audit event (docs/design.md, "Every use leaves a trace"). Callers hand events to the AuditLog
  * and move on: recording never waits for the database (see audit-writer.ts for batching and
  * the hash chain). `details` must never hold a secret; the writer scrubs token-shaped strings
  * anyway as a second line of defence.

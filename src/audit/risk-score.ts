@@ -1,7 +1,7 @@
 import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES } from '../domain/types.js';
 
 /**
- * The blast-radius score of a long-lived credential (docs/design.md, principle 4), from 0 to 100: what an
+ * The blast-radius score of a long-lived credential (docs/design.md, "Blast radius is visible"), from 0 to 100: what an
  * attacker holding it could reach, for how long, and how likely its loss is to go unnoticed.
  * Each factor adds points up to its own ceiling and says why; the sum is capped at 100.
  * docs/audit-and-inventory.md, "Token inventory and risk scores", documents the same table.

@@ -4,7 +4,7 @@ import { riskScore } from './risk-score.js';
 import type { RiskReason } from './risk-score.js';
 
 /**
- * The token inventory (docs/design.md, principle 4: blast radius is visible): every live long-lived credential
+ * The token inventory (docs/design.md, "Blast radius is visible"): every live long-lived credential
  * of an organization — PATs, SATs, client secrets and refresh-token families — with its owner,
  * reach, age, expiry, last use and risk score, most dangerous first.
  */

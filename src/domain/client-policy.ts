@@ -12,7 +12,7 @@ import { MANAGEMENT_AUDIENCE, OPENID_SCOPES, PLATFORM_SCOPE } from './types.js';
  * - resources are the organization's own resource servers, or the Management API;
  * - scopes are the OpenID scopes, scopes of the listed resource servers, and Management API
  *   scopes only when the Management API is listed, only those the creator holds itself, and
- *   never `organizations:admin` (docs/design.md, principle 1: no client is more powerful than whoever made it).
+ *   never `organizations:admin` (docs/design.md, "Separation of authority": no client is more powerful than whoever made it).
  */
 export interface FieldProblem {
   field: string;
@@ -93,7 +93,7 @@ export async function checkScopesAndResources(input: ScopeCheck): Promise<FieldP
       continue;
     }
     const rs = await input.findResourceServer(identifier);
-    // Another organization's API is indistinguishable from one that does not exist (docs/design.md, principle 2).
+    // Another organization's API is indistinguishable from one that does not exist (docs/design.md, "Least privilege per tenant").
     if (!rs || rs.organization_id !== input.organizationId) {
       problems.push({ field: `${fields.resources}.${i}`, message: 'no such resource server in this organization' });
       continue;

@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import type { DestinationStream, Logger } from 'pino';
 
 /**
- * Structured JSON logs. docs/design.md, principle 6: tokens, secrets, passwords, Authorization headers and
+ * Structured JSON logs. docs/design.md, "No secret at rest, none in a log": tokens, secrets, passwords, Authorization headers and
  * cookies never reach a log line. pino's redaction covers known paths; `scrubText` covers
  * free text (error messages, URLs) that might carry a token.
  */

@@ -122,7 +122,7 @@ export function errorHandler(logger: Logger) {
           ? new ProblemError(503, 'Service Unavailable', 'a dependency is temporarily unavailable, retry later', { error: 'temporarily_unavailable' }, { 'retry-after': '1' })
           : temporarilyUnavailable();
       }
-      // Database errors are mapped to HTTP in one place (docs/design.md, principle 7). A unique violation that a
+      // Database errors are mapped to HTTP in one place (docs/design.md, "One rule, one place"). A unique violation that a
       // route did not anticipate is still a conflict, not a server error.
       if (isUniqueViolation(error) && wantsProblem(ctx)) {
         // Constraint names follow PostgreSQL's `<table>_<column>_key`; report the column as the field.

@@ -85,7 +85,7 @@ type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 
 export function createInteractionRoutes(deps: InteractionRouteDependencies): Middleware {
   const { clients, users, throttle, csrf, logger, audit } = deps;
-  // docs/design.md, principle 5: sign-ins, failures, lock-outs and consent decisions are audit events.
+  // docs/design.md, "Every use leaves a trace": sign-ins, failures, lock-outs and consent decisions are audit events.
   const record = (ctx: Context, event: Omit<AuditEvent, 'requestId' | 'ip' | 'userAgent'>) => {
     const outcome = LOGIN_OUTCOMES[event.action];
     if (outcome) deps.metrics?.login(outcome, event.organizationId);

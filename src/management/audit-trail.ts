@@ -3,7 +3,7 @@ import { diff } from '../audit/audit-event.js';
 import type { RouteContext } from './route.js';
 
 /**
- * docs/design.md, principle 5: every administrative change is an audit event, with who did it, from where, and
+ * docs/design.md, "Every use leaves a trace": every administrative change is an audit event, with who did it, from where, and
  * a field-level before/after diff. Callers pass presented objects that hold no secret; `omit`
  * names anything that must stay out of the trail anyway.
  */

@@ -13,7 +13,7 @@ import type { UsageRecorder } from '../tokens/usage-recorder.js';
 import type { Principal } from '../domain/principal.js';
 
 /**
- * Bearer authentication of the Management API (RFC 6750). docs/design.md, principle 1, separation of
+ * Bearer authentication of the Management API (RFC 6750). docs/design.md, "Separation of authority", separation of
  * authority: only tokens whose audience is `urn:tessera:management` are accepted; a token for
  * any other API is `invalid_token`, whatever scopes it carries. The organization is the token's,
  * and a user's scopes are narrowed to the role they hold now, so a demotion takes effect at once.

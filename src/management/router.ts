@@ -68,7 +68,7 @@ function parseWith<S extends z.ZodType>(schema: S, value: unknown, where: 'body'
  */
 export function createManagementRouter(options: { routes: Route[]; auth: ManagementAuth; realm: string; audit?: AuditLog }) {
   /**
-   * docs/design.md, principle 5: a refused operation leaves a trace too. Every 403 after authentication (a
+   * docs/design.md, "Every use leaves a trace": a refused operation leaves a trace too. Every 403 after authentication (a
    * missing route scope, or a refusal by the authority module) is one `authority.denied` event
    * naming the route and what was missing; nothing was changed.
    */

@@ -21,7 +21,7 @@ export { modelKey } from './model-keys.js';
  * every token issued from it).
  *
  * Models whose id is a bearer credential are kept under sha256(id) and without `jti` in the
- * payload (src/oidc/model-keys.ts, docs/design.md principle 6); `find` gives the engine back the jti it looked up
+ * payload (src/oidc/model-keys.ts, docs/design.md, "No secret at rest, none in a log"); `find` gives the engine back the jti it looked up
  * with, which BaseModel.find needs to instantiate the token.
  */
 export const CACHED_MODELS = new Set([

@@ -4,7 +4,7 @@ import { hash } from 'node:crypto';
  * Where oidc-provider's models are kept, derived in one place for the adapter and for every
  * reader that goes around it (the introspection fast path, opaque-token revocation).
  *
- * docs/design.md, principle 6: for these models the id the engine hands the adapter is itself the bearer
+ * docs/design.md, "No secret at rest, none in a log": for these models the id the engine hands the adapter is itself the bearer
  * credential (the access token, the refresh token, the code, the request_uri, the registration
  * access token), so it is stored only as sha256(id). A copy of PostgreSQL or Redis then holds
  * nothing a client could present. The adapter also drops `jti` (the id again) from the stored

@@ -15,7 +15,7 @@ function requestFacts(ctx: KoaContextWithOIDC): Pick<AuditEvent, 'requestId' | '
 }
 
 /**
- * Turns oidc-provider's events into audit events (docs/design.md, principle 5): tokens issued at /token with
+ * Turns oidc-provider's events into audit events (docs/design.md, "Every use leaves a trace"): tokens issued at /token with
  * grant type, client, audience and scopes; refreshes; failed client authentication; revoked
  * grants. Listeners only queue events, so they add nothing to the token endpoint's latency.
  */

@@ -13,7 +13,7 @@ import { CLIENT_AUTH_SIGNING_ALGS } from './client-authenticator.js';
 import { engineSafe } from './unavailable.js';
 
 /**
- * The one place that builds oidc-provider (docs/design.md, principle 7: `new Provider` in one file). Every option
+ * The one place that builds oidc-provider (docs/design.md, "One rule, one place": `new Provider` in one file). Every option
  * Tessera sets is here with the reason; everything else is the engine's default.
  */
 export interface ProviderDependencies {
@@ -86,7 +86,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // What reaches the engine's own handlers is what Tessera does not answer itself: refresh
       // tokens (and garbage). A refresh token is for the client that holds it and for no
       // resource server, so only that client learns anything about it (RFC 7662 §2.2 allows
-      // `active: false` for a caller not entitled to know; docs/design.md, principle 2: nothing crosses an
+      // `active: false` for a caller not entitled to know; docs/design.md, "Least privilege per tenant": nothing crosses an
       // organization). The engine's default lets any confidential client introspect it. Like
       // every other token, a refresh token is inactive once its user is deactivated or deleted
       // (the engine itself checks only the grant).
@@ -116,7 +116,7 @@ export function createProvider(deps: ProviderDependencies): Provider {
       },
     },
     // Organization id in every access token, so a resource server and Tessera's own checks can
-    // tell tenants apart without a lookup (docs/design.md, principle 2).
+    // tell tenants apart without a lookup (docs/design.md, "Least privilege per tenant").
     extraTokenClaims: async (_ctx: KoaContextWithOIDC, token) => {
       const client = (token as { client?: ClientFacts }).client;
       return client?.tessera_organization_id ? { org_id: client.tessera_organization_id } : undefined;

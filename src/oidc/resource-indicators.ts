@@ -9,7 +9,7 @@ import type { ResourceServer, Role } from '../domain/types.js';
  * RFC 8707 resource indicators: which API a token is for. A client gets a token for a
  * resource server only if the resource server belongs to the client's organization and the
  * client lists it; scopes are narrowed to those the resource server defines and the client is
- * allowed (docs/design.md, principle 2: least privilege per tenant). The Management API is a built-in resource
+ * allowed (docs/design.md, "Least privilege per tenant"). The Management API is a built-in resource
  * server of every organization (docs/design.md), so its tokens never overlap with connector tokens.
  * A user's Management API token (through tessera-cli or any client allowed the Management API)
  * carries no more than the user's role grants, checked on every issue and refresh, so a

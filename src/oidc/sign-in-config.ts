@@ -49,7 +49,7 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
     // The engine's prompts, plus one rule: a browser signed in as a user of another organization
     // (or as a user deactivated since) signs in again before this client gets anything. One
     // issuer serves every tenant, so one session cookie could otherwise carry a user across
-    // (docs/design.md, principle 2); Keycloak keeps a session per realm for the same reason.
+    // (docs/design.md, "Least privilege per tenant"); Keycloak keeps a session per realm for the same reason.
     const policy = interactionPolicy.base();
     policy.get('login')!.checks.add(
       new interactionPolicy.Check('other_organization', 'End-User must sign in to this client\'s organization', 'login_required', (ctx) =>

@@ -21,7 +21,7 @@ import type { UsageRecorder } from './usage-recorder.js';
  * - opaque access tokens: as oidc-provider's models find them (src/oidc/engine-tokens.ts), with
  *   the engine's grant binding.
  * A caller sees `active: true` only for a token whose audience includes an API it is the
- * introspection client of, in its own organization (docs/design.md, principle 2; RFC 7662 §2.2 lets the server
+ * introspection client of, in its own organization (docs/design.md, "Least privilege per tenant"; RFC 7662 §2.2 lets the server
  * answer `{"active":false}` for anything the caller is not entitled to see, and reveal nothing).
  */
 /** The authenticated caller of introspection or revocation: a resource server's introspection client. */

@@ -5,7 +5,7 @@ import type { Resolution } from './reference-token-cache.js';
  * Resolving a presented PAT or SAT to the token it is, or the reason it is not usable. The
  * order matters for cost: shape and checksum first (no storage touched for garbage), then the
  * SHA-256 through the tiered cache, then the lifecycle rules: revoked, expired, replaced secret
- * past its grace period, owner deactivated or disabled (docs/design.md, principle 3: ownership changes stop a
+ * past its grace period, owner deactivated or disabled (docs/design.md, "Short by default, long by exception": ownership changes stop a
  * token at once). Implemented by reference-token-cache.ts.
  */
 export interface ReferenceTokenLookup {

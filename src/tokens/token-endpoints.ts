@@ -68,7 +68,7 @@ export function metricKind(token: string): 'pat' | 'sat' | 'jwt' | 'opaque' {
  * Tessera's introspection (RFC 7662) and revocation (RFC 7009) endpoints, in front of
  * oidc-provider's. They answer for every access token Tessera issues — reference tokens, JWTs
  * (which the engine refuses to introspect), and opaque tokens — with the audience and
- * organization restriction of docs/design.md, principle 2 (revocation: also the client the token was issued to). A value Tessera does not hold (a refresh token, or
+ * organization restriction of docs/design.md, "Least privilege per tenant" (revocation: also the client the token was issued to). A value Tessera does not hold (a refresh token, or
  * garbage) is handed on to oidc-provider, which answers in its own, identical format.
  */
 export function createTokenEndpoints(deps: TokenEndpointDependencies) {

@@ -2,7 +2,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../http/logger.js';
 
 /**
- * Last-used time and use count of a credential (docs/design.md, principle 5) without a write per request: each
+ * Last-used time and use count of a credential (docs/design.md, "Every use leaves a trace") without a write per request: each
  * use is an increment in this node's memory; a timer hands everything gathered to `write`, one
  * statement for the batch. Used for PATs/SATs (per token and resource server) and for client
  * secrets (per client). The map holds one entry per (subject, resource) used since the last

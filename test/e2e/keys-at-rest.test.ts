@@ -1,5 +1,5 @@
 /**
- * docs/design.md, principle 6: private signing keys are stored encrypted with the key-encryption key, and a
+ * docs/design.md, "No secret at rest, none in a log": private signing keys are stored encrypted with the key-encryption key, and a
  * node holding a different KEK cannot use them: it refuses to start, in one clear line.
  */
 import { randomBytes } from 'node:crypto';

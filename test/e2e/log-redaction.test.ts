@@ -1,5 +1,5 @@
 /**
- * docs/design.md, principle 6: requests full of secrets — in headers, cookies, form bodies, query strings and
+ * docs/design.md, "No secret at rest, none in a log": requests full of secrets — in headers, cookies, form bodies, query strings and
  * URL paths — are logged, and no log line carries any of those secrets.
  */
 import { randomBytes } from 'node:crypto';

@@ -1,5 +1,5 @@
 /**
- * docs/design.md, principle 6, end to end: after real clients have signed in (code + PKCE, PAR), refreshed,
+ * docs/design.md, "No secret at rest, none in a log", end to end: after real clients have signed in (code + PKCE, PAR), refreshed,
  * obtained an opaque client-credentials token and registered dynamically, no token, code,
  * request_uri, secret or password they hold is anywhere in storage: not in any row of any
  * table, not in any Redis key or value. Every one of them still works, looked up by its SHA-256.
@@ -190,7 +190,7 @@ for (const backend of backends) {
       ]);
 
       // Introspection (handed from the fast path to the token endpoints) finds the old record, and
-      // answers for it like for any other: nothing for an API it is not for (docs/design.md, principle 2).
+      // answers for it like for any other: nothing for an API it is not for (docs/design.md, "Least privilege per tenant").
       expect(await introspect(opaque, EXAMPLE_SEED.seed.resourceServers[0]!)).toEqual({ active: false });
       expect(await introspect(opaque)).toMatchObject({ active: true, aud: BILLING_RS.identifier, client_id: 'worker' });
       expect(await cache.get(`oidc:ClientCredentials:${opaque}`)).toBeNull();

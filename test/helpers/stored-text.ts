@@ -1,5 +1,5 @@
 /**
- * Everything an installation has at rest, as text, for docs/design.md principle 6 checks ("secrets are never
+ * Everything an installation has at rest, as text, for docs/design.md, "No secret at rest, none in a log" checks ("secrets are never
  * stored in plain text"): a secret must appear in none of it.
  */
 

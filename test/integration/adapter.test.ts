@@ -4,7 +4,7 @@
  * requests are cached models (cache store with a TTL), Grant, RefreshToken and registration
  * access tokens durable ones (PostgreSQL). Run on every backend.
  *
- * docs/design.md, principle 6: a model whose id is a bearer credential is stored under the id's SHA-256 and
+ * docs/design.md, "No secret at rest, none in a log": a model whose id is a bearer credential is stored under the id's SHA-256 and
  * without the id in its payload, so nothing a client could present is at rest; records of the
  * layout before that are converted by a migration (durable) or adopted on first use (cached).
  */

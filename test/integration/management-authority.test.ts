@@ -1,5 +1,5 @@
 /**
- * Authorization by token (docs/design.md, principle 1, separation of authority; RFC 6750 §3.1), roles, and
+ * Authorization by token (docs/design.md, "Separation of authority", separation of authority; RFC 6750 §3.1), roles, and
  * lifecycle: only tokens for urn:tessera:management reach the Management API, whatever scopes
  * they carry; each route needs its scope; a client never holds more Management power than whoever
  * created it; only owners manage owners and the last owner stays; deactivating a user or

@@ -1,5 +1,5 @@
 /**
- * Tenant isolation (docs/design.md, principle 2), as a matrix: two organizations, each with one object of every
+ * Tenant isolation (docs/design.md, "Least privilege per tenant"), as a matrix: two organizations, each with one object of every
  * kind; then every route of the Management API router is called with organization A's token on
  * organization B's objects. Nothing of B may be returned, changed, or even confirmed to exist:
  * id routes answer 404 exactly as for an id that never existed, lists hold none of B's ids, and

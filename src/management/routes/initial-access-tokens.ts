@@ -23,7 +23,7 @@ import type { ResourceRouteDependencies } from './dependencies.js';
  * require one). The token is shown once and stored as its SHA-256; it can be used until it
  * expires or is revoked. A client registered with it lands in this organization and gets at
  * most its scopes and resources. The Management API is never among them: an integration that
- * registers itself must not be able to administer the organization (docs/design.md, principle 1).
+ * registers itself must not be able to administer the organization (docs/design.md, "Separation of authority").
  */
 const DEFAULT_EXPIRES_IN = 3600;
 const MAX_EXPIRES_IN = 30 * 86400;

@@ -42,7 +42,7 @@ const identifierSchema = uriText().superRefine((value, ctx) => {
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 const tokenFormat = z.enum(['jwt', 'opaque']);
-/** docs/design.md, principle 3: access tokens live minutes; a day is the most any API may ask for. */
+/** docs/design.md, "Short by default, long by exception": access tokens live minutes; a day is the most any API may ask for. */
 const ttlSchema = z.number().int().min(30).max(86400);
 const nameSchema = text(200);
 /**
