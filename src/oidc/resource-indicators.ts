@@ -3,7 +3,7 @@ import type { ResourceLookup } from '../domain/resource-server-cache.js';
 import type { ResourceServer as ProviderResourceServer } from 'oidc-provider';
 
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, ROLE_SCOPES } from '../domain/types.js';
-import type { ResourceServer, Role } from '../domain/types.js';
+import type { Role } from '../domain/types.js';
 
 /**
  * RFC 8707 resource indicators: which API a token is for. A client gets a token for a

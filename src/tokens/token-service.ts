@@ -1,6 +1,6 @@
 import type { AuditActor, AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
-import type { OrganizationPolicy, Role } from '../domain/types.js';
+import type { OrganizationPolicy } from '../domain/types.js';
 import { PLATFORM_SCOPE } from '../domain/types.js';
 import type { Logger } from '../http/logger.js';
 import { authorityRefused, ProblemError } from '../http/middleware.js';
