@@ -19,7 +19,18 @@ import { freePort } from '../helpers/server.js';
 
 const run = promisify(execFile);
 
+/** `freePort` names a port that was free a moment ago; one taken since is retried on another. */
 async function startCompiled(dataDir: string): Promise<{ ms: number; issuer: string; stop(): Promise<void> }> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startCompiledOnce(dataDir);
+    } catch (error) {
+      if (attempt >= 3 || !/already in use/.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+async function startCompiledOnce(dataDir: string): Promise<{ ms: number; issuer: string; stop(): Promise<void> }> {
   const port = await freePort();
   const started = performance.now();
   const child = spawn(process.execPath, [resolve(REPO_ROOT, 'dist/src/cli.js'), 'serve'], {

@@ -77,25 +77,35 @@ describe.skipIf(postgresRedisSkipReason !== undefined)('tessera serve --workers 
     await admin.query(`CREATE SCHEMA "${schema}"`);
     redis = await openRedis();
     dataDir = mkdtempSync(join(tmpdir(), 'tessera-workers-'));
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    child = spawnCli(['serve', '--workers', '2'], {
-      DATABASE_URL: urlWithSchema(TEST_DATABASE_URL, schema),
-      REDIS_URL: redis.url,
-      TESSERA_REDIS_PREFIX: redis.prefix,
-      TESSERA_KEK: randomBytes(32).toString('base64'),
-      TESSERA_COOKIE_KEYS: randomBytes(32).toString('base64url'),
-      TESSERA_ISSUER: url,
-      PORT: String(port),
-      TESSERA_DATA_DIR: dataDir,
-      LOG_LEVEL: 'warn',
-    });
-    child.stderr!.on('data', (chunk) => {
-      stderr += String(chunk);
-    });
-    // Both workers listening: the primary has two children and the port answers.
-    await until('two workers', () => (childrenOf(child.pid!).length === 2 ? true : undefined));
-    await until('readiness', async () => ((await fetch(`${url}/readyz`).catch(() => undefined))?.ok ? true : undefined));
+    // `freePort` names a port that was free a moment ago; if it has been taken since, the first
+    // worker cannot listen, the primary exits, and the start is tried again on another port.
+    for (let attempt = 1; ; attempt += 1) {
+      const port = await freePort();
+      url = `http://127.0.0.1:${port}`;
+      stderr = '';
+      child = spawnCli(['serve', '--workers', '2'], {
+        DATABASE_URL: urlWithSchema(TEST_DATABASE_URL, schema),
+        REDIS_URL: redis.url,
+        TESSERA_REDIS_PREFIX: redis.prefix,
+        TESSERA_KEK: randomBytes(32).toString('base64'),
+        TESSERA_COOKIE_KEYS: randomBytes(32).toString('base64url'),
+        TESSERA_ISSUER: url,
+        PORT: String(port),
+        TESSERA_DATA_DIR: dataDir,
+        LOG_LEVEL: 'warn',
+      });
+      child.stderr!.on('data', (chunk) => {
+        stderr += String(chunk);
+      });
+      // Both workers listening: the primary has two children and the port answers.
+      const started = await until('two ready workers, or an exit', async () => {
+        if (child.exitCode !== null) return 'exited';
+        if (childrenOf(child.pid!).length !== 2) return undefined;
+        return (await fetch(`${url}/readyz`).catch(() => undefined))?.ok ? 'ready' : undefined;
+      });
+      if (started === 'ready') break;
+      if (attempt >= 3 || !/already in use/.test(stderr)) throw new Error(`tessera serve --workers 2 exited: ${stderr}`);
+    }
   }, 150_000);
 
   afterAll(async () => {

@@ -63,7 +63,22 @@ export interface TestServerOptions {
   shareStorageWith?: TestServer;
 }
 
+/**
+ * Starts a server on a free port. `freePort` can only name a port that was free a moment ago:
+ * another test file's outgoing connection may take it before the server listens, so a start
+ * that finds its port taken is retried on another (the failed attempt released its storage).
+ */
 export async function startTestServer(backend: BackendName, options: TestServerOptions = {}): Promise<TestServer> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startTestServerOnce(backend, options);
+    } catch (error) {
+      if (attempt >= 3 || options.env?.PORT !== undefined || !/port is already in use/.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+async function startTestServerOnce(backend: BackendName, options: TestServerOptions): Promise<TestServer> {
   const port = await freePort();
   const logs: string[] = [];
   const destination = new Writable({
