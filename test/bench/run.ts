@@ -51,6 +51,8 @@ const ROUNDS = arg('rounds', 3);
 const CONNECTIONS = arg('connections', 32);
 /** Distinct never-asked-about tokens each cold round draws from. */
 const COLD_PER_ROUND = arg('cold', 100_000);
+/** `--only REGEX`: run only the loads whose name matches (for profiling one path; prints no table). */
+const ONLY = argv.includes('--only') ? new RegExp(argv[argv.indexOf('--only') + 1]!) : undefined;
 const JSON_OUT = argv.includes('--json') ? resolve(argv[argv.indexOf('--json') + 1]!) : undefined;
 const HOT_TOKENS = 1000;
 const FORM = 'application/x-www-form-urlencoded';
@@ -64,6 +66,8 @@ if (Number(process.versions.node.split('.')[0]) < 22) {
 }
 requireWrk();
 
+/** Ends a `--only` run after its loads, through the cleanup. */
+class OnlyDone extends Error {}
 const log = (message: string) => process.stderr.write(`[bench] ${message}\n`);
 const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 
@@ -103,12 +107,14 @@ interface Load {
 }
 
 /** Runs the loads in turn, ROUNDS times, and keeps each one's median round (by answers/s). */
-async function alternate(loads: Load[]): Promise<Map<string, Measured>> {
+async function alternate(all: Load[]): Promise<Map<string, Measured>> {
+  const loads = ONLY ? all.filter((l) => ONLY.test(l.name)) : all;
   const results = new Map<string, Measured[]>(loads.map((l) => [l.name, []]));
   for (let r = 0; r < ROUNDS; r += 1) {
     for (const load of loads) {
       const result = load.round ? await measure(load.server, load.round(r), false) : await measure(load.server, load.spec);
-      log(`round ${r + 1}: ${load.name}: ${Math.round(result.rps)}/s, p99 ${result.p99.toFixed(1)} ms${load.round && result.wrapped ? ' (WRAPPED: the sample ran out and some tokens were asked twice; raise --cold)' : ''}`);
+      const perAnswer = (seconds: number) => Math.round((seconds / (result.rps * result.seconds)) * 1e6);
+      log(`round ${r + 1}: ${load.name}: ${Math.round(result.rps)}/s, p99 ${result.p99.toFixed(1)} ms, CPU µs/answer: server ${perAnswer(result.cpu.server)}, PostgreSQL ${perAnswer(result.cpu.postgres)}, Redis ${perAnswer(result.cpu.redis)}${load.round && result.wrapped ? ' (WRAPPED: the sample ran out and some tokens were asked twice; raise --cold)' : ''}`);
       results.get(load.name)!.push(result);
     }
   }
@@ -265,6 +271,7 @@ try {
     ]);
   }
 
+  if (ONLY) throw new OnlyDone();
   // Revocation on one node, seen by another.
   const samples: number[] = [];
   for (let i = 0; i < 50; i += 1) {
@@ -333,6 +340,8 @@ try {
   if (JSON_OUT) {
     writeFileSync(JSON_OUT, `${JSON.stringify({ node: process.version, cores: availableParallelism(), storedTokens: STORED_TOKENS, coldSample, rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, results: Object.fromEntries(rows.map((r) => [r.name, get(r.name)])), propagation: { p50: pct(50), p99: pct(99) }, table }, null, 2)}\n`);
   }
+} catch (error) {
+  if (!(error instanceof OnlyDone)) throw error;
 } finally {
   await Promise.all(servers.map((s) => s.stop()));
   await Promise.all([pg.close(), redis.close()]);
