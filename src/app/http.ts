@@ -153,6 +153,11 @@ export function buildHttp(
     failures: tokens.clientFailures,
     trustProxy,
   });
-  const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
+  // Every request, whichever path answers it, runs under one deadline for its cache work.
+  const handler: (req: IncomingMessage, res: ServerResponse) => void = (req, res) => {
+    const request = f.deadline.begin();
+    res.once('close', request.end);
+    request.run(() => fastPath(req, res));
+  };
   return { handler, app, fastPathStats: fastPath.stats, tokenFastPathStats: tokenFastPath.stats };
 }
