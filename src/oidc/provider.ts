@@ -108,6 +108,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // §2.2), so revocation cannot be used to test whether a token exists.
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       userinfo: { enabled: true },
+      // A client registered with `userinfo_signed_response_alg` gets its userinfo as a signed JWT
+      // (OIDC Core §5.3.2), with the algorithms discovery lists; without this the engine took the
+      // registration and answered plain JSON.
+      jwtUserinfo: { enabled: true },
       // DPoP-bound tokens would need `cnf` in Tessera's introspection answers and a test that
       // walks the flow; until then it is off, so discovery does not advertise it.
       dPoP: { enabled: false },
