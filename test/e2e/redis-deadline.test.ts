@@ -54,6 +54,13 @@ describe.skipIf(postgresRedisSkipReason)('one deadline per request while Redis d
 
   it('answers 503 within the promised second, each request alone and several at once, and recovers', async () => {
     expect((await clientCredentials('https://billing.test', 'billing:read')).status).toBe(200);
+    // The promise bounds the time spent waiting on Redis; a machine too busy to run the test
+    // promptly slows every answer, Redis or not. What the same requests take with Redis healthy,
+    // several at once, is allowed on top (tens of milliseconds on a quiet machine). Two Redis
+    // timeouts in series, the defect this guards against, still cost a whole extra budget.
+    const healthy = await Promise.all(Array.from({ length: 7 }, () => timed(() => clientCredentials('https://billing.test', 'billing:read'))));
+    const slack = Math.max(...healthy.map((answer) => answer.ms));
+    const bound = PROMISED_MS + slack;
     redis.pause();
     try {
       const requests: [string, () => Promise<Response>][] = [
@@ -64,11 +71,11 @@ describe.skipIf(postgresRedisSkipReason)('one deadline per request while Redis d
       for (const [name, send] of requests) {
         const alone = await timed(send);
         expect(alone.status, `${name}: ${alone.body}`).toBe(503);
-        expect(alone.ms, name).toBeLessThan(PROMISED_MS);
+        expect(alone.ms, name).toBeLessThan(bound);
         const together = await Promise.all(Array.from({ length: 6 }, () => timed(send)));
         for (const answer of together) {
           expect(answer.status, `${name}: ${answer.body}`).toBe(503);
-          expect(answer.ms, name).toBeLessThan(PROMISED_MS);
+          expect(answer.ms, name).toBeLessThan(bound);
         }
       }
       const token = await timed(() => clientCredentials('https://billing.test', 'billing:read'));

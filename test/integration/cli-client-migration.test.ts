@@ -97,5 +97,5 @@ describe.each(Object.keys(databases))('the tessera-cli migration on %s', (name) 
 
     // One built-in client per organization, whatever its id.
     await expect(clients.insert({ ...cliClient('org_a'), client_id: 'tessera-cli.other' })).rejects.toThrow();
-  });
+  }, 120_000);
 });
