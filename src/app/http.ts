@@ -6,7 +6,7 @@ import type { Context, Middleware } from 'koa';
 import type { LoginThrottle } from '../domain/login-throttle.js';
 import { allowedMethods } from '../http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from '../http/middleware.js';
-import { createCsrf } from '../interactions/csrf.js';
+import { createCsrf } from '../http/csrf.js';
 import { createInteractionRoutes } from '../interactions/routes.js';
 import type { createManagementApi } from '../management/management-api.js';
 import { secretsEqual } from '../oidc/client-authenticator.js';
