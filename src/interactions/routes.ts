@@ -141,8 +141,13 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
     return params;
   }
 
-  async function finish(ctx: Context, result: InteractionResults) {
-    const to = await deps.getProvider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+  /**
+   * Hands the answer to the engine. Consent keeps the sign-in submitted just before it in the
+   * same authorization request: without it, a request with `prompt=login consent` would find its
+   * login missing once consent is given and ask for the password again, forever.
+   */
+  async function finish(ctx: Context, result: InteractionResults, mergeWithLastSubmission = false) {
+    const to = await deps.getProvider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission });
     ctx.set('cache-control', 'no-store');
     ctx.status = 303;
     ctx.redirect(to);
@@ -229,7 +234,7 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
       organizationId: client.record.organization_id, actor: { type: 'user', id: accountId }, action: 'consent.granted', target: { type: 'client', id: clientId }, outcome: 'success',
       details: { scopes: granted, refused, resources: prompt.missingResourceScopes ?? {} },
     });
-    await finish(ctx, { consent: { grantId } });
+    await finish(ctx, { consent: { grantId } }, true);
   }
 
   router.get(STYLESHEET_PATH, (ctx) => {
