@@ -54,4 +54,3 @@ export function pageErrorOf(answer: ApiAnswer): ConsolePageError {
   if (answer.status >= 500) return new ConsolePageError(503, 'Temporarily unavailable', 'Tessera could not answer just now. Try again in a moment.');
   return new ConsolePageError(answer.status, 'Request refused', detail);
 }
-

@@ -13,6 +13,7 @@ import type { ConsoleBackend, RequestFacts } from './backend.js';
 import { SignInRequired } from './backend.js';
 import type { ConsoleSession, ConsoleSessions } from './session-store.js';
 import { adminPages } from './admin.js';
+import { insightPages } from './insight.js';
 import type { PageHandler } from './page.js';
 import { ConsolePageError, pageErrorOf } from './page.js';
 import { issueToken } from './token-form.js';
@@ -300,6 +301,7 @@ export function createConsoleRoutes(deps: ConsoleRouteDependencies): Middleware 
   }));
 
   adminPages(router, signedIn);
+  insightPages(router, signedIn);
 
   const routes = router.routes() as unknown as Middleware;
   return async (ctx, next) => {

@@ -140,6 +140,10 @@ export function TextField(props: { name: string; label: string; value?: string; 
   );
 }
 
+export function TextArea(props: { name: string; label: string; value?: string; hint?: string; error?: string }) {
+  return <Field {...props}>{(aria) => <textarea rows={4} {...aria}>{props.value ?? ''}</textarea>}</Field>;
+}
+
 export function SelectField(props: { name: string; label: string; value?: string; hint?: string; error?: string; options: { value: string; label: string }[] }) {
   return (
     <Field {...props}>
