@@ -3,9 +3,9 @@ import type { Middleware } from 'koa';
 
 import type { PageContext, PageHandler } from './page.js';
 import { fieldErrorsOf, pageErrorOf } from './page.js';
-import { issueToken } from './token-form.js';
+import { issueToken, tokenActionRoutes } from './token-form.js';
 import type { TokenOptions, TokenRow } from './views/tokens.js';
-import { ConfirmTokenPage, NewTokenPage, TokenSecretPage, tokenColumns } from './views/tokens.js';
+import { NewTokenPage, TokenSecretPage, tokenColumns } from './views/tokens.js';
 import type { FieldErrors } from './views/ui.js';
 import { Checkboxes, Csrf, ErrorSummary, Layout, SecretOnce, SelectField, Table, TextArea, TextField, Time } from './views/ui.js';
 
@@ -213,17 +213,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
     if (result.ok) return page.render(201, <TokenSecretPage viewer={page.viewer} title={`New SAT for ${account.name}`} token={result.body} back={`/console/service-accounts/${enc(account.id)}`} />);
     await newSat(page, account, result.options, result.values, result.errors, result.formError, result.status);
   }));
-  for (const action of ['rotate', 'revoke'] as const) {
-    router.get(`/sats/:id/${action}`, signedIn(async (page) => {
-      const token = (await page.expect('GET', `/tokens/${enc(page.koa.params.id!)}`)) as TokenRow;
-      const options = action === 'rotate' ? ((await page.expect('GET', '/token-options?type=sat')) as TokenOptions) : undefined;
-      page.render(200, <ConfirmTokenPage viewer={page.viewer} token={token} action={action} base="/console/sats" graceSeconds={options?.rotation_grace_seconds} />);
-    }));
-  }
-  router.post('/sats/:id/rotate', signedIn(async (page) => {
-    const rotated = await page.expect('POST', `/tokens/${enc(page.koa.params.id!)}/rotate`, {});
-    page.render(200, <TokenSecretPage viewer={page.viewer} title={`New secret for ${rotated.name}`} token={rotated} grace={rotated.previous_secret_expires_at} back={`/console/service-accounts/${enc(rotated.owner.id)}`} />);
-  }));
+  tokenActionRoutes(router, signedIn, '/sats', 'sat', (token) => `/console/service-accounts/${enc(token.owner.id)}`);
   router.post('/sats/:id/revoke', signedIn(async (page) => {
     const token = (await page.expect('GET', `/tokens/${enc(page.koa.params.id!)}`)) as TokenRow;
     const reason = ((await page.form()).get('reason') ?? '').trim().slice(0, 200);

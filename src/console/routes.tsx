@@ -16,11 +16,11 @@ import { adminPages } from './admin.js';
 import { insightPages } from './insight.js';
 import type { PageHandler } from './page.js';
 import { ConsolePageError, pageErrorOf } from './page.js';
-import { issueToken } from './token-form.js';
+import { issueToken, tokenActionRoutes } from './token-form.js';
 import type { NavItem, Viewer } from './views/ui.js';
 import { Bare, ErrorPage, html } from './views/ui.js';
 import type { NewTokenValues, TokenOptions, TokenRow } from './views/tokens.js';
-import { ConfirmTokenPage, MyTokensPage, NewTokenPage, TokenSecretPage } from './views/tokens.js';
+import { MyTokensPage, NewTokenPage, TokenSecretPage } from './views/tokens.js';
 
 /**
  * The web console at /console (docs/console.md): server-rendered pages over the Management API.
@@ -281,18 +281,7 @@ export function createConsoleRoutes(deps: ConsoleRouteDependencies): Middleware 
     page.render(result.status, <NewTokenPage viewer={page.viewer} options={result.options} values={result.values} errors={result.errors} formError={result.formError} action="/console/tokens" title="Create a personal access token" />);
   }));
 
-  for (const action of ['rotate', 'revoke'] as const) {
-    router.get(`/tokens/:id/${action}`, signedIn(async (page) => {
-      const token = (await page.expect('GET', `/tokens/${encodeURIComponent(page.koa.params.id!)}`)) as TokenRow;
-      const options = action === 'rotate' ? ((await page.expect('GET', '/token-options?type=pat')) as TokenOptions) : undefined;
-      page.render(200, <ConfirmTokenPage viewer={page.viewer} token={token} action={action} base="/console/tokens" graceSeconds={options?.rotation_grace_seconds} />);
-    }));
-  }
-
-  router.post('/tokens/:id/rotate', signedIn(async (page) => {
-    const rotated = await page.expect('POST', `/tokens/${encodeURIComponent(page.koa.params.id!)}/rotate`, {});
-    page.render(200, <TokenSecretPage viewer={page.viewer} title={`New secret for ${rotated.name}`} token={rotated} grace={rotated.previous_secret_expires_at} back="/console/tokens" />);
-  }));
+  tokenActionRoutes(router, signedIn, '/tokens', 'pat', () => '/console/tokens');
 
   router.post('/tokens/:id/revoke', signedIn(async (page) => {
     const reason = ((await page.form()).get('reason') ?? '').trim().slice(0, 200);

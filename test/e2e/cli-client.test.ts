@@ -94,7 +94,8 @@ for (const backend of backends) {
       });
       expect(builtIn.scopes).toEqual(expect.arrayContaining([...ORGANIZATION_SCOPES]));
       expect(builtIn.scopes).not.toContain('organizations:admin');
-      expect(listed.items.filter((c: { built_in: boolean }) => c.built_in)).toHaveLength(1);
+      // The two built-in clients: tessera-cli and tessera-console (docs/console.md).
+      expect(listed.items.filter((c: { built_in: boolean }) => c.built_in).map((c: { client_id: string }) => c.client_id).sort()).toEqual([org.cli_client_id, `tessera-console.${org.id}`].sort());
       expect(await expectApi(server, server.managementToken, 'GET', `/clients/${org.cli_client_id}`, undefined, 200)).toMatchObject({ built_in: true });
     });
 

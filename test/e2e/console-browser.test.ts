@@ -189,8 +189,14 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('the web console in a real 
         await page.getByRole('button', { name: 'Revoke token' }).click();
         await page.getByText('The SAT was revoked.').waitFor();
 
-        await go(page, '/console/audit?action=token.revoked', 'owner');
-        expect(await page.locator('table').textContent()).toContain('olga revoked SAT deploy: leaked');
+        // The audit writer batches its events: the revocation lands within moments.
+        let trail = '';
+        for (let i = 0; i < 20 && !trail.includes('olga revoked SAT deploy: leaked'); i++) {
+          if (i > 0) await page.waitForTimeout(250);
+          await go(page, '/console/audit?action=token.revoked', 'owner');
+          trail = (await page.locator('main').textContent()) ?? '';
+        }
+        expect(trail).toContain('olga revoked SAT deploy: leaked');
         for (const path of ['/console/users', '/console/clients', '/console/initial-access-tokens', '/console/organization', '/console/lockouts', '/console/audit', '/console/inventory']) await go(page, path, 'owner');
         expect(problems).toEqual([]);
       });

@@ -1,7 +1,11 @@
-import type { PageContext } from './page.js';
+import type Router from '@koa/router';
+import type { Middleware } from 'koa';
+
+import type { PageContext, PageHandler } from './page.js';
 import { fieldErrorsOf, pageErrorOf } from './page.js';
 import type { FieldErrors } from './views/ui.js';
-import type { NewTokenValues, TokenOptions } from './views/tokens.js';
+import type { NewTokenValues, TokenOptions, TokenRow } from './views/tokens.js';
+import { ConfirmTokenPage, TokenSecretPage } from './views/tokens.js';
 
 /**
  * Issues a PAT or SAT from the token form: presets or a date become `expires_in`, checked scopes
@@ -55,4 +59,24 @@ export async function issueToken(page: PageContext, form: URLSearchParams, targe
     return { ok: false as const, status: 403, options, values, errors: {}, formError: `Not allowed: ${answer.body?.detail ?? 'your role does not allow this token'}` };
   }
   throw pageErrorOf(answer);
+}
+
+/**
+ * The confirmation pages of rotating and revoking a PAT or SAT under `base`, and the rotation
+ * itself (new secret shown once, with the grace of the old one). `back` says where the person
+ * returns to once done.
+ */
+export function tokenActionRoutes(router: Router, signedIn: (handler: PageHandler) => Middleware, path: string, type: 'pat' | 'sat', back: (token: { owner: { id: string } }) => string): void {
+  const base = `/console${path}`;
+  for (const action of ['rotate', 'revoke'] as const) {
+    router.get(`${path}/:id/${action}`, signedIn(async (page) => {
+      const token = (await page.expect('GET', `/tokens/${encodeURIComponent(page.koa.params.id!)}`)) as TokenRow;
+      const options = action === 'rotate' ? ((await page.expect('GET', `/token-options?type=${type}`)) as TokenOptions) : undefined;
+      page.render(200, <ConfirmTokenPage viewer={page.viewer} token={token} action={action} base={base} graceSeconds={options?.rotation_grace_seconds} />);
+    }));
+  }
+  router.post(`${path}/:id/rotate`, signedIn(async (page) => {
+    const rotated = await page.expect('POST', `/tokens/${encodeURIComponent(page.koa.params.id!)}/rotate`, {});
+    page.render(200, <TokenSecretPage viewer={page.viewer} title={`New secret for ${rotated.name}`} token={rotated} grace={rotated.previous_secret_expires_at} back={back(rotated)} />);
+  }));
 }
