@@ -258,7 +258,8 @@ for (const backend of backends) {
         const org = await expectApi(server, other.managementToken, 'GET', '/organization', undefined, 200);
         expect(org.cli_client_id).toBe(cliClientId(other.id));
         const own = await expectApi(server, other.managementToken, 'GET', '/clients', undefined, 200);
-        expect(own.items.map((c: { client_id: string }) => c.client_id)).toEqual([cliClientId(other.id)]);
+        // A new organization's clients are its two built-in ones: tessera-cli and tessera-console.
+        expect(own.items.map((c: { client_id: string }) => c.client_id).sort()).toEqual([cliClientId(other.id), `tessera-console.${other.id}`].sort());
         // Another organization's built-in client is not there for this one.
         expect((await api(server, other.managementToken, 'GET', `/clients/${cliClientId(organizationId)}`)).status).toBe(404);
         expect((await api(server, other.managementToken, 'DELETE', `/clients/${cliClientId(organizationId)}`)).status).toBe(404);
