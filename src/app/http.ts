@@ -6,7 +6,10 @@ import type { Context, Middleware } from 'koa';
 import type { LoginThrottle } from '../domain/login-throttle.js';
 import { allowedMethods } from '../http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from '../http/middleware.js';
-import { createCsrf } from '../interactions/csrf.js';
+import { createConsoleBackend } from '../console/backend.js';
+import { createConsoleRoutes } from '../console/routes.js';
+import { createConsoleSessions } from '../console/session-store.js';
+import { createCsrf } from '../http/csrf.js';
 import { createInteractionRoutes } from '../interactions/routes.js';
 import { authorizationPost } from '../oidc/authorization-post.js';
 import type { createManagementApi } from '../management/management-api.js';
@@ -41,6 +44,11 @@ export function buildHttp(
   const { trustProxy, hsts } = f.settings;
   const { introspection } = tokens;
   const bearerMatches = (header: string, expected: string) => header.startsWith('Bearer ') && secretsEqual(header.slice(7), expected);
+
+  // The web console (src/console/): a client of this very server, whose requests it sends
+  // in-process to `handler` below, the same entry the network uses.
+  const consoleSessions = createConsoleSessions({ cache, envelope: f.envelope, clock, idleSeconds: config.console.sessionIdleSeconds, absoluteSeconds: config.console.sessionSeconds });
+  const consoleBackend = createConsoleBackend({ issuer: config.issuer, clock, sessions: consoleSessions, handler: () => handler });
 
   const app = new Koa();
   app.proxy = trustProxy;
@@ -121,6 +129,25 @@ export function buildHttp(
     metrics,
   });
   app.use(interactions);
+  app.use(createConsoleRoutes({
+    backend: consoleBackend,
+    sessions: consoleSessions,
+    csrf: createCsrf(cookieKeys, { cookie: (secure) => (secure ? '__Host-tessera.console-csrf' : 'tessera.console-csrf'), path: () => '/', purpose: 'tessera console csrf' }),
+    logger,
+    clock,
+    findOrganization: async (idOrName) => {
+      const org = idOrName.startsWith('org_') ? await repos.organizations.findById(idOrName) : await repos.organizations.findByName(idOrName);
+      return org && { id: org.id, name: org.name };
+    },
+    onlyOrganization: async () => {
+      const [org, another] = await repos.organizations.list({ limit: 2 });
+      return org && !another ? { id: org.id, name: org.name } : undefined;
+    },
+    usernameOf: async (organizationId, userId) => {
+      const user = await repos.users.findById(userId);
+      return user?.organization_id === organizationId ? user.username : undefined;
+    },
+  }));
   app.use(engine.secretGrace);
   // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
   app.use((ctx: Context) => {
