@@ -127,9 +127,11 @@ export async function openEngine(f: Foundation, directory: Directory) {
     isMember: async (accountId, organizationId) => (await memberOf(accountId, organizationId)) !== undefined,
   }), registration.configure];
   const providerMiddleware: Middleware[] = [];
+  const grants: ((provider: Provider) => void)[] = [];
   const build = () => {
     const built = createProvider({
       use: providerMiddleware,
+      grants,
       config,
       fetch: outbound.fetch,
       keySet: keys.current,
@@ -185,6 +187,15 @@ export async function openEngine(f: Foundation, directory: Directory) {
   return {
     provider: () => provider,
     handler: () => handler,
+    /**
+     * Registers a grant of Tessera's own on this engine and on every one the signing keys build
+     * later (token exchange needs introspection, which is built after the engine: src/app/tokens.ts).
+     */
+    addGrant(register: (provider: Provider) => void): void {
+      grants.push(register);
+      register(provider);
+    },
+    resourceIndicators,
     adapter,
     outbound,
     authenticator,

@@ -19,7 +19,9 @@ export interface FieldProblem {
   message: string;
 }
 
-export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+/** RFC 8693 §2.1: the grant type of token exchange (src/oidc/token-exchange.ts). */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE_GRANT] as const;
 export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];
 export type AuthMethod = (typeof AUTH_METHODS)[number];
@@ -130,6 +132,9 @@ export function checkClientShape(input: {
   const method = input.token_endpoint_auth_method;
   if (method === 'none' && grants.has('client_credentials')) {
     problems.push({ field: 'grant_types', message: 'client_credentials needs a confidential client (RFC 6749 §4.4)' });
+  }
+  if (method === 'none' && grants.has(TOKEN_EXCHANGE_GRANT)) {
+    problems.push({ field: 'grant_types', message: 'token exchange needs a confidential client: it turns a token into another, so the caller must prove who it is' });
   }
   if (grants.has('refresh_token') && !grants.has('authorization_code')) {
     problems.push({ field: 'grant_types', message: 'refresh_token needs authorization_code' });

@@ -10,6 +10,7 @@ import type { KeySet } from '../keys/key-service.js';
 import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
 import { CLIENT_AUTH_SIGNING_ALGS } from './client-authenticator.js';
+import { EXCHANGE_CLAIMS } from './token-exchange.js';
 import { engineSafe } from './unavailable.js';
 
 /**
@@ -34,6 +35,8 @@ export interface ProviderDependencies {
   extend?: (configuration: Configuration) => void;
   /** Middleware run inside the engine, around its routes (`provider.use`), in order. */
   use?: Middleware[];
+  /** Grants of Tessera's own, registered on the engine (`registerGrantType`), e.g. src/oidc/token-exchange.ts. */
+  grants?: readonly ((provider: Provider) => void)[];
 }
 
 export function createProvider(deps: ProviderDependencies): Provider {
@@ -117,9 +120,12 @@ export function createProvider(deps: ProviderDependencies): Provider {
     },
     // Organization id in every access token, so a resource server and Tessera's own checks can
     // tell tenants apart without a lookup (docs/design.md, "Least privilege per tenant").
+    // A token made by token exchange also carries `act` and its lineage (src/oidc/token-exchange.ts).
     extraTokenClaims: async (_ctx: KoaContextWithOIDC, token) => {
       const client = (token as { client?: ClientFacts }).client;
-      return client?.tessera_organization_id ? { org_id: client.tessera_organization_id } : undefined;
+      const exchanged = (token as unknown as Record<symbol, Record<string, unknown> | undefined>)[EXCHANGE_CLAIMS];
+      const org = client?.tessera_organization_id ? { org_id: client.tessera_organization_id } : undefined;
+      return exchanged ? { ...org, ...exchanged } : org;
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -162,5 +168,6 @@ export function createProvider(deps: ProviderDependencies): Provider {
   // Behind a load balancer that sets X-Forwarded-* (config trustProxy), the engine trusts them.
   provider.proxy = config.trustProxy;
   for (const middleware of deps.use ?? []) provider.use(middleware as Parameters<Provider['use']>[0]);
+  for (const register of deps.grants ?? []) register(provider);
   return provider;
 }
