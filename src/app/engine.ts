@@ -137,6 +137,7 @@ export async function openEngine(f: Foundation, directory: Directory) {
       keySet: keys.current,
       adapter,
       cookieKeys,
+      dpopNonceSecret: f.dpopNonceSecret,
       resourceIndicators,
       findAccount,
       principals,

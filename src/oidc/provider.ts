@@ -22,6 +22,8 @@ export interface ProviderDependencies {
   keySet: KeySet;
   adapter: new (name: string) => Adapter;
   cookieKeys: string[];
+  /** 32 bytes, the same on every node: what server-provided DPoP nonces are derived from (RFC 9449 §8). */
+  dpopNonceSecret: Buffer;
   resourceIndicators: ResourceIndicators;
   findAccount: FindAccount;
   /**
@@ -106,15 +108,22 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // §2.2), so revocation cannot be used to test whether a token exists.
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       userinfo: { enabled: true },
-      // DPoP-bound tokens would need `cnf` in Tessera's introspection answers and a test that
-      // walks the flow; until then it is off, so discovery does not advertise it.
-      dPoP: { enabled: false },
+      // RFC 9449 at /token for every grant (client credentials, authorization code, refresh, token
+      // exchange): a proof binds the access token to its key (`cnf.jkt`, token_type DPoP), and a
+      // public client's refresh token too. Every introspection answer says so (src/tokens/introspection.ts).
+      // Proofs are single-use across nodes (the engine's replay store, in the cache store); nonces
+      // come from a secret every node derives alike, offered always and required by config `dpop`.
+      dPoP: { enabled: true, allowReplay: false, nonceSecret: deps.dpopNonceSecret, requireNonce: () => config.dpop.requireNonce },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, client, oneOf) => oneOf ?? resourceIndicators.defaultResource(client as ClientFacts),
         // The user a token is for: the account the token endpoint loaded, or the signed-in one at /auth.
+        // At /token the grant has validated the request's DPoP proof before it asks (a request
+        // with an invalid one never gets here), so a DPoP header here means a key-bound token.
         getResourceServerInfo: (ctx, indicator, client) =>
-          engineSafe(() => resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts, ctx.oidc.account?.accountId ?? ctx.oidc.session?.accountId)),
+          engineSafe(() =>
+            resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts, ctx.oidc.account?.accountId ?? ctx.oidc.session?.accountId, ctx.oidc.route === 'token' ? { dpop: Boolean(ctx.get('dpop')) } : undefined),
+          ),
         useGrantedResource: async () => true,
       },
     },

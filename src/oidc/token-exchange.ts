@@ -115,7 +115,7 @@ export function createTokenExchange(deps: TokenExchangeDependencies) {
     if (target === undefined) throw new errors.InvalidTarget('name the resource the token is for');
     if (target === MANAGEMENT_AUDIENCE) throw new errors.InvalidTarget('the Management API takes PATs and SATs as they are; it is not a token exchange target');
     // The client's allowance at the target (invalid_target for another organization's or an unknown API, or one it may not ask for).
-    const info = await resourceIndicators.getResourceServerInfo(target, facts);
+    const info = await resourceIndicators.getResourceServerInfo(target, facts, undefined, { dpop: proof !== undefined });
     const requestedScopes = str('scope')?.split(' ').filter(Boolean);
     const decision = exchangeDecision(
       { clientId: client.clientId, organizationId: organizationId ?? '', scopesAtTarget: (info.scope ?? '').split(' ').filter(Boolean) },

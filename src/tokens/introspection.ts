@@ -81,6 +81,20 @@ export interface ExchangeSource {
 }
 
 const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : []);
+/**
+ * RFC 9449 §6.2 / RFC 8705 §3.2: how a token is bound to its sender, as every introspection
+ * answer states it (JWT and opaque, fast path and Koa path alike): `token_type` DPoP and `cnf`
+ * for a DPoP-bound token, `cnf` alone for a certificate-bound one, Bearer otherwise. A resource
+ * server then knows to demand the proof; the Management API refuses such a token outright
+ * (src/management/auth.ts).
+ */
+export function senderConstraint(cnf: unknown): { token_type: 'DPoP' | 'Bearer'; cnf?: Record<string, string> } {
+  if (typeof cnf !== 'object' || cnf === null) return { token_type: 'Bearer' };
+  const members = Object.fromEntries(Object.entries(cnf).filter(([name, value]) => (name === 'jkt' || name === 'x5t#S256') && typeof value === 'string')) as Record<string, string>;
+  if (Object.keys(members).length === 0) return { token_type: 'Bearer' };
+  return { token_type: members.jkt !== undefined ? 'DPoP' : 'Bearer', cnf: members };
+}
+
 const scopesOf = (scope: unknown): string[] => (typeof scope === 'string' ? scope.split(' ').filter(Boolean) : []);
 
 /**
@@ -100,8 +114,6 @@ export interface OpaqueAccessToken {
   sid?: string;
   /** extraTokenClaims (src/oidc/provider.ts): `org_id`. */
   extra: Record<string, unknown>;
-  /** 'Bearer', or 'DPoP' for a DPoP-bound token (RFC 9449 §6). */
-  tokenType: string;
   /** RFC 7800 confirmation of a sender-constrained token (`jkt`, `x5t#S256`). */
   cnf?: Record<string, string>;
 }
@@ -306,7 +318,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       iat: payload.iat,
       iss: payload.iss,
       jti: payload.jti,
-      token_type: 'Bearer',
+      ...senderConstraint(payload.cnf),
       org_id: payload.org_id,
       // RFC 8693 §4.1: who acts for the subject, for a token made by delegation.
       ...(payload.act !== undefined ? { act: payload.act } : {}),
@@ -371,8 +383,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       // The session the token was issued in, as the engine's own answer gives it (OpenID Connect Front/Back-Channel Logout `sid`).
       sid: t.sid,
       // RFC 9449 §6.2 / RFC 8705 §3.2: a sender-constrained token says how it is bound.
-      token_type: t.tokenType,
-      cnf: t.cnf,
+      ...senderConstraint(t.cnf),
     };
   }
 
