@@ -387,6 +387,14 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     };
   }
 
+  /** A presented token's shape; undefined for an empty or oversized value, which names nothing. */
+  const presentedShape = (token: string): TokenShape | undefined => (token.length === 0 || token.length > 8192 ? undefined : tokenShape(token));
+  /** A presented PAT or SAT that resolves to a live token. */
+  async function liveReference(token: string) {
+    const resolved = await deps.referenceTokens.resolve(token);
+    return resolved.ok ? resolved : undefined;
+  }
+
   async function verifyJwt(token: string): Promise<JWTPayload | undefined> {
     const payload = await verifiedJwt(token);
     return payload && payload.exp! * 1000 > clock.now() ? payload : undefined;
@@ -423,12 +431,11 @@ export function createIntrospection(deps: IntrospectionDependencies) {
      * (`mayRevoke`), or undefined when nothing is to be done.
      */
     async revocable(token: string, caller: IntrospectionCaller): Promise<RevocationTarget | undefined> {
-      if (token.length === 0 || token.length > 8192) return undefined;
-      const shape = tokenShape(token);
+      const shape = presentedShape(token);
+      if (shape === undefined) return undefined;
       if (shape === 'reference') {
-        const resolved = await deps.referenceTokens.resolve(token);
-        if (!resolved.ok) return undefined;
-        const t = resolved.token;
+        const t = (await liveReference(token))?.token;
+        if (!t) return undefined;
         return mayRevoke(caller, { clientId: undefined, organizationId: t.org, audiences: t.resources }) ? { kind: 'reference', tokenId: t.id } : undefined;
       }
       if (shape === 'jwt') {
@@ -451,11 +458,11 @@ export function createIntrospection(deps: IntrospectionDependencies) {
      * no audience restriction.
      */
     async exchangeSource(token: string): Promise<ExchangeSource | undefined> {
-      if (token.length === 0 || token.length > 8192) return undefined;
-      const shape = tokenShape(token);
+      const shape = presentedShape(token);
+      if (shape === undefined) return undefined;
       if (shape === 'reference') {
-        const resolved = await deps.referenceTokens.resolve(token);
-        if (!resolved.ok) return undefined;
+        const resolved = await liveReference(token);
+        if (!resolved) return undefined;
         const t = resolved.token;
         return {
           kind: t.type,

@@ -171,44 +171,39 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     };
   }
 
-  /** Facts from the shared tier; an entry an older version wrote (without `gen`) counts as a miss. */
-  async function sharedFacts(key: string): Promise<Facts | undefined> {
-    if (!shared) return undefined;
-    // The shared tier is an optimisation: when Redis is away, PostgreSQL still answers.
-    const value = await cache.get(sharedKey(key)).catch(() => null);
-    if (!value) return undefined;
-    const facts = JSON.parse(value) as Facts;
-    if (facts.k === 'token' && typeof facts.gen !== 'number') return undefined;
-    stats.shared += 1;
-    return facts;
-  }
-
-  async function loadById(id: string, key: string): Promise<Facts> {
-    const found = await sharedFacts(key);
-    if (found) return found;
-    stats.database += 1;
-    const row = await tokens.findWithOwnerById(id);
-    // By id, no secret was presented: `graceUntil` does not apply (generationLive reads `gen`).
-    const facts: Facts = row ? { ...(await toFacts(row, row.secret_hash)), graceUntil: null } : { k: 'unknown' };
-    if (shared && facts.k !== 'unknown') await cache.set(sharedKey(key), JSON.stringify(facts), SHARED_TTL_SECONDS).catch(() => {});
-    return facts;
-  }
-
-  async function load(hash: Buffer, key: string): Promise<Facts> {
-    const found = await sharedFacts(key);
-    if (found) return found;
-    stats.database += 1;
-    const row = await tokens.findWithOwnerByHash(hash);
-    let facts: Facts;
-    if (row) facts = await toFacts(row, hash);
-    else {
-      const retired = await tokens.findRetired(hash);
-      facts = retired ? { k: 'retired', id: retired.token_id, org: retired.organization_id } : { k: 'unknown' };
+  /**
+   * Facts from the shared tier, else from PostgreSQL (`fromDatabase`), kept in the shared tier
+   * for the other nodes. The shared tier is an optimisation: when Redis is away, PostgreSQL still
+   * answers. An entry an older version wrote (without `gen`) counts as a miss.
+   */
+  async function loadThrough(key: string, fromDatabase: () => Promise<Facts>): Promise<Facts> {
+    const value = shared ? await cache.get(sharedKey(key)).catch(() => null) : null;
+    const cached = value ? (JSON.parse(value) as Facts) : undefined;
+    if (cached && !(cached.k === 'token' && typeof cached.gen !== 'number')) {
+      stats.shared += 1;
+      return cached;
     }
-    // Unknown hashes stay out of the shared store: a flood of made-up tokens must not fill Redis.
+    stats.database += 1;
+    const facts = await fromDatabase();
+    // Unknown keys stay out of the shared store: a flood of made-up tokens must not fill Redis.
     if (shared && facts.k !== 'unknown') await cache.set(sharedKey(key), JSON.stringify(facts), SHARED_TTL_SECONDS).catch(() => {});
     return facts;
   }
+
+  const loadById = (id: string, key: string): Promise<Facts> =>
+    loadThrough(key, async () => {
+      const row = await tokens.findWithOwnerById(id);
+      // By id, no secret was presented: `graceUntil` does not apply (generationLive reads `gen`).
+      return row ? { ...(await toFacts(row, row.secret_hash)), graceUntil: null } : { k: 'unknown' };
+    });
+
+  const load = (hash: Buffer, key: string): Promise<Facts> =>
+    loadThrough(key, async () => {
+      const row = await tokens.findWithOwnerByHash(hash);
+      if (row) return toFacts(row, hash);
+      const retired = await tokens.findRetired(hash);
+      return retired ? { k: 'retired', id: retired.token_id, org: retired.organization_id } : { k: 'unknown' };
+    });
 
   function reuse(id: string, org: string): void {
     try {

@@ -14,21 +14,16 @@ import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backends } from '../helpers/backends.js';
+import { ACCESS_TOKEN_TYPE as ACCESS_TOKEN, basic, BILLING, EXCHANGE_GRANT as EXCHANGE, EXCHANGER, exchangerClient, ORDERS, postForm, seedWith } from '../helpers/exchange.js';
 import { createClient, createResourceServer, createServiceAccount, expectApi } from '../helpers/management.js';
-import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 import { browserless, CALLBACK, oauthError, SERVER_START_TIMEOUT_MS, signIn } from '../helpers/sign-in.js';
 
-const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
-const ORDERS = 'https://orders.test';
-const BILLING = 'https://billing.test';
-const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const WORKER = basic('worker', 'worker-secret-0123456789abcdef');
 const ORDERS_RS = basic('orders-rs', 'orders-rs-secret-0123456789');
 const BILLING_RS = basic('billing-rs', 'billing-rs-secret-0123456789');
-const EXCHANGER = basic('exchanger', 'exchanger-secret-0123456789abcdef');
+const EXCHANGER_BASIC = basic(EXCHANGER.id, EXCHANGER.secret);
 
 interface ProofKey {
   privateKey: CryptoKey;
@@ -54,30 +49,19 @@ for (const backend of backends) {
     let web: client.Configuration;
     let tokenUrl: string;
 
-    const post = async (path: string, form: Record<string, string>, headers: Record<string, string> = {}) => {
-      const response = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(form) });
-      const text = await response.text();
-      return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
-    };
+    const post = (path: string, form: Record<string, string>, headers: Record<string, string> = {}) => postForm(server.url, path, form, headers);
     const introspect = async (token: string, rs = ORDERS_RS, koa = false) =>
       (await post('/token/introspection', { token }, { authorization: rs, ...(koa ? { accept: 'application/json, application/token-introspection+jwt;q=0' } : {}) })).body;
     const clientCredentials = (form: Record<string, string>, dpop?: string, authorization = WORKER) =>
       post('/token', { grant_type: 'client_credentials', ...form }, { authorization, ...(dpop ? { dpop } : {}) });
 
     beforeAll(async () => {
-      const seed = EXAMPLE_SEED.seed;
       server = await startTestServer(backend.name, {
-        overrides: {
-          seed: {
-            ...seed,
-            clients: [
-              ...seed.clients,
-              { client_id: 'exchanger', client_secret: 'exchanger-secret-0123456789abcdef', grant_types: [EXCHANGE], token_endpoint_auth_method: 'client_secret_basic', scopes: ['orders:read', 'billing:read'], resources: [ORDERS, BILLING] },
-              { client_id: 'admin-robot', client_secret: 'admin-robot-secret-0123456789abcd', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic', scopes: ['organization:read'], resources: ['urn:tessera:management'] },
-              { client_id: 'web-public', grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'none', redirect_uris: [CALLBACK], scopes: ['openid', 'offline_access'] },
-            ],
-          },
-        },
+        overrides: seedWith(
+          exchangerClient(['orders:read', 'billing:read']),
+          { client_id: 'admin-robot', client_secret: 'admin-robot-secret-0123456789abcd', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic', scopes: ['organization:read'], resources: ['urn:tessera:management'] },
+          { client_id: 'web-public', grant_types: ['authorization_code', 'refresh_token'], token_endpoint_auth_method: 'none', redirect_uris: [CALLBACK], scopes: ['openid', 'offline_access'] },
+        ),
       });
       tokenUrl = `${server.url}/token`;
       const options = { execute: [client.allowInsecureRequests] };
@@ -205,7 +189,7 @@ for (const backend of backends) {
       const sat = await expectApi(server, server.managementToken, 'POST', '/tokens', { type: 'sat', service_account_id: account.id, name: 'dpop', scopes: ['orders:read'], resources: [ORDERS], expires_in: 3600 }, 201);
       const key = await proofKey();
       const exchange = (subject: string, dpop?: string) =>
-        post('/token', { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, resource: ORDERS }, { authorization: EXCHANGER, ...(dpop ? { dpop } : {}) });
+        post('/token', { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, resource: ORDERS }, { authorization: EXCHANGER_BASIC, ...(dpop ? { dpop } : {}) });
       const bound = await exchange(sat.token, await proof(key, { htu: tokenUrl }));
       expect([bound.status, bound.body.token_type]).toEqual([200, 'DPoP']);
       expect(await introspect(bound.body.access_token)).toMatchObject({ active: true, token_type: 'DPoP', cnf: { jkt: key.thumbprint }, sub: account.id });
@@ -215,7 +199,7 @@ for (const backend of backends) {
       const again = await exchange(bound.body.access_token, await proof(key, { htu: tokenUrl }));
       expect([again.status, again.body.token_type]).toEqual([200, 'DPoP']);
       // openid-client's generic grant with its DPoP handle.
-      const exchanger = await client.discovery(new URL(server.url), 'exchanger', undefined, client.ClientSecretBasic('exchanger-secret-0123456789abcdef'), { execute: [client.allowInsecureRequests] });
+      const exchanger = await client.discovery(new URL(server.url), EXCHANGER.id, undefined, client.ClientSecretBasic(EXCHANGER.secret), { execute: [client.allowInsecureRequests] });
       const viaLibrary = await client.genericGrantRequest(exchanger, EXCHANGE, { subject_token: sat.token, subject_token_type: ACCESS_TOKEN, resource: ORDERS }, { DPoP: client.getDPoPHandle(exchanger, await client.randomDPoPKeyPair()) });
       expect(viaLibrary.token_type).toBe('dpop');
     });

@@ -10,13 +10,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { postgresRedisSkipReason } from '../helpers/backends.js';
-import { introspect, postForm, prepareInstallation, startNode } from '../helpers/cluster.js';
+import { introspect, managementCall, postForm, prepareInstallation, startNode } from '../helpers/cluster.js';
 import type { Installation, TesseraNode } from '../helpers/cluster.js';
-import { EXAMPLE_SEED } from '../helpers/seed.js';
+import { ACCESS_TOKEN_TYPE as ACCESS_TOKEN, basic, EXCHANGE_GRANT as EXCHANGE, EXCHANGER as EXCHANGER_CLIENT, exchangerClient, seedWith } from '../helpers/exchange.js';
 
-const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
-const EXCHANGER = `Basic ${Buffer.from('exchanger:exchanger-secret-0123456789abcdef').toString('base64')}`;
+const EXCHANGER = basic(EXCHANGER_CLIENT.id, EXCHANGER_CLIENT.secret);
 /** The documented bound, plus the time one introspection round trip may take on a busy 2-core machine. */
 const STALENESS_MS = 1000;
 
@@ -25,14 +23,7 @@ describe.skipIf(postgresRedisSkipReason)('token exchange on two nodes', () => {
   let a: TesseraNode;
   let b: TesseraNode;
 
-  const management = async (node: TesseraNode, method: string, path: string, body?: unknown) => {
-    const response = await fetch(`${node.url}/api/v1${path}`, {
-      method,
-      headers: { authorization: `Bearer ${installation.bootstrap.management_token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    return { status: response.status, body: (await response.json().catch(() => undefined)) as Record<string, any> };
-  };
+  const management = (node: TesseraNode, method: string, path: string, body?: unknown) => managementCall(installation, node, method, path, body);
   const exchange = async (node: TesseraNode, subject: string, resource: string) => {
     const answer = await postForm(node.url, '/token', { grant_type: EXCHANGE, subject_token: subject, subject_token_type: ACCESS_TOKEN, resource }, EXCHANGER);
     expect(answer.status, JSON.stringify(answer.body)).toBe(200);
@@ -62,15 +53,7 @@ describe.skipIf(postgresRedisSkipReason)('token exchange on two nodes', () => {
 
   beforeAll(async () => {
     installation = await prepareInstallation({
-      overrides: {
-        seed: {
-          resourceServers: EXAMPLE_SEED.seed.resourceServers,
-          clients: [
-            ...EXAMPLE_SEED.seed.clients,
-            { client_id: 'exchanger', client_secret: 'exchanger-secret-0123456789abcdef', grant_types: [EXCHANGE], token_endpoint_auth_method: 'client_secret_basic', scopes: ['orders:read', 'billing:read'], resources: ['https://orders.test', 'https://billing.test'] },
-          ],
-        },
-      },
+      overrides: seedWith(exchangerClient(['orders:read', 'billing:read'])),
     });
     [a, b] = await Promise.all([startNode(installation, 'a'), startNode(installation, 'b')]);
   }, 120_000);

@@ -12,31 +12,16 @@ import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backends } from '../helpers/backends.js';
+import { ACCESS_TOKEN_TYPE as ACCESS_TOKEN, basic, BILLING, EXCHANGE_GRANT as EXCHANGE, EXCHANGER, exchangerClient, ORDERS, postForm, seedWith } from '../helpers/exchange.js';
 import { createOrganization, createResourceServer, createServiceAccount, expectApi, uniqueName } from '../helpers/management.js';
-import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 
-const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
-const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
-const ORDERS = 'https://orders.test';
-const BILLING = 'https://billing.test';
-
-const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
-const EXCHANGER = { id: 'exchanger', secret: 'exchanger-secret-0123456789abcdef' };
 const ORDERS_RS = basic('orders-rs', 'orders-rs-secret-0123456789');
 const BILLING_RS = basic('billing-rs', 'billing-rs-secret-0123456789');
 const WORKER = basic('worker', 'worker-secret-0123456789abcdef');
 
-async function post(server: TestServer, path: string, form: Record<string, string>, authorization?: string) {
-  const response = await fetch(`${server.url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...(authorization ? { authorization } : {}) },
-    body: new URLSearchParams(form),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
-}
+const post = (server: TestServer, path: string, form: Record<string, string> | string, authorization?: string) => postForm(server.url, path, form, authorization ? { authorization } : {});
 
 for (const backend of backends) {
   describe(`token exchange on ${backend.name}`, () => {
@@ -52,26 +37,7 @@ for (const backend of backends) {
       (await expectApi(server, server.managementToken, 'POST', '/tokens', { type: 'sat', service_account_id: robot.id, name: uniqueName('sat'), scopes, resources, expires_in: expiresIn }, 201)) as { id: string; token: string };
 
     beforeAll(async () => {
-      const seed = EXAMPLE_SEED.seed;
-      server = await startTestServer(backend.name, {
-        overrides: {
-          seed: {
-            ...seed,
-            clients: [
-              ...seed.clients,
-              {
-                client_id: EXCHANGER.id,
-                client_secret: EXCHANGER.secret,
-                name: 'Exchanger',
-                grant_types: [EXCHANGE],
-                token_endpoint_auth_method: 'client_secret_basic',
-                scopes: ['orders:read', 'orders:write', 'billing:read'],
-                resources: [ORDERS, BILLING],
-              },
-            ],
-          },
-        },
-      });
+      server = await startTestServer(backend.name, { overrides: seedWith(exchangerClient()) });
       exchanger = await client.discovery(new URL(server.url), EXCHANGER.id, undefined, client.ClientSecretBasic(EXCHANGER.secret), { execute: [client.allowInsecureRequests] });
       robot = await createServiceAccount(server, server.managementToken);
     });
@@ -139,7 +105,7 @@ for (const backend of backends) {
         expect(answer.headers.get('cache-control')).toBe('no-store');
       }
       // Two targets at once is one too many (RFC 8693 §2.2.2).
-      const both = await post(server, '/token', `grant_type=${encodeURIComponent(EXCHANGE)}&subject_token_type=${encodeURIComponent(ACCESS_TOKEN)}&subject_token=${token}&resource=${encodeURIComponent(ORDERS)}&audience=${encodeURIComponent(BILLING)}` as never, basic(EXCHANGER.id, EXCHANGER.secret));
+      const both = await post(server, '/token', `grant_type=${encodeURIComponent(EXCHANGE)}&subject_token_type=${encodeURIComponent(ACCESS_TOKEN)}&subject_token=${token}&resource=${encodeURIComponent(ORDERS)}&audience=${encodeURIComponent(BILLING)}`, basic(EXCHANGER.id, EXCHANGER.secret));
       expect([both.status, both.body.error]).toEqual([400, 'invalid_target']);
       // Without a target, the subject's only API.
       const defaulted = await exchange({ subject_token: token });
