@@ -52,7 +52,7 @@ export function attachProviderAuditing(
         organizationId: client?.tessera_organization_id ?? null,
         actor: { type: 'client', id: client?.clientId ?? null },
         action: 'token.exchanged',
-        target: exchange.subject.kind === 'access_token' ? { type: 'access_token', id: exchange.subject.id ?? 'opaque' } : { type: 'reference_token', id: exchange.subject.id ?? '' },
+        target: { type: exchange.subject.kind === 'access_token' ? 'access_token' : 'reference_token', id: exchange.subject.id },
         outcome: 'success',
         ...requestFacts(ctx),
         details: {

@@ -48,8 +48,8 @@ export const EXCHANGE_CLAIMS = Symbol('tessera.exchangeClaims');
 
 /** What the audit event of an exchange records (src/oidc/provider-events.ts), as the `TokenExchange` entity. */
 export interface ExchangeRecord {
-  subject: { kind: ExchangeSource['kind']; id?: string; sub: string };
-  actor?: { kind: ExchangeSource['kind']; id?: string; sub: string };
+  subject: { kind: ExchangeSource['kind']; id: string; sub: string };
+  actor?: { kind: ExchangeSource['kind']; id: string; sub: string };
   audience: string;
   scope: string;
   expiresIn: number;
@@ -143,16 +143,15 @@ export function createTokenExchange(deps: TokenExchangeDependencies) {
     };
     ctx.oidc.entity('AccessToken', token);
     const record: ExchangeRecord = {
-      subject: { kind: subject.kind, ...(subject.id !== undefined ? { id: subject.id } : {}), sub: subject.sub },
-      ...(actor ? { actor: { kind: actor.kind, ...(actor.id !== undefined ? { id: actor.id } : {}), sub: actor.sub } } : {}),
+      subject: { kind: subject.kind, id: subject.id, sub: subject.sub },
+      ...(actor ? { actor: { kind: actor.kind, id: actor.id, sub: actor.sub } } : {}),
       audience: target,
       scope: decision.scopes.join(' '),
       expiresIn,
     };
     ctx.oidc.entity('TokenExchange', record);
     const value = await token.save();
-    if (subject.id !== undefined && subject.kind !== 'access_token') deps.recordUse?.(subject.id, target);
-    if (actor?.id !== undefined && actor.kind !== 'access_token') deps.recordUse?.(actor.id, target);
+    for (const used of actor ? [subject, actor] : [subject]) if (used.kind !== 'access_token') deps.recordUse?.(used.id, target);
 
     // RFC 8693 §2.2.1.
     ctx.body = {

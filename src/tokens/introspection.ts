@@ -63,8 +63,8 @@ export type RevocationTarget =
  */
 export interface ExchangeSource {
   kind: 'pat' | 'sat' | 'access_token';
-  /** A PAT's or SAT's token id, a JWT's `jti`; none for an opaque token, whose value is its id. */
-  id?: string;
+  /** A PAT's or SAT's token id; an access token's revocation id (a JWT's `jti`, an opaque token's digest, src/tokens/exchange-lineage.ts). */
+  id: string;
   organizationId: string;
   /** Whom the token acts for: the user, the service account, or a client-credentials token's client. */
   sub: string;
@@ -505,7 +505,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       };
       return {
         kind: 'access_token',
-        ...(shape === 'jwt' ? { id: jti } : {}),
+        id: jti,
         organizationId,
         sub: subject,
         scopes: scopesOf(claims.scope),
