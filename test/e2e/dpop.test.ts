@@ -6,15 +6,12 @@
  * `htm`/`htu`, a stale `iat` (answered with a nonce), a DPoP token presented as Bearer, a key
  * mismatch on refresh; a `dpop_required` API that gets no bearer token.
  */
-import { randomUUID } from 'node:crypto';
-
-import { calculateJwkThumbprint, decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
-import type { JWK } from 'jose';
+import { calculateJwkThumbprint, decodeJwt, exportJWK } from 'jose';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backends } from '../helpers/backends.js';
-import { ACCESS_TOKEN_TYPE as ACCESS_TOKEN, basic, BILLING, EXCHANGE_GRANT as EXCHANGE, EXCHANGER, exchangerClient, ORDERS, postForm, seedWith } from '../helpers/exchange.js';
+import { ACCESS_TOKEN_TYPE as ACCESS_TOKEN, basic, BILLING, EXCHANGE_GRANT as EXCHANGE, EXCHANGER, exchangerClient, ORDERS, postForm, proof, proofKey, seedWith } from '../helpers/exchange.js';
 import { createClient, createResourceServer, createServiceAccount, expectApi } from '../helpers/management.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -24,23 +21,6 @@ const WORKER = basic('worker', 'worker-secret-0123456789abcdef');
 const ORDERS_RS = basic('orders-rs', 'orders-rs-secret-0123456789');
 const BILLING_RS = basic('billing-rs', 'billing-rs-secret-0123456789');
 const EXCHANGER_BASIC = basic(EXCHANGER.id, EXCHANGER.secret);
-
-interface ProofKey {
-  privateKey: CryptoKey;
-  jwk: JWK;
-  thumbprint: string;
-}
-async function proofKey(): Promise<ProofKey> {
-  const { publicKey, privateKey } = await generateKeyPair('ES256');
-  const jwk = await exportJWK(publicKey);
-  return { privateKey: privateKey as CryptoKey, jwk, thumbprint: await calculateJwkThumbprint(jwk) };
-}
-/** A DPoP proof JWT (RFC 9449 §4.2), right by default, wrong where the test says. */
-function proof(key: ProofKey, claims: { htu: string; htm?: string; iat?: number; jti?: string; nonce?: string }): Promise<string> {
-  return new SignJWT({ htm: claims.htm ?? 'POST', htu: claims.htu, iat: claims.iat ?? Math.floor(Date.now() / 1000), jti: claims.jti ?? randomUUID(), ...(claims.nonce ? { nonce: claims.nonce } : {}) })
-    .setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk })
-    .sign(key.privateKey);
-}
 
 for (const backend of backends) {
   describe(`DPoP on ${backend.name}`, () => {
@@ -137,6 +117,16 @@ for (const backend of backends) {
       const key = await proofKey();
       const issued = await clientCredentials({ resource: rs.identifier, scope: 'things:read' }, await proof(key, { htu: tokenUrl }), authorization);
       expect([issued.status, issued.body.token_type]).toEqual([200, 'DPoP']);
+      // Token exchange for it likewise: a SAT (a bearer token) is exchanged for it only with a proof.
+      const exchanging = await createClient(server, server.managementToken, { grant_types: [EXCHANGE], scopes: ['things:read'], resources: [rs.identifier], token_endpoint_auth_method: 'client_secret_basic' });
+      const account = await createServiceAccount(server, server.managementToken);
+      const sat = await expectApi(server, server.managementToken, 'POST', '/tokens', { type: 'sat', service_account_id: account.id, name: 'dpop api', scopes: ['things:read'], resources: [rs.identifier], expires_in: 3600 }, 201);
+      const exchange = (dpop?: string) =>
+        post('/token', { grant_type: EXCHANGE, subject_token: sat.token, subject_token_type: ACCESS_TOKEN }, { authorization: basic(exchanging.client_id, exchanging.client_secret), ...(dpop ? { dpop } : {}) });
+      const bearerExchange = await exchange();
+      expect([bearerExchange.status, bearerExchange.body.error]).toEqual([400, 'invalid_request']);
+      const boundExchange = await exchange(await proof(key, { htu: tokenUrl }));
+      expect([boundExchange.status, boundExchange.body.token_type]).toEqual([200, 'DPoP']);
       // Turned off again: bearer tokens are issued.
       await expectApi(server, server.managementToken, 'PATCH', `/resource-servers/${rs.id}`, { dpop_required: false }, 200);
       let again = await clientCredentials({ resource: rs.identifier, scope: 'things:read' }, undefined, authorization);
@@ -205,3 +195,27 @@ for (const backend of backends) {
     });
   });
 }
+
+describe('DPoP with nonces required (config dpop.requireNonce)', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer('pglite+memory', { overrides: { ...seedWith(), dpop: { requireNonce: true } } });
+  }, SERVER_START_TIMEOUT_MS);
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('answers a proof without a nonce with use_dpop_nonce and a DPoP-Nonce header; openid-client retries with it', async () => {
+    const key = await proofKey();
+    const form = { grant_type: 'client_credentials', resource: ORDERS, scope: 'orders:read' };
+    const first = await postForm(server.url, '/token', form, { authorization: WORKER, dpop: await proof(key, { htu: `${server.url}/token` }) });
+    expect([first.status, first.body.error]).toEqual([400, 'use_dpop_nonce']);
+    const nonce = first.headers.get('dpop-nonce')!;
+    expect(nonce).toBeTruthy();
+    const second = await postForm(server.url, '/token', form, { authorization: WORKER, dpop: await proof(key, { htu: `${server.url}/token`, nonce }) });
+    expect([second.status, second.body.token_type]).toEqual([200, 'DPoP']);
+    const worker = await client.discovery(new URL(server.url), 'worker', undefined, client.ClientSecretBasic('worker-secret-0123456789abcdef'), { execute: [client.allowInsecureRequests] });
+    const tokens = await client.clientCredentialsGrant(worker, { resource: ORDERS, scope: 'orders:read' }, { DPoP: client.getDPoPHandle(worker, await client.randomDPoPKeyPair()) });
+    expect(tokens.token_type).toBe('dpop');
+  });
+});

@@ -5,6 +5,7 @@
  * every token exchanged from it on the other within the documented staleness bound (1 s,
  * docs/operations.md "Staleness windows"), for a JWT and an opaque child alike.
  */
+import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresRedisSkipReason } from '../helpers/backends.js';
 import { introspect, managementCall, postForm, prepareInstallation, startNode } from '../helpers/cluster.js';
 import type { Installation, TesseraNode } from '../helpers/cluster.js';
-import { ACCESS_TOKEN_TYPE as ACCESS_TOKEN, basic, EXCHANGE_GRANT as EXCHANGE, EXCHANGER as EXCHANGER_CLIENT, exchangerClient, seedWith } from '../helpers/exchange.js';
+import { ACCESS_TOKEN_TYPE as ACCESS_TOKEN, basic, EXCHANGE_GRANT as EXCHANGE, EXCHANGER as EXCHANGER_CLIENT, exchangerClient, proof, proofKey, seedWith } from '../helpers/exchange.js';
 
 const EXCHANGER = basic(EXCHANGER_CLIENT.id, EXCHANGER_CLIENT.secret);
 /** The documented bound, plus the time one introspection round trip may take on a busy 2-core machine. */
@@ -86,4 +87,25 @@ describe.skipIf(postgresRedisSkipReason)('token exchange on two nodes', () => {
     await sleep(2000);
     await inactiveOnB(children, performance.now());
   }, 30_000);
+
+  it('accepts a DPoP proof once across the nodes: the same proof on the other node is a replay', async () => {
+    // Both nodes behind one name, as behind a load balancer: the proof's htu is the issuer's token endpoint.
+    const host = new URL(installation.issuer).host;
+    const grant = (node: TesseraNode, dpop: string) =>
+      new Promise<{ status: number; body: Record<string, any> }>((resolve, reject) => {
+        const body = new URLSearchParams({ grant_type: 'client_credentials', resource: 'https://orders.test', scope: 'orders:read' }).toString();
+        const req = request(`${node.url}/token`, { method: 'POST', headers: { host, 'content-type': 'application/x-www-form-urlencoded', authorization: basic('worker', 'worker-secret-0123456789abcdef'), dpop } }, (res) => {
+          let text = '';
+          res.on('data', (chunk) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const once = await proof(await proofKey(), { htu: `${installation.issuer}/token` });
+    const first = await grant(a, once);
+    expect([first.status, first.body.token_type]).toEqual([200, 'DPoP']);
+    const replay = await grant(b, once);
+    expect([replay.status, replay.body.error]).toEqual([400, 'invalid_grant']);
+  });
 });

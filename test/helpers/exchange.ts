@@ -1,7 +1,13 @@
 /**
  * What the token-exchange and DPoP tests share: the grant and token type names, a client allowed
- * the exchange, the example seed with extra clients, and a form POST with headers of its choosing.
+ * the exchange, the example seed with extra clients, a form POST with headers of its choosing,
+ * and hand-made DPoP proofs (RFC 9449 §4.2), right or wrong as a test needs them.
  */
+import { randomUUID } from 'node:crypto';
+
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import type { JWK } from 'jose';
+
 import { EXAMPLE_SEED } from './seed.js';
 
 export const EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -35,4 +41,21 @@ export async function postForm(url: string, path: string, form: Record<string, s
   });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
+}
+
+export interface ProofKey {
+  privateKey: CryptoKey;
+  jwk: JWK;
+  thumbprint: string;
+}
+export async function proofKey(): Promise<ProofKey> {
+  const { publicKey, privateKey } = await generateKeyPair('ES256');
+  const jwk = await exportJWK(publicKey);
+  return { privateKey: privateKey as CryptoKey, jwk, thumbprint: await calculateJwkThumbprint(jwk) };
+}
+/** A DPoP proof JWT (RFC 9449 §4.2), right by default, wrong where the test says. */
+export function proof(key: ProofKey, claims: { htu: string; htm?: string; iat?: number; jti?: string; nonce?: string }): Promise<string> {
+  return new SignJWT({ htm: claims.htm ?? 'POST', htu: claims.htu, iat: claims.iat ?? Math.floor(Date.now() / 1000), jti: claims.jti ?? randomUUID(), ...(claims.nonce ? { nonce: claims.nonce } : {}) })
+    .setProtectedHeader({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk })
+    .sign(key.privateKey);
 }
