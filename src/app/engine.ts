@@ -65,6 +65,7 @@ export async function openEngine(f: Foundation, directory: Directory) {
     payloads: repos.payloads,
     clock,
     legacyKeysUntil: clock.now() + legacyWindowSeconds * 1000,
+    envelope,
     clientSource: {
       find: async (id) => {
         const view = await clients.get(id);

@@ -7,6 +7,7 @@ import type { LoginThrottle } from '../domain/login-throttle.js';
 import { allowedMethods } from '../http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from '../http/middleware.js';
 import { createCsrf } from '../interactions/csrf.js';
+import { createDeviceCodeLimit } from '../interactions/device-code-limit.js';
 import { createInteractionRoutes } from '../interactions/routes.js';
 import type { createManagementApi } from '../management/management-api.js';
 import { secretsEqual } from '../oidc/client-authenticator.js';
@@ -117,6 +118,7 @@ export function buildHttp(
     metrics,
   });
   app.use(interactions);
+  app.use(createDeviceCodeLimit({ limiter: tokens.rateLimiter('deviceCode') }));
   app.use(engine.secretGrace);
   // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
   app.use((ctx: Context) => {

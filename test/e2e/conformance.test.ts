@@ -111,7 +111,7 @@ describe.skipIf(postgresRedisSkipReason)('discovery conformance', () => {
       // this client's grant: unauthorized_client is the engine's answer for an enabled grant).
       expect(body.error, grant).not.toBe('unsupported_grant_type');
     }
-    for (const grant of ['password', 'implicit', 'urn:ietf:params:oauth:grant-type:device_code', 'urn:openid:params:grant-type:ciba']) {
+    for (const grant of ['password', 'implicit', 'urn:openid:params:grant-type:ciba']) {
       const response = await form('/token', { grant_type: grant }, basic(WEBAPP.id, WEBAPP.secret));
       expect((await response.json()).error, grant).toBe('unsupported_grant_type');
     }
