@@ -174,7 +174,10 @@ ${form}
 export function deviceCodePage(form: string, problem?: string): string {
   // The engine's form brings its own code field, unlabelled and with an inline script handler;
   // the page's labelled field below takes its place (form="op.deviceInputForm").
-  const hiddenOnly = form.replace(/<input\s[^>]*name="user_code"[^>]*>(\s*<\/input>)?/g, '');
+  const field = /<input\s[^>]*name="user_code"[^>]*>(\s*<\/input>)?/.exec(form)?.[0] ?? '';
+  const hiddenOnly = form.replace(field, '');
+  // verification_uri_complete (RFC 8628 §3.3.1) pre-fills the code; the engine has escaped it already.
+  const prefilled = /\svalue="([^"]*)"/.exec(field)?.[1];
   return layout(
     'Connect a device',
     `<h1>Connect a device</h1>
@@ -183,7 +186,7 @@ ${problem ? `<p class="alert" role="alert" id="user_code-error">${escapeHtml(pro
 ` : ''}${hiddenOnly}
 <div class="field">
 <label for="user_code">Code</label>
-<input type="text" id="user_code" name="user_code" form="op.deviceInputForm" autocomplete="off" autocapitalize="characters" spellcheck="false" required autofocus${problem ? ' aria-invalid="true" aria-describedby="user_code-error"' : ''}>
+<input type="text" id="user_code" name="user_code" form="op.deviceInputForm"${prefilled !== undefined ? ` value="${prefilled}"` : ''} autocomplete="off" autocapitalize="characters" spellcheck="false" required autofocus${problem ? ' aria-invalid="true" aria-describedby="user_code-error"' : ''}>
 </div>
 <div class="actions">
 <button type="submit" form="op.deviceInputForm" class="primary">Continue</button>

@@ -76,6 +76,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.clientCredentials,
       AuthorizationCode: config.ttl.authorizationCode,
+      // RFC 8628 §3.2 `expires_in`: ten minutes for the user to find a browser and sign in.
+      DeviceCode: 600,
       IdToken: config.ttl.idToken,
       Interaction: config.ttl.interaction,
       Session: config.ttl.session,

@@ -79,6 +79,9 @@ for (const backend of backends) {
       // Before the user acts, the token endpoint says authorization_pending (RFC 8628 §3.5).
       const pending = await fetch(`${server.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: DEVICE_GRANT, device_code: started.device_code, client_id: TV.client_id }) });
       expect((await pending.json()).error).toBe('authorization_pending');
+      // verification_uri_complete fills the code in for the user.
+      const complete = await browserless(server).follow(started.verification_uri_complete!);
+      expect(complete.html).toContain(`value="${started.user_code}"`);
       const done = await approve(browserless(server), started.user_code);
       expect(done).toContain('signed in');
       const tokens = await client.pollDeviceAuthorizationGrant(tv, { ...started, interval: 0 });
