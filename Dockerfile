@@ -8,6 +8,10 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The build also writes the embedded database template (initdb run, migrations applied), which
+# needs the migrations and its script.
+COPY migrations ./migrations
+COPY scripts ./scripts
 RUN npm run build
 
 # ---- production: runtime dependencies and compiled code only ----------------------------

@@ -9,6 +9,7 @@ import { accessLog, errorHandler, requestId, securityHeaders } from '../http/mid
 import { createCsrf } from '../interactions/csrf.js';
 import { createDeviceCodeLimit } from '../interactions/device-code-limit.js';
 import { createInteractionRoutes } from '../interactions/routes.js';
+import { authorizationPost } from '../oidc/authorization-post.js';
 import type { createManagementApi } from '../management/management-api.js';
 import { secretsEqual } from '../oidc/client-authenticator.js';
 import { createTokenFastPath } from '../oidc/token-fast-path.js';
@@ -23,7 +24,8 @@ import type { Tokens } from './tokens.js';
 
 /**
  * The request path. Koa runs Tessera's middleware in this order: request id, access log, errors
- * in each route's wire format, security headers, health and metrics, allowed methods, the /token
+ * in each route's wire format, security headers, health and metrics, allowed methods, POST at
+ * the authorization and end-session endpoints, the /token
  * rate limits, introspection and revocation, the refresh-token grace, the Management API, the
  * sign-in pages, the client-secret grace, then the engine. Two plain handlers sit in front of
  * Koa for the two busiest requests (introspection, client-credentials grants) and hand Koa
@@ -81,6 +83,8 @@ export function buildHttp(
     await next();
   });
   app.use(allowedMethods());
+  // POST at /auth and /session/end becomes the same request by GET, which carries the session cookie.
+  app.use(authorizationPost());
   app.use(tokens.tokenLimits.middleware);
   app.use(createTokenEndpoints({
     issuer: config.issuer,
@@ -155,6 +159,14 @@ export function buildHttp(
     failures: tokens.clientFailures,
     trustProxy,
   });
-  const handler: (req: IncomingMessage, res: ServerResponse) => void = fastPath;
+  // Without the fast paths (config fastPaths: false) every request is Koa's: the benchmark's
+  // baseline for what they save, and a way to rule them out when an answer looks wrong.
+  const first: (req: IncomingMessage, res: ServerResponse) => void = config.fastPaths ? fastPath : (req, res) => void koaHandler(req, res);
+  // Every request, whichever path answers it, runs under one deadline for its cache work.
+  const handler: (req: IncomingMessage, res: ServerResponse) => void = (req, res) => {
+    const request = f.deadline.begin();
+    res.once('close', request.end);
+    request.run(() => first(req, res));
+  };
   return { handler, app, fastPathStats: fastPath.stats, tokenFastPathStats: tokenFastPath.stats };
 }

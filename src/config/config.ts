@@ -49,6 +49,7 @@ const fileSchema = z.object({
   port: z.number().int().min(0).max(65535),
   dataDir: z.string(),
   trustProxy: z.boolean(),
+  fastPaths: z.boolean().default(true),
   requireHttpsIssuer: z.boolean(),
   usageFlushSeconds: z.number().positive().max(60),
   workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]),
@@ -159,6 +160,12 @@ export interface Config {
    * balancer's. On in production (config/production.json), or with TESSERA_TRUST_PROXY.
    */
   trustProxy: boolean;
+  /**
+   * The two plain handlers in front of Koa (introspection, client-credentials grants). Off, every
+   * request takes the whole pipeline and the engine: the same answers, slower. A diagnostic, for
+   * measuring what they save or ruling them out.
+   */
+  fastPaths: boolean;
   /** How often counted uses (PAT/SAT last use, client-secret last use) are written, in seconds. */
   usageFlushSeconds: number;
   /**
@@ -250,10 +257,19 @@ const env = z.object({
   TESSERA_METRICS_TOKEN: z.string().optional(),
   TESSERA_OUTBOUND_ALLOWED_HOSTS: z.string().optional(),
   TESSERA_TRUST_PROXY: z.string().optional(),
+  TESSERA_FAST_PATHS: z.string().optional(),
   TESSERA_WORKERS: z.string().optional(),
 });
 
 const nonEmpty = (value: string | undefined) => (value === undefined || value.trim() === '' ? undefined : value.trim());
+
+/** `true` or `false` from an environment variable; undefined when it is unset. */
+function booleanVar(name: string, raw: string | undefined): boolean | undefined {
+  const value = nonEmpty(raw);
+  if (value === undefined) return undefined;
+  if (value !== 'true' && value !== 'false') throw new ConfigError(`${name} must be true or false, got "${value}"`);
+  return value === 'true';
+}
 
 /**
  * Builds the Config. Every failure is a ConfigError whose message is one line that names the
@@ -299,11 +315,8 @@ export function loadConfig(
   if (fileConfig.requireHttpsIssuer && !issuer.startsWith('https://')) {
     throw new ConfigError(`TESSERA_ISSUER must use https (config requireHttpsIssuer, set for production), got "${issuer}"`);
   }
-  const trustProxyVar = nonEmpty(vars.TESSERA_TRUST_PROXY);
-  if (trustProxyVar !== undefined && trustProxyVar !== 'true' && trustProxyVar !== 'false') {
-    throw new ConfigError(`TESSERA_TRUST_PROXY must be true or false, got "${trustProxyVar}"`);
-  }
-  const trustProxy = trustProxyVar === undefined ? fileConfig.trustProxy : trustProxyVar === 'true';
+  const trustProxy = booleanVar('TESSERA_TRUST_PROXY', vars.TESSERA_TRUST_PROXY) ?? fileConfig.trustProxy;
+  const fastPaths = booleanVar('TESSERA_FAST_PATHS', vars.TESSERA_FAST_PATHS) ?? fileConfig.fastPaths;
 
   // To keep Tessera in one schema of a shared database (tests, one database per several
   // installs), use libpq's `options` parameter: `...?options=-c%20search_path%3Dtessera`. The
@@ -384,6 +397,7 @@ export function loadConfig(
   return {
     env: vars.NODE_ENV,
     trustProxy,
+    fastPaths,
     usageFlushSeconds: fileConfig.usageFlushSeconds,
     workers,
     issuer,

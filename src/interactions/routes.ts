@@ -13,7 +13,7 @@ import { FORM_BODY_LIMIT, readFormBody } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { OAuthError } from '../http/oauth-error.js';
 import type { TesseraMetrics } from '../metrics/metrics.js';
-import { allowedOidcScopes } from '../oidc/sign-in-config.js';
+import { allowedOidcClaims, allowedOidcScopes } from '../oidc/sign-in-config.js';
 import { CacheUnavailableError } from '../storage/cache.js';
 import type { ConsentRepository } from '../storage/consent-repository.js';
 import { StorageUnavailableError } from '../storage/database.js';
@@ -180,7 +180,9 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
     const prompt = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
     const allowed = allowedOidcScopes(client.metadata as { tessera_scopes?: string[] });
     const identity = (prompt.missingOIDCScope ?? []).filter((s) => allowed.has(s)).map((s) => OIDC_SCOPE_WORDS[s] ?? { title: s });
-    if (prompt.missingOIDCClaims?.length) identity.push({ title: 'See these details about you', description: prompt.missingOIDCClaims.join(', ') });
+    const allowedClaims = allowedOidcClaims(client.metadata as { tessera_scopes?: string[] });
+    const claims = (prompt.missingOIDCClaims ?? []).filter((claim) => allowedClaims.has(claim));
+    if (claims.length) identity.push({ title: 'See these details about you', description: claims.join(', ') });
     const apis: { name: string; items: ConsentItem[] }[] = [];
     for (const [indicator, scopes] of Object.entries(prompt.missingResourceScopes ?? {})) {
       if (indicator === MANAGEMENT_AUDIENCE) {
@@ -306,12 +308,17 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
       const refused = (prompt.missingOIDCScope ?? []).filter((s) => !allowed.has(s));
       if (granted.length) grant.addOIDCScope(granted.join(' '));
       if (refused.length) grant.rejectOIDCScope(refused.join(' '));
-      if (prompt.missingOIDCClaims?.length) grant.addOIDCClaims(prompt.missingOIDCClaims);
+      // Claims asked for through the `claims` parameter: only those the client's scopes reach.
+      const allowedClaims = allowedOidcClaims(client.metadata as { tessera_scopes?: string[] });
+      const grantedClaims = (prompt.missingOIDCClaims ?? []).filter((claim) => allowedClaims.has(claim));
+      const refusedClaims = (prompt.missingOIDCClaims ?? []).filter((claim) => !allowedClaims.has(claim));
+      if (grantedClaims.length) grant.addOIDCClaims(grantedClaims);
+      if (refusedClaims.length) grant.rejectOIDCClaims(refusedClaims);
       for (const [indicator, scopes] of Object.entries(prompt.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
       const grantId = await grant.save();
       await deps.consents.remember(accountId, clientId, client.record.organization_id, {
         oidc_scopes: granted,
-        oidc_claims: prompt.missingOIDCClaims ?? [],
+        oidc_claims: grantedClaims,
         resource_scopes: prompt.missingResourceScopes ?? {},
       });
       logger.info({ requestId: ctx.state.requestId, userId: accountId, clientId }, 'sign-in: consent granted');

@@ -6,8 +6,10 @@ import type { CacheStore } from './cache.js';
 import type { Database } from './database.js';
 import { createMemoryCache } from './memory-cache.js';
 import { createPgDatabase } from './pg-database.js';
+import { readEmbeddedTemplate } from './embedded-template.js';
 import { createPgliteDatabase } from './pglite-database.js';
 import { createRedisCache } from './redis-cache.js';
+import type { RequestDeadline } from './request-deadline.js';
 
 export class StartupError extends Error {
   override name = 'StartupError';
@@ -35,17 +37,20 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir
     return db;
   }
   try {
-    return await createPgliteDatabase({ dataDir: join(config.dataDir, 'pglite') });
+    return await createPgliteDatabase({ dataDir: join(config.dataDir, 'pglite'), template: readEmbeddedTemplate });
   } catch (error) {
     throw new StartupError(`cannot open the embedded database in ${join(config.dataDir, 'pglite')} (TESSERA_DATA_DIR): ${(error as Error).message}`);
   }
 }
 
 /** Opens Redis (REDIS_URL) or the in-process store; a failure is one StartupError line. */
-export async function openCache(config: Pick<Config, 'redisUrl' | 'redisMode' | 'redisSentinelName'>, options: { clock: Clock; redisPrefix?: string }): Promise<CacheStore> {
+export async function openCache(
+  config: Pick<Config, 'redisUrl' | 'redisMode' | 'redisSentinelName'>,
+  options: { clock: Clock; redisPrefix?: string; deadline?: Pick<RequestDeadline, 'remaining' | 'waitFor'> },
+): Promise<CacheStore> {
   if (!config.redisUrl) return createMemoryCache({ clock: options.clock });
   try {
-    const cache = await createRedisCache({ url: config.redisUrl, mode: config.redisMode, sentinelName: config.redisSentinelName, prefix: options.redisPrefix });
+    const cache = await createRedisCache({ url: config.redisUrl, mode: config.redisMode, sentinelName: config.redisSentinelName, prefix: options.redisPrefix, deadline: options.deadline });
     await cache.ping();
     return cache;
   } catch (error) {

@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
 import { PGlite, types } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
 
@@ -55,10 +58,27 @@ function maskModes(nodefs: NodefsModeOperations): void {
  * install from before this rule is tightened here, and whatever PGlite writes from now on is
  * created owner-only (OwnerOnlyNodeFS above).
  */
-export async function createPgliteDatabase(options: { dataDir?: string } = {}): Promise<Database> {
+export async function createPgliteDatabase(options: PgliteOptions = {}): Promise<Database> {
+  return (await openPglite(options)).database;
+}
+
+export interface PgliteOptions {
+  dataDir?: string;
+  /**
+   * A data directory archive to start from when `dataDir` holds no database yet (the build's
+   * template, src/storage/embedded-template.ts); ignored once one exists.
+   */
+  template?: () => Blob | undefined;
+}
+
+/** The Database, and PGlite itself for what only PGlite does (archiving its data directory). */
+export async function openPglite(options: PgliteOptions = {}): Promise<{ database: Database; pglite: PGlite }> {
   if (options.dataDir) restrictToOwner(options.dataDir);
+  const fresh = options.dataDir !== undefined && !existsSync(join(options.dataDir, 'PG_VERSION'));
+  const template = fresh ? options.template?.() : undefined;
   const db = new PGlite({
     ...(options.dataDir ? { fs: new OwnerOnlyNodeFS(options.dataDir) } : {}),
+    ...(template ? { loadDataDir: template } : {}),
     // bytea as a Buffer, as `pg` returns it: callers compare hashes with Buffer#equals.
     parsers: { [types.BYTEA]: (value: string) => Buffer.from(value.slice(2), 'hex') },
   });
@@ -74,7 +94,7 @@ export async function createPgliteDatabase(options: { dataDir?: string } = {}): 
     return { rows: result.rows, rowCount: Math.max(result.affectedRows ?? 0, result.rows.length) };
   };
 
-  return {
+  const database: Database = {
     kind: 'pglite',
     query: (text, params) => run(db, text, params),
     transaction(fn) {
@@ -99,5 +119,5 @@ export async function createPgliteDatabase(options: { dataDir?: string } = {}): 
       await db.close();
     },
   };
+  return { database, pglite: db };
 }
-

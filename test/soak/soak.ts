@@ -1,23 +1,27 @@
 /**
  * The soak: mixed load against a `tessera serve` process on PostgreSQL and Redis for a set
  * time, counting every answer that is not the one expected, and sampling the process's
- * resident memory. Used by `npm run soak` (10 minutes by default) and by the CI test (1 minute).
+ * live heap (after a full collection) and resident memory. Used by `npm run soak` (10 minutes by default) and by the CI test (1 minute).
  */
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { connectLiveHeap, inspectorUrl } from './live-heap.js';
 import { introspect, issueToken, postForm, prepareInstallation, revoke, startNode } from '../helpers/cluster.js';
 
 export interface SoakResult {
   durationMs: number;
   requests: number;
   unexpected: string[];
-  /** [seconds since start, resident set size in MiB] every sample. */
+  /** [seconds since start, resident set size in MiB] every sample, for the record. */
   rss: [number, number][];
-  /** RSS at the warm-up mark (2 minutes, or a third of a short run) and at the end, in MiB. */
-  rssAfterWarmup: number;
-  rssAtEnd: number;
+  /** [seconds since start, live heap in MiB after a full collection] every sample. */
+  heap: [number, number][];
+  /** Live heap at the warm-up mark (2 minutes, or half of a short run) and at the end, in MiB. */
+  heapAfterWarmup: number;
+  heapAtEnd: number;
+  /** Growth of the live heap from the warm-up mark to the end: the leak measure. */
   growthPercent: number;
   distinctTokensIntrospected: number;
 }
@@ -27,12 +31,16 @@ const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/p
 export async function runSoak(options: { durationMs: number; concurrency?: number; log?: (line: string) => void }): Promise<SoakResult> {
   const log = options.log ?? (() => {});
   const installation = await prepareInstallation();
-  const node = await startNode(installation, 'soak');
+  const node = await startNode(installation, 'soak', { NODE_OPTIONS: '--inspect=127.0.0.1:0' });
   const pid = node.child.pid!;
+  const inspector = inspectorUrl(node.output());
+  if (!inspector) throw new Error(`the soak node printed no inspector address:\n${node.output()}`);
+  const liveHeap = await connectLiveHeap(inspector);
   const unexpected: string[] = [];
   let requests = 0;
   let distinct = 0;
   const rss: [number, number][] = [];
+  const heap: [number, number][] = [];
   const started = performance.now();
   const elapsed = () => performance.now() - started;
   const note = (what: string, status: number, body: unknown) => {
@@ -40,10 +48,15 @@ export async function runSoak(options: { durationMs: number; concurrency?: numbe
     else unexpected.push(what);
   };
 
+  const sample = async () => {
+    const seconds = Math.round(elapsed() / 1000);
+    rss.push([seconds, Math.round(rssMiB(pid) * 10) / 10]);
+    heap.push([seconds, await liveHeap.sample()]);
+  };
   const sampler = (async () => {
     while (elapsed() < options.durationMs) {
-      rss.push([Math.round(elapsed() / 1000), Math.round(rssMiB(pid) * 10) / 10]);
-      if (rss.length % 6 === 0) log(`[soak] ${rss.at(-1)![0]} s: rss ${rss.at(-1)![1]} MiB, ${requests} requests, ${unexpected.length} unexpected`);
+      await sample();
+      if (rss.length % 6 === 0) log(`[soak] ${rss.at(-1)![0]} s: heap ${heap.at(-1)![1]} MiB, rss ${rss.at(-1)![1]} MiB, ${requests} requests, ${unexpected.length} unexpected`);
       await sleep(5000);
     }
   })();
@@ -97,25 +110,28 @@ export async function runSoak(options: { durationMs: number; concurrency?: numbe
       }),
     );
     await sampler;
-    rss.push([Math.round(elapsed() / 1000), Math.round(rssMiB(pid) * 10) / 10]);
+    await sample();
   } finally {
+    liveHeap.close();
     const code = await node.stop();
     if (code !== 0) unexpected.push(`node exited with ${code}`);
     await installation.close();
   }
 
-  // The first half of a short run (at most 2 minutes) is warm-up: on Node 22 the heap grows to its
-  // working size for about 30 s under this load before it levels off.
+  // The first half of a short run (at most 2 minutes) is warm-up: compiled code, connection
+  // pools, the bounded caches and the revocation list (revoked ids live until their tokens
+  // would have expired) reach their working size.
   const warmupSeconds = Math.min(120, options.durationMs / 2000);
-  const afterWarmup = rss.find(([s]) => s >= warmupSeconds)?.[1] ?? rss[0]![1];
-  const atEnd = rss.at(-1)![1];
+  const afterWarmup = heap.find(([s]) => s >= warmupSeconds)?.[1] ?? heap[0]![1];
+  const atEnd = heap.at(-1)![1];
   return {
     durationMs: elapsed(),
     requests,
     unexpected,
     rss,
-    rssAfterWarmup: afterWarmup,
-    rssAtEnd: atEnd,
+    heap,
+    heapAfterWarmup: afterWarmup,
+    heapAtEnd: atEnd,
     growthPercent: Math.round(((atEnd - afterWarmup) / afterWarmup) * 1000) / 10,
     distinctTokensIntrospected: distinct,
   };
