@@ -27,6 +27,7 @@ const seedResourceServer = z.object({
   token_format: z.enum(['jwt', 'opaque']).default('jwt'),
   access_token_ttl: durationSeconds.optional(),
   sensitive: z.boolean().default(false),
+  dpop_required: z.boolean().default(false),
   introspection_client_id: z.string().min(1),
   introspection_client_secret: z.string().min(16),
 });
@@ -92,6 +93,7 @@ const fileSchema = z.object({
     processMetrics: z.boolean(),
   }).default({ organizationLabels: false, processMetrics: true }),
   rateLimits: z.object({ token: rateLimitSchema, tokenFailures: rateLimitSchema }).catchall(rateLimitSchema),
+  dpop: z.object({ requireNonce: z.boolean() }),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
     clients: z.array(seedClient).default([]),
@@ -212,6 +214,8 @@ export interface Config {
    * introspection and revocation.
    */
   rateLimits: z.infer<typeof fileSchema>['rateLimits'];
+  /** RFC 9449: whether every DPoP proof at /token must carry a server-provided nonce (§8). */
+  dpop: z.infer<typeof fileSchema>['dpop'];
   seed: SeedConfig | null;
 }
 
@@ -422,6 +426,7 @@ export function loadConfig(
     metricsToken,
     outboundAllowList,
     rateLimits: fileConfig.rateLimits,
+    dpop: fileConfig.dpop,
     seed: fileConfig.seed,
   };
 }
