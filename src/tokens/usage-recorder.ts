@@ -3,8 +3,8 @@ import type { Logger } from '../http/logger.js';
 
 /**
  * Last-used time and use count of a credential (docs/design.md, "Every use leaves a trace") without a write per request: each
- * use is an increment in this node's memory; a timer hands everything gathered to `write`, one
- * statement for the batch. Used for PATs/SATs (per token and resource server) and for client
+ * use is an increment in this node's memory; a timer hands everything gathered to `write`, in
+ * statements of at most `chunkSize` entries. Used for PATs/SATs (per token and resource server) and for client
  * secrets (per client). The map holds one entry per (subject, resource) used since the last
  * flush, and a flush is forced when it reaches `maxEntries`, so it stays bounded whatever the
  * traffic.
@@ -25,6 +25,12 @@ export interface UsageRecorderOptions {
   logger: Logger;
   flushIntervalMs?: number;
   maxEntries?: number;
+  /**
+   * Entries per statement. A flush after a burst of first uses (every cold token is one) would
+   * otherwise be one statement of thousands of rows, which holds a database core for a second
+   * while introspections of other cold tokens wait behind it; smaller statements take turns.
+   */
+  chunkSize?: number;
 }
 
 interface Counter {
@@ -40,27 +46,41 @@ export function createUsageRecorder(options: UsageRecorderOptions) {
   let pending = new Map<string, Counter>();
   let flushing: Promise<void> | undefined;
 
+  const chunkSize = options.chunkSize ?? 500;
+
+  /** Puts counts that were not written back, so a database blip loses nothing. */
+  function putBack(counters: Iterable<[string, Counter]>): void {
+    for (const [key, counter] of counters) {
+      const current = pending.get(key);
+      if (current) {
+        current.count += counter.count;
+        current.lastUsedAt = Math.max(current.lastUsedAt, counter.lastUsedAt);
+      } else if (pending.size < maxEntries) pending.set(key, counter);
+    }
+  }
+
+  async function writeAll(batch: [string, Counter][]): Promise<void> {
+    for (let start = 0; start < batch.length; start += chunkSize) {
+      const chunk = batch.slice(start, start + chunkSize);
+      try {
+        await options.write(chunk.map(([, c]) => ({ subject: c.subject, resource: c.resource, count: c.count, lastUsedAt: new Date(c.lastUsedAt) })));
+      } catch (error) {
+        // This chunk and the ones after it go out with the next flush; those written stay written.
+        putBack(batch.slice(start));
+        logger.warn({ err: error }, 'usage flush failed; will retry');
+        return;
+      }
+    }
+  }
+
   async function flush(): Promise<void> {
     if (flushing) await flushing;
     if (pending.size === 0) return;
-    const batch = pending;
+    const batch = [...pending];
     pending = new Map();
-    flushing = options
-      .write([...batch.values()].map((c) => ({ subject: c.subject, resource: c.resource, count: c.count, lastUsedAt: new Date(c.lastUsedAt) })))
-      .catch((error) => {
-        // Put the counts back so a database blip loses nothing; they go out with the next flush.
-        for (const [key, counter] of batch) {
-          const current = pending.get(key);
-          if (current) {
-            current.count += counter.count;
-            current.lastUsedAt = Math.max(current.lastUsedAt, counter.lastUsedAt);
-          } else if (pending.size < maxEntries) pending.set(key, counter);
-        }
-        logger.warn({ err: error }, 'usage flush failed; will retry');
-      })
-      .finally(() => {
-        flushing = undefined;
-      });
+    flushing = writeAll(batch).finally(() => {
+      flushing = undefined;
+    });
     await flushing;
   }
 
