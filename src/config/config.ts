@@ -91,6 +91,14 @@ const fileSchema = z.object({
     processMetrics: z.boolean(),
   }).default({ organizationLabels: false, processMetrics: true }),
   rateLimits: z.object({ token: rateLimitSchema, tokenFailures: rateLimitSchema }).catchall(rateLimitSchema),
+  leakScanning: z.object({
+    github: z.object({
+      keysUrl: z.string().url(),
+      keysCacheSeconds: durationSeconds,
+      refetchIntervalSeconds: z.number().int().min(0),
+      replayWindowSeconds: durationSeconds,
+    }),
+  }),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
     clients: z.array(seedClient).default([]),
@@ -206,6 +214,8 @@ export interface Config {
    * introspection and revocation.
    */
   rateLimits: z.infer<typeof fileSchema>['rateLimits'];
+  /** Secret-scanning partners' leak reports (src/tokens/github-secret-scanning.ts): where their signing keys are published. */
+  leakScanning: z.infer<typeof fileSchema>['leakScanning'];
   seed: SeedConfig | null;
 }
 
@@ -415,6 +425,7 @@ export function loadConfig(
     metricsToken,
     outboundAllowList,
     rateLimits: fileConfig.rateLimits,
+    leakScanning: fileConfig.leakScanning,
     seed: fileConfig.seed,
   };
 }

@@ -53,6 +53,23 @@ export interface RequestFacts {
   userAgent?: string;
 }
 
+/** One string of a leak report, with where it was found when the reporter says (a partner's match). */
+export interface LeakCandidate {
+  token: string;
+  /** Where the string was seen (a partner's URL); may be empty. */
+  url?: string;
+  /** The partner's kind of place (`content`, `commit`, `npm`, …), lower case. */
+  location?: string;
+}
+
+/** Who reported leaks: `public` (anyone, unauthenticated) or a verified secret-scanning partner. */
+export interface LeakReporter {
+  source: 'public' | 'github';
+  /** Shown as the audit actor's name. */
+  name?: string;
+  facts: RequestFacts;
+}
+
 export interface TokenListQuery {
   type?: 'pat' | 'sat';
   owner?: string;
@@ -161,16 +178,12 @@ export function createTokenService(deps: TokenServiceDependencies) {
     const revoked = await tokens.revoke(id, reason, now());
     if (!revoked) return false;
     await invalidate([revoked]);
-    audit.record({
-      organizationId: organizationId ?? revoked.organization_id,
-      actor,
-      action: 'token.revoked',
-      target: { type: 'reference_token', id },
-      outcome: 'success',
-      ...facts,
-      details: { reason },
-    });
+    recordRevoked(id, organizationId ?? revoked.organization_id, reason, actor, facts);
     return true;
+  }
+
+  function recordRevoked(id: string, organizationId: string, reason: string, actor: AuditActor, facts: RequestFacts): void {
+    audit.record({ organizationId, actor, action: 'token.revoked', target: { type: 'reference_token', id }, outcome: 'success', ...facts, details: { reason } });
   }
 
   const SYSTEM: AuditActor = { type: 'system', id: null, name: 'tessera' };
@@ -372,32 +385,53 @@ export function createTokenService(deps: TokenServiceDependencies) {
     },
 
     /**
-     * A leaked-token report (like GitHub's credential revocation API): whoever holds a token string
-     * may report it. The token is revoked and its organization gets an audit event. The caller
-     * learns nothing: the work happens after the answer, whatever the strings were.
+     * A leaked-token report: whoever holds a token string may report it (the public endpoint, like
+     * GitHub's credential revocation API), and a secret-scanning partner reports what it found
+     * (a verified GitHub report). Each held token is revoked with reason `leaked` and its
+     * organization gets a `token.leak_reported` and a `token.revoked` event. Strings of the wrong
+     * shape or checksum are dropped before any storage lookup; the rest cost one statement to look
+     * up and one to revoke, whatever their number. Returns, per candidate, whether Tessera holds
+     * it: the partner's feedback. The public endpoint does not wait for it and answers the same
+     * whatever was sent.
      */
-    reportLeaks(candidates: string[], facts: RequestFacts): void {
-      const work = async () => {
-        for (const candidate of candidates) {
-          if (candidate.length > MAX_TOKEN_LENGTH) continue;
-          const kind = parseToken(candidate);
-          if (!kind) continue;
-          const hash = hashToken(candidate);
-          const row = kind === 'rk' ? await tokens.findByRotationKey(hash) : await tokens.findByHash(hash);
-          if (!row || row.type !== (kind === 'rk' ? row.type : kind)) continue;
-          audit.record({
-            organizationId: row.organization_id,
-            actor: { type: 'anonymous', id: null },
-            action: 'token.leak_reported',
-            target: { type: 'reference_token', id: row.id },
-            outcome: 'success',
-            ...facts,
-            details: { credential: kind === 'rk' ? 'rotation_key' : 'token', already_revoked: row.revoked_at !== null },
-          });
-          if (!row.revoked_at) await revokeFamily(row.id, 'leaked', { type: 'anonymous', id: null }, facts, row.organization_id);
-        }
-      };
-      work().catch((error) => logger.error({ err: error }, 'handling a leaked-token report failed'));
+    async reportLeaks(candidates: readonly LeakCandidate[], reporter: LeakReporter): Promise<boolean[]> {
+      const hashes = candidates.map((c) => (c.token.length <= MAX_TOKEN_LENGTH && parseToken(c.token) ? hashToken(c.token) : undefined));
+      const present = hashes.filter((h): h is Buffer => h !== undefined);
+      if (present.length === 0) return candidates.map(() => false);
+      const found = new Map<string, { row: ReferenceTokenRow; credential: 'token' | 'rotation_key' }>();
+      for (const row of await tokens.findByAnyHash(present)) {
+        found.set(row.secret_hash.toString('hex'), { row, credential: 'token' });
+        if (row.previous_secret_hash) found.set(row.previous_secret_hash.toString('hex'), { row, credential: 'token' });
+        if (row.rotation_key_hash) found.set(row.rotation_key_hash.toString('hex'), { row, credential: 'rotation_key' });
+      }
+      const matches = hashes.map((h) => (h ? found.get(h.toString('hex')) : undefined));
+      const actor: AuditActor = { type: 'anonymous', id: null, ...(reporter.name ? { name: reporter.name } : {}) };
+      const reported = new Set<string>();
+      matches.forEach((match, i) => {
+        if (!match || reported.has(match.row.id)) return;
+        reported.add(match.row.id);
+        const candidate = candidates[i]!;
+        audit.record({
+          organizationId: match.row.organization_id,
+          actor,
+          action: 'token.leak_reported',
+          target: { type: 'reference_token', id: match.row.id },
+          outcome: 'success',
+          ...reporter.facts,
+          details: {
+            reporter: reporter.source,
+            credential: match.credential,
+            already_revoked: match.row.revoked_at !== null,
+            ...(candidate.url ? { url: candidate.url } : {}),
+            ...(candidate.location ? { location: candidate.location } : {}),
+          },
+        });
+      });
+      const live = [...new Set(matches.filter((m) => m && !m.row.revoked_at).map((m) => m!.row.id))];
+      const revoked = await tokens.revokeMany(live, 'leaked', now());
+      await invalidate(revoked);
+      for (const r of revoked) recordRevoked(r.id, r.organization_id, 'leaked', actor, reporter.facts);
+      return matches.map((m) => m !== undefined);
     },
 
     /**
@@ -438,7 +472,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         if (revoked.length === 0) break;
         await invalidate(revoked);
         for (const r of revoked) {
-          audit.record({ organizationId: r.organization_id, actor: SYSTEM, action: 'token.revoked', target: { type: 'reference_token', id: r.id }, outcome: 'success', details: { reason: 'idle' } });
+          recordRevoked(r.id, r.organization_id, 'idle', SYSTEM, {});
         }
         total += revoked.length;
         if (revoked.length < 500) break;

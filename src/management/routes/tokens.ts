@@ -2,12 +2,16 @@ import { z } from 'zod';
 
 import { ProblemError } from '../../http/middleware.js';
 import type { RateLimiter } from '../../http/rate-limit.js';
-import { MAX_TOKEN_LENGTH } from '../../tokens/format.js';
+import type { Logger } from '../../http/logger.js';
+import { hashToken, MAX_TOKEN_LENGTH } from '../../tokens/format.js';
+import { PartnerKeysUnavailableError } from '../../tokens/github-secret-scanning.js';
+import type { GithubScanning, SignatureVerdict } from '../../tokens/github-secret-scanning.js';
 import type { TokenService } from '../../tokens/token-service.js';
 import { MIN_EXPIRES_IN } from '../../tokens/token-service.js';
 import { bearerToken, unauthorized } from '../auth.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import { route } from '../route.js';
+import { parseJson, parseWith } from '../router.js';
 import type { Route, RouteContext } from '../route.js';
 
 /**
@@ -44,8 +48,23 @@ const rfc3339 = z.string().datetime({ offset: true }).transform((s) => new Date(
 export interface TokenRouteDependencies {
   tokens: TokenService;
   leakReports: RateLimiter;
+  githubScanning: Pick<GithubScanning, 'verify' | 'firstDelivery'>;
+  logger: Logger;
   realm: string;
 }
+
+/** The most strings one leak report may carry (GitHub's credential revocation API takes as many). */
+export const MAX_LEAK_REPORT = 1000;
+/** A reported string longer than this cannot be a Tessera token; a little slack keeps the schema from naming the limit. */
+const MAX_REPORTED_LENGTH = MAX_TOKEN_LENGTH * 4;
+/** Room for a full report (1,000 matches with their URLs); anything larger is 413 before it is read. */
+export const LEAK_REPORT_BODY_LIMIT = 1024 * 1024;
+
+/** GitHub's report: a JSON array of matches; `url` may be empty, `source` is compared without regard to case. */
+const githubReportSchema = z
+  .array(z.object({ token: z.string().max(MAX_REPORTED_LENGTH), type: z.string().max(200), url: z.string().max(4096), source: z.string().max(100) }))
+  .min(1)
+  .max(MAX_LEAK_REPORT);
 
 const facts = (ctx: RouteContext<unknown, unknown>) => ({ requestId: ctx.requestId, ip: ctx.ip, userAgent: ctx.userAgent });
 
@@ -131,16 +150,56 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
       scope: null,
       auth: 'none',
       tag: 'Tokens',
-      summary: 'Report leaked tokens (anyone holding one may); they are revoked. The answer is the same whatever was sent',
-      body: z.object({ tokens: z.array(z.string().max(MAX_TOKEN_LENGTH * 4)).min(1).max(100) }).strict(),
+      summary: `Report leaked tokens, up to ${MAX_LEAK_REPORT} strings (anyone holding one may); they are revoked. The answer is the same whatever was sent`,
+      body: z.object({ tokens: z.array(z.string().max(MAX_REPORTED_LENGTH)).min(1).max(MAX_LEAK_REPORT) }).strict(),
+      bodyLimit: LEAK_REPORT_BODY_LIMIT,
       status: 202,
       response: z.object({ status: z.literal('accepted') }),
-      errors: [429],
+      errors: [413, 429],
       async handler(ctx) {
         const wait = await deps.leakReports.consume(ctx.ip);
         if (wait !== undefined) throw new ProblemError(429, 'Too Many Requests', 'too many leak reports; retry later', {}, { 'retry-after': String(wait) });
-        tokens.reportLeaks(ctx.body.tokens, facts(ctx));
+        // Not awaited: the answer must not depend on (or take longer for) tokens that exist.
+        tokens.reportLeaks(ctx.body.tokens.map((token) => ({ token })), { source: 'public', facts: facts(ctx) }).catch((error: unknown) => deps.logger.error({ err: error }, 'handling a leaked-token report failed'));
         return { status: 202, body: { status: 'accepted' } };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/tokens/leaks/github',
+      scope: null,
+      auth: 'none',
+      tag: 'Tokens',
+      summary: 'GitHub secret-scanning partner endpoint: matches signed by GitHub (Github-Public-Key-Identifier, Github-Public-Key-Signature) are revoked; the answer lists the strings Tessera does not hold as false positives',
+      body: githubReportSchema,
+      rawBody: true,
+      bodyLimit: LEAK_REPORT_BODY_LIMIT,
+      response: z.array(z.object({ token_hash: z.string(), token_type: z.string(), label: z.literal('false_positive') })),
+      errors: [400, 409, 413, 503],
+      async handler(ctx) {
+        const keyId = ctx.koa.get('github-public-key-identifier');
+        const signature = ctx.koa.get('github-public-key-signature');
+        if (!keyId || !signature) throw new ProblemError(400, 'Bad Request', 'the report is not signed: Github-Public-Key-Identifier and Github-Public-Key-Signature are required');
+        const body = ctx.rawBody ?? Buffer.alloc(0);
+        let verdict: SignatureVerdict;
+        try {
+          verdict = await deps.githubScanning.verify(body, keyId, signature);
+        } catch (error) {
+          if (!(error instanceof PartnerKeysUnavailableError)) throw error;
+          deps.logger.warn({ err: error }, 'a secret-scanning report could not be verified');
+          throw new ProblemError(503, 'Service Unavailable', 'the signing keys cannot be fetched right now; retry later', {}, { 'retry-after': '60' });
+        }
+        if (verdict === 'unknown_key') throw new ProblemError(400, 'Bad Request', 'the report is signed with an unknown key');
+        if (verdict === 'invalid') throw new ProblemError(400, 'Bad Request', 'the report signature does not verify');
+        const matches = parseWith(githubReportSchema, parseJson(body), 'body');
+        if (!(await deps.githubScanning.firstDelivery(body))) throw new ProblemError(409, 'Conflict', 'this report was already received and acted on');
+        const held = await tokens.reportLeaks(
+          matches.map((m) => ({ token: m.token, url: m.url, location: m.source.toLowerCase() })),
+          { source: 'github', name: 'GitHub secret scanning', facts: facts(ctx) },
+        );
+        // Feedback for the partner (the answer goes to GitHub only: the report is signed).
+        const feedback = matches.flatMap((m, i) => (held[i] ? [] : [{ token_hash: hashToken(m.token).toString('hex'), token_type: m.type, label: 'false_positive' as const }]));
+        return { body: feedback };
       },
     }),
     route({
