@@ -11,6 +11,7 @@ import { signInLockoutRoutes } from '../management/routes/sign-in-lockouts.js';
 import { tokenInventoryRoutes } from '../management/routes/token-inventory.js';
 import { tokenRoutes } from '../management/routes/tokens.js';
 import { userRoutes } from '../management/routes/users.js';
+import { createCredentialIdentification } from '../tokens/credential-identification.js';
 import { createGithubScanning } from '../tokens/github-secret-scanning.js';
 import type { Directory } from './directory.js';
 import type { Engine } from './engine.js';
@@ -45,6 +46,17 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
   };
   // GitHub's signing keys are fetched like any URL Tessera fetches: never from an internal address.
   const githubScanning = createGithubScanning({ ...config.leakScanning.github, fetch: (url, init) => engine.outbound.fetch(url, init), clock, logger: f.logger, cache: f.cache });
+  const identification = createCredentialIdentification({
+    tokens: repos.referenceTokens,
+    tokenService,
+    clients: repos.clients,
+    envelope: f.envelope,
+    inventory: f.tokenInventory,
+    auditTrail: f.auditRepository,
+    audit,
+    clock,
+    clientsChanged: (ids) => directory.clientsChanged(ids),
+  });
   return createManagementApi({
     realm: config.issuer,
     issuer: config.issuer,
@@ -57,7 +69,7 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
     usage,
     audit,
     routes: [
-      ...tokenRoutes({ tokens: tokenService, leakReports: tokens.rateLimiter('leakReport'), githubScanning, logger: f.logger, realm: config.issuer }),
+      ...tokenRoutes({ tokens: tokenService, identification, leakReports: tokens.rateLimiter('leakReport'), githubScanning, logger: f.logger, realm: config.issuer }),
       ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer: f.referenceTokenIssuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
       ...userRoutes(resourceDeps),
       ...serviceAccountRoutes(resourceDeps),

@@ -13,12 +13,13 @@ import type { Server } from 'node:http';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { MANAGEMENT_AUDIENCE } from '../../src/domain/types.js';
 import { newId } from '../../src/storage/ids.js';
 import { generateToken, hashToken } from '../../src/tokens/format.js';
 import { backends, createTestClock } from '../helpers/backends.js';
-import { introspect } from '../helpers/management.js';
+import { clientCredentials, createClient, createOrganization, introspect } from '../helpers/management.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
-import { startTestServer } from '../helpers/server.js';
+import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 
 const START_TIMEOUT_MS = 180_000;
@@ -257,10 +258,86 @@ for (const backend of backends) {
       });
     });
 
+    describe('identifying a raw string', () => {
+      const identify = (token: string, body: Record<string, unknown>, bearer = server.managementToken) => api(server, bearer, 'POST', '/tokens/identify', body);
+
+      it('tells an administrator whose PAT, rotation key or previous secret it is, and ends it with revoke: true', async () => {
+        const found = await pat('found-in-a-log');
+        const answer = await identify(found.token, { token: found.token });
+        expect(answer.status, answer.text).toBe(200);
+        expect(answer.body).toMatchObject({
+          kind: 'pat',
+          id: found.row.id,
+          matched: 'current_secret',
+          name: 'found-in-a-log',
+          owner: { type: 'user', id: userId, status: 'active' },
+          scopes: ['orders:read'],
+          resources: ['https://orders.test'],
+          state: 'active',
+          revoked: false,
+        });
+        expect(answer.body.risk_score).toEqual(expect.any(Number));
+        expect((await identify(found.rotationKey!, { token: found.rotationKey })).body).toMatchObject({ kind: 'rotation_key', id: found.row.id, matched: 'rotation_key' });
+        const ended = await identify(found.token, { token: found.token, revoke: true });
+        expect(ended.status).toBe(200);
+        expect(ended.body).toMatchObject({ state: 'revoked', revoked: true });
+        expect((await ordersRs(found.token)).body.active).toBe(false);
+        expect(await revokedReason(found.row.id)).toBe('leaked');
+        expect((await auditOf(found.row.id)).map((e) => e.action)).toEqual(['credential.identified', 'credential.identified', 'token.revoked', 'credential.identified']);
+      });
+
+      it('lists the addresses the audit trail saw for the credential', async () => {
+        const leaked = await pat('reported');
+        await fetch(`${server.url}/api/v1/tokens/leaks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tokens: [leaked.token] }) });
+        await expect.poll(async () => revokedReason(leaked.row.id), { timeout: 5000 }).toBe('leaked');
+        await server.tessera.audit.flush();
+        const answer = await identify(leaked.token, { token: leaked.token });
+        expect(answer.body).toMatchObject({ state: 'revoked', risk_score: null, revoked: false });
+        expect(answer.body.addresses).toHaveLength(1);
+        expect(answer.body.addresses[0].ip).toMatch(/(^|:)127\.0\.0\.1$/);
+      });
+
+      it('identifies a client secret of the organization and replaces it with revoke: true', async () => {
+        const client = await createClient(server, server.managementToken, { token_endpoint_auth_method: 'client_secret_basic', scopes: ['orders:read'], resources: ['https://orders.test'] });
+        expect((await clientCredentials(server, client.client_id, client.client_secret, { resource: 'https://orders.test' })).status).toBe(200);
+        const answer = await identify(client.client_secret, { token: client.client_secret });
+        expect(answer.status, answer.text).toBe(200);
+        expect(answer.body).toMatchObject({ kind: 'client_secret', id: client.client_id, matched: 'current_secret', scopes: ['orders:read'], state: 'active' });
+        const ended = await identify(client.client_secret, { token: client.client_secret, revoke: true });
+        expect(ended.body).toMatchObject({ kind: 'client_secret', revoked: true });
+        expect((await clientCredentials(server, client.client_id, client.client_secret, { resource: 'https://orders.test' })).status).toBe(401);
+        await server.tessera.audit.flush();
+        const rows = await server.tessera.auditRepository.list({ organizationId: org, targetId: client.client_id, action: 'client.secret_revoked', limit: 10 });
+        expect(rows).toHaveLength(1);
+      });
+
+      it('answers 404 for garbage, unknown strings and another organization\'s credentials, 403 for a non-administrator', async () => {
+        const found = await pat('not-yours');
+        const other = await createOrganization(server, server.managementToken);
+        for (const [token, bearer] of [
+          ['tsr_pat_garbage', server.managementToken],
+          [generateToken('sat'), server.managementToken],
+          ['some-random-client-secret-that-nobody-has', server.managementToken],
+          [found.token, other.managementToken],
+        ] as const) {
+          const answer = await identify(token, { token }, bearer);
+          expect(answer.status, token).toBe(404);
+          expect(answer.headers.get('content-type')).toContain('application/problem+json');
+        }
+        const member = await server.tessera.referenceTokenIssuer.issue({ organizationId: org, type: 'pat', name: 'member', userId, scopes: ['tokens:read', 'tokens:write'], resources: [MANAGEMENT_AUDIENCE], expiresInSeconds: 86400, createdBy: 'test' });
+        const refused = await identify(found.token, { token: found.token }, member.token);
+        expect(refused.status).toBe(403);
+        expect(refused.body.missing_authority).toEqual(['role:admin']);
+        expect((await ordersRs(found.token)).body.active).toBe(true);
+        expect((await identify('x', { token: 'x', revoke: 'yes' })).status).toBe(422);
+      });
+    });
+
     it('documents both endpoints in the OpenAPI document', async () => {
       const document = await (await fetch(`${server.url}/api/v1/openapi.json`)).json();
       expect(document.paths['/api/v1/tokens/leaks/github'].post.security).toEqual([]);
       expect(document.paths['/api/v1/tokens/leaks/github'].post.responses['409']).toBeDefined();
+      expect(document.paths['/api/v1/tokens/identify'].post.security).toEqual([{ bearer: ['tokens:read'] }]);
       expect(document.paths['/api/v1/tokens/leaks'].post.requestBody.content['application/json'].schema.properties.tokens.maxItems).toBe(1000);
     });
   });

@@ -4,6 +4,7 @@ import { ProblemError } from '../../http/middleware.js';
 import type { RateLimiter } from '../../http/rate-limit.js';
 import type { Logger } from '../../http/logger.js';
 import { hashToken, MAX_TOKEN_LENGTH } from '../../tokens/format.js';
+import type { CredentialIdentification } from '../../tokens/credential-identification.js';
 import { PartnerKeysUnavailableError } from '../../tokens/github-secret-scanning.js';
 import type { GithubScanning, SignatureVerdict } from '../../tokens/github-secret-scanning.js';
 import type { TokenService } from '../../tokens/token-service.js';
@@ -12,6 +13,7 @@ import { bearerToken, unauthorized } from '../auth.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import { route } from '../route.js';
 import { parseJson, parseWith } from '../router.js';
+import { text } from '../schemas.js';
 import type { Route, RouteContext } from '../route.js';
 
 /**
@@ -45,8 +47,28 @@ const withSecret = tokenSchema.extend({
 
 const rfc3339 = z.string().datetime({ offset: true }).transform((s) => new Date(s));
 
+const identifiedSchema = z.object({
+  kind: z.enum(['pat', 'sat', 'rotation_key', 'client_secret']),
+  id: z.string().describe('The token id (tok_…), or the client id of a client secret'),
+  matched: z.enum(['current_secret', 'previous_secret', 'rotation_key']),
+  name: z.string().nullable(),
+  owner: z.object({ type: z.string(), id: z.string(), name: z.string().nullable(), status: z.string() }).nullable(),
+  scopes: z.array(z.string()),
+  resources: z.array(z.string()),
+  state: z.enum(['active', 'revoked', 'expired']),
+  created_at: z.string(),
+  expires_at: z.string().nullable(),
+  last_used_at: z.string().nullable(),
+  use_count: z.number().nullable(),
+  addresses: z.array(z.object({ ip: z.string(), last_seen: z.string() })).describe('Client addresses the audit trail recorded for this credential, most recent first'),
+  risk_score: z.number().nullable().describe('As the token inventory scores it; null when it is no longer live'),
+  risk_reasons: z.array(z.object({ code: z.string(), points: z.number(), detail: z.string() })),
+  revoked: z.boolean().describe('This call ended it'),
+});
+
 export interface TokenRouteDependencies {
   tokens: TokenService;
+  identification: CredentialIdentification;
   leakReports: RateLimiter;
   githubScanning: Pick<GithubScanning, 'verify' | 'firstDelivery'>;
   logger: Logger;
@@ -200,6 +222,25 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
         // Feedback for the partner (the answer goes to GitHub only: the report is signed).
         const feedback = matches.flatMap((m, i) => (held[i] ? [] : [{ token_hash: hashToken(m.token).toString('hex'), token_type: m.type, label: 'false_positive' as const }]));
         return { body: feedback };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/tokens/identify',
+      scope: 'tokens:read',
+      tag: 'Tokens',
+      summary: 'Whose is this string? Kind, owner, reach, last use, addresses and risk score of a PAT, SAT, rotation key or client secret of your organization (administrators; 404 for anything else); `revoke: true` ends it in the same call (needs tokens:write)',
+      body: z
+        .object({
+          token: z.string().min(1).max(4096),
+          revoke: z.boolean().optional(),
+          reason: text(200).optional().describe('Recorded with the revocation; default "leaked"'),
+        })
+        .strict(),
+      response: identifiedSchema,
+      errors: [404],
+      async handler(ctx) {
+        return { body: await deps.identification.identify(ctx.principal, ctx.body, facts(ctx)) };
       },
     }),
     route({
