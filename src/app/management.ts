@@ -11,6 +11,7 @@ import { signInLockoutRoutes } from '../management/routes/sign-in-lockouts.js';
 import { tokenInventoryRoutes } from '../management/routes/token-inventory.js';
 import { tokenRoutes } from '../management/routes/tokens.js';
 import { userRoutes } from '../management/routes/users.js';
+import { webhookRoutes } from '../management/routes/webhooks.js';
 import { createCredentialIdentification } from '../tokens/credential-identification.js';
 import { createGithubScanning } from '../tokens/github-secret-scanning.js';
 import type { Directory } from './directory.js';
@@ -79,6 +80,7 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
       ...auditEventRoutes({ audit: f.auditRepository, now: () => clock.now() }),
       ...tokenInventoryRoutes({ inventory: f.tokenInventory, organizations: repos.organizations, policyDefaults: config.policyDefaults }),
       ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
+      ...webhookRoutes({ webhooks: repos.webhooks, envelope: f.envelope, clock, outbound: engine.outbound, audit }),
     ],
   });
 }

@@ -91,6 +91,11 @@ const fileSchema = z.object({
     processMetrics: z.boolean(),
   }).default({ organizationLabels: false, processMetrics: true }),
   rateLimits: z.object({ token: rateLimitSchema, tokenFailures: rateLimitSchema }).catchall(rateLimitSchema),
+  webhooks: z.object({
+    deliveryIntervalSeconds: z.number().positive().max(60),
+    retrySchedule: z.array(z.number().int().min(1)).max(20),
+    timeoutSeconds: z.number().int().min(1).max(60),
+  }),
   leakScanning: z.object({
     github: z.object({
       keysUrl: z.string().url(),
@@ -214,6 +219,8 @@ export interface Config {
    * introspection and revocation.
    */
   rateLimits: z.infer<typeof fileSchema>['rateLimits'];
+  /** Webhook deliveries (src/webhooks/webhook-delivery.ts): how often due ones are sent, when failed ones are tried again, how long one attempt may take. */
+  webhooks: z.infer<typeof fileSchema>['webhooks'];
   /** Secret-scanning partners' leak reports (src/tokens/github-secret-scanning.ts): where their signing keys are published. */
   leakScanning: z.infer<typeof fileSchema>['leakScanning'];
   seed: SeedConfig | null;
@@ -425,6 +432,7 @@ export function loadConfig(
     metricsToken,
     outboundAllowList,
     rateLimits: fileConfig.rateLimits,
+    webhooks: fileConfig.webhooks,
     leakScanning: fileConfig.leakScanning,
     seed: fileConfig.seed,
   };
