@@ -1,6 +1,6 @@
 import { auditRetentionJob } from '../audit/retention.js';
 import { createScheduler } from '../jobs/scheduler.js';
-import { EXPIRY_RECORDING_LOCK_KEY, IDLE_REVOCATION_LOCK_KEY } from '../tokens/token-service.js';
+import { EXPIRY_RECORDING_LOCK_KEY, EXPIRY_WARNING_LOCK_KEY, IDLE_REVOCATION_LOCK_KEY } from '../tokens/token-service.js';
 import { createWebhookDelivery, WEBHOOK_DELIVERY_LOCK_KEY } from '../webhooks/webhook-delivery.js';
 import type { Engine } from './engine.js';
 import type { Foundation } from './foundation.js';
@@ -8,7 +8,8 @@ import type { Tokens } from './tokens.js';
 
 /**
  * Periodic jobs, each on one node at a time (a PostgreSQL advisory lock per job): idle PAT/SAT
- * revocation, the audit record of expired PAT/SATs, audit retention, and webhook delivery.
+ * revocation, expiry warnings and the audit record of expired PAT/SATs, audit retention, and
+ * webhook delivery.
  */
 export function startJobs(f: Foundation, tokens: Tokens, engine: Pick<Engine, 'outbound'>) {
   const { db, logger, clock, repos, config } = f;
@@ -31,6 +32,14 @@ export function startJobs(f: Foundation, tokens: Tokens, engine: Pick<Engine, 'o
       intervalMs: 60 * 1000,
       run: async () => {
         await tokens.tokenService.recordExpiries();
+      },
+    },
+    {
+      name: 'token-expiry-warnings',
+      lockKey: EXPIRY_WARNING_LOCK_KEY,
+      intervalMs: 60 * 1000,
+      run: async () => {
+        await tokens.tokenService.warnExpiring();
       },
     },
     {

@@ -80,6 +80,8 @@ const fileSchema = z.object({
     audit_retention_days: z.number().int().positive(),
     /** Token inventory: a client secret or PAT/SAT secret older than this scores as overdue for rotation. */
     secret_rotation_days: z.number().positive().default(90),
+    /** Days before a PAT/SAT expires at which a `token.expiring` event (and webhook) is sent, once each. */
+    expiry_warning_days: z.array(z.number().positive()).max(10).default([30, 7, 1]),
     refresh_absolute_lifetime_seconds: durationSeconds,
     refresh_idle_lifetime_seconds: durationSeconds,
     refresh_token_issuance: z.enum(['offline_access', 'always']),

@@ -55,6 +55,17 @@ export interface ReferenceTokenFilter {
   limit: number;
 }
 
+/** A token that reached one of its expiry-warning thresholds. */
+export interface ExpiryWarningDue {
+  id: string;
+  organization_id: string;
+  type: 'pat' | 'sat';
+  name: string;
+  expires_at: Date;
+  owner_id: string;
+  threshold_days: number;
+}
+
 /** The hashes by which a token can be presented: current and previous secret. */
 export interface TokenHashes {
   id: string;
@@ -250,6 +261,43 @@ export function createReferenceTokenRepository(db: Database) {
           WHERE t.id = due.id AND t.expiry_recorded_at IS NULL
           RETURNING t.id, t.organization_id, t.type, t.expires_at`,
         [now, limit],
+      );
+      return rows;
+    },
+    /**
+     * Live tokens within one of their organization's expiry-warning thresholds (policy
+     * `expiry_warning_days`, `defaultDays` when the organization does not set it) that were not
+     * warned for it, or for a tighter one, at this expiry yet. A threshold at least as long as the token's own lifetime
+     * (since its secret was issued) does not apply: a week-long token is not "expiring in 30 days"
+     * the moment it is made.
+     */
+    async dueExpiryWarnings(now: Date, defaultDays: readonly number[], limit: number): Promise<ExpiryWarningDue[]> {
+      const { rows } = await db.query<ExpiryWarningDue>(
+        `SELECT t.id, t.organization_id, t.type, t.name, t.expires_at, COALESCE(t.user_id, t.service_account_id) AS owner_id, th.days AS threshold_days
+           FROM reference_tokens t
+           JOIN organizations o ON o.id = t.organization_id
+           CROSS JOIN LATERAL (
+             SELECT d::float8 AS days FROM jsonb_array_elements_text(COALESCE(o.policy->'expiry_warning_days', $2::jsonb)) AS d
+           ) th
+          WHERE t.revoked_at IS NULL AND t.expires_at > $1
+            AND t.expires_at <= $1 + th.days * interval '1 day'
+            AND t.expires_at - t.issued_at > th.days * interval '1 day'
+            AND NOT EXISTS (SELECT 1 FROM reference_token_expiry_warnings w
+                             WHERE w.token_id = t.id AND w.threshold_days <= th.days AND w.expires_at = t.expires_at)
+          ORDER BY t.expires_at, t.id, th.days
+          LIMIT $3`,
+        [now, JSON.stringify(defaultDays), limit],
+      );
+      return rows;
+    },
+    /** Claims warnings (token, threshold, expiry); returns the ones this call claimed, each claimed once whoever asks. */
+    async claimExpiryWarnings(claims: { tokenId: string; thresholdDays: number; expiresAt: Date }[], now: Date): Promise<{ token_id: string; threshold_days: number }[]> {
+      if (claims.length === 0) return [];
+      const { rows } = await db.query<{ token_id: string; threshold_days: number }>(
+        `INSERT INTO reference_token_expiry_warnings (token_id, threshold_days, expires_at, warned_at)
+         SELECT * , $4::timestamptz FROM unnest($1::text[], $2::float8[], $3::timestamptz[])
+         ON CONFLICT DO NOTHING RETURNING token_id, threshold_days`,
+        [claims.map((c) => c.tokenId), claims.map((c) => c.thresholdDays), claims.map((c) => c.expiresAt), now],
       );
       return rows;
     },

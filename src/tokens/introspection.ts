@@ -121,6 +121,11 @@ export interface IntrospectionDependencies {
 const JWT_CACHE_ENTRIES = 10_000;
 const OPAQUE_CACHE_ENTRIES = 10_000;
 const OPAQUE_TTL_MS = 1_000;
+/**
+ * A PAT/SAT answer's `expires_in` is computed when the answer is built, and the answer is reused
+ * for this long: the member may be up to this much (in seconds, rounded down) too high.
+ */
+export const EXPIRES_IN_REFRESH_MS = 1000;
 /** Key of an opaque token in the local cache and in revocation messages: never the token itself. */
 export const opaqueCacheKey = tokenKey;
 
@@ -156,6 +161,9 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       token_id: t.id,
       org_id: t.org,
       owner_name: t.ownerName,
+      // Remaining lifetime in seconds (docs/tokens.md), so automation can rotate in time without
+      // reading a clock against `exp`.
+      expires_in: Math.max(0, Math.floor((t.exp - clock.now()) / 1000)),
     };
   }
 
@@ -165,14 +173,15 @@ export function createIntrospection(deps: IntrospectionDependencies) {
    * the record object, which the caches replace on any change, and the caller object, which the
    * fast path keeps per client view; answers are frozen because they are shared.
    */
-  const answers = new WeakMap<object, { caller: IntrospectionCaller; answer: IntrospectionAnswer; audience: string }>();
+  const answers = new WeakMap<object, { caller: IntrospectionCaller; answer: IntrospectionAnswer; audience: string; until: number }>();
   function remembered(source: object, caller: IntrospectionCaller) {
     const memo = answers.get(source);
-    return memo !== undefined && memo.caller === caller ? memo : undefined;
+    return memo !== undefined && memo.caller === caller && clock.now() < memo.until ? memo : undefined;
   }
-  function remember(source: object, caller: IntrospectionCaller, answer: IntrospectionAnswer, audience = ''): IntrospectionAnswer {
+  /** `forMs`: how long the answer stays true (a PAT/SAT answer carries its remaining lifetime). */
+  function remember(source: object, caller: IntrospectionCaller, answer: IntrospectionAnswer, audience = '', forMs = Infinity): IntrospectionAnswer {
     Object.freeze(answer);
-    answers.set(source, { caller, answer, audience });
+    answers.set(source, { caller, answer, audience, until: clock.now() + forMs });
     return answer;
   }
 
@@ -188,7 +197,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       const audience = audienceSeenBy(caller, { organizationId: t.org, audiences: t.resources });
       if (audience === undefined) return INACTIVE;
       deps.usage?.record(t.id, audience);
-      return remember(t, caller, referenceAnswer(t, caller), audience);
+      return remember(t, caller, referenceAnswer(t, caller), audience, EXPIRES_IN_REFRESH_MS);
     });
   }
 

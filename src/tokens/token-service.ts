@@ -481,6 +481,41 @@ export function createTokenService(deps: TokenServiceDependencies) {
       return total;
     },
     /**
+     * Expiry warnings: a `token.expiring` event (and so a webhook) for each PAT/SAT that came
+     * within one of its organization's thresholds (policy `expiry_warning_days`), exactly once per
+     * threshold and expiry, so automation can rotate before the token stops. A token that crossed
+     * several thresholds at once (a week-long token, seen by the 30- and 7-day thresholds) is
+     * warned for the tightest; the wider ones are passed over. Bounded batches, like the idle job.
+     */
+    async warnExpiring(): Promise<number> {
+      let total = 0;
+      for (let round = 0; round < 20; round += 1) {
+        const due = await tokens.dueExpiryWarnings(now(), deps.policyDefaults.expiry_warning_days, 500);
+        if (due.length === 0) break;
+        const tightest = new Map<string, (typeof due)[number]>();
+        for (const d of due) if (!tightest.has(d.id) || d.threshold_days < tightest.get(d.id)!.threshold_days) tightest.set(d.id, d);
+        const claimed = await tokens.claimExpiryWarnings(
+          due.map((d) => ({ tokenId: d.id, thresholdDays: d.threshold_days, expiresAt: d.expires_at })),
+          now(),
+        );
+        const announce = new Set(claimed.map((c) => `${c.token_id}:${Number(c.threshold_days)}`));
+        for (const d of tightest.values()) {
+          if (!announce.has(`${d.id}:${Number(d.threshold_days)}`)) continue;
+          audit.record({
+            organizationId: d.organization_id,
+            actor: SYSTEM,
+            action: 'token.expiring',
+            target: { type: 'reference_token', id: d.id },
+            outcome: 'success',
+            details: { threshold_days: Number(d.threshold_days), expires_at: d.expires_at.toISOString(), token_kind: d.type, name: d.name, owner_id: d.owner_id },
+          });
+          total += 1;
+        }
+        if (due.length < 500) break;
+      }
+      return total;
+    },
+    /**
      * Writes each PAT/SAT that reached its expiry since the last run to the audit trail, as a
      * revocation with reason "expired" (the token stopped working at its expiry on its own; this
      * is the record of why it ended). Bounded batches, like the idle revocation.
@@ -503,5 +538,7 @@ export type TokenService = ReturnType<typeof createTokenService>;
 
 /** Advisory lock key of the idle-revocation job (unique among jobs). */
 export const IDLE_REVOCATION_LOCK_KEY = 0x74_6b_69_64; // "tkid"
+/** Advisory lock key of the expiry-warning job. */
+export const EXPIRY_WARNING_LOCK_KEY = 0x74_6b_77_6e; // "tkwn"
 /** Advisory lock key of the expiry-recording job. */
 export const EXPIRY_RECORDING_LOCK_KEY = 0x74_6b_65_78; // "tkex"

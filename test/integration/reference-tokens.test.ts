@@ -258,7 +258,10 @@ function lifecycleSuite(backend: Backend) {
           token_id: sat.id,
           org_id: orgId,
           owner_name: account.name,
+          expires_in: expect.any(Number),
         });
+        // The remaining lifetime: what `exp` says, counted from now.
+        expect(Math.abs(res.body.exp - Math.floor(clock.now() / 1000) - res.body.expires_in)).toBeLessThanOrEqual(1);
         expect((await introspect(secrets, sat.token)).body).toEqual({ active: false });
         expect((await introspect(foreign, sat.token)).body).toEqual({ active: false });
       });

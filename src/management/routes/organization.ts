@@ -28,6 +28,7 @@ export const policySchema = z
     client_secret_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
     audit_retention_days: z.number().int().min(1).max(3650),
     secret_rotation_days: z.number().int().min(1).max(3650),
+    expiry_warning_days: z.array(z.number().positive().max(3650)).max(10),
     refresh_absolute_lifetime_seconds: z.number().int().min(60).max(365 * 86400),
     refresh_idle_lifetime_seconds: z.number().int().min(60).max(365 * 86400),
     refresh_token_issuance: z.enum(['offline_access', 'always']),
