@@ -1,4 +1,5 @@
 import type { LoginThrottle } from '../domain/login-throttle.js';
+import { createIdempotency } from '../management/idempotency.js';
 import { createManagementApi } from '../management/management-api.js';
 import { auditEventRoutes } from '../management/routes/audit-events.js';
 import { clientRoutes } from '../management/routes/clients.js';
@@ -20,6 +21,8 @@ import type { Foundation } from './foundation.js';
 import type { Tokens } from './tokens.js';
 
 export const TESSERA_VERSION = '0.1.0';
+/** How long a rotation's answer is kept for a retry with the same Idempotency-Key (a day, as the rotation grace). */
+const IDEMPOTENCY_TTL_SECONDS = 86_400;
 
 /** The Management API (`/api/v1`): every capability's routes behind one router and one OpenAPI document. */
 export function buildManagementApi(f: Foundation, directory: Directory, engine: Engine, tokens: Tokens, loginThrottle: LoginThrottle) {
@@ -70,7 +73,7 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
     usage,
     audit,
     routes: [
-      ...tokenRoutes({ tokens: tokenService, identification, leakReports: tokens.rateLimiter('leakReport'), githubScanning, logger: f.logger, realm: config.issuer }),
+      ...tokenRoutes({ tokens: tokenService, identification, idempotency: createIdempotency({ cache: f.cache, envelope: f.envelope, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }), leakReports: tokens.rateLimiter('leakReport'), githubScanning, logger: f.logger, realm: config.issuer }),
       ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer: f.referenceTokenIssuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
       ...userRoutes(resourceDeps),
       ...serviceAccountRoutes(resourceDeps),

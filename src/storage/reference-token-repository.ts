@@ -24,6 +24,10 @@ export interface ReferenceTokenRow {
   revoked_reason: string | null;
   lifetime_seconds: number | null;
   rotation_count: number;
+  /** The rotation asked for cutover on first use, and the new secret has not been used yet. */
+  previous_ends_on_first_use: boolean;
+  /** When the new secret was first used, ending the previous one (cutover on first use). */
+  previous_ended_at: Date | null;
 }
 
 /** A token with what introspection needs to know about its owner. */
@@ -172,6 +176,8 @@ export function createReferenceTokenRepository(db: Database) {
       now: Date;
       expiresAt?: Date;
       consumeRotationKey?: { presented: Buffer; next: Buffer };
+      /** The previous secret also ends when the new one is first used. */
+      endPreviousOnFirstUse?: boolean;
     }): Promise<{ before: ReferenceTokenRow; after: ReferenceTokenRow } | undefined> {
       return db.transaction(async (tx) => {
         const { rows } = await tx.query<ReferenceTokenRow>('SELECT * FROM reference_tokens WHERE id = $1 AND revoked_at IS NULL FOR UPDATE', [input.id]);
@@ -184,12 +190,26 @@ export function createReferenceTokenRepository(db: Database) {
           `UPDATE reference_tokens
               SET previous_secret_hash = secret_hash, previous_valid_until = $3, secret_hash = $2, rotated_at = $4, issued_at = $4,
                   rotation_count = rotation_count + 1, expires_at = COALESCE($5, expires_at),
-                  rotation_key_hash = CASE WHEN $6::bytea IS NULL THEN rotation_key_hash ELSE $6::bytea END
+                  rotation_key_hash = CASE WHEN $6::bytea IS NULL THEN rotation_key_hash ELSE $6::bytea END,
+                  previous_ends_on_first_use = $7, previous_ended_at = NULL
             WHERE id = $1 RETURNING *`,
-          [input.id, input.newSecretHash, input.previousValidUntil, input.now, input.expiresAt ?? null, input.consumeRotationKey?.next ?? null],
+          [input.id, input.newSecretHash, input.previousValidUntil, input.now, input.expiresAt ?? null, input.consumeRotationKey?.next ?? null, input.endPreviousOnFirstUse === true],
         );
         return { before, after: updated[0]! };
       });
+    },
+    /**
+     * The new secret of a first-use cutover was used: the previous secret ends now. Returns the
+     * token's hashes (for cache invalidation) the one time it happens, undefined after.
+     */
+    async endPreviousSecret(id: string, now: Date): Promise<TokenHashes | undefined> {
+      const { rows } = await db.query<TokenHashes>(
+        `UPDATE reference_tokens SET previous_ends_on_first_use = false, previous_ended_at = $2
+          WHERE id = $1 AND previous_ends_on_first_use AND revoked_at IS NULL
+          RETURNING id, organization_id, secret_hash, previous_secret_hash`,
+        [id, now],
+      );
+      return rows[0];
     },
     async list(filter: ReferenceTokenFilter): Promise<ReferenceTokenWithOwner[]> {
       const params: unknown[] = [filter.organizationId];

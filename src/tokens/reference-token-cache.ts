@@ -60,6 +60,10 @@ export interface TokenFacts {
   revoked: boolean;
   /** null for the current secret; for the previous one, when its rotation grace ends (epoch ms). */
   graceUntil: number | null;
+  /** The previous secret only: when it ended because the new one was first used (epoch ms), or null. */
+  endedAt?: number | null;
+  /** The current secret only: its first use ends the previous secret (rotation with cutover "first_use"). */
+  cutoverPending?: boolean;
 }
 
 type Facts = TokenFacts | { k: 'unknown' } | { k: 'retired'; id: string; org: string };
@@ -101,6 +105,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
   const shared = cache.kind === 'redis';
   const sharedKey = (key: string) => `rt:${key}`;
   let onReuse: ((tokenId: string, organizationId: string) => void) | undefined;
+  let onFirstUse: ((tokenId: string, organizationId: string) => void) | undefined;
   // Heartbeats measure real elapsed time (not the injected clock): they are about the network.
   const nodeId = randomUUID();
   /** When the latest heartbeat that came back was sent; and when the latest one was sent. */
@@ -149,6 +154,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       iat: row.issued_at.getTime(),
       revoked: row.revoked_at !== null,
       graceUntil: current ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
+      ...(current ? { cutoverPending: row.previous_ends_on_first_use && row.previous_secret_hash !== null } : { endedAt: row.previous_ended_at?.getTime() ?? null }),
     };
   }
 
@@ -172,6 +178,14 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     // Unknown hashes stay out of the shared store: a flood of made-up tokens must not fill Redis.
     if (shared && facts.k !== 'unknown') await cache.set(sharedKey(key), JSON.stringify(facts), SHARED_TTL_SECONDS).catch(() => {});
     return facts;
+  }
+
+  function firstUse(id: string, org: string): void {
+    try {
+      onFirstUse?.(id, org);
+    } catch (error) {
+      logger.error({ err: error, tokenId: id }, 'first-use cutover failed');
+    }
   }
 
   function reuse(id: string, org: string): void {
@@ -199,7 +213,11 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       reuse(facts.id, facts.org);
       return { ok: false, reason: 'replaced', ...base };
     }
+    // Ended by the new secret's first use: refused, but not reuse while the grace would have
+    // run (a deployment not yet rolled over is a straggler, not a thief).
+    if (facts.graceUntil !== null && facts.endedAt != null && facts.endedAt <= now) return { ok: false, reason: 'replaced', ...base };
     if (!facts.ownerActive) return { ok: false, reason: 'owner_inactive', ...base };
+    if (facts.cutoverPending) firstUse(facts.id, facts.org);
     return { ok: true, token: facts, viaPreviousSecret: facts.graceUntil !== null };
   }
 
@@ -241,6 +259,10 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
         if (trusted && generation === startedAt && facts.k !== 'unknown') local.set(key, facts, LOCAL_TTL_MS);
         return evaluate(facts, kind);
       });
+    },
+    /** Called when the new secret of a first-use cutover is used (until the change is announced, maybe more than once). */
+    onFirstUse(handler: (tokenId: string, organizationId: string) => void): void {
+      onFirstUse = handler;
     },
     /** Called when a retired or out-of-grace secret is presented. */
     onReuse(handler: (tokenId: string, organizationId: string) => void): void {

@@ -204,6 +204,19 @@ export function createTokenService(deps: TokenServiceDependencies) {
     revokeFamily(tokenId, 'replaced_secret_reused', SYSTEM, {}, organizationId).catch((error) => logger.error({ err: error, tokenId }, 'revoking a reused token family failed'));
   });
 
+  // Cutover on first use: the new secret was used, so the previous one ends now, on every node.
+  const cutOver = new BoundedCache<true>(10_000, () => clock.now());
+  deps.cache.onFirstUse((tokenId, organizationId) => {
+    if (cutOver.get(tokenId)) return;
+    cutOver.set(tokenId, true, REUSE_DEBOUNCE_MS);
+    (async () => {
+      const ended = await tokens.endPreviousSecret(tokenId, now());
+      if (!ended) return;
+      await invalidate([ended]);
+      audit.record({ organizationId, actor: SYSTEM, action: 'token.previous_secret_ended', target: { type: 'reference_token', id: tokenId }, outcome: 'success', details: { cutover: 'first_use' } });
+    })().catch((error) => logger.error({ err: error, tokenId }, 'ending the previous secret on first use failed'));
+  });
+
   function graceUntil(policy: OrganizationPolicy, row: ReferenceTokenRow): Date {
     return new Date(Math.min(clock.now() + policy.token_rotation_grace_seconds * 1000, row.expires_at.getTime()));
   }
@@ -298,7 +311,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
     },
 
     /** A new secret for the same token; the old one keeps working for the policy's grace period, never past expiry. */
-    async rotate(p: Principal, id: string, facts: RequestFacts) {
+    async rotate(p: Principal, id: string, options: { cutover?: 'grace' | 'first_use' }, facts: RequestFacts) {
       const row = await visibleToken(p, id);
       // Rotation hands out the token's whole power: the caller must be able to issue it now.
       const scopeFacts = await scopeFactsOf(row.organization_id, row.resources, (identifier) => deps.resourceServers.findByIdentifier(identifier));
@@ -307,7 +320,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
       if (stateOf(row) !== 'active') throw new ProblemError(409, 'Conflict', `the token is ${stateOf(row)} and cannot be rotated`);
       const policy = await policyOf(row.organization_id);
       const token = generateToken(row.type);
-      const result = await tokens.rotate({ id: row.id, newSecretHash: hashToken(token), previousValidUntil: graceUntil(policy, row), now: now() });
+      const firstUse = options.cutover === 'first_use';
+      const result = await tokens.rotate({ id: row.id, newSecretHash: hashToken(token), previousValidUntil: graceUntil(policy, row), now: now(), endPreviousOnFirstUse: firstUse });
       if (!result) throw new ProblemError(409, 'Conflict', 'the token is revoked and cannot be rotated');
       await invalidate([result.before]);
       audit.record({
@@ -317,7 +331,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         target: { type: 'reference_token', id: row.id },
         outcome: 'success',
         ...facts,
-        details: { previous_valid_until: result.after.previous_valid_until?.toISOString(), via: 'api' },
+        details: { previous_valid_until: result.after.previous_valid_until?.toISOString(), via: 'api', cutover: firstUse ? 'first_use' : 'grace' },
       });
       return { ...present({ ...result.after, owner_name: row.owner_name }), token };
     },

@@ -3,13 +3,14 @@ import { z } from 'zod';
 import { ProblemError } from '../../http/middleware.js';
 import type { RateLimiter } from '../../http/rate-limit.js';
 import type { Logger } from '../../http/logger.js';
-import { hashToken, MAX_TOKEN_LENGTH } from '../../tokens/format.js';
+import { hashToken, MAX_TOKEN_LENGTH, tokenKey } from '../../tokens/format.js';
 import type { CredentialIdentification } from '../../tokens/credential-identification.js';
 import { PartnerKeysUnavailableError } from '../../tokens/github-secret-scanning.js';
 import type { GithubScanning, SignatureVerdict } from '../../tokens/github-secret-scanning.js';
 import type { TokenService } from '../../tokens/token-service.js';
 import { MIN_EXPIRES_IN } from '../../tokens/token-service.js';
 import { bearerToken, unauthorized } from '../auth.js';
+import type { Idempotency } from '../idempotency.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import { route } from '../route.js';
 import { parseJson, parseWith } from '../router.js';
@@ -69,6 +70,8 @@ const identifiedSchema = z.object({
 export interface TokenRouteDependencies {
   tokens: TokenService;
   identification: CredentialIdentification;
+  /** Idempotency-Key for the rotation routes (src/management/idempotency.ts). */
+  idempotency: Idempotency;
   leakReports: RateLimiter;
   githubScanning: Pick<GithubScanning, 'verify' | 'firstDelivery'>;
   logger: Logger;
@@ -87,6 +90,9 @@ const githubReportSchema = z
   .array(z.object({ token: z.string().max(MAX_REPORTED_LENGTH), type: z.string().max(200), url: z.string().max(4096), source: z.string().max(100) }))
   .min(1)
   .max(MAX_LEAK_REPORT);
+
+/** The Idempotency-Key request header, when there is one. */
+const idempotencyKey = (ctx: RouteContext<unknown, unknown>) => ctx.koa.get('idempotency-key') || undefined;
 
 const facts = (ctx: RouteContext<unknown, unknown>) => ({ requestId: ctx.requestId, ip: ctx.ip, userAgent: ctx.userAgent });
 
@@ -154,15 +160,20 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
       scope: null,
       auth: 'none',
       tag: 'Tokens',
-      summary: 'Rotate a token pair with its rotation key as Bearer credential: returns a new token and a new key; the old key is consumed',
+      summary: 'Rotate a token pair with its rotation key as Bearer credential: returns a new token and a new key; the old key is consumed. A retry with the same Idempotency-Key header returns the same answer',
       body: z.object({}).strict(),
       response: withSecret,
       errors: [401],
       async handler(ctx) {
         const key = bearerToken(ctx.koa);
         if (!key) throw new ProblemError(401, 'Unauthorized', 'a rotation key (tsr_rk_…) is required as Bearer credential', {}, { 'www-authenticate': `Bearer realm="${deps.realm}"` });
-        const rotated = await tokens.rotateWithKey(key, facts(ctx));
-        if (!rotated) throw unauthorized(deps.realm, 'the rotation key is invalid, consumed or its token is no longer active');
+        // A retry with the same Idempotency-Key gets the first answer: the key it consumed is
+        // not presented again, so a lost answer never looks like a stolen key being reused.
+        const rotated = await deps.idempotency.run(`rotation-key:${tokenKey(key)}`, idempotencyKey(ctx), '{}', async () => {
+          const answer = await tokens.rotateWithKey(key, facts(ctx));
+          if (!answer) throw unauthorized(deps.realm, 'the rotation key is invalid, consumed or its token is no longer active');
+          return answer;
+        });
         return { body: rotated };
       },
     }),
@@ -273,12 +284,20 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
       path: '/tokens/{id}/rotate',
       scope: 'tokens:write',
       tag: 'Tokens',
-      summary: 'New secret for the token; the old one keeps working for the grace period (policy token_rotation_grace_seconds), never past expiry',
-      body: z.object({}).strict(),
+      summary: 'New secret for the token; the old one keeps working for the grace period (policy token_rotation_grace_seconds), never past expiry, or with cutover "first_use" until the new one is first used. A retry with the same Idempotency-Key header returns the same new secret',
+      body: z
+        .object({
+          cutover: z.enum(['grace', 'first_use']).optional().describe('"first_use": the old secret also stops as soon as the new one is first used'),
+        })
+        .strict(),
       response: withSecret,
       errors: [404, 409],
       async handler(ctx) {
-        return { body: await tokens.rotate(ctx.principal, ctx.params.id!, facts(ctx)) };
+        const { actor } = ctx.principal;
+        const body = await deps.idempotency.run(`rotate:${actor.type}:${actor.id}:${ctx.params.id!}`, idempotencyKey(ctx), JSON.stringify(ctx.body), () =>
+          tokens.rotate(ctx.principal, ctx.params.id!, ctx.body, facts(ctx)),
+        );
+        return { body };
       },
     }),
   ];
