@@ -74,7 +74,7 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
     audit,
     routes: [
       ...tokenRoutes({ tokens: tokenService, identification, idempotency: createIdempotency({ cache: f.cache, envelope: f.envelope, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }), leakReports: tokens.rateLimiter('leakReport'), githubScanning, logger: f.logger, realm: config.issuer }),
-      ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer: f.referenceTokenIssuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
+      ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer: f.referenceTokenIssuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id), onLifetimePolicyChanged: (id, before, after, actor, requestFacts) => tokenService.lifetimePolicyChanged(id, before, after, actor, requestFacts) }),
       ...userRoutes(resourceDeps),
       ...serviceAccountRoutes(resourceDeps),
       ...resourceServerRoutes(resourceDeps),

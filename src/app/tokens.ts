@@ -36,6 +36,7 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
     cache,
     clock,
     logger,
+    policyOf: (organizationId) => f.policies.current(organizationId),
     async sensitiveScopes(organizationId, resources, scopes) {
       const sensitive = new Set<string>();
       for (const identifier of resources) {

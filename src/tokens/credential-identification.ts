@@ -74,7 +74,7 @@ export function createCredentialIdentification(deps: CredentialIdentificationDep
 
   async function riskOf(organizationId: string, id: string) {
     const policy: OrganizationPolicy = await deps.tokenService.policyOf(organizationId);
-    const items = await deps.inventory.list(organizationId, { secretRotationDays: policy.secret_rotation_days });
+    const items = await deps.inventory.list(organizationId, policy);
     return items.find((i) => i.id === id);
   }
 

@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto';
 
 import type { Clock } from '../clock.js';
+import { exceedsLifetimeCap, tokenLifetimeSeconds } from '../domain/organization-policy.js';
 import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES, ROLE_SCOPES } from '../domain/types.js';
-import type { Role } from '../domain/types.js';
+import type { OrganizationPolicy, Role } from '../domain/types.js';
 import type { Logger } from '../http/logger.js';
 import type { CacheStore } from '../storage/cache.js';
 import type { ReferenceTokenRepository, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
 import { BoundedCache } from './bounded-cache.js';
 import { MAX_TOKEN_LENGTH, parseToken, tokenKey } from './format.js';
+import { andThen } from '../maybe-promise.js';
 import type { MaybePromise } from '../maybe-promise.js';
 
 /**
@@ -57,6 +59,8 @@ export interface TokenFacts {
   /** Epoch ms. */
   exp: number;
   iat: number;
+  /** The lifetime it was issued with, in seconds (held against the organization's cap on every use). */
+  lifetime?: number;
   revoked: boolean;
   /** null for the current secret; for the previous one, when its rotation grace ends (epoch ms). */
   graceUntil: number | null;
@@ -68,7 +72,7 @@ export interface TokenFacts {
 
 type Facts = TokenFacts | { k: 'unknown' } | { k: 'retired'; id: string; org: string };
 
-export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive';
+export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive' | 'lifetime_exceeds_policy';
 
 export type Resolution = { ok: true; token: TokenFacts; viaPreviousSecret: boolean } | { ok: false; reason: ReferenceRejection; tokenId?: string; organizationId?: string };
 
@@ -79,6 +83,8 @@ export interface ReferenceTokenCacheDependencies {
   logger: Logger;
   /** Scopes among `scopes` that belong to a sensitive resource server of `resources` (they need admin or owner). */
   sensitiveScopes(organizationId: string, resources: string[], scopes: string[]): Promise<Set<string>>;
+  /** The organization's policy now, plain when cached: its lifetime caps apply at every use. */
+  policyOf?(organizationId: string): MaybePromise<Pick<OrganizationPolicy, 'max_pat_lifetime_days' | 'max_sat_lifetime_days'>>;
   maxEntries?: number;
 }
 
@@ -152,6 +158,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       resources: row.resources,
       exp: row.expires_at.getTime(),
       iat: row.issued_at.getTime(),
+      lifetime: tokenLifetimeSeconds(row),
       revoked: row.revoked_at !== null,
       graceUntil: current ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
       ...(current ? { cutoverPending: row.previous_ends_on_first_use && row.previous_secret_hash !== null } : { endedAt: row.previous_ended_at?.getTime() ?? null }),
@@ -221,6 +228,15 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     return { ok: true, token: facts, viaPreviousSecret: facts.graceUntil !== null };
   }
 
+  /** A usable token whose lifetime is over its organization's cap now is refused (src/domain/organization-policy.ts). */
+  function withinPolicy(resolution: Resolution): MaybePromise<Resolution> {
+    if (!resolution.ok || !deps.policyOf || resolution.token.lifetime === undefined) return resolution;
+    const t = resolution.token;
+    return andThen(deps.policyOf(t.org), (policy) =>
+      exceedsLifetimeCap(t.lifetime!, t.type, policy) ? { ok: false, reason: 'lifetime_exceeds_policy', tokenId: t.id, organizationId: t.org } : resolution,
+    );
+  }
+
   const dropLocal = (keys: string[]) => {
     generation += 1;
     for (const key of keys) {
@@ -244,7 +260,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       // its prefix names its kind; the checksum is checked before anything below this tier.
       if (cached !== undefined) {
         stats.local += 1;
-        return evaluate(cached, token.startsWith('tsr_pat_') ? 'pat' : 'sat');
+        return withinPolicy(evaluate(cached, token.startsWith('tsr_pat_') ? 'pat' : 'sat'));
       }
       const kind = parseToken(token);
       if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
@@ -257,7 +273,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       return loading.then((facts) => {
         // Unknown hashes are not kept: made-up tokens must not grow the heap.
         if (trusted && generation === startedAt && facts.k !== 'unknown') local.set(key, facts, LOCAL_TTL_MS);
-        return evaluate(facts, kind);
+        return withinPolicy(evaluate(facts, kind));
       });
     },
     /** Called when the new secret of a first-use cutover is used (until the change is announced, maybe more than once). */

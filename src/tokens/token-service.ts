@@ -5,6 +5,7 @@ import { PLATFORM_SCOPE } from '../domain/types.js';
 import type { Logger } from '../http/logger.js';
 import { authorityRefused, ProblemError } from '../http/middleware.js';
 import { administersCredentials, grantDenials, rotationDenials, scopeFactsOf, seesCredentialOf } from '../domain/authority.js';
+import { exceedsLifetimeCap, tokenLifetimeSeconds } from '../domain/organization-policy.js';
 import type { Principal } from '../domain/principal.js';
 import type { OrganizationRepository } from '../storage/organization-repository.js';
 import type { ReferenceTokenRepository, ReferenceTokenRow, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
@@ -247,7 +248,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
       if (scopes.includes(PLATFORM_SCOPE)) throw forbidden(`"${PLATFORM_SCOPE}" cannot be granted`);
       await checkScopes(p, request, policy);
       const maxDays = input.type === 'pat' ? policy.max_pat_lifetime_days : policy.max_sat_lifetime_days;
-      if (input.expires_in > maxDays * DAY) {
+      if (exceedsLifetimeCap(input.expires_in, input.type, policy)) {
         throw invalid('expires_in', `at most ${Math.floor(maxDays * DAY)} seconds (${maxDays} days) for a ${input.type.toUpperCase()} by organization policy`);
       }
       const issued = await deps.issuer.issue({
@@ -446,6 +447,37 @@ export function createTokenService(deps: TokenServiceDependencies) {
       await invalidate(revoked);
       for (const r of revoked) recordRevoked(r.id, r.organization_id, 'leaked', actor, reporter.facts);
       return matches.map((m) => m !== undefined);
+    },
+
+    /**
+     * The organization's lifetime caps changed (docs/tokens.md, lifetime policy at use time):
+     * each live PAT/SAT that the new policy blocks, and each one it lets work again, gets an
+     * audit event (and so a webhook). Nothing is rewritten: the cap is applied at every use.
+     */
+    async lifetimePolicyChanged(organizationId: string, before: OrganizationPolicy, after: OrganizationPolicy, actor: AuditActor, facts: RequestFacts): Promise<void> {
+      if (before.max_pat_lifetime_days === after.max_pat_lifetime_days && before.max_sat_lifetime_days === after.max_sat_lifetime_days) return;
+      let cursor: { k: string; id: string } | undefined;
+      for (;;) {
+        const rows = await tokens.list({ organizationId, state: 'active', now: now(), after: cursor, limit: 500 });
+        for (const row of rows) {
+          const lifetime = tokenLifetimeSeconds(row);
+          const was = exceedsLifetimeCap(lifetime, row.type, before);
+          const is = exceedsLifetimeCap(lifetime, row.type, after);
+          if (was === is) continue;
+          audit.record({
+            organizationId,
+            actor,
+            action: is ? 'token.blocked_by_policy' : 'token.unblocked_by_policy',
+            target: { type: 'reference_token', id: row.id },
+            outcome: 'success',
+            ...facts,
+            details: { reason: 'lifetime_exceeds_policy', token_kind: row.type, lifetime_days: Math.round((lifetime / 86400) * 100) / 100, max_lifetime_days: row.type === 'pat' ? after.max_pat_lifetime_days : after.max_sat_lifetime_days },
+          });
+        }
+        if (rows.length < 500) return;
+        const last = rows.at(-1)!;
+        cursor = { k: last.created_at.toISOString(), id: last.id };
+      }
     },
 
     /**

@@ -15,6 +15,8 @@ export const WEBHOOK_EVENT_TYPES = [
   'token.reuse_detected',
   'token.refresh_reuse_detected',
   'token.expiring',
+  'token.blocked_by_policy',
+  'token.unblocked_by_policy',
   'client.previous_secret_used',
   'client.secret_revoked',
 ] as const;
