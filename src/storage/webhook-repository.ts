@@ -43,7 +43,7 @@ export interface OutboxEvent {
   payload: string;
 }
 
-/** Webhook endpoints and the durable outbox of their deliveries (migrations/1700000010000_webhooks.sql). */
+/** Webhook endpoints and the durable outbox of their deliveries (migrations/1700000015000_webhooks.sql). */
 export function createWebhookRepository(db: Database) {
   return {
     async insertEndpoint(row: Omit<WebhookEndpointRow, 'updated_at'>): Promise<WebhookEndpointRow> {

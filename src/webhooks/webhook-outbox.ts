@@ -6,7 +6,7 @@ import { isWebhookEvent, newMessageId, webhookPayload } from './webhook-events.j
 
 /**
  * The way into the webhook outbox: every audit event an endpoint can receive becomes a delivery
- * row in PostgreSQL (migrations/1700000010000_webhooks.sql), one per enabled endpoint of its
+ * row in PostgreSQL (migrations/1700000015000_webhooks.sql), one per enabled endpoint of its
  * organization that takes its type. It sits on the audit log (`withWebhooks`), so whatever is
  * audited anywhere (the token service, client authentication, the engine's events, the expiry
  * job) reaches webhooks from this one place. Like the audit writer, recording never waits for
