@@ -1,6 +1,6 @@
 /**
  * The floors of the house, checked in `npm test` (dependency-cruiser). Dependencies point one way:
- * entry points and transports (http, management, interactions, oidc) → tokens, audit, keys →
+ * entry points and transports (http, management, interactions, console, oidc) → tokens, audit, keys →
  * domain → storage → drivers. Each rule says why it exists.
  */
 module.exports = {
@@ -55,6 +55,20 @@ module.exports = {
       to: { path: 'node_modules/oidc-provider/' },
     },
     {
+      name: 'console-through-the-api',
+      comment: 'The web console is a client of the Management API: it reaches tokens, authority and data only through the API\'s HTTP interface (src/console/backend.ts), never the modules behind it, so it can hold no second copy of a rule. It seals its own sessions with the envelope (src/keys/envelope.ts) in the cache store.',
+      severity: 'error',
+      from: { path: '^src/console/' },
+      to: { path: ['^src/(management|interactions|oidc|tokens|audit|jobs|metrics|outbound)/', '^src/keys/(?!envelope\\.ts$)', '^src/domain/(?!(console-client|types)\\.ts$)', '^src/storage/(?!(cache|database)\\.ts$)', '^src/app', 'node_modules/oidc-provider/'] },
+    },
+    {
+      name: 'only-the-root-knows-the-console',
+      comment: 'Nothing below the composition root depends on the console: it can be left out without touching the API.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/(console/|app/|app\\.ts$)' },
+      to: { path: '^src/console/' },
+    },
+    {
       name: 'no-tests-from-src',
       comment: 'Production code never reaches into the test tree.',
       severity: 'error',
@@ -66,6 +80,6 @@ module.exports = {
     doNotFollow: { path: 'node_modules' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    parser: 'swc',
+    parser: 'tsc',
   },
 };

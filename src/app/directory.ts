@@ -14,11 +14,11 @@ export const CLIENTS_CHANNEL = 'clients';
  * heartbeat, run by the reference-token cache, comes back within 1 s): `trustSubscription` hands
  * that check in once the tokens layer exists.
  */
-export async function openDirectory(f: Pick<Foundation, 'repos' | 'envelope' | 'clock' | 'cache' | 'logger'>) {
+export async function openDirectory(f: Pick<Foundation, 'repos' | 'envelope' | 'clock' | 'cache' | 'logger' | 'config'>) {
   const { repos, envelope, clock, cache, logger } = f;
   let subscriptionHealthy = () => false;
   const trusted = () => subscriptionHealthy();
-  const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock, trusted });
+  const clients = createClientDirectory({ clients: repos.clients, resourceServers: repos.resourceServers, serviceAccounts: repos.serviceAccounts, envelope, clock, trusted, issuer: f.config.issuer });
   const principals = createPrincipalLiveness({ users: repos.users, clients, cache, clock, logger, trusted });
   await cache.subscribe(PRINCIPALS_CHANNEL, (message) => principals.applyMessage(message));
 

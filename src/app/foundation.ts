@@ -27,6 +27,7 @@ import { createOidcPayloadRepository } from '../storage/oidc-payload-repository.
 import { openCache, openDatabase, StartupError } from '../storage/open-storage.js';
 import { createOrganizationRepository } from '../storage/organization-repository.js';
 import { createReferenceTokenRepository } from '../storage/reference-token-repository.js';
+import { createRequestDeadline, REQUEST_CACHE_BUDGET_MS } from '../storage/request-deadline.js';
 import { createResourceServerRepository } from '../storage/resource-server-repository.js';
 import { createRevokedJtiRepository } from '../storage/revoked-jti-repository.js';
 import { createServiceAccountRepository } from '../storage/service-account-repository.js';
@@ -146,7 +147,9 @@ export async function openFoundation(options: FoundationOptions) {
       kek ??= secrets.kek;
       cookieKeys ??= secrets.cookieKeys;
     }
-    const cache = await openCache(config, { clock, redisPrefix: settings.redisPrefix });
+    // One deadline per request for its cache work; the HTTP layer starts it for each request.
+    const deadline = createRequestDeadline({ budgetMs: REQUEST_CACHE_BUDGET_MS, monotonicNow: () => performance.now() });
+    const cache = await openCache(config, { clock, redisPrefix: settings.redisPrefix, deadline });
     closer.add(() => cache.close());
 
     const repos = createRepositories(db);
@@ -208,6 +211,7 @@ export async function openFoundation(options: FoundationOptions) {
       closer,
       db,
       cache,
+      deadline,
       repos,
       policies,
       envelope,

@@ -6,8 +6,12 @@ import type { Context, Middleware } from 'koa';
 import type { LoginThrottle } from '../domain/login-throttle.js';
 import { allowedMethods } from '../http/allowed-methods.js';
 import { accessLog, errorHandler, requestId, securityHeaders } from '../http/middleware.js';
-import { createCsrf } from '../interactions/csrf.js';
+import { createConsoleBackend } from '../console/backend.js';
+import { createConsoleRoutes } from '../console/routes.js';
+import { createConsoleSessions } from '../console/session-store.js';
+import { createCsrf } from '../http/csrf.js';
 import { createInteractionRoutes } from '../interactions/routes.js';
+import { authorizationPost } from '../oidc/authorization-post.js';
 import type { createManagementApi } from '../management/management-api.js';
 import { secretsEqual } from '../oidc/client-authenticator.js';
 import { createTokenFastPath } from '../oidc/token-fast-path.js';
@@ -22,7 +26,8 @@ import type { Tokens } from './tokens.js';
 
 /**
  * The request path. Koa runs Tessera's middleware in this order: request id, access log, errors
- * in each route's wire format, security headers, health and metrics, allowed methods, the /token
+ * in each route's wire format, security headers, health and metrics, allowed methods, POST at
+ * the authorization and end-session endpoints, the /token
  * rate limits, introspection and revocation, the refresh-token grace, the Management API, the
  * sign-in pages, the client-secret grace, then the engine. Two plain handlers sit in front of
  * Koa for the two busiest requests (introspection, client-credentials grants) and hand Koa
@@ -39,6 +44,11 @@ export function buildHttp(
   const { trustProxy, hsts } = f.settings;
   const { introspection } = tokens;
   const bearerMatches = (header: string, expected: string) => header.startsWith('Bearer ') && secretsEqual(header.slice(7), expected);
+
+  // The web console (src/console/): a client of this very server, whose requests it sends
+  // in-process to `handler` below, the same entry the network uses.
+  const consoleSessions = createConsoleSessions({ cache, envelope: f.envelope, clock, idleSeconds: config.console.sessionIdleSeconds, absoluteSeconds: config.console.sessionSeconds });
+  const consoleBackend = createConsoleBackend({ issuer: config.issuer, clock, sessions: consoleSessions, handler: () => handler });
 
   const app = new Koa();
   app.proxy = trustProxy;
@@ -80,6 +90,8 @@ export function buildHttp(
     await next();
   });
   app.use(allowedMethods());
+  // POST at /auth and /session/end becomes the same request by GET, which carries the session cookie.
+  app.use(authorizationPost());
   app.use(tokens.tokenLimits.middleware);
   app.use(createTokenEndpoints({
     issuer: config.issuer,
@@ -117,6 +129,25 @@ export function buildHttp(
     metrics,
   });
   app.use(interactions);
+  app.use(createConsoleRoutes({
+    backend: consoleBackend,
+    sessions: consoleSessions,
+    csrf: createCsrf(cookieKeys, { cookie: (secure) => (secure ? '__Host-tessera.console-csrf' : 'tessera.console-csrf'), path: () => '/', purpose: 'tessera console csrf' }),
+    logger,
+    clock,
+    findOrganization: async (idOrName) => {
+      const org = idOrName.startsWith('org_') ? await repos.organizations.findById(idOrName) : await repos.organizations.findByName(idOrName);
+      return org && { id: org.id, name: org.name };
+    },
+    onlyOrganization: async () => {
+      const [org, another] = await repos.organizations.list({ limit: 2 });
+      return org && !another ? { id: org.id, name: org.name } : undefined;
+    },
+    usernameOf: async (organizationId, userId) => {
+      const user = await repos.users.findById(userId);
+      return user?.organization_id === organizationId ? user.username : undefined;
+    },
+  }));
   app.use(engine.secretGrace);
   // Everything else is the engine's: discovery, /auth, /token, /jwks, /me, /reg, /session/end.
   app.use((ctx: Context) => {
@@ -155,6 +186,12 @@ export function buildHttp(
   });
   // Without the fast paths (config fastPaths: false) every request is Koa's: the benchmark's
   // baseline for what they save, and a way to rule them out when an answer looks wrong.
-  const handler: (req: IncomingMessage, res: ServerResponse) => void = config.fastPaths ? fastPath : (req, res) => void koaHandler(req, res);
+  const first: (req: IncomingMessage, res: ServerResponse) => void = config.fastPaths ? fastPath : (req, res) => void koaHandler(req, res);
+  // Every request, whichever path answers it, runs under one deadline for its cache work.
+  const handler: (req: IncomingMessage, res: ServerResponse) => void = (req, res) => {
+    const request = f.deadline.begin();
+    res.once('close', request.end);
+    request.run(() => first(req, res));
+  };
   return { handler, app, fastPathStats: fastPath.stats, tokenFastPathStats: tokenFastPath.stats };
 }

@@ -49,6 +49,7 @@ const fileSchema = z.object({
   dataDir: z.string(),
   trustProxy: z.boolean(),
   fastPaths: z.boolean().default(true),
+  console: z.object({ sessionIdleSeconds: z.number().int().min(60).max(86400), sessionSeconds: z.number().int().min(300).max(30 * 86400) }).default({ sessionIdleSeconds: 1800, sessionSeconds: 43200 }),
   requireHttpsIssuer: z.boolean(),
   usageFlushSeconds: z.number().positive().max(60),
   workers: z.union([z.literal('auto'), z.number().int().min(1).max(64)]),
@@ -179,6 +180,11 @@ export interface Config {
    * measuring what they save or ruling them out.
    */
   fastPaths: boolean;
+  /**
+   * The web console's sessions (docs/console.md): one ends after `sessionIdleSeconds` without a
+   * page view (default 30 minutes) and `sessionSeconds` after sign-in (default 12 hours).
+   */
+  console: { sessionIdleSeconds: number; sessionSeconds: number };
   /** How often counted uses (PAT/SAT last use, client-secret last use) are written, in seconds. */
   usageFlushSeconds: number;
   /**
@@ -413,6 +419,7 @@ export function loadConfig(
     env: vars.NODE_ENV,
     trustProxy,
     fastPaths,
+    console: fileConfig.console,
     usageFlushSeconds: fileConfig.usageFlushSeconds,
     workers,
     issuer,

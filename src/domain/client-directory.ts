@@ -49,6 +49,8 @@ export function createClientDirectory(deps: {
   serviceAccounts?: Pick<ServiceAccountRepository, 'findById'>;
   envelope: Envelope;
   clock: Clock;
+  /** The installation's issuer: the built-in console client's redirect URI is on it. */
+  issuer?: string;
   ttlMs?: number;
   maxEntries?: number;
   /** Whether every change announced by another node has arrived (default: always). */
@@ -75,7 +77,7 @@ export function createClientDirectory(deps: {
       const owner = await deps.serviceAccounts.findById(record.service_account_id);
       active = owner?.status === 'active';
     }
-    const metadata = toProviderMetadata(record, deps.envelope);
+    const metadata = toProviderMetadata(record, deps.envelope, deps.issuer);
     const previousSecret = record.previous_secret_enc ? deps.envelope.open(record.previous_secret_enc, secretContext(record.client_id, 'previous')) : undefined;
     return {
       record,

@@ -1,5 +1,6 @@
 
 import type { Envelope } from '../keys/envelope.js';
+import { consoleRedirectUris } from './console-client.js';
 import type { ClientRecord } from './types.js';
 
 /** Envelope context of a client secret: binds the ciphertext to its client and slot. */
@@ -15,7 +16,7 @@ export const secretContext = (clientId: string, slot: 'current' | 'previous' = '
 /** A client as the OpenID engine reads it: RFC 7591 member names, plus Tessera's `tessera_*` members. */
 export type EngineClientMetadata = Record<string, unknown>;
 
-export function toProviderMetadata(record: ClientRecord, envelope: Envelope): EngineClientMetadata {
+export function toProviderMetadata(record: ClientRecord, envelope: Envelope, issuer?: string): EngineClientMetadata {
   const metadata: EngineClientMetadata = {
     grant_types: [],
     response_types: [],
@@ -29,6 +30,8 @@ export function toProviderMetadata(record: ClientRecord, envelope: Envelope): En
     tessera_resources: record.allowed_resources,
     tessera_service_account_id: record.service_account_id ?? undefined,
   };
+  // The console client's redirect URI is on this installation's issuer (src/domain/console-client.ts).
+  if (record.kind === 'console' && issuer) metadata.redirect_uris = consoleRedirectUris(issuer);
   if (record.secret_enc) metadata.client_secret = envelope.open(record.secret_enc, secretContext(record.client_id));
   return metadata;
 }

@@ -5,6 +5,7 @@ import type { OrganizationRepository } from '../storage/organization-repository.
 import type { ServiceAccountRepository } from '../storage/service-account-repository.js';
 import type { UserRepository } from '../storage/user-repository.js';
 import { cliClient } from './cli-client.js';
+import { consoleClient } from './console-client.js';
 import { generatePassword, hashPassword } from './passwords.js';
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE } from './types.js';
 import type { Organization, OrganizationPolicy, ServiceAccount, User } from './types.js';
@@ -51,7 +52,7 @@ export interface Provisioned {
 
 /**
  * A new organization, in one transaction: the organization, its first owner, its built-in
- * `tessera-cli` client, and a service account holding a Management API SAT with every
+ * `tessera-cli` and `tessera-console` clients, and a service account holding a Management API SAT with every
  * organization scope, so automation can take over at once (docs/management-api.md). Nothing is half-written: any failure rolls it all back.
  * The owner's password is returned only when Tessera generated it.
  */
@@ -73,6 +74,7 @@ export async function provisionOrganization(deps: ProvisioningDependencies, inpu
       tx,
     );
     const cli = await deps.clients.insert(cliClient(organization.id), tx);
+    await deps.clients.insert(consoleClient(organization.id), tx);
     const serviceAccount = await deps.serviceAccounts.insert(
       {
         id: newId('sa'),

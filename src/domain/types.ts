@@ -92,7 +92,10 @@ export interface ResourceServer {
   updated_at: Date;
 }
 
-export type ClientKind = 'oauth' | 'introspection' | 'cli';
+export type ClientKind = 'oauth' | 'introspection' | 'cli' | 'console';
+
+/** Tessera's own clients of every organization (tessera-cli, tessera-console): listed, never changed by the organization. */
+export const isBuiltInClient = (kind: ClientKind): boolean => kind === 'cli' || kind === 'console';
 
 export interface ClientRecord {
   client_id: string;

@@ -9,6 +9,9 @@ import { OAuthError } from './oauth-error.js';
  * OPTIONS always passes: the engine answers CORS preflight on these paths.
  */
 export const PROTOCOL_ENDPOINT_METHODS: Readonly<Record<string, readonly string[]>> = {
+  // OIDC Core §3.1.2.1 and RP-Initiated Logout 1.0 §2: GET and POST (src/oidc/authorization-post.ts).
+  '/auth': ['GET', 'HEAD', 'POST'],
+  '/session/end': ['GET', 'HEAD', 'POST'],
   '/token': ['POST'],
   '/token/introspection': ['POST'],
   '/token/revocation': ['POST'],

@@ -116,13 +116,14 @@ export function createRateLimiter(options: { cache: CacheStore; keyPrefix: strin
   return {
     consume(rawKey) {
       const key = bounded(rawKey);
+      const waiting = queues.get(key);
+      if (waiting) {
+        // Another request's call answers this one too: the wait is this request's cache time.
+        return options.cache.waitFor(new Promise((resolve) => waiting.push({ resolve })));
+      }
       return new Promise((resolve) => {
-        const waiting = queues.get(key);
-        if (waiting) waiting.push({ resolve });
-        else {
-          queues.set(key, []);
-          void run(key, [{ resolve }]);
-        }
+        queues.set(key, []);
+        void run(key, [{ resolve }]);
       });
     },
     count,

@@ -13,13 +13,13 @@ import { FORM_BODY_LIMIT, readFormBody } from '../http/form-body.js';
 import type { Logger } from '../http/logger.js';
 import { OAuthError } from '../http/oauth-error.js';
 import type { TesseraMetrics } from '../metrics/metrics.js';
-import { allowedOidcScopes } from '../oidc/sign-in-config.js';
+import { allowedOidcClaims, allowedOidcScopes } from '../oidc/sign-in-config.js';
 import { CacheUnavailableError } from '../storage/cache.js';
 import type { ConsentRepository } from '../storage/consent-repository.js';
 import { StorageUnavailableError } from '../storage/database.js';
 import type { ResourceServerRepository } from '../storage/resource-server-repository.js';
 import type { UserRepository } from '../storage/user-repository.js';
-import type { Csrf } from './csrf.js';
+import type { Csrf } from '../http/csrf.js';
 import type { ConsentItem } from './views.js';
 import { consentPage, contentSecurityPolicy, formTargetOf, loginPage, messagePage, STYLESHEET, STYLESHEET_PATH } from './views.js';
 
@@ -141,8 +141,13 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
     return params;
   }
 
-  async function finish(ctx: Context, result: InteractionResults) {
-    const to = await deps.getProvider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+  /**
+   * Hands the answer to the engine. Consent keeps the sign-in submitted just before it in the
+   * same authorization request: without it, a request with `prompt=login consent` would find its
+   * login missing once consent is given and ask for the password again, forever.
+   */
+  async function finish(ctx: Context, result: InteractionResults, mergeWithLastSubmission = false) {
+    const to = await deps.getProvider().interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission });
     ctx.set('cache-control', 'no-store');
     ctx.status = 303;
     ctx.redirect(to);
@@ -180,7 +185,9 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
     const prompt = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
     const allowed = allowedOidcScopes(client.metadata as { tessera_scopes?: string[] });
     const identity = (prompt.missingOIDCScope ?? []).filter((s) => allowed.has(s)).map((s) => OIDC_SCOPE_WORDS[s] ?? { title: s });
-    if (prompt.missingOIDCClaims?.length) identity.push({ title: 'See these details about you', description: prompt.missingOIDCClaims.join(', ') });
+    const allowedClaims = allowedOidcClaims(client.metadata as { tessera_scopes?: string[] });
+    const claims = (prompt.missingOIDCClaims ?? []).filter((claim) => allowedClaims.has(claim));
+    if (claims.length) identity.push({ title: 'See these details about you', description: claims.join(', ') });
     const apis: { name: string; items: ConsentItem[] }[] = [];
     for (const [indicator, scopes] of Object.entries(prompt.missingResourceScopes ?? {})) {
       if (indicator === MANAGEMENT_AUDIENCE) {
@@ -199,6 +206,44 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
     return { identity, apis };
   }
 
+  /** Grants what the consent prompt asks for, remembers it, and hands the answer to the engine. */
+  async function allow(ctx: Context, details: Details, client: ClientView) {
+    const accountId = details.session?.accountId;
+    if (!accountId) throw expired();
+
+    const provider = deps.getProvider();
+    const clientId = client.record.client_id;
+    let grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;
+    grant ??= new provider.Grant({ accountId, clientId, client: await provider.Client.find(clientId) } as ConstructorParameters<typeof provider.Grant>[0]);
+
+    const prompt = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
+    const allowed = allowedOidcScopes(client.metadata as { tessera_scopes?: string[] });
+    const granted = (prompt.missingOIDCScope ?? []).filter((s) => allowed.has(s));
+    // Scopes the client may not have are refused outright, so the engine does not ask again.
+    const refused = (prompt.missingOIDCScope ?? []).filter((s) => !allowed.has(s));
+    if (granted.length) grant.addOIDCScope(granted.join(' '));
+    if (refused.length) grant.rejectOIDCScope(refused.join(' '));
+    // Claims asked for through the `claims` parameter: only those the client's scopes reach.
+    const allowedClaims = allowedOidcClaims(client.metadata as { tessera_scopes?: string[] });
+    const grantedClaims = (prompt.missingOIDCClaims ?? []).filter((claim) => allowedClaims.has(claim));
+    const refusedClaims = (prompt.missingOIDCClaims ?? []).filter((claim) => !allowedClaims.has(claim));
+    if (grantedClaims.length) grant.addOIDCClaims(grantedClaims);
+    if (refusedClaims.length) grant.rejectOIDCClaims(refusedClaims);
+    for (const [indicator, scopes] of Object.entries(prompt.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
+    const grantId = await grant.save();
+    await deps.consents.remember(accountId, clientId, client.record.organization_id, {
+      oidc_scopes: granted,
+      oidc_claims: grantedClaims,
+      resource_scopes: prompt.missingResourceScopes ?? {},
+    });
+    logger.info({ requestId: ctx.state.requestId, userId: accountId, clientId }, 'sign-in: consent granted');
+    record(ctx, {
+      organizationId: client.record.organization_id, actor: { type: 'user', id: accountId }, action: 'consent.granted', target: { type: 'client', id: clientId }, outcome: 'success',
+      details: { scopes: granted, refused, resources: prompt.missingResourceScopes ?? {} },
+    });
+    await finish(ctx, { consent: { grantId } }, true);
+  }
+
   router.get(STYLESHEET_PATH, (ctx) => {
     ctx.type = 'text/css';
     ctx.set('cache-control', 'public, max-age=3600');
@@ -215,6 +260,13 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
         return;
       }
       if (details.prompt.name === 'consent') {
+        // The console (src/domain/console-client.ts) is Tessera's own first-party application:
+        // the person is signing in to Tessera itself, and the token it gets carries no more than
+        // their role allows, so there is nothing to ask. Every other client asks.
+        if (client.record.kind === 'console') {
+          await allow(ctx, details, client);
+          return;
+        }
         const user = details.session?.accountId ? await users.findById(details.session.accountId) : undefined;
         if (!user) throw expired();
         const items = await consentItems(details, client);
@@ -291,35 +343,7 @@ export function createInteractionRoutes(deps: InteractionRouteDependencies): Mid
         return;
       }
       if (decision !== 'allow') throw new PageError(400, 'Bad request', 'Choose Allow or Deny.');
-      const accountId = details.session?.accountId;
-      if (!accountId) throw expired();
-
-      const provider = deps.getProvider();
-      const clientId = client.record.client_id;
-      let grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;
-      grant ??= new provider.Grant({ accountId, clientId, client: await provider.Client.find(clientId) } as ConstructorParameters<typeof provider.Grant>[0]);
-
-      const prompt = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
-      const allowed = allowedOidcScopes(client.metadata as { tessera_scopes?: string[] });
-      const granted = (prompt.missingOIDCScope ?? []).filter((s) => allowed.has(s));
-      // Scopes the client may not have are refused outright, so the engine does not ask again.
-      const refused = (prompt.missingOIDCScope ?? []).filter((s) => !allowed.has(s));
-      if (granted.length) grant.addOIDCScope(granted.join(' '));
-      if (refused.length) grant.rejectOIDCScope(refused.join(' '));
-      if (prompt.missingOIDCClaims?.length) grant.addOIDCClaims(prompt.missingOIDCClaims);
-      for (const [indicator, scopes] of Object.entries(prompt.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
-      const grantId = await grant.save();
-      await deps.consents.remember(accountId, clientId, client.record.organization_id, {
-        oidc_scopes: granted,
-        oidc_claims: prompt.missingOIDCClaims ?? [],
-        resource_scopes: prompt.missingResourceScopes ?? {},
-      });
-      logger.info({ requestId: ctx.state.requestId, userId: accountId, clientId }, 'sign-in: consent granted');
-      record(ctx, {
-        organizationId: client.record.organization_id, actor: { type: 'user', id: accountId }, action: 'consent.granted', target: { type: 'client', id: clientId }, outcome: 'success',
-        details: { scopes: granted, refused, resources: prompt.missingResourceScopes ?? {} },
-      });
-      await finish(ctx, { consent: { grantId } });
+      await allow(ctx, details, client);
     }),
   );
 

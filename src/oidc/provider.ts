@@ -50,6 +50,11 @@ export function createProvider(deps: ProviderDependencies): Provider {
       properties: TESSERA_CLIENT_PROPERTIES,
     },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+    // OIDC Core §3.1.2.1: redirect_uri is REQUIRED in an authentication request. The engine's
+    // default fills in a client's only registered URI; without the parameter the request is
+    // refused with an error page, never a redirect (the URI was not asked for, so nothing is
+    // known to be the client's).
+    allowOmittingSingleRegisteredRedirectUri: false,
     // Whoever registers a client chooses the URLs the engine fetches for it: they are fetched
     // only from public addresses, resolved and connected to through one checked lookup.
     fetch: deps.fetch,
@@ -103,6 +108,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // §2.2), so revocation cannot be used to test whether a token exists.
       revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
       userinfo: { enabled: true },
+      // A client registered with `userinfo_signed_response_alg` gets its userinfo as a signed JWT
+      // (OIDC Core §5.3.2), with the algorithms discovery lists; without this the engine took the
+      // registration and answered plain JSON.
+      jwtUserinfo: { enabled: true },
       // DPoP-bound tokens would need `cnf` in Tessera's introspection answers and a test that
       // walks the flow; until then it is off, so discovery does not advertise it.
       dPoP: { enabled: false },

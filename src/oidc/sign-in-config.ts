@@ -42,6 +42,28 @@ export function allowedOidcScopes(client: { tessera_scopes?: string[] }): Set<st
   return allowed;
 }
 
+/**
+ * OpenID Connect Core §5.4: the claims each scope releases, at /me and in ID tokens. `org_id`
+ * tells a multi-tenant relying party which organization the user belongs to.
+ */
+export const SCOPE_CLAIMS: Readonly<Record<string, readonly string[]>> = {
+  openid: ['sub', 'org_id'],
+  profile: ['name', 'preferred_username'],
+  email: ['email'],
+};
+
+/**
+ * Claims a client may be given, asked for by scope or one by one through the `claims`
+ * parameter (OIDC Core §5.5): those its allowed OpenID scopes release. A claim asked for
+ * beyond them is left out of the answer, as §5.5 allows for a claim the OP will not provide;
+ * the `claims` parameter never reaches further than the client's scopes would.
+ */
+export function allowedOidcClaims(client: { tessera_scopes?: string[] }): Set<string> {
+  const allowed = new Set<string>();
+  for (const scope of allowedOidcScopes(client)) for (const claim of SCOPE_CLAIMS[scope] ?? []) allowed.add(claim);
+  return allowed;
+}
+
 export function signInConfiguration(deps: SignInConfigDependencies): (c: Configuration) => void {
   const { config, policies, consents } = deps;
 
@@ -62,16 +84,12 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
     );
     c.interactions = { ...c.interactions, policy };
 
-    // OpenID Connect Core §5.4: the claims each scope releases, at /me and in ID tokens.
-    // `org_id` tells a multi-tenant relying party which organization the user belongs to.
     c.claims = {
       acr: null,
       auth_time: null,
       iss: null,
       sid: null,
-      openid: ['sub', 'org_id'],
-      profile: ['name', 'preferred_username'],
-      email: ['email'],
+      ...Object.fromEntries(Object.entries(SCOPE_CLAIMS).map(([scope, claims]) => [scope, [...claims]])),
     };
 
     // RFC 9700 §2.1.1: PKCE (S256 only; the engine rejects `plain`) for every public client,
@@ -152,7 +170,11 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
       if (scopes.length) grant.addOIDCScope(scopes.join(' '));
       const refused = [...ctx.oidc.requestParamOIDCScopes].filter((s) => !allowed.has(s));
       if (refused.length) grant.rejectOIDCScope(refused.join(' '));
-      if (consent.oidc_claims.length) grant.addOIDCClaims(consent.oidc_claims);
+      const allowedClaims = allowedOidcClaims(client);
+      const claims = consent.oidc_claims.filter((claim) => allowedClaims.has(claim));
+      if (claims.length) grant.addOIDCClaims(claims);
+      const refusedClaims = [...ctx.oidc.requestParamClaims].filter((claim) => !allowedClaims.has(claim));
+      if (refusedClaims.length) grant.rejectOIDCClaims(refusedClaims);
       for (const [resource, resourceScopes] of Object.entries(consent.resource_scopes)) {
         if (resourceScopes.length) grant.addResourceScope(resource, resourceScopes.join(' '));
       }
@@ -164,6 +186,9 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
       ...c.features,
       // RFC 9126: clients may push the authorization request first (optional, not required).
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: false },
+      // OIDC Core §5.5: claims asked for one by one, `essential` ones included, are released
+      // when the user consented and the client's scopes reach them (allowedOidcClaims above).
+      claimsParameter: { enabled: true },
       // OpenID Connect RP-Initiated Logout 1.0 at /session/end, with Tessera's own pages.
       rpInitiatedLogout: {
         enabled: true,

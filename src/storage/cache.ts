@@ -37,6 +37,11 @@ export interface CacheStore {
    * answers 503).
    */
   limiter(options: LimiterOptions): RateLimiterAbstract;
+  /**
+   * Counts the time until `work` settles as the current request's waiting on this store, for a
+   * request that waits on a command another request sent (src/storage/request-deadline.ts).
+   */
+  waitFor<T>(work: Promise<T>): Promise<T>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -40,13 +40,13 @@ export function createClientRepository(db: Database) {
       return rows[0];
     },
     /**
-     * A client of one organization as the Management API shows it: an application or the built-in
-     * tessera-cli, never a resource server's introspection credentials.
+     * A client of one organization as the Management API shows it: an application or a built-in
+     * client (tessera-cli, tessera-console), never a resource server's introspection credentials.
      */
     async findInOrganization(organizationId: string, clientId: string, q: Queryable = db, options: { lock?: boolean } = {}): Promise<ClientRecord | undefined> {
       if (!isPlausibleId(clientId)) return undefined;
       const { rows } = await q.query<ClientRecord>(
-        `SELECT * FROM clients WHERE organization_id = $1 AND client_id = $2 AND kind IN ('oauth', 'cli')${options.lock ? ' FOR UPDATE' : ''}`,
+        `SELECT * FROM clients WHERE organization_id = $1 AND client_id = $2 AND kind IN ('oauth', 'cli', 'console')${options.lock ? ' FOR UPDATE' : ''}`,
         [organizationId, clientId],
       );
       return rows[0];
@@ -67,7 +67,7 @@ export function createClientRepository(db: Database) {
     async list(organizationId: string, options: { after?: KeysetAfter; limit: number }): Promise<ClientRecord[]> {
       const { rows } = await db.query<ClientRecord>(
         `SELECT * FROM clients
-          WHERE organization_id = $1 AND kind IN ('oauth', 'cli') AND ($2::timestamptz IS NULL OR (created_at, client_id) > ($2::timestamptz, $3))
+          WHERE organization_id = $1 AND kind IN ('oauth', 'cli', 'console') AND ($2::timestamptz IS NULL OR (created_at, client_id) > ($2::timestamptz, $3))
           ORDER BY created_at, client_id LIMIT $4`,
         [organizationId, options.after?.k ?? null, options.after?.id ?? '', options.limit],
       );

@@ -7,8 +7,18 @@ export interface QueryResult<R> {
   rowCount: number;
 }
 
+export interface QueryOptions {
+  /**
+   * Plan once per connection and reuse the plan (a named prepared statement on PostgreSQL). For
+   * fixed statements on hot paths only: planning a join costs more than running it (about 1 ms
+   * against 0.3 ms for the reference-token lookup), and each distinct text prepared stays on
+   * every pooled connection. PGlite, one in-process session, ignores it.
+   */
+  prepare?: boolean;
+}
+
 export interface Queryable {
-  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  query<R = Record<string, unknown>>(text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
 }
 
 export interface Database extends Queryable {

@@ -107,6 +107,8 @@ export function createMemoryCache(options: { clock: Clock; sweepIntervalMs?: num
         bus.off(channel, handler);
       };
     },
+    // Nothing here waits on a network.
+    waitFor: (work) => work,
     async ping() {},
     async close() {
       clearInterval(sweep);

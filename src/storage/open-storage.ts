@@ -9,6 +9,7 @@ import { createPgDatabase } from './pg-database.js';
 import { readEmbeddedTemplate } from './embedded-template.js';
 import { createPgliteDatabase } from './pglite-database.js';
 import { createRedisCache } from './redis-cache.js';
+import type { RequestDeadline } from './request-deadline.js';
 
 export class StartupError extends Error {
   override name = 'StartupError';
@@ -43,10 +44,13 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir
 }
 
 /** Opens Redis (REDIS_URL) or the in-process store; a failure is one StartupError line. */
-export async function openCache(config: Pick<Config, 'redisUrl' | 'redisMode' | 'redisSentinelName'>, options: { clock: Clock; redisPrefix?: string }): Promise<CacheStore> {
+export async function openCache(
+  config: Pick<Config, 'redisUrl' | 'redisMode' | 'redisSentinelName'>,
+  options: { clock: Clock; redisPrefix?: string; deadline?: Pick<RequestDeadline, 'remaining' | 'waitFor'> },
+): Promise<CacheStore> {
   if (!config.redisUrl) return createMemoryCache({ clock: options.clock });
   try {
-    const cache = await createRedisCache({ url: config.redisUrl, mode: config.redisMode, sentinelName: config.redisSentinelName, prefix: options.redisPrefix });
+    const cache = await createRedisCache({ url: config.redisUrl, mode: config.redisMode, sentinelName: config.redisSentinelName, prefix: options.redisPrefix, deadline: options.deadline });
     await cache.ping();
     return cache;
   } catch (error) {

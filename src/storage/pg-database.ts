@@ -1,6 +1,8 @@
 import pg from 'pg';
 
-import type { Database, Queryable, QueryResult } from './database.js';
+import { createHash } from 'node:crypto';
+
+import type { Database, Queryable, QueryOptions, QueryResult } from './database.js';
 import { StorageUnavailableError } from './database.js';
 
 export interface PgDatabaseOptions {
@@ -24,6 +26,9 @@ function isConnectionError(error: unknown): boolean {
   const message = (error as Error).message ?? '';
   return Boolean((code && CONNECTION_ERRORS.has(code)) || (/timeout|Connection terminated|connect|not queryable/i.test(message) && !code?.match(/^[0-9A-Z]{5}$/)));
 }
+
+/** SQLSTATE 0A000 from a prepared statement whose tables changed shape since it was planned. */
+const PG_PLAN_CHANGED = '0A000';
 
 const unavailable = (error: unknown) => new StorageUnavailableError(`database unavailable: ${(error as Error).message}`, { cause: error });
 
@@ -74,9 +79,31 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
     };
   };
 
-  const run = async <R>(client: pg.Pool | pg.PoolClient, text: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
+  /**
+   * A prepared statement's name: the same text gets the same name on every connection. A
+   * migration on another node can change a table under a prepared `SELECT *` ("cached plan must
+   * not change result type"); the statement is then prepared again under a new name.
+   */
+  const names = new Map<string, string>();
+  let renamed = 0;
+  const nameOf = (text: string) => {
+    let name = names.get(text);
+    if (name === undefined) names.set(text, (name = `tessera_${createHash('sha256').update(text).digest('base64url').slice(0, 24)}_${renamed}`));
+    return name;
+  };
+  const prepared = async (client: pg.Pool | pg.PoolClient, text: string, params?: readonly unknown[]) => {
     try {
-      const result = await client.query(text, params as unknown[]);
+      return await client.query({ name: nameOf(text), text, values: params as unknown[] });
+    } catch (error) {
+      if ((error as { code?: string }).code !== PG_PLAN_CHANGED) throw error;
+      renamed += 1;
+      names.delete(text);
+      return client.query({ name: nameOf(text), text, values: params as unknown[] });
+    }
+  };
+  const run = async <R>(client: pg.Pool | pg.PoolClient, text: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> => {
+    try {
+      const result = options?.prepare ? await prepared(client, text, params) : await client.query(text, params as unknown[]);
       return { rows: result.rows as R[], rowCount: result.rowCount ?? 0 };
     } catch (error) {
       wrap(error);
@@ -85,10 +112,10 @@ export function createPgDatabase(options: PgDatabaseOptions): Database {
 
   return {
     kind: 'postgres',
-    query: (text, params) => run(pool, text, params),
+    query: (text, params, options) => run(pool, text, params, options),
     async transaction(fn) {
       const { client, release } = await checkout();
-      const tx: Queryable = { query: (text, params) => run(client, text, params) };
+      const tx: Queryable = { query: (text, params, options) => run(client, text, params, options) };
       try {
         await client.query('BEGIN');
         const result = await fn(tx);

@@ -5,6 +5,7 @@ import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 
 import type { CacheStore } from './cache.js';
 import { CacheUnavailableError } from './cache.js';
+import type { RequestDeadline } from './request-deadline.js';
 
 export interface RedisCacheOptions {
   url: string;
@@ -14,9 +15,17 @@ export interface RedisCacheOptions {
   prefix?: string;
   /** Bound on every command: a request never hangs on a Redis that is gone. */
   commandTimeoutMs?: number;
+  /**
+   * The time left to the request a command is sent for (src/storage/request-deadline.ts): a
+   * command gets at most that, and fails at once when it is spent.
+   */
+  deadline?: Pick<RequestDeadline, 'remaining' | 'waitFor'>;
 }
 
 type Client = Redis | Cluster;
+
+/** A command outside any request (start-up, jobs, pub/sub) waits at most this long. */
+const DEFAULT_COMMAND_TIMEOUT_MS = 1000;
 
 function hostsOf(url: string): { host: string; port: number }[] {
   return url.split(',').map((part) => {
@@ -32,7 +41,7 @@ export function createRedisClient(options: RedisCacheOptions): Client {
     // 503 temporarily_unavailable, and ioredis keeps reconnecting in the background.
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    commandTimeout: options.commandTimeoutMs ?? 1000,
+    commandTimeout: options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
     connectTimeout: 2000,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     lazyConnect: true,
@@ -58,6 +67,36 @@ function wrap(error: unknown): never {
   throw new CacheUnavailableError(`cache unavailable: ${(error as Error).message}`, { cause: error });
 }
 
+/** The ioredis command as far as a deadline needs it. */
+interface PendingCommand {
+  setTimeout(ms: number): void;
+  reject(error: Error): void;
+  promise: Promise<unknown>;
+}
+
+/**
+ * Every command of `client`, the rate limiter's included (it is handed the client itself),
+ * passes through its `sendCommand`: that is where the request's remaining time becomes the
+ * command's timeout. ioredis keeps the first timeout set on a command, so its own
+ * `commandTimeout` stays the bound outside a request and the longest one inside.
+ */
+function boundByDeadline(client: Client, deadline: Pick<RequestDeadline, 'remaining' | 'waitFor'>, commandTimeoutMs: number): void {
+  const target = client as unknown as { sendCommand(command: PendingCommand, ...rest: unknown[]): unknown };
+  const send = target.sendCommand.bind(target);
+  target.sendCommand = (command, ...rest) => {
+    const left = deadline.remaining();
+    if (left !== undefined) {
+      if (left <= 0) {
+        command.reject(new Error('the request\'s time for the cache is spent'));
+        return command.promise;
+      }
+      command.setTimeout(Math.min(left, commandTimeoutMs));
+      void deadline.waitFor(command.promise);
+    }
+    return send(command, ...rest);
+  };
+}
+
 async function connect(client: Client): Promise<void> {
   if (client.status === 'wait') await client.connect();
 }
@@ -67,6 +106,7 @@ async function connect(client: Client): Promise<void> {
 export async function createRedisCache(options: RedisCacheOptions): Promise<CacheStore> {
   const prefix = options.prefix ?? 'tessera:';
   const client = createRedisClient(options);
+  if (options.deadline) boundByDeadline(client, options.deadline, options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS);
   // Errors surface on the commands that meet them; without a listener ioredis would log
   // every reconnect attempt as an unhandled error.
   client.on('error', () => {});
@@ -151,6 +191,7 @@ export async function createRedisCache(options: RedisCacheOptions): Promise<Cach
         set.delete(handler);
       };
     },
+    waitFor: (work) => options.deadline?.waitFor(work) ?? work,
     async ping() {
       await call(() => client.ping());
     },

@@ -1,11 +1,11 @@
 import type { AuditActor, AuditLog } from '../audit/audit-event.js';
 import type { Clock } from '../clock.js';
 import type { OrganizationPolicy } from '../domain/types.js';
-import { PLATFORM_SCOPE } from '../domain/types.js';
+import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE } from '../domain/types.js';
 import type { Logger } from '../http/logger.js';
 import { authorityRefused, ProblemError } from '../http/middleware.js';
 import { administersCredentials, grantDenials, rotationDenials, scopeFactsOf, seesCredentialOf } from '../domain/authority.js';
-import { exceedsLifetimeCap, tokenLifetimeSeconds } from '../domain/organization-policy.js';
+import { exceedsLifetimeCap, lifetimeCapSeconds, tokenLifetimeSeconds } from '../domain/organization-policy.js';
 import type { Principal } from '../domain/principal.js';
 import type { OrganizationRepository } from '../storage/organization-repository.js';
 import type { ReferenceTokenRepository, ReferenceTokenRow, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
@@ -147,6 +147,9 @@ export function createTokenService(deps: TokenServiceDependencies) {
     return row;
   }
 
+  /** Organization policy `allowed_pat_scopes` (null: every scope) narrows what a PAT may carry. */
+  const patScopeAllowed = (policy: OrganizationPolicy, scope: string) => !policy.allowed_pat_scopes || policy.allowed_pat_scopes.includes(scope);
+
   /**
    * What a PAT or SAT may carry: every scope is defined by one of the requested resources (422
    * otherwise), organization policy `allowed_pat_scopes` narrows PATs, and the authority module
@@ -157,7 +160,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
     if (unknown.length > 0) throw invalid('resources', `unknown resource server "${input.resources[unknown[0]!]}"`);
     for (const scope of input.scopes) {
       if (!facts.has(scope)) throw invalid('scopes', `"${scope}" is not a scope of the requested resources`);
-      if (input.type === 'pat' && policy.allowed_pat_scopes && !policy.allowed_pat_scopes.includes(scope)) {
+      if (input.type === 'pat' && !patScopeAllowed(policy, scope)) {
         throw invalid('scopes', `"${scope}" is not allowed in PATs by organization policy`);
       }
     }
@@ -275,6 +278,41 @@ export function createTokenService(deps: TokenServiceDependencies) {
       return { ...present(row ?? issued.row), token: issued.token, ...(issued.rotationKey ? { rotation_key: issued.rotationKey } : {}) };
     },
 
+    /**
+     * What the caller could put into a new token of `type` right now: every API of the
+     * organization (the Management API first) with its scopes, each marked with why it may not
+     * be granted, if it may not, by the same rules `issue` applies; and the lifetime cap and
+     * rotation grace of organization policy. Forms (the console) offer exactly this.
+     */
+    async options(p: Principal, type: 'pat' | 'sat') {
+      const policy = await policyOf(p.organizationId);
+      const servers = await deps.resourceServers.listByOrganization(p.organizationId);
+      const apis = [
+        { identifier: MANAGEMENT_AUDIENCE, name: 'Tessera Management API', sensitive: false, scopes: ORGANIZATION_SCOPES.map((name) => ({ name, description: null as string | null })) },
+        ...servers.map((rs) => ({ identifier: rs.identifier, name: rs.name, sensitive: rs.sensitive, scopes: rs.scopes.map((s) => ({ name: s.name, description: s.description ?? null })) })),
+      ];
+      const byIdentifier = new Map(servers.map((rs) => [rs.identifier, rs]));
+      const resources = [];
+      for (const api of apis) {
+        const { facts } = await scopeFactsOf(p.organizationId, [api.identifier], async (identifier) => byIdentifier.get(identifier));
+        resources.push({
+          ...api,
+          scopes: api.scopes.map((scope) => {
+            const refusal = type === 'pat' && !patScopeAllowed(policy, scope.name)
+              ? 'not allowed in PATs by organization policy'
+              : grantDenials(p, type, [scope.name], facts)[0]?.detail;
+            return { ...scope, grantable: refusal === undefined, ...(refusal !== undefined ? { refusal } : {}) };
+          }),
+        });
+      }
+      return {
+        type,
+        max_lifetime_days: type === 'pat' ? policy.max_pat_lifetime_days : policy.max_sat_lifetime_days,
+        rotation_grace_seconds: policy.token_rotation_grace_seconds,
+        resources,
+      };
+    },
+
     async list(p: Principal, query: TokenListQuery) {
       const administrator = administersCredentials(p);
       if (!administrator && query.type === 'sat') return [];
@@ -334,7 +372,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
         ...facts,
         details: { previous_valid_until: result.after.previous_valid_until?.toISOString(), via: 'api', cutover: firstUse ? 'first_use' : 'grace' },
       });
-      return { ...present({ ...result.after, owner_name: row.owner_name }), token };
+      // The grace the previous secret keeps, so whoever rotates can tell the users of the old one.
+      return { ...present({ ...result.after, owner_name: row.owner_name }), token, previous_secret_expires_at: result.after.previous_valid_until?.toISOString() ?? null };
     },
 
     /**
@@ -365,8 +404,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
       }
       if (stateOf(row) !== 'active' || row.owner_status !== 'active') return undefined;
       const policy = await policyOf(row.organization_id);
-      const maxMs = (row.type === 'pat' ? policy.max_pat_lifetime_days : policy.max_sat_lifetime_days) * DAY * 1000;
-      const lifetimeMs = (row.lifetime_seconds ?? Math.round((row.expires_at.getTime() - row.created_at.getTime()) / 1000)) * 1000;
+      const maxMs = lifetimeCapSeconds(policy, row.type) * 1000;
+      const lifetimeMs = tokenLifetimeSeconds(row) * 1000;
       const sliding = policy.token_pair_sliding_renewal === true;
       const expiresAt = new Date(
         sliding ? clock.now() + Math.min(lifetimeMs, maxMs) : Math.min(clock.now() + lifetimeMs, row.created_at.getTime() + maxMs),

@@ -94,7 +94,8 @@ for (const backend of backends) {
       });
       expect(builtIn.scopes).toEqual(expect.arrayContaining([...ORGANIZATION_SCOPES]));
       expect(builtIn.scopes).not.toContain('organizations:admin');
-      expect(listed.items.filter((c: { built_in: boolean }) => c.built_in)).toHaveLength(1);
+      // The two built-in clients: tessera-cli and tessera-console (docs/console.md).
+      expect(listed.items.filter((c: { built_in: boolean }) => c.built_in).map((c: { client_id: string }) => c.client_id).sort()).toEqual([org.cli_client_id, `tessera-console.${org.id}`].sort());
       expect(await expectApi(server, server.managementToken, 'GET', `/clients/${org.cli_client_id}`, undefined, 200)).toMatchObject({ built_in: true });
     });
 
@@ -257,7 +258,8 @@ for (const backend of backends) {
         const org = await expectApi(server, other.managementToken, 'GET', '/organization', undefined, 200);
         expect(org.cli_client_id).toBe(cliClientId(other.id));
         const own = await expectApi(server, other.managementToken, 'GET', '/clients', undefined, 200);
-        expect(own.items.map((c: { client_id: string }) => c.client_id)).toEqual([cliClientId(other.id)]);
+        // A new organization's clients are its two built-in ones: tessera-cli and tessera-console.
+        expect(own.items.map((c: { client_id: string }) => c.client_id).sort()).toEqual([cliClientId(other.id), `tessera-console.${other.id}`].sort());
         // Another organization's built-in client is not there for this one.
         expect((await api(server, other.managementToken, 'GET', `/clients/${cliClientId(organizationId)}`)).status).toBe(404);
         expect((await api(server, other.managementToken, 'DELETE', `/clients/${cliClientId(organizationId)}`)).status).toBe(404);

@@ -52,6 +52,12 @@ export interface OwnRedis {
   kill(): Promise<void>;
   /** Starts it again on the same port and data directory; resolves when it answers PING. */
   start(): Promise<void>;
+  /**
+   * Freezes the server (SIGSTOP): connections stay open and nothing answers, as when the network
+   * between a node and Redis drops packets. `resume` (SIGCONT) lets it answer again.
+   */
+  pause(): void;
+  resume(): void;
   close(): Promise<void>;
 }
 
@@ -93,7 +99,10 @@ export async function startOwnRedis(): Promise<OwnRedis> {
     port,
     kill,
     start,
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
     async close() {
+      child?.kill('SIGCONT');
       await kill();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -154,7 +154,7 @@ const TEST_SCRYPT = { N: 2 ** 12, r: 8, p: 1 };
 const hashes = new Map<string, Promise<string>>();
 export async function addUser(
   server: TestServer,
-  user: { username: string; password: string; organizationId?: string; name?: string; email?: string; status?: 'active' | 'deactivated' },
+  user: { username: string; password: string; organizationId?: string; name?: string; email?: string; status?: 'active' | 'deactivated'; role?: 'owner' | 'admin' | 'member' },
 ): Promise<string> {
   let hash = hashes.get(user.password);
   if (!hash) {
@@ -168,7 +168,7 @@ export async function addUser(
     username: user.username,
     email: user.email ?? null,
     name: user.name ?? null,
-    role: 'member',
+    role: user.role ?? 'member',
     password_hash: await hash,
   });
   if (user.status === 'deactivated') await server.tessera.db.query("UPDATE users SET status = 'deactivated' WHERE id = $1", [id]);

@@ -10,6 +10,7 @@ import { readdirSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { cliClient, cliClientId } from '../../src/domain/cli-client.js';
+import { consoleClient, consoleClientId } from '../../src/domain/console-client.js';
 import { createClientRepository } from '../../src/storage/client-repository.js';
 import type { Database } from '../../src/storage/database.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrate.js';
@@ -89,13 +90,20 @@ describe.each(Object.keys(databases))('the tessera-cli migration on %s', (name) 
         secret_enc: null,
         registration: false,
       });
+      // migrations/1700000010000_console_client.sql backfills the console client the same way.
+      const console = consoleClient(organizationId);
+      expect(await clients.findById(consoleClientId(organizationId))).toMatchObject({
+        client_id: console.client_id, kind: 'console', name: console.name, metadata: console.metadata,
+        allowed_scopes: console.allowed_scopes, allowed_resources: console.allowed_resources, secret_enc: null, registration: false,
+      });
     }
     const { rows } = await db.query<{ kind: string; n: number }>('SELECT kind, count(*)::int AS n FROM clients GROUP BY kind ORDER BY kind');
-    expect(rows).toEqual([{ kind: 'cli', n: 2 }, { kind: 'oauth', n: 2 }]);
+    expect(rows).toEqual([{ kind: 'cli', n: 2 }, { kind: 'console', n: 2 }, { kind: 'oauth', n: 2 }]);
     // It is a web client now: redirect URIs match exactly as registered.
     expect((await clients.findById('native-app'))!.metadata).toEqual({ redirect_uris: ['http://127.0.0.1:7000/cb'] });
 
     // One built-in client per organization, whatever its id.
     await expect(clients.insert({ ...cliClient('org_a'), client_id: 'tessera-cli.other' })).rejects.toThrow();
-  });
+    await expect(clients.insert({ ...consoleClient('org_a'), client_id: 'tessera-console.other' })).rejects.toThrow();
+  }, 120_000);
 });

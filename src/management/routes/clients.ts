@@ -8,6 +8,7 @@ import { rotateClientSecret, sealNewSecret } from '../../domain/client-secrets.j
 import { authorityRefused, ProblemError } from '../../http/middleware.js';
 import { clientChangeKeepsPower, grantDenials, scopeFactsOf } from '../../domain/authority.js';
 import type { ClientRecord, ResourceServer } from '../../domain/types.js';
+import { isBuiltInClient } from '../../domain/types.js';
 import type { Queryable } from '../../storage/database.js';
 import { newId } from '../../storage/ids.js';
 import { recordChange } from '../audit-trail.js';
@@ -73,7 +74,7 @@ export function presentClient(record: ClientRecord, now = Date.now()) {
     ...(m.jwks !== undefined ? { jwks: m.jwks } : {}),
     ...(m.jwks_uri !== undefined ? { jwks_uri: m.jwks_uri } : {}),
     dynamically_registered: record.registration,
-    built_in: record.kind === 'cli',
+    built_in: isBuiltInClient(record.kind),
     secret_rotated_at: iso(record.secret_rotated_at),
     previous_secret_expires_at: iso(record.previous_secret_expires_at && record.previous_secret_expires_at.getTime() > now ? record.previous_secret_expires_at : null),
     created_at: record.created_at.toISOString(),
@@ -82,13 +83,14 @@ export function presentClient(record: ClientRecord, now = Date.now()) {
 }
 
 /**
- * The built-in tessera-cli client (src/domain/cli-client.ts) is Tessera's, not the organization's:
- * every user's command-line sign-in depends on its id, public authentication, grant types and
- * loopback redirect URIs, so the Management API lists it but never changes or deletes it.
+ * The built-in clients (src/domain/cli-client.ts, src/domain/console-client.ts) are Tessera's,
+ * not the organization's: every user's command-line and console sign-in depends on their ids,
+ * public authentication, grant types and redirect URIs, so the Management API lists them but
+ * never changes or deletes them.
  */
 function refuseBuiltIn(record: ClientRecord, action: string): void {
-  if (record.kind !== 'cli') return;
-  const message = `${record.client_id} is the organization's built-in tessera-cli client; it cannot be ${action}`;
+  if (!isBuiltInClient(record.kind)) return;
+  const message = `${record.client_id} is the organization's built-in ${record.kind === 'cli' ? 'tessera-cli' : 'tessera-console'} client; it cannot be ${action}`;
   throw new ProblemError(409, 'Conflict', message, { errors: [{ field: 'client_id', message }] });
 }
 

@@ -155,6 +155,28 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
       },
     }),
     route({
+      method: 'GET',
+      path: '/token-options',
+      scope: 'tokens:write',
+      tag: 'Tokens',
+      summary: 'What the caller may put into a new PAT or SAT now: each API of the organization with its scopes and descriptions, each marked grantable or with why not, and the lifetime cap of organization policy',
+      query: z.object({ type: z.enum(['pat', 'sat']).default('pat') }).strict(),
+      response: z.object({
+        type: z.enum(['pat', 'sat']),
+        max_lifetime_days: z.number(),
+        rotation_grace_seconds: z.number(),
+        resources: z.array(z.object({
+          identifier: z.string(),
+          name: z.string().nullable(),
+          sensitive: z.boolean(),
+          scopes: z.array(z.object({ name: z.string(), description: z.string().nullable(), grantable: z.boolean(), refusal: z.string().optional() })),
+        })),
+      }),
+      async handler({ principal, query }) {
+        return { body: await tokens.options(principal, query.type) };
+      },
+    }),
+    route({
       method: 'POST',
       path: '/tokens/rotate',
       scope: null,
@@ -290,7 +312,7 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
           cutover: z.enum(['grace', 'first_use']).optional().describe('"first_use": the old secret also stops as soon as the new one is first used'),
         })
         .strict(),
-      response: withSecret,
+      response: withSecret.extend({ previous_secret_expires_at: z.string().nullable().describe('Until when the previous secret keeps working at the latest') }),
       errors: [404, 409],
       async handler(ctx) {
         const { actor } = ctx.principal;
