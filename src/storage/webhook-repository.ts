@@ -1,4 +1,7 @@
 import type { Database } from './database.js';
+import { isPlausibleId } from './ids.js';
+import { organizationPage } from './keyset.js';
+import type { KeysetAfter } from './user-repository.js';
 
 export interface WebhookEndpointRow {
   id: string;
@@ -55,17 +58,12 @@ export function createWebhookRepository(db: Database) {
       return rows[0]!;
     },
     async findEndpoint(organizationId: string, id: string): Promise<WebhookEndpointRow | undefined> {
+      if (!isPlausibleId(id)) return undefined;
       const { rows } = await db.query<WebhookEndpointRow>('SELECT * FROM webhook_endpoints WHERE organization_id = $1 AND id = $2', [organizationId, id]);
       return rows[0];
     },
-    async listEndpoints(organizationId: string, options: { after?: { k: string; id: string }; limit: number }): Promise<WebhookEndpointRow[]> {
-      const { rows } = await db.query<WebhookEndpointRow>(
-        `SELECT * FROM webhook_endpoints
-          WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3))
-          ORDER BY created_at, id LIMIT $4`,
-        [organizationId, options.after?.k ?? null, options.after?.id ?? '', options.limit],
-      );
-      return rows;
+    async listEndpoints(organizationId: string, options: { after?: KeysetAfter; limit: number }): Promise<WebhookEndpointRow[]> {
+      return organizationPage<WebhookEndpointRow>(db, 'webhook_endpoints', organizationId, options);
     },
     async updateEndpoint(
       organizationId: string,
