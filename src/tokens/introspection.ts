@@ -121,11 +121,6 @@ export interface IntrospectionDependencies {
 const JWT_CACHE_ENTRIES = 10_000;
 const OPAQUE_CACHE_ENTRIES = 10_000;
 const OPAQUE_TTL_MS = 1_000;
-/**
- * A PAT/SAT answer's `expires_in` is computed when the answer is built, and the answer is reused
- * for this long: the member may be up to this much (in seconds, rounded down) too high.
- */
-export const EXPIRES_IN_REFRESH_MS = 1000;
 /** Key of an opaque token in the local cache and in revocation messages: never the token itself. */
 export const opaqueCacheKey = tokenKey;
 
@@ -163,7 +158,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       owner_name: t.ownerName,
       // Remaining lifetime in seconds (docs/tokens.md), so automation can rotate in time without
       // reading a clock against `exp`.
-      expires_in: Math.max(0, Math.floor((t.exp - clock.now()) / 1000)),
+      expires_in: Math.max(0, Math.floor(t.exp / 1000) - epochSeconds(clock)),
     };
   }
 
@@ -197,7 +192,8 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       const audience = audienceSeenBy(caller, { organizationId: t.org, audiences: t.resources });
       if (audience === undefined) return INACTIVE;
       deps.usage?.record(t.id, audience);
-      return remember(t, caller, referenceAnswer(t, caller), audience, EXPIRES_IN_REFRESH_MS);
+      // Kept until the next whole second, when `expires_in` (counted in whole seconds) changes.
+      return remember(t, caller, referenceAnswer(t, caller), audience, 1000 - (clock.now() % 1000));
     });
   }
 
