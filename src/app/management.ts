@@ -71,6 +71,7 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
     serviceAccounts: repos.serviceAccounts,
     principals: directory.principals,
     usage,
+    sightings: tokens.sightings,
     audit,
     routes: [
       ...tokenRoutes({ tokens: tokenService, identification, idempotency: createIdempotency({ cache: f.cache, envelope: f.envelope, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }), leakReports: tokens.rateLimiter('leakReport'), githubScanning, logger: f.logger, realm: config.issuer }),

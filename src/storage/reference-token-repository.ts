@@ -28,6 +28,10 @@ export interface ReferenceTokenRow {
   previous_ends_on_first_use: boolean;
   /** When the new secret was first used, ending the previous one (cutover on first use). */
   previous_ended_at: Date | null;
+  /** Not usable before this time, or null. */
+  not_before: Date | null;
+  /** CIDR ranges it may be used from, or null for any address. */
+  allowed_ips: string[] | null;
 }
 
 /** A token with what introspection needs to know about its owner. */
@@ -43,7 +47,8 @@ export interface ReferenceTokenUsage {
   last_used_at: Date;
 }
 
-export type NewReferenceToken = Pick<ReferenceTokenRow, 'id' | 'organization_id' | 'type' | 'name' | 'user_id' | 'service_account_id' | 'scopes' | 'resources' | 'secret_hash' | 'rotation_key_hash' | 'created_by' | 'expires_at'> & { now: Date };
+export type NewReferenceToken = Pick<ReferenceTokenRow, 'id' | 'organization_id' | 'type' | 'name' | 'user_id' | 'service_account_id' | 'scopes' | 'resources' | 'secret_hash' | 'rotation_key_hash' | 'created_by' | 'expires_at'> &
+  Partial<Pick<ReferenceTokenRow, 'not_before' | 'allowed_ips'>> & { now: Date };
 
 export interface ReferenceTokenFilter {
   organizationId: string;
@@ -95,12 +100,12 @@ export function createReferenceTokenRepository(db: Database) {
       const lifetime = Math.round((token.expires_at.getTime() - token.now.getTime()) / 1000);
       const { rows } = await q.query<ReferenceTokenRow>(
         `INSERT INTO reference_tokens (id, organization_id, type, name, user_id, service_account_id, scopes, resources,
-                                       secret_hash, rotation_key_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14) RETURNING *`,
+                                       secret_hash, rotation_key_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds, not_before, allowed_ips)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16) RETURNING *`,
         [
           token.id, token.organization_id, token.type, token.name, token.user_id, token.service_account_id,
           JSON.stringify(token.scopes), JSON.stringify(token.resources), token.secret_hash, token.rotation_key_hash,
-          token.created_by, token.now, token.expires_at, lifetime,
+          token.created_by, token.now, token.expires_at, lifetime, token.not_before ?? null, token.allowed_ips ? JSON.stringify(token.allowed_ips) : null,
         ],
       );
       return rows[0]!;
@@ -322,6 +327,26 @@ export function createReferenceTokenRepository(db: Database) {
          ON CONFLICT DO NOTHING RETURNING token_id, threshold_days`,
         [claims.map((c) => c.tokenId), claims.map((c) => c.thresholdDays), claims.map((c) => c.expiresAt), now],
       );
+      return rows;
+    },
+    /** Where a token was seen from: the pair is upserted and only the 5 most recent pairs are kept. */
+    async recordSighting(tokenId: string, ip: string, userAgent: string, at: Date): Promise<void> {
+      await db.transaction(async (tx) => {
+        await tx.query(
+          `INSERT INTO reference_token_sightings (token_id, ip, user_agent, last_seen)
+           SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM reference_tokens WHERE id = $1)
+           ON CONFLICT (token_id, ip, user_agent) DO UPDATE SET last_seen = GREATEST(reference_token_sightings.last_seen, EXCLUDED.last_seen)`,
+          [tokenId, ip, userAgent, at],
+        );
+        await tx.query(
+          `DELETE FROM reference_token_sightings WHERE token_id = $1 AND (ip, user_agent) NOT IN
+             (SELECT ip, user_agent FROM reference_token_sightings WHERE token_id = $1 ORDER BY last_seen DESC LIMIT 5)`,
+          [tokenId],
+        );
+      });
+    },
+    async sightings(tokenId: string): Promise<{ ip: string; user_agent: string; last_seen: Date }[]> {
+      const { rows } = await db.query<{ ip: string; user_agent: string; last_seen: Date }>('SELECT ip, user_agent, last_seen FROM reference_token_sightings WHERE token_id = $1 ORDER BY last_seen DESC', [tokenId]);
       return rows;
     },
     /** One batched write of usage counters: per token and per resource server. */

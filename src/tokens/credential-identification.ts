@@ -78,8 +78,14 @@ export function createCredentialIdentification(deps: CredentialIdentificationDep
     return items.find((i) => i.id === id);
   }
 
-  async function addressesOf(organizationId: string, id: string) {
-    return (await deps.auditTrail.addressesOf(organizationId, id, ADDRESSES)).map((a) => ({ ip: a.ip, last_seen: new Date(a.last_seen).toISOString() }));
+  /** Where it was used from (a token's telemetry), then what the audit trail recorded for it; most recent first. */
+  async function addressesOf(organizationId: string, id: string, seen: { ip: string; last_seen: Date }[] = []) {
+    const byIp = new Map<string, number>();
+    for (const a of [...seen, ...(await deps.auditTrail.addressesOf(organizationId, id, ADDRESSES))]) {
+      const at = new Date(a.last_seen).getTime();
+      byIp.set(a.ip, Math.max(byIp.get(a.ip) ?? 0, at));
+    }
+    return [...byIp].sort((a, b) => b[1] - a[1]).slice(0, ADDRESSES).map(([ip, at]) => ({ ip, last_seen: new Date(at).toISOString() }));
   }
 
   async function referenceToken(p: Principal, candidate: string, revoke: boolean, reason: string, facts: RequestFacts): Promise<Identified> {
@@ -110,7 +116,7 @@ export function createCredentialIdentification(deps: CredentialIdentificationDep
       expires_at: row.expires_at.toISOString(),
       last_used_at: iso(current.last_used_at),
       use_count: Number(current.use_count),
-      addresses: await addressesOf(row.organization_id, row.id),
+      addresses: await addressesOf(row.organization_id, row.id, await deps.tokens.sightings(row.id)),
       risk_score: item?.risk_score ?? null,
       risk_reasons: item?.risk_reasons ?? [],
       revoked: revokedNow,

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 
 import type { Clock } from '../clock.js';
 import { exceedsLifetimeCap, tokenLifetimeSeconds } from '../domain/organization-policy.js';
+import { notYetValid } from '../domain/token-constraints.js';
 import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES, ROLE_SCOPES } from '../domain/types.js';
 import type { OrganizationPolicy, Role } from '../domain/types.js';
 import type { Logger } from '../http/logger.js';
@@ -61,6 +62,9 @@ export interface TokenFacts {
   iat: number;
   /** The lifetime it was issued with, in seconds (held against the organization's cap on every use). */
   lifetime?: number;
+  /** Constraints (src/domain/token-constraints.ts): not before (epoch ms), and the CIDR ranges it may be used from. */
+  notBefore?: number | null;
+  allowedIps?: string[] | null;
   revoked: boolean;
   /** null for the current secret; for the previous one, when its rotation grace ends (epoch ms). */
   graceUntil: number | null;
@@ -72,7 +76,7 @@ export interface TokenFacts {
 
 type Facts = TokenFacts | { k: 'unknown' } | { k: 'retired'; id: string; org: string };
 
-export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive' | 'lifetime_exceeds_policy';
+export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive' | 'lifetime_exceeds_policy' | 'not_yet_valid';
 
 export type Resolution = { ok: true; token: TokenFacts; viaPreviousSecret: boolean } | { ok: false; reason: ReferenceRejection; tokenId?: string; organizationId?: string };
 
@@ -159,6 +163,8 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       exp: row.expires_at.getTime(),
       iat: row.issued_at.getTime(),
       lifetime: tokenLifetimeSeconds(row),
+      notBefore: row.not_before?.getTime() ?? null,
+      allowedIps: row.allowed_ips ?? null,
       revoked: row.revoked_at !== null,
       graceUntil: current ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
       ...(current ? { cutoverPending: row.previous_ends_on_first_use && row.previous_secret_hash !== null } : { endedAt: row.previous_ended_at?.getTime() ?? null }),
@@ -224,6 +230,8 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     // run (a deployment not yet rolled over is a straggler, not a thief).
     if (facts.graceUntil !== null && facts.endedAt != null && facts.endedAt <= now) return { ok: false, reason: 'replaced', ...base };
     if (!facts.ownerActive) return { ok: false, reason: 'owner_inactive', ...base };
+    // Its time constraint; the address one is checked where the address is known.
+    if (notYetValid(facts, now)) return { ok: false, reason: 'not_yet_valid', ...base };
     if (facts.cutoverPending) firstUse(facts.id, facts.org);
     return { ok: true, token: facts, viaPreviousSecret: facts.graceUntil !== null };
   }

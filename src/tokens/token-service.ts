@@ -46,6 +46,8 @@ export interface IssueRequest {
   resources: string[];
   expires_in: number;
   pair?: boolean;
+  not_before?: Date;
+  allowed_ips?: string[];
 }
 
 export interface RequestFacts {
@@ -138,6 +140,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
       use_count: Number(row.use_count),
       revoked_at: row.revoked_at?.toISOString() ?? null,
       revoked_reason: row.revoked_reason,
+      not_before: row.not_before?.toISOString() ?? null,
+      allowed_ips: row.allowed_ips ?? null,
     };
   }
 
@@ -264,6 +268,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
         expiresInSeconds: input.expires_in,
         createdBy: `${p.actor.type}:${p.actor.id}`,
         pair: input.pair === true,
+        notBefore: input.not_before,
+        allowedIps: input.allowed_ips,
       });
       audit.record({
         organizationId: p.organizationId,
@@ -272,7 +278,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         target: { type: 'reference_token', id: issued.row.id },
         outcome: 'success',
         ...facts,
-        details: { type: input.type, name: input.name, scopes, resources, expires_at: issued.row.expires_at.toISOString(), pair: input.pair === true, owner_id: owner.userId ?? owner.serviceAccountId },
+        details: { type: input.type, name: input.name, scopes, resources, expires_at: issued.row.expires_at.toISOString(), pair: input.pair === true, owner_id: owner.userId ?? owner.serviceAccountId, ...(input.not_before ? { not_before: input.not_before.toISOString() } : {}), ...(input.allowed_ips ? { allowed_ips: input.allowed_ips } : {}) },
       });
       const row = await tokens.findWithOwnerById(issued.row.id);
       return { ...present(row ?? issued.row), token: issued.token, ...(issued.rotationKey ? { rotation_key: issued.rotationKey } : {}) };
@@ -331,10 +337,11 @@ export function createTokenService(deps: TokenServiceDependencies) {
 
     async get(p: Principal, id: string) {
       const row = await visibleToken(p, id);
-      const usage = await tokens.usage(id);
+      const [usage, seen] = await Promise.all([tokens.usage(id), tokens.sightings(id)]);
       return {
         ...present(row),
         usage: usage.map((u) => ({ resource: u.resource, use_count: Number(u.use_count), last_used_at: u.last_used_at.toISOString() })),
+        seen_from: seen.map((s) => ({ ip: s.ip, user_agent: s.user_agent || null, last_seen: new Date(s.last_seen).toISOString() })),
       };
     },
 

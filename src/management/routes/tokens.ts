@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ProblemError } from '../../http/middleware.js';
 import type { RateLimiter } from '../../http/rate-limit.js';
 import type { Logger } from '../../http/logger.js';
+import { parseCidr } from '../../domain/token-constraints.js';
 import { hashToken, MAX_TOKEN_LENGTH, tokenKey } from '../../tokens/format.js';
 import type { CredentialIdentification } from '../../tokens/credential-identification.js';
 import { PartnerKeysUnavailableError } from '../../tokens/github-secret-scanning.js';
@@ -39,6 +40,8 @@ const tokenSchema = z.object({
   use_count: z.number(),
   revoked_at: z.string().nullable(),
   revoked_reason: z.string().nullable(),
+  not_before: z.string().nullable(),
+  allowed_ips: z.array(z.string()).nullable(),
 });
 
 const withSecret = tokenSchema.extend({
@@ -61,7 +64,7 @@ const identifiedSchema = z.object({
   expires_at: z.string().nullable(),
   last_used_at: z.string().nullable(),
   use_count: z.number().nullable(),
-  addresses: z.array(z.object({ ip: z.string(), last_seen: z.string() })).describe('Client addresses the audit trail recorded for this credential, most recent first'),
+  addresses: z.array(z.object({ ip: z.string(), last_seen: z.string() })).describe('Client addresses it was used from (a PAT/SAT\'s telemetry) or that the audit trail recorded for it, most recent first, at most 5'),
   risk_score: z.number().nullable().describe('As the token inventory scores it; null when it is no longer live'),
   risk_reasons: z.array(z.object({ code: z.string(), points: z.number(), detail: z.string() })),
   revoked: z.boolean().describe('This call ended it'),
@@ -114,6 +117,13 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
           resources: z.array(z.string().min(1).max(2048)).min(1).max(50),
           expires_in: z.number().int().min(MIN_EXPIRES_IN).describe('Seconds; capped by organization policy (max_pat_lifetime_days, max_sat_lifetime_days)'),
           pair: z.boolean().optional().describe('Also issue a rotation key (tsr_rk_…) whose only power is to rotate this token'),
+          not_before: rfc3339.optional().describe('Not usable before this time'),
+          allowed_ips: z
+            .array(z.string().max(64).refine((v) => parseCidr(v) !== undefined, 'must be an IP address or CIDR range'))
+            .min(1)
+            .max(20)
+            .optional()
+            .describe('Client addresses (CIDR) it may be used from: checked at the Management API, and at introspection when the resource server passes client_ip'),
         })
         .strict(),
       status: 201,
@@ -282,7 +292,10 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
       scope: 'tokens:read',
       tag: 'Tokens',
       summary: 'One token: metadata and usage per resource server, never the secret',
-      response: tokenSchema.extend({ usage: z.array(z.object({ resource: z.string(), use_count: z.number(), last_used_at: z.string() })) }),
+      response: tokenSchema.extend({
+        usage: z.array(z.object({ resource: z.string(), use_count: z.number(), last_used_at: z.string() })),
+        seen_from: z.array(z.object({ ip: z.string(), user_agent: z.string().nullable(), last_seen: z.string() })).describe('The last 5 client addresses and user agents it was used from (written at most once a minute)'),
+      }),
       errors: [404],
       async handler({ principal, params }) {
         return { body: await tokens.get(principal, params.id!) };
