@@ -21,7 +21,7 @@ SELECT 'tessera-console.' || o.id, o.id, 'console', 'Tessera Console',
 ON CONFLICT (client_id) DO NOTHING;
 
 -- One console client per organization.
-CREATE UNIQUE INDEX clients_one_console_per_organization ON clients (organization_id) WHERE kind = 'console';
+CREATE UNIQUE INDEX IF NOT EXISTS clients_one_console_per_organization ON clients (organization_id) WHERE kind = 'console';
 
 -- Down Migration
 DROP INDEX clients_one_console_per_organization;

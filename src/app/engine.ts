@@ -65,6 +65,7 @@ export async function openEngine(f: Foundation, directory: Directory) {
     payloads: repos.payloads,
     clock,
     legacyKeysUntil: clock.now() + legacyWindowSeconds * 1000,
+    envelope,
     clientSource: {
       find: async (id) => {
         const view = await clients.get(id);
@@ -127,14 +128,17 @@ export async function openEngine(f: Foundation, directory: Directory) {
     isMember: async (accountId, organizationId) => (await memberOf(accountId, organizationId)) !== undefined,
   }), registration.configure];
   const providerMiddleware: Middleware[] = [];
+  const grants: ((provider: Provider) => void)[] = [];
   const build = () => {
     const built = createProvider({
       use: providerMiddleware,
+      grants,
       config,
       fetch: outbound.fetch,
       keySet: keys.current,
       adapter,
       cookieKeys,
+      dpopNonceSecret: f.dpopNonceSecret,
       resourceIndicators,
       findAccount,
       principals,
@@ -185,6 +189,15 @@ export async function openEngine(f: Foundation, directory: Directory) {
   return {
     provider: () => provider,
     handler: () => handler,
+    /**
+     * Registers a grant of Tessera's own on this engine and on every one the signing keys build
+     * later (token exchange needs introspection, which is built after the engine: src/app/tokens.ts).
+     */
+    addGrant(register: (provider: Provider) => void): void {
+      grants.push(register);
+      register(provider);
+    },
+    resourceIndicators,
     adapter,
     outbound,
     authenticator,

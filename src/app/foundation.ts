@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -216,6 +217,9 @@ export async function openFoundation(options: FoundationOptions) {
       policies,
       envelope,
       cookieKeys: cookieKeys!,
+      // RFC 9449 §8: server-provided DPoP nonces are derived from this, so every node (all share
+      // the KEK) issues and accepts the same ones, across restarts; never the KEK itself.
+      dpopNonceSecret: Buffer.from(hkdfSync('sha256', kek!, Buffer.alloc(0), 'tessera dpop nonce', 32)),
       keyService,
       keys,
       referenceTokenIssuer,

@@ -10,6 +10,7 @@ import { createConsoleBackend } from '../console/backend.js';
 import { createConsoleRoutes } from '../console/routes.js';
 import { createConsoleSessions } from '../console/session-store.js';
 import { createCsrf } from '../http/csrf.js';
+import { createDeviceCodeLimit } from '../interactions/device-code-limit.js';
 import { createInteractionRoutes } from '../interactions/routes.js';
 import { authorizationPost } from '../oidc/authorization-post.js';
 import type { createManagementApi } from '../management/management-api.js';
@@ -129,6 +130,7 @@ export function buildHttp(
     metrics,
   });
   app.use(interactions);
+  app.use(createDeviceCodeLimit({ limiter: tokens.rateLimiter('deviceCode') }));
   app.use(createConsoleRoutes({
     backend: consoleBackend,
     sessions: consoleSessions,

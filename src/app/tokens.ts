@@ -3,6 +3,7 @@ import type { RateLimiter } from '../http/rate-limit.js';
 import { withTokenMetrics } from '../metrics/token-metrics-tap.js';
 import { createClientFailureLimit } from '../oidc/client-failure-limit.js';
 import { createEngineTokens } from '../oidc/engine-tokens.js';
+import { createTokenExchange } from '../oidc/token-exchange.js';
 import { createTokenRateLimit } from '../oidc/token-rate-limit.js';
 import { createIntrospection } from '../tokens/introspection.js';
 import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from '../tokens/reference-token-cache.js';
@@ -113,6 +114,15 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
     usage,
     sightings,
   });
+  // RFC 8693 token exchange at /token: subject and actor tokens resolved by introspection's rules.
+  engine.addGrant(
+    createTokenExchange({
+      sources: introspection,
+      resourceIndicators: engine.resourceIndicators,
+      clock,
+      recordUse: (tokenId, audience) => usage.record(tokenId, audience),
+    }).register,
+  );
   await cache.subscribe(REVOCATION_CHANNEL, (message) => {
     try {
       const parsed = JSON.parse(message) as { kind: string; jti: string; exp: number; key?: string };

@@ -27,6 +27,7 @@ const seedResourceServer = z.object({
   token_format: z.enum(['jwt', 'opaque']).default('jwt'),
   access_token_ttl: durationSeconds.optional(),
   sensitive: z.boolean().default(false),
+  dpop_required: z.boolean().default(false),
   introspection_client_id: z.string().min(1),
   introspection_client_secret: z.string().min(16),
 });
@@ -107,6 +108,7 @@ const fileSchema = z.object({
       replayWindowSeconds: durationSeconds,
     }),
   }),
+  dpop: z.object({ requireNonce: z.boolean() }),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
     clients: z.array(seedClient).default([]),
@@ -231,6 +233,8 @@ export interface Config {
   webhooks: z.infer<typeof fileSchema>['webhooks'];
   /** Secret-scanning partners' leak reports (src/tokens/github-secret-scanning.ts): where their signing keys are published. */
   leakScanning: z.infer<typeof fileSchema>['leakScanning'];
+  /** RFC 9449: whether every DPoP proof at /token must carry a server-provided nonce (§8). */
+  dpop: z.infer<typeof fileSchema>['dpop'];
   seed: SeedConfig | null;
 }
 
@@ -443,6 +447,7 @@ export function loadConfig(
     rateLimits: fileConfig.rateLimits,
     webhooks: fileConfig.webhooks,
     leakScanning: fileConfig.leakScanning,
+    dpop: fileConfig.dpop,
     seed: fileConfig.seed,
   };
 }

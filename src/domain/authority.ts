@@ -222,3 +222,46 @@ export function mayRevoke(caller: ResourceServerCaller, token: { clientId: unkno
   if (token.organizationId !== caller.organizationId) return false;
   return (typeof token.clientId === 'string' && token.clientId === caller.clientId) || audienceSeenBy(caller, token) !== undefined;
 }
+
+/** What a token exchange starts from (RFC 8693 §2.1 `subject_token`), as Tessera resolved it. */
+export interface ExchangeSubject {
+  organizationId: string;
+  audiences: readonly string[];
+  scopes: readonly string[];
+}
+
+/** The exchanging client: its organization, and the scopes it may ask for at the target (the target's scopes it is allowed). */
+export interface ExchangeCaller {
+  clientId: string;
+  organizationId: string;
+  /** Scopes the client is allowed at the target API, among those the API defines. */
+  scopesAtTarget: readonly string[];
+}
+
+export type ExchangeDecision = { ok: true; scopes: string[] } | { ok: false; error: 'invalid_target' | 'invalid_scope'; detail: string };
+
+/**
+ * RFC 8693 token exchange under the rule of this module: the token handed out is never stronger
+ * than the token presented. It is for one API the subject token is already meant for, in the
+ * caller's own organization (the same test as introspection's, `audienceSeenBy`: an exchange is
+ * how a client narrows a token it could have shown that API), and its scopes are a subset of the
+ * subject token's that the client is also allowed at that API. Asking for more is invalid_scope
+ * (RFC 6749 §5.2); another API is invalid_target (RFC 8693 §2.2.2). Without `requested`, the
+ * answer is every scope the subject and the client share at the target.
+ */
+export function exchangeDecision(caller: ExchangeCaller, subject: ExchangeSubject, target: string, requested: readonly string[] | undefined): ExchangeDecision {
+  const seen = audienceSeenBy({ clientId: caller.clientId, organizationId: caller.organizationId, audiences: [target] }, { organizationId: subject.organizationId, audiences: subject.audiences });
+  if (seen === undefined) return { ok: false, error: 'invalid_target', detail: 'the subject token is not meant for this resource' };
+  const held = new Set(subject.scopes);
+  const allowed = new Set(caller.scopesAtTarget);
+  if (requested === undefined) {
+    const scopes = caller.scopesAtTarget.filter((s) => held.has(s));
+    return scopes.length > 0 ? { ok: true, scopes } : { ok: false, error: 'invalid_scope', detail: 'the subject token and the client share no scope at this resource' };
+  }
+  const beyond = requested.find((s) => !held.has(s));
+  if (beyond !== undefined) return { ok: false, error: 'invalid_scope', detail: `"${beyond}" exceeds the subject token's scopes` };
+  const refused = requested.find((s) => !allowed.has(s));
+  if (refused !== undefined) return { ok: false, error: 'invalid_scope', detail: `"${refused}" is not a scope this client may get at this resource` };
+  if (requested.length === 0) return { ok: false, error: 'invalid_scope', detail: 'no scope requested' };
+  return { ok: true, scopes: [...new Set(requested)] };
+}

@@ -19,7 +19,11 @@ export interface FieldProblem {
   message: string;
 }
 
-export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials'] as const;
+/** RFC 8693 §2.1: the grant type of token exchange (src/oidc/token-exchange.ts). */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** RFC 8628 §3.4: the grant type of the device authorization grant. */
+export const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials', TOKEN_EXCHANGE_GRANT, DEVICE_CODE_GRANT] as const;
 export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];
 export type AuthMethod = (typeof AUTH_METHODS)[number];
@@ -131,8 +135,11 @@ export function checkClientShape(input: {
   if (method === 'none' && grants.has('client_credentials')) {
     problems.push({ field: 'grant_types', message: 'client_credentials needs a confidential client (RFC 6749 §4.4)' });
   }
-  if (grants.has('refresh_token') && !grants.has('authorization_code')) {
-    problems.push({ field: 'grant_types', message: 'refresh_token needs authorization_code' });
+  if (method === 'none' && grants.has(TOKEN_EXCHANGE_GRANT)) {
+    problems.push({ field: 'grant_types', message: 'token exchange needs a confidential client: it turns a token into another, so the caller must prove who it is' });
+  }
+  if (grants.has('refresh_token') && !grants.has('authorization_code') && !grants.has(DEVICE_CODE_GRANT)) {
+    problems.push({ field: 'grant_types', message: 'refresh_token needs authorization_code or the device code grant' });
   }
   if (grants.has('authorization_code') && input.redirect_uris.length === 0) {
     problems.push({ field: 'redirect_uris', message: 'authorization_code needs at least one redirect URI' });

@@ -30,6 +30,7 @@ export async function applySeed(
           token_format: rs.token_format,
           access_token_ttl: rs.access_token_ttl ?? deps.defaultAccessTokenTtl,
           sensitive: rs.sensitive,
+          dpop_required: rs.dpop_required,
         },
         tx,
       );

@@ -88,6 +88,8 @@ export interface ResourceServer {
   token_format: 'jwt' | 'opaque';
   access_token_ttl: number;
   sensitive: boolean;
+  /** RFC 9449: tokens for this API are issued only bound to a DPoP key. */
+  dpop_required: boolean;
   created_at: Date;
   updated_at: Date;
 }

@@ -15,6 +15,7 @@ export const PROTOCOL_ENDPOINT_METHODS: Readonly<Record<string, readonly string[
   '/token': ['POST'],
   '/token/introspection': ['POST'],
   '/token/revocation': ['POST'],
+  '/device/auth': ['POST'],
   '/jwks': ['GET', 'HEAD'],
   '/.well-known/openid-configuration': ['GET', 'HEAD'],
   '/.well-known/oauth-authorization-server': ['GET', 'HEAD'],

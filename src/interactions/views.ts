@@ -166,6 +166,49 @@ ${form}
   );
 }
 
+/**
+ * RFC 8628 §3.3: where a user types the code their device shows. `form` is the engine's hidden
+ * form (id "op.deviceInputForm", with its own CSRF field); `problem` replaces the prompt after a
+ * wrong, expired or aborted code.
+ */
+export function deviceCodePage(form: string, problem?: string): string {
+  // The engine's form brings its own code field, unlabelled and with an inline script handler;
+  // the page's labelled field below takes its place (form="op.deviceInputForm").
+  const field = /<input\s[^>]*name="user_code"[^>]*>(\s*<\/input>)?/.exec(form)?.[0] ?? '';
+  const hiddenOnly = form.replace(field, '');
+  // verification_uri_complete (RFC 8628 §3.3.1) pre-fills the code; the engine has escaped it already.
+  const prefilled = /\svalue="([^"]*)"/.exec(field)?.[1];
+  return layout(
+    'Connect a device',
+    `<h1>Connect a device</h1>
+<p class="lead">Enter the code your device shows.</p>
+${problem ? `<p class="alert" role="alert" id="user_code-error">${escapeHtml(problem)}</p>
+` : ''}${hiddenOnly}
+<div class="field">
+<label for="user_code">Code</label>
+<input type="text" id="user_code" name="user_code" form="op.deviceInputForm"${prefilled !== undefined ? ` value="${prefilled}"` : ''} autocomplete="off" autocapitalize="characters" spellcheck="false" required autofocus${problem ? ' aria-invalid="true" aria-describedby="user_code-error"' : ''}>
+</div>
+<div class="actions">
+<button type="submit" form="op.deviceInputForm" class="primary">Continue</button>
+</div>`,
+  );
+}
+
+/** RFC 8628 §5.4: the user confirms the code and the application before signing in; `form` is "op.deviceConfirmForm". */
+export function deviceConfirmPage(form: string, clientName: string, userCode: string): string {
+  return layout(
+    'Confirm the device',
+    `<h1>Confirm the device</h1>
+<p class="lead"><strong>${escapeHtml(clientName)}</strong> asks to sign in on a device. Continue only if the device shows this code and you started this yourself:</p>
+<p class="user-code"><strong>${escapeHtml(userCode)}</strong></p>
+${form}
+<div class="actions">
+<button type="submit" form="op.deviceConfirmForm" class="primary" autofocus>Continue</button>
+<button type="submit" form="op.deviceConfirmForm" name="abort" value="yes" class="secondary">Cancel</button>
+</div>`,
+  );
+}
+
 export function loggedOutPage(clientName: string | undefined): string {
   return messagePage('Signed out', clientName ? `You have signed out of ${clientName}. You can close this window.` : 'You have signed out. You can close this window.');
 }

@@ -5,7 +5,7 @@ import type { Role } from '../domain/types.js';
 import { ProblemError } from '../http/middleware.js';
 import type { ServiceAccountRepository } from '../storage/service-account-repository.js';
 import type { Introspection } from '../tokens/introspection.js';
-import { tokenShape } from '../tokens/introspection.js';
+import { senderConstraint, tokenShape } from '../tokens/introspection.js';
 import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ReferenceTokenLookup } from '../tokens/reference-token-lookup.js';
 import type { RevocationList } from '../tokens/revocation-list.js';
@@ -66,6 +66,8 @@ export function createManagementAuth(deps: ManagementAuthDependencies) {
     const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
     if (!audiences.includes(MANAGEMENT_AUDIENCE)) throw unauthorized(realm, 'the access token is not for the Management API');
     if (typeof payload.org_id !== 'string' || !payload.sub || !payload.jti) throw unauthorized(realm, 'the access token is invalid or expired');
+    // RFC 9449 §7.1: a DPoP-bound token presented as a bearer token is refused; this API takes bearer tokens only.
+    if (senderConstraint(payload.cnf).cnf !== undefined) throw unauthorized(realm, 'the access token is bound to a key: it cannot be used as a bearer token');
     if (await deps.revocations.isRevoked(payload.jti)) throw unauthorized(realm, 'the access token has been revoked');
     const scopes = String(payload.scope ?? '').split(' ').filter(Boolean);
     // A user's token (authorization code through tessera-cli or another client) carries the user

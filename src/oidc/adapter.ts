@@ -1,6 +1,9 @@
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
+import { hash } from 'node:crypto';
+
 import type { Clock } from '../clock.js';
+import type { Envelope } from '../keys/envelope.js';
 import type { CacheStore } from '../storage/cache.js';
 import { isPlausibleId } from '../storage/ids.js';
 import type { OidcPayloadRepository } from '../storage/oidc-payload-repository.js';
@@ -63,16 +66,25 @@ export interface AdapterDependencies {
    * start-up: see the comment there.
    */
   legacyKeysUntil?: number;
+  /**
+   * Seals the device code that a user code leads to (RFC 8628 device flow): the engine looks a
+   * device code up by the user code and saves it again under its id, which is stored only hashed,
+   * so the user-code index keeps the id encrypted with the KEK. Without it, no user-code lookup.
+   */
+  envelope?: Pick<Envelope, 'seal' | 'open'>;
 }
 
 const grantKey = (grantId: string) => `oidc:grant:${grantId}`;
 const uidKey = (model: string, uid: string) => `oidc:${model}:uid:${uid}`;
-const userCodeKey = (model: string, code: string) => `oidc:${model}:usercode:${code}`;
+/** The user code is kept only as its SHA-256 too: it is what a user types to approve a device. */
+const userCodeKey = (model: string, code: string) => `oidc:${model}:usercode:${hash('sha256', code, 'base64url')}`;
+const userCodeContext = (model: string) => `oidc:${model}:usercode`;
 
 /** A stored payload: for a hashed model without `jti`, which is the bearer credential itself. */
 function storable(model: string, payload: AdapterPayload): AdapterPayload {
-  if (!HASHED_ID_MODELS.has(model) || !('jti' in payload)) return payload;
-  const { jti: _credential, ...rest } = payload;
+  if (!HASHED_ID_MODELS.has(model) || !('jti' in payload || 'userCode' in payload)) return payload;
+  // A device's user code is what approves it: like the id, kept only in the hashed index.
+  const { jti: _credential, userCode: _userCode, ...rest } = payload;
   return rest;
 }
 
@@ -110,14 +122,21 @@ export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       const stored = storedId(this.name, id);
       await cache.set(storedKey(this.name, stored), JSON.stringify(storable(this.name, payload)), expiresIn);
-      await this.index(stored, payload, expiresIn);
+      await this.index(id, payload, expiresIn);
     }
 
-    /** Secondary keys: the grant's member list, the uid and user-code lookups. They name the stored id only. */
-    async index(stored: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+    /**
+     * Secondary keys: the grant's member list, the uid and user-code lookups. They name the stored
+     * id, except the user-code lookup of a hashed model, which holds the id sealed with the KEK.
+     */
+    async index(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      const stored = storedId(this.name, id);
       if (payload.grantId && GRANTABLE_MODELS.has(this.name)) await cache.addToSet(grantKey(payload.grantId), storedKey(this.name, stored), expiresIn);
       if (payload.uid) await cache.set(uidKey(this.name, payload.uid), stored, expiresIn);
-      if (payload.userCode) await cache.set(userCodeKey(this.name, payload.userCode), stored, expiresIn);
+      if (typeof payload.userCode === 'string' && deps.envelope) {
+        const target = HASHED_ID_MODELS.has(this.name) ? deps.envelope.seal(id, userCodeContext(this.name)) : id;
+        await cache.set(userCodeKey(this.name, payload.userCode), target, expiresIn);
+      }
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
@@ -146,7 +165,7 @@ export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory 
       const stored = storedId(this.name, id);
       // NX: a record another node adopted (and perhaps consumed) meanwhile is never overwritten.
       if (await cache.setIfAbsent(storedKey(this.name, stored), JSON.stringify(storable(this.name, payload)), remaining)) {
-        await this.index(stored, payload, remaining);
+        await this.index(id, payload, remaining);
       }
       await cache.del(legacyKey);
       return true;
@@ -164,11 +183,19 @@ export function createAdapterFactory(deps: AdapterDependencies): AdapterFactory 
 
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
       // The engine saves the device code again under the jti it gets back here, and only a
-      // digest of it is stored: the device flow (off in src/oidc/provider.ts) needs a lookup
-      // that can give the device code back, such as one sealed with the KEK, before it is enabled.
-      if (HASHED_ID_MODELS.has(this.name)) throw new Error(`${this.name}.findByUserCode is not supported: ids of ${this.name} are stored hashed`);
-      const id = await cache.get(userCodeKey(this.name, userCode));
-      return id ? this.find(id) : undefined;
+      // digest of it is stored: the index gives the id back, sealed with the KEK (see `index`).
+      if (!deps.envelope) return undefined;
+      const target = await cache.get(userCodeKey(this.name, userCode));
+      if (!target) return undefined;
+      let id: string;
+      try {
+        id = HASHED_ID_MODELS.has(this.name) ? deps.envelope.open(target, userCodeContext(this.name)) : target;
+      } catch {
+        return undefined;
+      }
+      // Found through the digest of the code, so this is its record: the engine compares the code it holds.
+      const found = await this.find(id);
+      return found && HASHED_ID_MODELS.has(this.name) ? { ...found, userCode } : found;
     }
 
     async consume(id: string): Promise<void> {

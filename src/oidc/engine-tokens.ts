@@ -68,7 +68,6 @@ export function createEngineTokens(deps: { provider: () => Provider }): OpaqueTo
         iat: found.iat,
         sid: found.sid,
         extra: found.extra ?? {},
-        tokenType: found.tokenType,
         cnf: confirmation(found),
       };
       return answer;

@@ -4,6 +4,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from '../http/logger.js';
 import type { TesseraMetrics } from '../metrics/metrics.js';
 import type { AuditEvent, AuditLog } from '../audit/audit-event.js';
+import type { ExchangeRecord } from './token-exchange.js';
 
 type ClientLike = { clientId?: string; tessera_organization_id?: string; clientName?: string } | undefined;
 type TokenLike = { aud?: string | string[]; scope?: string; format?: string; jti?: string; accountId?: string; grantId?: string; resourceServer?: { audience?: string; accessTokenFormat?: string } } | undefined;
@@ -43,6 +44,29 @@ export function attachProviderAuditing(
       metrics.tokenIssued(grantType, 'access_token', org);
       if (refreshIssued) metrics.tokenIssued(grantType, 'refresh_token', org);
       if (idTokenIssued) metrics.tokenIssued(grantType, 'id_token', org);
+    }
+    const exchange = entities.TokenExchange as ExchangeRecord | undefined;
+    if (exchange) {
+      // RFC 8693: what was exchanged for what, by which client (src/oidc/token-exchange.ts).
+      audit.record({
+        organizationId: client?.tessera_organization_id ?? null,
+        actor: { type: 'client', id: client?.clientId ?? null },
+        action: 'token.exchanged',
+        target: { type: exchange.subject.kind === 'access_token' ? 'access_token' : 'reference_token', id: exchange.subject.id },
+        outcome: 'success',
+        ...requestFacts(ctx),
+        details: {
+          ...(exchange.actor ? { actor: exchange.actor } : {}),
+          audience: exchange.audience,
+          client_id: client?.clientId,
+          expires_in: exchange.expiresIn,
+          scope: exchange.scope,
+          subject: exchange.subject,
+          token_format: token?.resourceServer?.accessTokenFormat ?? 'opaque',
+          token_type: (token as { tokenType?: string } | undefined)?.tokenType,
+        },
+      });
+      return;
     }
     audit.record({
       organizationId: client?.tessera_organization_id ?? null,

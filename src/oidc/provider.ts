@@ -10,6 +10,7 @@ import type { KeySet } from '../keys/key-service.js';
 import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
 import { CLIENT_AUTH_SIGNING_ALGS } from './client-authenticator.js';
+import { EXCHANGE_CLAIMS } from './token-exchange.js';
 import { engineSafe } from './unavailable.js';
 
 /**
@@ -21,6 +22,8 @@ export interface ProviderDependencies {
   keySet: KeySet;
   adapter: new (name: string) => Adapter;
   cookieKeys: string[];
+  /** 32 bytes, the same on every node: what server-provided DPoP nonces are derived from (RFC 9449 §8). */
+  dpopNonceSecret: Buffer;
   resourceIndicators: ResourceIndicators;
   findAccount: FindAccount;
   /**
@@ -34,6 +37,8 @@ export interface ProviderDependencies {
   extend?: (configuration: Configuration) => void;
   /** Middleware run inside the engine, around its routes (`provider.use`), in order. */
   use?: Middleware[];
+  /** Grants of Tessera's own, registered on the engine (`registerGrantType`), e.g. src/oidc/token-exchange.ts. */
+  grants?: readonly ((provider: Provider) => void)[];
 }
 
 export function createProvider(deps: ProviderDependencies): Provider {
@@ -76,6 +81,8 @@ export function createProvider(deps: ProviderDependencies): Provider {
       AccessToken: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.accessToken,
       ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? config.ttl.clientCredentials,
       AuthorizationCode: config.ttl.authorizationCode,
+      // RFC 8628 §3.2 `expires_in`: ten minutes for the user to find a browser and sign in.
+      DeviceCode: 600,
       IdToken: config.ttl.idToken,
       Interaction: config.ttl.interaction,
       Session: config.ttl.session,
@@ -112,23 +119,33 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // (OIDC Core §5.3.2), with the algorithms discovery lists; without this the engine took the
       // registration and answered plain JSON.
       jwtUserinfo: { enabled: true },
-      // DPoP-bound tokens would need `cnf` in Tessera's introspection answers and a test that
-      // walks the flow; until then it is off, so discovery does not advertise it.
-      dPoP: { enabled: false },
+      // RFC 9449 at /token for every grant (client credentials, authorization code, refresh, token
+      // exchange): a proof binds the access token to its key (`cnf.jkt`, token_type DPoP), and a
+      // public client's refresh token too. Every introspection answer says so (src/tokens/introspection.ts).
+      // Proofs are single-use across nodes (the engine's replay store, in the cache store); nonces
+      // come from a secret every node derives alike, offered always and required by config `dpop`.
+      dPoP: { enabled: true, allowReplay: false, nonceSecret: deps.dpopNonceSecret, requireNonce: () => config.dpop.requireNonce },
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, client, oneOf) => oneOf ?? resourceIndicators.defaultResource(client as ClientFacts),
         // The user a token is for: the account the token endpoint loaded, or the signed-in one at /auth.
+        // At /token the grant has validated the request's DPoP proof before it asks (a request
+        // with an invalid one never gets here), so a DPoP header here means a key-bound token.
         getResourceServerInfo: (ctx, indicator, client) =>
-          engineSafe(() => resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts, ctx.oidc.account?.accountId ?? ctx.oidc.session?.accountId)),
+          engineSafe(() =>
+            resourceIndicators.getResourceServerInfo(indicator, client as ClientFacts, ctx.oidc.account?.accountId ?? ctx.oidc.session?.accountId, ctx.oidc.route === 'token' ? { dpop: Boolean(ctx.get('dpop')) } : undefined),
+          ),
         useGrantedResource: async () => true,
       },
     },
     // Organization id in every access token, so a resource server and Tessera's own checks can
     // tell tenants apart without a lookup (docs/design.md, "Least privilege per tenant").
+    // A token made by token exchange also carries `act` and its lineage (src/oidc/token-exchange.ts).
     extraTokenClaims: async (_ctx: KoaContextWithOIDC, token) => {
       const client = (token as { client?: ClientFacts }).client;
-      return client?.tessera_organization_id ? { org_id: client.tessera_organization_id } : undefined;
+      const exchanged = (token as unknown as Record<symbol, Record<string, unknown> | undefined>)[EXCHANGE_CLAIMS];
+      const org = client?.tessera_organization_id ? { org_id: client.tessera_organization_id } : undefined;
+      return exchanged ? { ...org, ...exchanged } : org;
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -171,5 +188,6 @@ export function createProvider(deps: ProviderDependencies): Provider {
   // Behind a load balancer that sets X-Forwarded-* (config trustProxy), the engine trusts them.
   provider.proxy = config.trustProxy;
   for (const middleware of deps.use ?? []) provider.use(middleware as Parameters<Provider['use']>[0]);
+  for (const register of deps.grants ?? []) register(provider);
   return provider;
 }

@@ -45,8 +45,12 @@ export function createResourceIndicators(options: ResourceIndicatorOptions) {
   }
 
   return {
-    /** `accountId`: the user the token is for, when there is one (docs/security.md, "Who may do what", applies alike). */
-    async getResourceServerInfo(indicator: string, client: ClientFacts, accountId?: string): Promise<ProviderResourceServer> {
+    /**
+     * `accountId`: the user the token is for, when there is one (docs/security.md, "Who may do
+     * what", applies alike). `issuance`: at the token endpoint, whether the token will be bound to
+     * a DPoP key; an API that requires DPoP (RFC 9449) gets no other (absent elsewhere, e.g. at /auth).
+     */
+    async getResourceServerInfo(indicator: string, client: ClientFacts, accountId?: string, issuance?: { dpop: boolean }): Promise<ProviderResourceServer> {
       const allowedResources = client.tessera_resources ?? [];
       const allowedScopes = new Set(client.tessera_scopes ?? []);
       if (!allowedResources.includes(indicator)) {
@@ -65,6 +69,9 @@ export function createResourceIndicators(options: ResourceIndicatorOptions) {
       // An API of another organization is indistinguishable from an unknown one.
       if (!rs || rs.organization_id !== client.tessera_organization_id) {
         throw new errors.InvalidTarget('the client is not allowed to request this resource');
+      }
+      if (rs.dpop_required && issuance && !issuance.dpop) {
+        throw new errors.InvalidRequest('this resource accepts only DPoP-bound access tokens: send a DPoP proof (RFC 9449)');
       }
       return {
         audience: rs.identifier,

@@ -5,7 +5,7 @@ import type { Config } from '../config/config.js';
 import type { PolicyService } from '../domain/organization-policy.js';
 import { OPENID_SCOPES } from '../domain/types.js';
 import type { ConsentRepository } from '../storage/consent-repository.js';
-import { contentSecurityPolicy, loggedOutPage, logoutPage } from '../interactions/views.js';
+import { contentSecurityPolicy, deviceCodePage, deviceConfirmPage, loggedOutPage, logoutPage, messagePage } from '../interactions/views.js';
 import { engineSafe } from './unavailable.js';
 
 /**
@@ -201,6 +201,32 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
           ctx.set('content-security-policy', contentSecurityPolicy());
           ctx.type = 'html';
           ctx.body = loggedOutPage(ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId);
+        },
+      },
+      // RFC 8628 device authorization at /device/auth, the user's pages at /device with Tessera's
+      // own markup (no script, the pages' CSP); the sign-in and consent in between are the same
+      // interaction pages as every other flow. Codes: 8 of 20 consonants (RFC 8628 §6.1: about
+      // 34.5 bits, against a guesser the endpoint's rate limits and the code's lifetime bound).
+      deviceFlow: {
+        enabled: true,
+        charset: 'base-20',
+        mask: '****-****',
+        userCodeInputSource: async (ctx, form, _out, err) => {
+          const problem = !err ? undefined : err.name === 'AbortedError' ? 'The sign-in was cancelled. Enter the code again to start over.' : 'That code is not right, or has expired. Check the device and try again.';
+          ctx.set('content-security-policy', contentSecurityPolicy());
+          ctx.type = 'html';
+          ctx.body = deviceCodePage(form, problem);
+        },
+        userCodeConfirmSource: async (ctx, form, client, _deviceInfo, userCode) => {
+          ctx.set('content-security-policy', contentSecurityPolicy());
+          ctx.type = 'html';
+          ctx.body = deviceConfirmPage(form, client.clientName ?? client.clientId, userCode);
+        },
+        successSource: async (ctx) => {
+          ctx.set('content-security-policy', contentSecurityPolicy());
+          ctx.type = 'html';
+          const name = ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId;
+          ctx.body = messagePage('Device connected', `${name ? `${name} is` : 'The device is'} signed in. You can close this window and return to the device.`);
         },
       },
     };

@@ -117,7 +117,8 @@ export function createReferenceTokenRepository(db: Database) {
       return rows[0];
     },
     async findWithOwnerById(id: string): Promise<ReferenceTokenWithOwner | undefined> {
-      const { rows } = await db.query<ReferenceTokenWithOwner>(`${WITH_OWNER} WHERE t.id = $1`, [id]);
+      // Also what a token exchanged from this one is checked against (src/tokens/exchange-lineage.ts) when no cache holds it: prepared.
+      const { rows } = await db.query<ReferenceTokenWithOwner>(`${WITH_OWNER} WHERE t.id = $1`, [id], { prepare: true });
       return rows[0];
     },
     /** The token a retired (replaced or consumed) hash belonged to. */

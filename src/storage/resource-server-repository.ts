@@ -4,16 +4,16 @@ import { isPlausibleId } from './ids.js';
 import { organizationPage } from './keyset.js';
 import type { KeysetAfter } from './user-repository.js';
 
-export type NewResourceServer = Pick<ResourceServer, 'id' | 'organization_id' | 'identifier' | 'name' | 'scopes' | 'token_format' | 'access_token_ttl' | 'sensitive'>;
-export type ResourceServerChanges = Partial<Pick<ResourceServer, 'name' | 'scopes' | 'token_format' | 'access_token_ttl' | 'sensitive'>>;
+export type NewResourceServer = Pick<ResourceServer, 'id' | 'organization_id' | 'identifier' | 'name' | 'scopes' | 'token_format' | 'access_token_ttl' | 'sensitive'> & Partial<Pick<ResourceServer, 'dpop_required'>>;
+export type ResourceServerChanges = Partial<Pick<ResourceServer, 'name' | 'scopes' | 'token_format' | 'access_token_ttl' | 'sensitive' | 'dpop_required'>>;
 
 export function createResourceServerRepository(db: Database) {
   return {
     async insert(rs: NewResourceServer, q: Queryable = db): Promise<ResourceServer> {
       const { rows } = await q.query<ResourceServer>(
-        `INSERT INTO resource_servers (id, organization_id, identifier, name, scopes, token_format, access_token_ttl, sensitive)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
-        [rs.id, rs.organization_id, rs.identifier, rs.name, JSON.stringify(rs.scopes), rs.token_format, rs.access_token_ttl, rs.sensitive],
+        `INSERT INTO resource_servers (id, organization_id, identifier, name, scopes, token_format, access_token_ttl, sensitive, dpop_required)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+        [rs.id, rs.organization_id, rs.identifier, rs.name, JSON.stringify(rs.scopes), rs.token_format, rs.access_token_ttl, rs.sensitive, rs.dpop_required ?? false],
       );
       return rows[0]!;
     },
@@ -52,11 +52,12 @@ export function createResourceServerRepository(db: Database) {
             token_format = COALESCE($6, token_format),
             access_token_ttl = COALESCE($7, access_token_ttl),
             sensitive = COALESCE($8, sensitive),
+            dpop_required = COALESCE($9, dpop_required),
             updated_at = now()
           WHERE organization_id = $1 AND id = $2 RETURNING *`,
         [
           organizationId, id, 'name' in changes, changes.name ?? null, changes.scopes ? JSON.stringify(changes.scopes) : null,
-          changes.token_format ?? null, changes.access_token_ttl ?? null, changes.sensitive ?? null,
+          changes.token_format ?? null, changes.access_token_ttl ?? null, changes.sensitive ?? null, changes.dpop_required ?? null,
         ],
       );
       return rows[0];

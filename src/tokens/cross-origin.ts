@@ -9,7 +9,7 @@ import { invalidRequest } from '../http/oauth-error.js';
  * (test/e2e/differential.test.ts):
  * - every answer, success or error: `Vary: Origin`, `Access-Control-Allow-Origin` (the request's
  *   Origin, `*` without one) and `Access-Control-Expose-Headers: WWW-Authenticate` (no
- *   DPoP-Nonce: DPoP is off, src/oidc/provider.ts);
+ *   DPoP-Nonce: the engine exposes it at these endpoints only with client attestation, which is off);
  * - with an Origin, once the client is found and before its credential is checked, the engine asks
  *   `clientBasedCORS`. Tessera does not configure it, so the engine's default decides: only a
  *   public client, from the origin of one of its redirect URIs. Any other client is refused with

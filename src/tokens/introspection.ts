@@ -15,6 +15,9 @@ import type { ReferenceTokenLookup, TokenFacts } from './reference-token-lookup.
 import type { RevocationList } from './revocation-list.js';
 import type { Sightings } from './sightings.js';
 import type { UsageRecorder } from './usage-recorder.js';
+import { lineageOf, LINEAGE_CLAIM, opaqueLineageId } from './exchange-lineage.js';
+import type { LineageEntry } from './exchange-lineage.js';
+import { generationLive } from './reference-token-cache.js';
 
 /**
  * RFC 7662 introspection of every token kind Tessera issues, from one place:
@@ -53,9 +56,48 @@ export function tokenShape(token: string): TokenShape {
 export type RevocationTarget =
   | { kind: 'reference'; tokenId: string }
   | { kind: 'jwt'; jti: string; organizationId: string | null; exp: number }
-  | { kind: 'opaque' };
+  | { kind: 'opaque'; lineageId: string; organizationId: string | null; exp: number };
+
+/**
+ * A token presented for RFC 8693 exchange (as `subject_token` or `actor_token`), resolved by the
+ * rules introspection applies to it, without the audience restriction (the exchanging client is
+ * not the API the token is for; src/domain/authority.ts `exchangeDecision` decides what it may get).
+ */
+export interface ExchangeSource {
+  kind: 'pat' | 'sat' | 'access_token';
+  /** A PAT's or SAT's token id; an access token's revocation id (a JWT's `jti`, an opaque token's digest, src/tokens/exchange-lineage.ts). */
+  id: string;
+  organizationId: string;
+  /** Whom the token acts for: the user, the service account, or a client-credentials token's client. */
+  sub: string;
+  scopes: string[];
+  audiences: string[];
+  /** Epoch seconds. */
+  exp: number;
+  /** What a token exchanged from this one carries (src/tokens/exchange-lineage.ts). */
+  lineage: LineageEntry[];
+  /** RFC 8693 §4.1: the actor chain this token already carries. */
+  act?: unknown;
+  /** RFC 9449 §6.1: the key thumbprint a DPoP-bound token is bound to. */
+  jkt?: string;
+}
 
 const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : []);
+/**
+ * RFC 9449 §6.2 / RFC 8705 §3.2: how a token is bound to its sender, as every introspection
+ * answer states it (JWT and opaque, fast path and Koa path alike): `token_type` DPoP and `cnf`
+ * for a DPoP-bound token, `cnf` alone for a certificate-bound one, Bearer otherwise. A resource
+ * server then knows to demand the proof; the Management API refuses such a token outright
+ * (src/management/auth.ts).
+ */
+export function senderConstraint(cnf: unknown): { token_type: 'DPoP' | 'Bearer'; cnf?: Record<string, string> } {
+  if (typeof cnf !== 'object' || cnf === null) return { token_type: 'Bearer' };
+  const members = Object.fromEntries(Object.entries(cnf).filter(([name, value]) => (name === 'jkt' || name === 'x5t#S256') && typeof value === 'string')) as Record<string, string>;
+  if (Object.keys(members).length === 0) return { token_type: 'Bearer' };
+  return { token_type: members.jkt !== undefined ? 'DPoP' : 'Bearer', cnf: members };
+}
+
+const scopesOf = (scope: unknown): string[] => (typeof scope === 'string' ? scope.split(' ').filter(Boolean) : []);
 
 /**
  * An opaque access token as the engine's model holds it: the fields the engine's introspection
@@ -74,8 +116,6 @@ export interface OpaqueAccessToken {
   sid?: string;
   /** extraTokenClaims (src/oidc/provider.ts): `org_id`. */
   extra: Record<string, unknown>;
-  /** 'Bearer', or 'DPoP' for a DPoP-bound token (RFC 9449 §6). */
-  tokenType: string;
   /** RFC 7800 confirmation of a sender-constrained token (`jkt`, `x5t#S256`). */
   cnf?: Record<string, string>;
 }
@@ -244,6 +284,37 @@ export function createIntrospection(deps: IntrospectionDependencies) {
   const principalLive = (clientId: unknown, subject: unknown, organizationId: unknown): MaybePromise<boolean> =>
     deps.principals ? andThen(deps.principals.check(clientId, subject === clientId ? undefined : subject, organizationId), (p) => p !== undefined) : true;
 
+  /** One credential of an exchanged token's lineage still stands (src/tokens/exchange-lineage.ts). */
+  function entryLive(entry: LineageEntry, organizationId: unknown, scopes: readonly string[]): MaybePromise<boolean> {
+    if ('tok' in entry) {
+      // The PAT or SAT, by id: live, that secret still valid, and (after a demotion) still holding every scope the token carries.
+      return andThen(deps.referenceTokens.resolveById(entry.tok), (t) => generationLive(t, entry.gen, clock.now()) && t!.org === organizationId && scopes.every((s) => t!.scopes.includes(s)));
+    }
+    return andThen(deps.revocations.isRevoked(entry.jti), (revoked) =>
+      revoked
+        ? false
+        : andThen(principalLive(entry.client_id, entry.sub ?? entry.client_id, organizationId), (live) =>
+            !live ? false : entry.grant === undefined ? true : grantBinds(entry.grant, entry.client_id, entry.sub),
+          ),
+    );
+  }
+  function lineageLive(lineage: readonly LineageEntry[], organizationId: unknown, scopes: readonly string[], from = 0): MaybePromise<boolean> {
+    if (from >= lineage.length) return true;
+    return andThen(entryLive(lineage[from]!, organizationId, scopes), (live) => (live ? lineageLive(lineage, organizationId, scopes, from + 1) : false));
+  }
+
+  /**
+   * Whether an OAuth access token may still act: its principal is live (`principalLive`), or, for
+   * a token made by exchange, its own client is live and every credential it was exchanged from
+   * still stands; its subject (perhaps a service account) acts through that lineage.
+   */
+  function tokenLive(clientId: unknown, subject: unknown, organizationId: unknown, claims: Record<string, unknown>, scope: unknown): MaybePromise<boolean> {
+    const lineage = lineageOf(claims);
+    if (lineage === undefined) return principalLive(clientId, subject, organizationId);
+    if (lineage === null) return false;
+    return andThen(principalLive(clientId, clientId, organizationId), (live) => (live ? lineageLive(lineage, organizationId, scopesOf(scope)) : false));
+  }
+
   function jwt(verified: MaybePromise<JWTPayload | undefined>, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
     return andThen(verified, (payload) => {
       // Expiry is checked on every call: a cached payload never outlives its token.
@@ -251,7 +322,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       const memo = remembered(payload, caller);
       if (memo === undefined && !visibleTo(caller, payload.org_id, audiencesOf(payload.aud))) return INACTIVE;
       return andThen(deps.revocations.isRevoked(payload.jti!), (revoked) =>
-        revoked ? INACTIVE : andThen(principalLive(payload.client_id, payload.sub, payload.org_id), (live) => (!live ? INACTIVE : (memo?.answer ?? remember(payload, caller, jwtAnswer(payload))))),
+        revoked ? INACTIVE : andThen(tokenLive(payload.client_id, payload.sub, payload.org_id, payload, payload.scope), (live) => (!live ? INACTIVE : (memo?.answer ?? remember(payload, caller, jwtAnswer(payload))))),
       );
     });
   }
@@ -267,8 +338,10 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       iat: payload.iat,
       iss: payload.iss,
       jti: payload.jti,
-      token_type: 'Bearer',
+      ...senderConstraint(payload.cnf),
       org_id: payload.org_id,
+      // RFC 8693 §4.1: who acts for the subject, for a token made by delegation.
+      ...(payload.act !== undefined ? { act: payload.act } : {}),
     };
   }
 
@@ -293,29 +366,31 @@ export function createIntrospection(deps: IntrospectionDependencies) {
    * userinfo apply the same): the grant still exists, has not expired, and is the token's
    * client's and user's. A revoked grant (logout, RFC 7009 of its refresh token) ends its tokens.
    */
-  const grantBinds = (t: OpaqueAccessToken): MaybePromise<boolean> =>
-    t.grantId === undefined
+  const grantBinds = (grantId: string | undefined, clientId: unknown, accountId: unknown): MaybePromise<boolean> =>
+    grantId === undefined
       ? true
-      : deps.opaqueTokens.grant(t.grantId).then(
-          (grant) => grant !== undefined && (grant.exp === undefined || grant.exp > epochSeconds(clock)) && grant.clientId === t.clientId && grant.accountId === t.accountId,
+      : deps.opaqueTokens.grant(grantId).then(
+          (grant) => grant !== undefined && (grant.exp === undefined || grant.exp > epochSeconds(clock)) && grant.clientId === clientId && grant.accountId === accountId,
         );
 
   function opaque(t: OpaqueAccessToken, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
     if (!opaqueUnexpired(t)) return INACTIVE;
     const memo = remembered(t, caller);
     if (memo === undefined && !visibleTo(caller, opaqueOrganization(t), audiencesOf(t.aud))) return INACTIVE;
-    return andThen(grantBinds(t), (bound) =>
+    return andThen(grantBinds(t.grantId, t.clientId, t.accountId), (bound) =>
       !bound
         ? INACTIVE
-        : andThen(principalLive(t.clientId, t.accountId ?? t.clientId, opaqueOrganization(t)), (active) =>
+        : andThen(tokenLive(t.clientId, t.accountId ?? t.clientId, opaqueOrganization(t), t.extra, t.scope), (active) =>
             !active ? INACTIVE : (memo?.answer ?? remember(t, caller, opaqueAnswer(t))),
           ),
     );
   }
 
   function opaqueAnswer(t: OpaqueAccessToken): IntrospectionAnswer {
+    // The lineage is for Tessera's own checks; `act` (RFC 8693 §4.1) and `org_id` are for the API.
+    const { [LINEAGE_CLAIM]: _lineage, ...extra } = t.extra;
     return {
-      ...t.extra,
+      ...extra,
       active: true,
       scope: t.scope || undefined,
       client_id: t.clientId,
@@ -328,9 +403,16 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       // The session the token was issued in, as the engine's own answer gives it (OpenID Connect Front/Back-Channel Logout `sid`).
       sid: t.sid,
       // RFC 9449 §6.2 / RFC 8705 §3.2: a sender-constrained token says how it is bound.
-      token_type: t.tokenType,
-      cnf: t.cnf,
+      ...senderConstraint(t.cnf),
     };
+  }
+
+  /** A presented token's shape; undefined for an empty or oversized value, which names nothing. */
+  const presentedShape = (token: string): TokenShape | undefined => (token.length === 0 || token.length > 8192 ? undefined : tokenShape(token));
+  /** A presented PAT or SAT that resolves to a live token. */
+  async function liveReference(token: string) {
+    const resolved = await deps.referenceTokens.resolve(token);
+    return resolved.ok ? resolved : undefined;
   }
 
   async function verifyJwt(token: string): Promise<JWTPayload | undefined> {
@@ -369,12 +451,11 @@ export function createIntrospection(deps: IntrospectionDependencies) {
      * (`mayRevoke`), or undefined when nothing is to be done.
      */
     async revocable(token: string, caller: IntrospectionCaller): Promise<RevocationTarget | undefined> {
-      if (token.length === 0 || token.length > 8192) return undefined;
-      const shape = tokenShape(token);
+      const shape = presentedShape(token);
+      if (shape === undefined) return undefined;
       if (shape === 'reference') {
-        const resolved = await deps.referenceTokens.resolve(token);
-        if (!resolved.ok) return undefined;
-        const t = resolved.token;
+        const t = (await liveReference(token))?.token;
+        if (!t) return undefined;
         return mayRevoke(caller, { clientId: undefined, organizationId: t.org, audiences: t.resources }) ? { kind: 'reference', tokenId: t.id } : undefined;
       }
       if (shape === 'jwt') {
@@ -385,7 +466,75 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       }
       const found = await findOpaque(token);
       if (!found || !opaqueUnexpired(found)) return undefined;
-      return mayRevoke(caller, { clientId: found.clientId, organizationId: opaqueOrganization(found), audiences: audiencesOf(found.aud) }) ? { kind: 'opaque' } : undefined;
+      const organizationId = opaqueOrganization(found);
+      return mayRevoke(caller, { clientId: found.clientId, organizationId, audiences: audiencesOf(found.aud) })
+        ? { kind: 'opaque', lineageId: opaqueLineageId(token), organizationId: typeof organizationId === 'string' ? organizationId : null, exp: found.exp }
+        : undefined;
+    },
+
+    /**
+     * A token presented for exchange (RFC 8693 §2.1), if it is a live Tessera access token, PAT
+     * or SAT: the same checks as introspection (lifecycle, revocation, principal, lineage), but
+     * no audience restriction.
+     */
+    async exchangeSource(token: string): Promise<ExchangeSource | undefined> {
+      const shape = presentedShape(token);
+      if (shape === undefined) return undefined;
+      if (shape === 'reference') {
+        const resolved = await liveReference(token);
+        if (!resolved) return undefined;
+        const t = resolved.token;
+        return {
+          kind: t.type,
+          id: t.id,
+          organizationId: t.org,
+          sub: t.ownerId,
+          scopes: [...t.scopes],
+          audiences: [...t.resources],
+          exp: Math.floor(t.exp / 1000),
+          lineage: [{ tok: t.id, gen: resolved.viaPreviousSecret ? t.gen - 1 : t.gen }],
+        };
+      }
+      let claims: Record<string, unknown>;
+      let jti: string;
+      let clientId: unknown;
+      let subject: unknown;
+      let grantId: string | undefined;
+      let exp: number;
+      if (shape === 'jwt') {
+        const payload = await verifyJwt(token);
+        if (!payload || (await deps.revocations.isRevoked(payload.jti!))) return undefined;
+        ({ client_id: clientId, sub: subject } = payload);
+        [claims, jti, exp] = [payload, payload.jti!, payload.exp!];
+      } else {
+        const found = await findOpaque(token);
+        if (!found || !opaqueUnexpired(found) || !(await grantBinds(found.grantId, found.clientId, found.accountId))) return undefined;
+        claims = { ...found.extra, scope: found.scope, aud: found.aud, act: found.extra.act, cnf: found.cnf };
+        [clientId, subject, grantId, jti, exp] = [found.clientId, found.accountId ?? found.clientId, found.grantId, opaqueLineageId(token), found.exp];
+      }
+      const organizationId = claims.org_id;
+      if (typeof organizationId !== 'string' || typeof clientId !== 'string' || typeof subject !== 'string') return undefined;
+      if (!(await tokenLive(clientId, subject, organizationId, claims, claims.scope))) return undefined;
+      const inherited = lineageOf(claims);
+      // An exchanged token's subject acts through its lineage; any other token's through its client and user.
+      const own: LineageEntry = {
+        jti,
+        client_id: clientId,
+        ...(inherited === undefined && subject !== clientId ? { sub: subject } : {}),
+        ...(grantId !== undefined ? { grant: grantId } : {}),
+      };
+      return {
+        kind: 'access_token',
+        id: jti,
+        organizationId,
+        sub: subject,
+        scopes: scopesOf(claims.scope),
+        audiences: audiencesOf(claims.aud),
+        exp,
+        lineage: [...(inherited ?? []), own],
+        ...(claims.act !== undefined ? { act: claims.act } : {}),
+        ...(typeof (claims.cnf as { jkt?: unknown } | undefined)?.jkt === 'string' ? { jkt: (claims.cnf as { jkt: string }).jkt } : {}),
+      };
     },
   };
 }

@@ -72,6 +72,10 @@ export interface TokenFacts {
   endedAt?: number | null;
   /** The current secret only: its first use ends the previous secret (rotation with cutover "first_use"). */
   cutoverPending?: boolean;
+  /** How many times the token was rotated: the generation of its current secret. */
+  gen: number;
+  /** When the previous secret's rotation grace ends (epoch ms), whichever secret was presented; null without one. */
+  previousUntil: number | null;
 }
 
 type Facts = TokenFacts | { k: 'unknown' } | { k: 'retired'; id: string; org: string };
@@ -79,6 +83,19 @@ type Facts = TokenFacts | { k: 'unknown' } | { k: 'retired'; id: string; org: st
 export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive' | 'lifetime_exceeds_policy' | 'not_yet_valid';
 
 export type Resolution = { ok: true; token: TokenFacts; viaPreviousSecret: boolean } | { ok: false; reason: ReferenceRejection; tokenId?: string; organizationId?: string };
+
+/** Key of a token's facts by id (`resolveById`), beside the keys by secret hash; invalidated with them. */
+const idKey = (id: string) => `id:${id}`;
+
+/**
+ * Whether the secret of generation `gen` of a token still works (tokens exchanged from it live
+ * only as long as it does, src/tokens/exchange-lineage.ts): the token is live and `gen` is its
+ * current secret, or the previous one inside its rotation grace. A secret replaced twice is gone.
+ */
+export function generationLive(t: TokenFacts | undefined, gen: number, now: number): boolean {
+  if (t === undefined || t.revoked || !t.ownerActive || t.exp <= now) return false;
+  return gen === t.gen || (gen === t.gen - 1 && t.previousUntil !== null && t.previousUntil > now);
+}
 
 export interface ReferenceTokenCacheDependencies {
   tokens: ReferenceTokenRepository;
@@ -168,27 +185,26 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       revoked: row.revoked_at !== null,
       graceUntil: current ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
       ...(current ? { cutoverPending: row.previous_ends_on_first_use && row.previous_secret_hash !== null } : { endedAt: row.previous_ended_at?.getTime() ?? null }),
+      gen: Number(row.rotation_count ?? 0),
+      previousUntil: row.previous_secret_hash === null ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
     };
   }
 
-  async function load(hash: Buffer, key: string): Promise<Facts> {
-    if (shared) {
-      // The shared tier is an optimisation: when Redis is away, PostgreSQL still answers.
-      const value = await cache.get(sharedKey(key)).catch(() => null);
-      if (value) {
-        stats.shared += 1;
-        return JSON.parse(value) as Facts;
-      }
+  /**
+   * Facts from the shared tier, else from PostgreSQL (`fromDatabase`), kept in the shared tier
+   * for the other nodes. The shared tier is an optimisation: when Redis is away, PostgreSQL still
+   * answers. An entry an older version wrote (without `gen`) counts as a miss.
+   */
+  async function loadThrough(key: string, fromDatabase: () => Promise<Facts>): Promise<Facts> {
+    const value = shared ? await cache.get(sharedKey(key)).catch(() => null) : null;
+    const cached = value ? (JSON.parse(value) as Facts) : undefined;
+    if (cached && !(cached.k === 'token' && typeof cached.gen !== 'number')) {
+      stats.shared += 1;
+      return cached;
     }
     stats.database += 1;
-    const row = await tokens.findWithOwnerByHash(hash);
-    let facts: Facts;
-    if (row) facts = await toFacts(row, hash);
-    else {
-      const retired = await tokens.findRetired(hash);
-      facts = retired ? { k: 'retired', id: retired.token_id, org: retired.organization_id } : { k: 'unknown' };
-    }
-    // Unknown hashes stay out of the shared store: a flood of made-up tokens must not fill Redis.
+    const facts = await fromDatabase();
+    // Unknown keys stay out of the shared store: a flood of made-up tokens must not fill Redis.
     if (shared && facts.k !== 'unknown') await cache.set(sharedKey(key), JSON.stringify(facts), SHARED_TTL_SECONDS).catch(() => {});
     return facts;
   }
@@ -200,6 +216,20 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       logger.error({ err: error, tokenId: id }, 'first-use cutover failed');
     }
   }
+  const loadById = (id: string, key: string): Promise<Facts> =>
+    loadThrough(key, async () => {
+      const row = await tokens.findWithOwnerById(id);
+      // By id, no secret was presented: `graceUntil` does not apply (generationLive reads `gen`).
+      return row ? { ...(await toFacts(row, row.secret_hash)), graceUntil: null } : { k: 'unknown' };
+    });
+
+  const load = (hash: Buffer, key: string): Promise<Facts> =>
+    loadThrough(key, async () => {
+      const row = await tokens.findWithOwnerByHash(hash);
+      if (row) return toFacts(row, hash);
+      const retired = await tokens.findRetired(hash);
+      return retired ? { k: 'retired', id: retired.token_id, org: retired.organization_id } : { k: 'unknown' };
+    });
 
   function reuse(id: string, org: string): void {
     try {
@@ -288,6 +318,29 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     onFirstUse(handler: (tokenId: string, organizationId: string) => void): void {
       onFirstUse = handler;
     },
+    /**
+     * A token's facts by its id, with no secret presented and no reuse handling: what a token
+     * exchanged from it checks (`generationLive`). Cached and invalidated like `resolve`.
+     */
+    resolveById(id: string): MaybePromise<TokenFacts | undefined> {
+      const key = idKey(id);
+      const trusted = useLocal();
+      const cached = trusted ? local.get(key) : undefined;
+      if (cached !== undefined) {
+        stats.local += 1;
+        return cached.k === 'token' ? cached : undefined;
+      }
+      const startedAt = generation;
+      let loading = inFlight.get(key);
+      if (!loading) {
+        loading = loadById(id, key).finally(() => inFlight.delete(key));
+        inFlight.set(key, loading);
+      }
+      return loading.then((facts) => {
+        if (trusted && generation === startedAt && facts.k !== 'unknown') local.set(key, facts, LOCAL_TTL_MS);
+        return facts.k === 'token' ? facts : undefined;
+      });
+    },
     /** Called when a retired or out-of-grace secret is presented. */
     onReuse(handler: (tokenId: string, organizationId: string) => void): void {
       onReuse = handler;
@@ -296,8 +349,12 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
      * Forgets the given tokens everywhere: here at once, in the shared store, and on every other
      * node through pub/sub.
      */
-    async invalidate(rows: Pick<TokenHashes, 'secret_hash' | 'previous_secret_hash'>[]): Promise<void> {
-      const keys = rows.flatMap((r) => [r.secret_hash, r.previous_secret_hash]).filter((h): h is Buffer => h !== null).map((h) => h.toString('base64url'));
+    async invalidate(rows: (Pick<TokenHashes, 'secret_hash' | 'previous_secret_hash'> & { id?: string })[]): Promise<void> {
+      const keys = [
+        ...rows.flatMap((r) => [r.secret_hash, r.previous_secret_hash]).filter((h): h is Buffer => h !== null).map((h) => h.toString('base64url')),
+        // Facts by id (resolveById) go with the facts by hash, on every node, through the same message.
+        ...rows.flatMap((r) => (r.id === undefined ? [] : [idKey(r.id)])),
+      ];
       if (keys.length === 0) return;
       const deleteShared = () => (shared ? cache.del(...keys.map(sharedKey)) : Promise.resolve());
       // Shared tier first, then this node's: a load racing with us then either reads the new

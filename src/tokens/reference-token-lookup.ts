@@ -1,5 +1,5 @@
 import type { MaybePromise } from '../maybe-promise.js';
-import type { Resolution } from './reference-token-cache.js';
+import type { Resolution, TokenFacts } from './reference-token-cache.js';
 
 /**
  * Resolving a presented PAT or SAT to the token it is, or the reason it is not usable. The
@@ -11,5 +11,7 @@ import type { Resolution } from './reference-token-cache.js';
 export interface ReferenceTokenLookup {
   /** Synchronous when the answer is cached in this process. */
   resolve(token: string): MaybePromise<Resolution>;
+  /** A token's facts by id, for what was exchanged from it (no secret presented, so no reuse handling). */
+  resolveById(id: string): MaybePromise<TokenFacts | undefined>;
 }
 export type { Resolution, ReferenceRejection, TokenFacts } from './reference-token-cache.js';

@@ -225,6 +225,8 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     } else {
       await introspection.destroyOpaque(token);
       await deps.onOpaqueRevoked?.(token);
+      // Tokens exchanged from it name it by this id (src/tokens/exchange-lineage.ts): they end with it, on every node.
+      await deps.revocations.revoke(target.lineageId, target.organizationId, target.exp);
       recordRevocation(ctx, caller, 'access_token', 'opaque');
     }
   }

@@ -172,7 +172,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
     if (denials.length > 0) throw authorityRefused(denials);
   }
 
-  async function invalidate(rows: Pick<TokenHashes, 'secret_hash' | 'previous_secret_hash'>[]): Promise<void> {
+  async function invalidate(rows: Pick<TokenHashes, 'id' | 'secret_hash' | 'previous_secret_hash'>[]): Promise<void> {
     try {
       await deps.cache.invalidate(rows);
     } catch (error) {

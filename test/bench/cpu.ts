@@ -19,12 +19,12 @@ export type CpuSplit = CpuSnapshot;
 
 const TICK = 100;
 
-function stat(pid: number): { comm: string; ppid: number; ticks: number } | undefined {
+function stat(pid: number): { comm: string; ppid: number; ticks: number; exitedChildren: number } | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const comm = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { comm, ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+    return { comm, ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]), exitedChildren: Number(fields[13]) + Number(fields[14]) };
   } catch {
     return undefined;
   }
@@ -32,7 +32,7 @@ function stat(pid: number): { comm: string; ppid: number; ticks: number } | unde
 
 /** A snapshot of CPU seconds so far, by group. `serverPid` counts with all its descendants. */
 export function cpuSnapshot(serverPid: number | undefined): CpuSnapshot {
-  const processes = new Map<number, { comm: string; ppid: number; ticks: number }>();
+  const processes = new Map<number, { comm: string; ppid: number; ticks: number; exitedChildren: number }>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const s = stat(Number(entry));
@@ -49,10 +49,11 @@ export function cpuSnapshot(serverPid: number | undefined): CpuSnapshot {
   let postgres = 0;
   let redis = 0;
   for (const [pid, s] of processes) {
-    // Exited children's time is folded into their parent's cutime/cstime, which /proc/PID/stat
-    // keeps apart; workers live as long as the server, so live processes are enough.
+    // Workers live as long as the server, so its live processes are enough. PostgreSQL ends a
+    // backend when the pool closes an idle connection; the postmaster, which reaps it, keeps
+    // its time in its own exited-children counters, so those count too.
     if (serverPid !== undefined && inServer(pid)) server += s.ticks;
-    else if (s.comm === 'postgres') postgres += s.ticks;
+    else if (s.comm === 'postgres') postgres += s.ticks + (processes.get(s.ppid)?.comm === 'postgres' ? 0 : s.exitedChildren);
     else if (s.comm.startsWith('redis-server')) redis += s.ticks;
   }
   const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -61,11 +62,7 @@ export function cpuSnapshot(serverPid: number | undefined): CpuSnapshot {
   return { server: server / TICK, postgres: postgres / TICK, redis: redis / TICK, softirq: (cpu[5]! + cpu[6]!) / TICK, busy: busy / TICK };
 }
 
-/**
- * What each group used between two snapshots. A PostgreSQL backend that exits in between takes
- * its time with it (its parent's counters keep exited children apart), so a group's difference
- * can come out below zero; it counts as zero, an underestimate the report's readers should know.
- */
+/** What each group used between two snapshots (never below zero: a process may end in between). */
 export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): CpuSplit {
   const delta = (key: keyof CpuSnapshot) => Math.max(0, after[key] - before[key]);
   return { server: delta('server'), postgres: delta('postgres'), redis: delta('redis'), softirq: delta('softirq'), busy: delta('busy') };

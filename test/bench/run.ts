@@ -23,10 +23,13 @@
  * Rounds alternate (plain, Tessera, plain, ...) and the median round counts, so background load
  * on a shared machine falls on both sides.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 import { newId } from '../../src/storage/ids.js';
 import { generateToken, hashToken } from '../../src/tokens/format.js';
@@ -61,6 +64,8 @@ const FORM = 'application/x-www-form-urlencoded';
 const SCOPE = 'orders:read';
 const ACTIVE = ['"active":true', `"scope":"${SCOPE}"`];
 const ISSUED = ['"access_token":"ey', '"token_type":"Bearer"'];
+const EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 
 if (Number(process.versions.node.split('.')[0]) < 22) {
   console.error(`Node ${process.version}: Tessera runs on Node 22 or newer; run the benchmark through npm run bench, which fetches one`);
@@ -193,7 +198,7 @@ try {
   const opaqueCaller = basic(opaqueApi.introspection_client_id, opaqueApi.introspection_client_secret);
   const account = await management(one, mt, '/service-accounts', { name: 'bench' });
   const worker = await management(one, mt, '/clients', {
-    name: 'bench worker', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic',
+    name: 'bench worker', grant_types: ['client_credentials', EXCHANGE_GRANT], token_endpoint_auth_method: 'client_secret_basic',
     scopes: [SCOPE], resources: [jwtApi.identifier, opaqueApi.identifier], service_account_id: account.id,
   });
   const workerAuth = basic(worker.client_id, worker.client_secret);
@@ -207,6 +212,17 @@ try {
   const sat = hot[0]!;
   const opaque = String((await form(`${one.url}/token`, workerAuth, { grant_type: 'client_credentials', resource: opaqueApi.identifier, scope: SCOPE })).access_token);
   const jwt = String((await form(`${one.url}/token`, workerAuth, { grant_type: 'client_credentials', resource: jwtApi.identifier, scope: SCOPE })).access_token);
+  // A DPoP-bound JWT (RFC 9449): the same grant with a proof of a key the client holds.
+  const dpopKey = await generateKeyPair('ES256');
+  const dpopJwk = await exportJWK(dpopKey.publicKey);
+  const proof = await new SignJWT({ htm: 'POST', htu: `${one.url}/token`, jti: randomUUID() })
+    .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: dpopJwk })
+    .setIssuedAt()
+    .sign(dpopKey.privateKey);
+  const bound = await call(`${one.url}/token`, { headers: { authorization: workerAuth, 'content-type': FORM, dpop: proof }, body: new URLSearchParams({ grant_type: 'client_credentials', resource: jwtApi.identifier, scope: SCOPE }).toString() });
+  if (bound.token_type !== 'DPoP') throw new Error(`the DPoP grant answered ${JSON.stringify(bound)}`);
+  const dpopJwt = String(bound.access_token);
+  const dpopThumbprint = await calculateJwkThumbprint(dpopJwk);
   const plainAuth = basic(plain.client.client_id, plain.client.client_secret);
   const plainOpaque = String((await form(`${plain.url}/token`, plainAuth, { grant_type: 'client_credentials', resource: plain.opaqueResource, scope: SCOPE })).access_token);
 
@@ -228,6 +244,7 @@ try {
     { name: 'opaque/engine', server: engineOnly, spec: introspectionOf(engineOnly, opaqueCaller, opaque) },
     { name: 'jwt/1', server: one, spec: introspectionOf(one, jwtCaller, jwt) },
     { name: 'jwt/many', server: many, spec: introspectionOf(many, jwtCaller, jwt) },
+    { name: 'dpop/1', server: one, spec: { ...introspectionOf(one, jwtCaller, dpopJwt), expect: [...ACTIVE, '"token_type":"DPoP"', `"jkt":"${dpopThumbprint}"`] } },
     { name: 'sat/embedded', server: embedded, spec: introspectionOf(embedded, ordersApi, embeddedSat) },
     { name: 'jwt/embedded', server: embedded, spec: introspectionOf(embedded, ordersApi, embeddedJwt) },
   ]);
@@ -236,6 +253,16 @@ try {
     { name: 'cc/1', server: one, spec: clientCredentialsAt(one, workerAuth, jwtApi.identifier) },
     { name: 'cc/many', server: many, spec: clientCredentialsAt(many, workerAuth, jwtApi.identifier) },
     { name: 'cc/engine', server: engineOnly, spec: clientCredentialsAt(engineOnly, workerAuth, jwtApi.identifier) },
+    {
+      name: 'exchange/1',
+      server: one,
+      spec: {
+        url: `${one.url}/token`,
+        headers: { authorization: workerAuth, 'content-type': FORM },
+        body: new URLSearchParams({ grant_type: EXCHANGE_GRANT, subject_token: sat, subject_token_type: ACCESS_TOKEN_TYPE, resource: jwtApi.identifier, scope: SCOPE }).toString(),
+        expect: [...ISSUED, `"issued_token_type":"${ACCESS_TOKEN_TYPE}"`],
+      },
+    },
   ]);
 
   let scaled: Map<string, Measured> | undefined;
@@ -314,12 +341,14 @@ try {
     { scenario: 'opaque AT introspection, 1 worker, no fast paths', name: 'opaque/engine', baseline: plainIntro },
     { scenario: 'JWT AT introspection, 1 worker', name: 'jwt/1', baseline: plainIntro, target: '≥ 3×', met: ratio('jwt/1', plainIntro) >= 3 },
     { scenario: `JWT AT introspection, ${availableParallelism()} workers (default)`, name: 'jwt/many', baseline: plainIntro },
+    { scenario: 'DPoP-bound JWT AT introspection, 1 worker (vs the Bearer JWT row)', name: 'dpop/1', baseline: introspection.get('jwt/1'), target: 'within 10% of Bearer', met: ratio('dpop/1', introspection.get('jwt/1')!) >= 0.9 },
     { scenario: 'SAT introspection, embedded default (npm start)', name: 'sat/embedded', baseline: plainIntro },
     { scenario: 'JWT AT introspection, embedded default (npm start)', name: 'jwt/embedded', baseline: plainIntro },
     { scenario: 'plain oidc-provider: client credentials, ES256 JWT', name: 'plain: client credentials' },
     { scenario: 'client credentials, ES256 JWT + audit, 1 worker', name: 'cc/1', baseline: plainCc, target: '≥ 1×', met: ratio('cc/1', plainCc) >= 1 },
     { scenario: `client credentials, ${availableParallelism()} workers (default)`, name: 'cc/many', baseline: plainCc },
     { scenario: 'client credentials, 1 worker, no fast paths', name: 'cc/engine', baseline: plainCc },
+    { scenario: 'token exchange, cached SAT → ES256 JWT (+ audit), 1 worker, vs plain client credentials', name: 'exchange/1', baseline: plainCc },
   ];
   if (scaled) {
     const hotBase = introspection.get('hot/1')!;

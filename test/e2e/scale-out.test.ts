@@ -10,7 +10,7 @@ import { decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { postgresRedisSkipReason } from '../helpers/backends.js';
-import { introspect, issueToken, percentile, postForm, prepareInstallation, revoke, runCli, startNode } from '../helpers/cluster.js';
+import { introspect, issueToken, managementCall, percentile, postForm, prepareInstallation, revoke, runCli, startNode } from '../helpers/cluster.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
 import { freePort } from '../helpers/server.js';
 import { browserless, CALLBACK, signIn } from '../helpers/sign-in.js';
@@ -181,14 +181,7 @@ describe.skipIf(postgresRedisSkipReason)('several nodes on one PostgreSQL and on
   }, 60_000);
   it('accepts a rotated SAT’s previous secret on every node during the grace period, and after it revokes the family on every node', async () => {
     const [a, b] = nodes as [TesseraNode, TesseraNode];
-    const management = async (node: TesseraNode, method: string, path: string, body?: unknown) => {
-      const response = await fetch(`${node.url}/api/v1${path}`, {
-        method,
-        headers: { authorization: `Bearer ${installation.bootstrap.management_token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      return { status: response.status, body: (await response.json().catch(() => undefined)) as Record<string, any> };
-    };
+    const management = (node: TesseraNode, method: string, path: string, body?: unknown) => managementCall(installation, node, method, path, body);
     const activeEverywhere = async (token: string) => Promise.all(nodes.map(async (node) => (await introspect(node.url, token)).body.active as boolean));
     // A short grace, so the test can outlive it (policy token_rotation_grace_seconds, default 24 h).
     expect((await management(a, 'PATCH', '/organization', { policy: { token_rotation_grace_seconds: 2 } })).status).toBe(200);

@@ -299,6 +299,16 @@ export async function postForm(url: string, path: string, form: Record<string, s
   }
 }
 
+/** A Management API call to one node, with the installation's bootstrap token; the status and parsed body. */
+export async function managementCall(installation: Pick<Installation, 'bootstrap'>, node: { url: string }, method: string, path: string, body?: unknown) {
+  const response = await fetch(`${node.url}/api/v1${path}`, {
+    method,
+    headers: { authorization: `Bearer ${installation.bootstrap.management_token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: response.status, body: (await response.json().catch(() => undefined)) as Record<string, any> };
+}
+
 export const issueToken = (url: string, resource: 'https://orders.test' | 'https://billing.test', scope = resource.includes('orders') ? 'orders:read' : 'billing:read') =>
   postForm(url, '/token', { grant_type: 'client_credentials', resource, scope }, CREDENTIALS.worker);
 

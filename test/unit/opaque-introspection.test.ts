@@ -17,7 +17,7 @@ describe('opaque access-token introspection through the engine models', () => {
   const caller = { clientId: 'rs-introspector', organizationId: 'org', audiences: ['https://api.test'] };
   const base: OpaqueAccessToken = {
     kind: 'AccessToken', clientId: 'app', accountId: 'user-1', grantId: 'g1', aud: 'https://api.test', scope: 'read',
-    exp: now + 600, iat: now, extra: { org_id: 'org' }, tokenType: 'Bearer',
+    exp: now + 600, iat: now, extra: { org_id: 'org' },
   };
 
   function introspection(tokens: Record<string, OpaqueAccessToken>, grants: Record<string, EngineGrant>) {
@@ -36,7 +36,7 @@ describe('opaque access-token introspection through the engine models', () => {
   }
 
   it('answers the token type and confirmation of a sender-constrained token', async () => {
-    const bound = { ...base, tokenType: 'DPoP', cnf: { jkt: 'thumbprint' }, sid: 'session-1' };
+    const bound = { ...base, cnf: { jkt: 'thumbprint' }, sid: 'session-1' };
     const answer = await introspection({ bound, plain: base }, { g1: { clientId: 'app', accountId: 'user-1' } });
     expect(await answer.introspect('bound', caller)).toMatchObject({ active: true, token_type: 'DPoP', cnf: { jkt: 'thumbprint' }, sid: 'session-1', sub: 'user-1', org_id: 'org' });
     const plain = (await answer.introspect('plain', caller))!;

@@ -69,6 +69,7 @@ const rsSchema = z.object({
   token_format: tokenFormat,
   access_token_ttl: z.number(),
   sensitive: z.boolean(),
+  dpop_required: z.boolean().describe('RFC 9449: tokens for this API are issued only bound to a DPoP key; a request without a DPoP proof is refused at /token'),
   introspection_client_id: z.string().nullable(),
   introspection_secret_rotated_at: z.string().nullable(),
   introspection_previous_secret_expires_at: z.string().nullable(),
@@ -127,6 +128,7 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
       token_format: rs.token_format,
       access_token_ttl: rs.access_token_ttl,
       sensitive: rs.sensitive,
+      dpop_required: rs.dpop_required,
       introspection_client_id: client?.client_id ?? null,
       introspection_secret_rotated_at: iso(client?.secret_rotated_at),
       introspection_previous_secret_expires_at: iso(client?.previous_secret_expires_at),
@@ -150,6 +152,7 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
         token_format: tokenFormat.default('jwt'),
         access_token_ttl: ttlSchema.default(600),
         sensitive: z.boolean().default(false),
+        dpop_required: z.boolean().default(false),
         introspection_signed_response_alg: introspectionResponseInput.introspection_signed_response_alg.optional(),
         introspection_encrypted_response_alg: introspectionResponseInput.introspection_encrypted_response_alg.optional(),
         introspection_encrypted_response_enc: introspectionResponseInput.introspection_encrypted_response_enc.optional(),
@@ -176,6 +179,7 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
                 token_format: body.token_format,
                 access_token_ttl: body.access_token_ttl,
                 sensitive: body.sensitive,
+                dpop_required: body.dpop_required,
               },
               tx,
             );
@@ -241,13 +245,14 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
       path: '/resource-servers/{id}',
       scope: 'resource-servers:write',
       tag: 'Resource servers',
-      summary: 'Change an API\'s name, scopes, token format, access-token TTL, sensitive flag or introspection answer format (the identifier is permanent)',
+      summary: 'Change an API\'s name, scopes, token format, access-token TTL, sensitive flag, DPoP requirement or introspection answer format (the identifier is permanent)',
       body: z.object({
         name: nameSchema.nullable().optional(),
         scopes: scopesInput.optional(),
         token_format: tokenFormat.optional(),
         access_token_ttl: ttlSchema.optional(),
         sensitive: z.boolean().optional(),
+        dpop_required: z.boolean().optional(),
         introspection_signed_response_alg: introspectionResponseInput.introspection_signed_response_alg.nullable().optional(),
         introspection_encrypted_response_alg: introspectionResponseInput.introspection_encrypted_response_alg.nullable().optional(),
         introspection_encrypted_response_enc: introspectionResponseInput.introspection_encrypted_response_enc.nullable().optional(),
@@ -265,6 +270,7 @@ export function resourceServerRoutes(deps: ResourceRouteDependencies): Route[] {
         if (body.token_format !== undefined) changes.token_format = body.token_format;
         if (body.access_token_ttl !== undefined) changes.access_token_ttl = body.access_token_ttl;
         if (body.sensitive !== undefined) changes.sensitive = body.sensitive;
+        if (body.dpop_required !== undefined) changes.dpop_required = body.dpop_required;
         const answerFormat = INTROSPECTION_RESPONSE_FIELDS.some((field) => body[field] !== undefined);
         let credentials = await credentialsOf(before);
         const introspectionMetadata = answerFormat && credentials ? withIntrospectionResponse(credentials.metadata, settingsFrom(body, introspectionResponseOf(credentials.metadata))) : undefined;
