@@ -17,14 +17,14 @@ module.exports = {
       comment: 'Domain rules are decided without HTTP, Koa or the OpenID engine, so every path (fast or not) can call them.',
       severity: 'error',
       from: { path: '^src/domain/' },
-      to: { path: ['^src/(http|management|interactions|oidc|tokens|audit|metrics|jobs)/', '^src/app\\.ts$', 'node_modules/(koa|@koa|oidc-provider)/'] },
+      to: { path: ['^src/(http|management|interactions|oidc|tokens|audit|metrics|jobs|webhooks)/', '^src/app\\.ts$', 'node_modules/(koa|@koa|oidc-provider)/'] },
     },
     {
       name: 'storage-knows-rows',
       comment: 'Repositories read and write rows; they know domain types, never rules, transports or the engine.',
       severity: 'error',
       from: { path: '^src/storage/' },
-      to: { path: ['^src/(http|management|interactions|oidc|tokens|audit|metrics|jobs)/', '^src/domain/(?!types\\.ts$)', 'node_modules/(koa|@koa|oidc-provider)/'] },
+      to: { path: ['^src/(http|management|interactions|oidc|tokens|audit|metrics|jobs|webhooks)/', '^src/domain/(?!types\\.ts$)', 'node_modules/(koa|@koa|oidc-provider)/'] },
     },
     {
       name: 'tokens-without-http',
@@ -32,6 +32,13 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/tokens/', pathNot: '^src/tokens/(introspection-fast-path|token-endpoints)\\.ts$' },
       to: { path: ['^src/management/', '^src/interactions/', 'node_modules/(koa|@koa)/'] },
+    },
+    {
+      name: 'webhooks-without-http',
+      comment: 'Webhooks are fed by the audit log and sent by a job: any layer may cause one, none is reached through a transport.',
+      severity: 'error',
+      from: { path: '^src/webhooks/' },
+      to: { path: ['^src/(management|interactions|oidc|tokens)/', 'node_modules/(koa|@koa)/'] },
     },
     {
       name: 'drivers-only-in-storage',

@@ -39,7 +39,7 @@ export async function createTessera(options: TesseraOptions) {
     const loginThrottle = createLoginThrottle({ cache: foundation.cache, clock: foundation.clock });
     const management = buildManagementApi(foundation, directory, engine, tokens, loginThrottle);
     const http = buildHttp(foundation, directory, engine, tokens, { management, loginThrottle });
-    const scheduler = startJobs(foundation, tokens);
+    const scheduler = startJobs(foundation, tokens, engine);
     return {
       ...foundation,
       ...tokens,

@@ -151,7 +151,7 @@ commands.set('tokens', async (args) => {
     const org = values.organization !== undefined ? await tessera.repos.organizations.findById(values.organization) : await tessera.repos.organizations.findByName('default');
     if (!org) throw new Error(values.organization !== undefined ? `no organization ${values.organization}` : 'no default organization; pass --organization ID');
     const policy = { ...tessera.config.policyDefaults, ...org.policy };
-    return tessera.tokenInventory.list(org.id, { secretRotationDays: policy.secret_rotation_days }, { minScore });
+    return tessera.tokenInventory.list(org.id, policy, { minScore });
   });
   process.stdout.write(values.json ? `${JSON.stringify(items, null, 2)}\n` : inventoryTable(items));
   return 0;

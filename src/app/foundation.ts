@@ -35,7 +35,9 @@ import { createServiceAccountRepository } from '../storage/service-account-repos
 import { createSigningKeyRepository } from '../storage/signing-key-repository.js';
 import { createTokenInventoryRepository } from '../storage/token-inventory-repository.js';
 import { createUserRepository } from '../storage/user-repository.js';
+import { createWebhookRepository } from '../storage/webhook-repository.js';
 import { createReferenceTokenIssuer } from '../tokens/reference-tokens.js';
+import { createWebhookOutbox, withWebhooks } from '../webhooks/webhook-outbox.js';
 import { createCloser } from './closer.js';
 import type { Closer } from './closer.js';
 
@@ -126,6 +128,7 @@ export function createRepositories(db: Database) {
     signingKeys: createSigningKeyRepository(db),
     initialAccessTokens: createInitialAccessTokenRepository(db),
     consents: createConsentRepository(db),
+    webhooks: createWebhookRepository(db),
   };
 }
 export type Repositories = ReturnType<typeof createRepositories>;
@@ -185,9 +188,15 @@ export async function openFoundation(options: FoundationOptions) {
     // One registry per app instance (never prom-client's global one): see metrics.ts.
     const metrics = createMetrics(config.metrics);
     const auditRepository = createAuditRepository(db);
-    const audit = createAuditWriter({ db, repository: auditRepository, clock, logger, metrics: metrics.audit });
-    metrics.watchAuditQueue(() => audit.pending());
-    closer.add(() => audit.close());
+    const auditWriter = createAuditWriter({ db, repository: auditRepository, clock, logger, metrics: metrics.audit });
+    metrics.watchAuditQueue(() => auditWriter.pending());
+    closer.add(() => auditWriter.close());
+    // Every audit event a webhook endpoint can receive also lands in the webhook outbox (a
+    // durable table; src/webhooks/webhook-outbox.ts), whoever recorded it. Closed before the
+    // writer, after everything that records (the closer runs in reverse).
+    const webhookOutbox = createWebhookOutbox({ repository: repos.webhooks, clock, logger });
+    closer.add(() => webhookOutbox.close());
+    const audit = withWebhooks(auditWriter, webhookOutbox);
     // Failures anyone can cause (client authentication, /token requests) are folded into one
     // event per client, source and minute. Closed before the writer (the closer runs in
     // reverse), so the counts of the open windows are written at shutdown.

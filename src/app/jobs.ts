@@ -1,15 +1,20 @@
 import { auditRetentionJob } from '../audit/retention.js';
 import { createScheduler } from '../jobs/scheduler.js';
-import { EXPIRY_RECORDING_LOCK_KEY, IDLE_REVOCATION_LOCK_KEY } from '../tokens/token-service.js';
+import { EXPIRY_RECORDING_LOCK_KEY, EXPIRY_WARNING_LOCK_KEY, IDLE_REVOCATION_LOCK_KEY } from '../tokens/token-service.js';
+import { createWebhookDelivery, WEBHOOK_DELIVERY_LOCK_KEY } from '../webhooks/webhook-delivery.js';
+import type { Engine } from './engine.js';
 import type { Foundation } from './foundation.js';
 import type { Tokens } from './tokens.js';
 
 /**
  * Periodic jobs, each on one node at a time (a PostgreSQL advisory lock per job): idle PAT/SAT
- * revocation, the audit record of expired PAT/SATs, and audit retention.
+ * revocation, expiry warnings and the audit record of expired PAT/SATs, audit retention, and
+ * webhook delivery.
  */
-export function startJobs(f: Foundation, tokens: Tokens) {
+export function startJobs(f: Foundation, tokens: Tokens, engine: Pick<Engine, 'outbound'>) {
   const { db, logger, clock, repos, config } = f;
+  // Webhook targets are fetched like every URL Tessera fetches: never on an internal address.
+  const webhooks = createWebhookDelivery({ repository: repos.webhooks, envelope: f.envelope, fetch: (url, init) => engine.outbound.fetch(url, init), clock, logger, ...config.webhooks });
   const scheduler = createScheduler({ db, logger });
   f.closer.add(() => scheduler.stop());
   scheduler.start([
@@ -29,7 +34,23 @@ export function startJobs(f: Foundation, tokens: Tokens) {
         await tokens.tokenService.recordExpiries();
       },
     },
+    {
+      name: 'token-expiry-warnings',
+      lockKey: EXPIRY_WARNING_LOCK_KEY,
+      intervalMs: 60 * 1000,
+      run: async () => {
+        await tokens.tokenService.warnExpiring();
+      },
+    },
+    {
+      name: 'webhook-delivery',
+      lockKey: WEBHOOK_DELIVERY_LOCK_KEY,
+      intervalMs: config.webhooks.deliveryIntervalSeconds * 1000,
+      run: async () => {
+        await webhooks.run();
+      },
+    },
     auditRetentionJob({ audit: f.auditRepository, organizations: repos.organizations, policyDefaults: config.policyDefaults, clock, logger }),
   ]);
-  return scheduler;
+  return Object.assign(scheduler, { webhooks });
 }

@@ -1,4 +1,5 @@
 import type { LoginThrottle } from '../domain/login-throttle.js';
+import { createIdempotency } from '../management/idempotency.js';
 import { createManagementApi } from '../management/management-api.js';
 import { auditEventRoutes } from '../management/routes/audit-events.js';
 import { clientRoutes } from '../management/routes/clients.js';
@@ -11,12 +12,17 @@ import { signInLockoutRoutes } from '../management/routes/sign-in-lockouts.js';
 import { tokenInventoryRoutes } from '../management/routes/token-inventory.js';
 import { tokenRoutes } from '../management/routes/tokens.js';
 import { userRoutes } from '../management/routes/users.js';
+import { webhookRoutes } from '../management/routes/webhooks.js';
+import { createCredentialIdentification } from '../tokens/credential-identification.js';
+import { createGithubScanning } from '../tokens/github-secret-scanning.js';
 import type { Directory } from './directory.js';
 import type { Engine } from './engine.js';
 import type { Foundation } from './foundation.js';
 import type { Tokens } from './tokens.js';
 
 export const TESSERA_VERSION = '0.1.0';
+/** How long a rotation's answer is kept for a retry with the same Idempotency-Key (a day, as the rotation grace). */
+const IDEMPOTENCY_TTL_SECONDS = 86_400;
 
 /** The Management API (`/api/v1`): every capability's routes behind one router and one OpenAPI document. */
 export function buildManagementApi(f: Foundation, directory: Directory, engine: Engine, tokens: Tokens, loginThrottle: LoginThrottle) {
@@ -42,6 +48,19 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
     validateClientMetadata: (metadata) => engine.validateClientMetadata(metadata),
     audit,
   };
+  // GitHub's signing keys are fetched like any URL Tessera fetches: never from an internal address.
+  const githubScanning = createGithubScanning({ ...config.leakScanning.github, fetch: (url, init) => engine.outbound.fetch(url, init), clock, logger: f.logger, cache: f.cache });
+  const identification = createCredentialIdentification({
+    tokens: repos.referenceTokens,
+    tokenService,
+    clients: repos.clients,
+    envelope: f.envelope,
+    inventory: f.tokenInventory,
+    auditTrail: f.auditRepository,
+    audit,
+    clock,
+    clientsChanged: (ids) => directory.clientsChanged(ids),
+  });
   return createManagementApi({
     realm: config.issuer,
     issuer: config.issuer,
@@ -52,10 +71,11 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
     serviceAccounts: repos.serviceAccounts,
     principals: directory.principals,
     usage,
+    sightings: tokens.sightings,
     audit,
     routes: [
-      ...tokenRoutes({ tokens: tokenService, leakReports: tokens.rateLimiter('leakReport'), realm: config.issuer }),
-      ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer: f.referenceTokenIssuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id) }),
+      ...tokenRoutes({ tokens: tokenService, identification, idempotency: createIdempotency({ cache: f.cache, envelope: f.envelope, ttlSeconds: IDEMPOTENCY_TTL_SECONDS }), leakReports: tokens.rateLimiter('leakReport'), githubScanning, logger: f.logger, realm: config.issuer }),
+      ...organizationRoutes({ db, ...repos, organizationRepository: repos.organizations, issuer: f.referenceTokenIssuer, policyDefaults: config.policyDefaults, audit, onPolicyChanged: (id) => policies.invalidate(id), onLifetimePolicyChanged: (id, before, after, actor, requestFacts) => tokenService.lifetimePolicyChanged(id, before, after, actor, requestFacts) }),
       ...userRoutes(resourceDeps),
       ...serviceAccountRoutes(resourceDeps),
       ...resourceServerRoutes(resourceDeps),
@@ -64,6 +84,7 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
       ...auditEventRoutes({ audit: f.auditRepository, now: () => clock.now() }),
       ...tokenInventoryRoutes({ inventory: f.tokenInventory, organizations: repos.organizations, policyDefaults: config.policyDefaults }),
       ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
+      ...webhookRoutes({ webhooks: repos.webhooks, envelope: f.envelope, clock, outbound: engine.outbound, audit }),
     ],
   });
 }

@@ -8,6 +8,7 @@ import { createTokenRateLimit } from '../oidc/token-rate-limit.js';
 import { createIntrospection } from '../tokens/introspection.js';
 import { createReferenceTokenCache, REFERENCE_TOKEN_CHANNEL } from '../tokens/reference-token-cache.js';
 import { createRevocationList, REVOCATION_CHANNEL } from '../tokens/revocation-list.js';
+import { createSightings } from '../tokens/sightings.js';
 import { createTokenService } from '../tokens/token-service.js';
 import { createUsageRecorder } from '../tokens/usage-recorder.js';
 import type { Directory } from './directory.js';
@@ -37,6 +38,7 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
     cache,
     clock,
     logger,
+    policyOf: (organizationId) => f.policies.current(organizationId),
     async sensitiveScopes(organizationId, resources, scopes) {
       const sensitive = new Set<string>();
       for (const identifier of resources) {
@@ -55,6 +57,8 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
   });
   directory.trustSubscription(() => referenceTokenLookup.subscriptionHealthy());
 
+  // Where PATs/SATs are used from: the last 5 addresses and user agents, each token written at most once a minute.
+  const sightings = createSightings({ write: (tokenId, ip, userAgent, at) => repos.referenceTokens.recordSighting(tokenId, ip, userAgent, at), clock, logger });
   const usage = createUsageRecorder({ write: (batch) => repos.referenceTokens.recordUsage(batch), clock, logger, flushIntervalMs: config.usageFlushSeconds * 1000 });
   closer.add(() => usage.close());
   const tokenService = createTokenService({
@@ -108,6 +112,7 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
     opaqueTokens: createEngineTokens({ provider: engine.provider }),
     principals,
     usage,
+    sightings,
   });
   // RFC 8693 token exchange at /token: subject and actor tokens resolved by introspection's rules.
   engine.addGrant(
@@ -128,6 +133,6 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
     }
   });
 
-  return { revocations, referenceTokenLookup, usage, tokenService, rateLimiter, clientFailures, tokenLimits, introspection };
+  return { revocations, referenceTokenLookup, usage, sightings, tokenService, rateLimiter, clientFailures, tokenLimits, introspection };
 }
 export type Tokens = Awaited<ReturnType<typeof openTokens>>;

@@ -58,7 +58,7 @@ const clip = (value: string | undefined | null, max = MAX_FIELD) => (value == nu
 const SECRET_KEY = /(^|_)(secret|password|passwd|assertion|code_verifier|rotation_key|cookie)(_|$)|(^|_)token$|^authorization$/i;
 
 /** Second line of defence: token-shaped strings and secret-named members never reach a row. */
-function scrubDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
+export function scrubDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
   if (!details) return {};
   const plain = scrubPlain(details);
   if (plain !== UNUSUAL) return plain as Record<string, unknown>;

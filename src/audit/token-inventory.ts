@@ -1,4 +1,6 @@
 import type { Clock } from '../clock.js';
+import { exceedsLifetimeCap, tokenLifetimeSeconds } from '../domain/organization-policy.js';
+import type { OrganizationPolicy } from '../domain/types.js';
 import type { TokenInventoryRepository } from '../storage/token-inventory-repository.js';
 import { riskScore } from './risk-score.js';
 import type { RiskReason } from './risk-score.js';
@@ -27,12 +29,12 @@ export interface InventoryItem {
   use_count: number | null;
   risk_score: number;
   risk_reasons: RiskReason[];
+  /** Why it does not work now although it is live: `lifetime_exceeds_policy` (a PAT/SAT longer-lived than the organization allows now), or null. */
+  blocked_reason: string | null;
 }
 
-export interface InventoryPolicy {
-  /** Days after which a secret that was never rotated counts as overdue. */
-  secretRotationDays: number;
-}
+/** What of the organization's policy the inventory applies: rotation age, and the lifetime caps that block tokens at use. */
+export type InventoryPolicy = Pick<OrganizationPolicy, 'secret_rotation_days' | 'max_pat_lifetime_days' | 'max_sat_lifetime_days'>;
 
 export interface InventoryFilter {
   kind?: CredentialKind;
@@ -60,7 +62,7 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
     ]);
     const sensitiveAudiences = new Set(sensitiveList);
     const items: InventoryItem[] = [];
-    const base = { now: nowMs, sensitiveAudiences, rotationPolicyDays: policy.secretRotationDays };
+    const base = { now: nowMs, sensitiveAudiences, rotationPolicyDays: policy.secret_rotation_days };
 
     for (const t of tokens) {
       const lastUsedAt = t.last_used_at ?? undefined;
@@ -92,6 +94,7 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         use_count: Number(t.use_count),
         risk_score: risk.score,
         risk_reasons: risk.reasons,
+        blocked_reason: exceedsLifetimeCap(tokenLifetimeSeconds(t), t.type, policy) ? 'lifetime_exceeds_policy' : null,
       });
     }
 
@@ -123,6 +126,7 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         use_count: Number(c.secret_use_count),
         risk_score: risk.score,
         risk_reasons: risk.reasons,
+        blocked_reason: null,
       });
     }
 
@@ -159,6 +163,7 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         use_count: null,
         risk_score: risk.score,
         risk_reasons: risk.reasons,
+        blocked_reason: null,
       });
     }
 
@@ -182,7 +187,7 @@ function matches(item: InventoryItem, filter: InventoryFilter): boolean {
   return true;
 }
 
-const CSV_COLUMNS = ['risk_score', 'kind', 'id', 'name', 'owner_type', 'owner_id', 'owner_name', 'owner_status', 'client_id', 'scopes', 'audiences', 'created_at', 'age_days', 'expires_at', 'expires_in_days', 'last_used_at', 'idle_days', 'use_count', 'risk_reasons'] as const;
+const CSV_COLUMNS = ['risk_score', 'kind', 'id', 'name', 'owner_type', 'owner_id', 'owner_name', 'owner_status', 'client_id', 'scopes', 'audiences', 'created_at', 'age_days', 'expires_at', 'expires_in_days', 'last_used_at', 'idle_days', 'use_count', 'risk_reasons', 'blocked_reason'] as const;
 
 /**
  * RFC 4180 CSV. A cell that a spreadsheet would run as a formula (=, +, -, @ first) gets a
@@ -219,6 +224,7 @@ export function inventoryCsvRow(item: InventoryItem): string {
     idle_days: item.idle_days,
     use_count: item.use_count,
     risk_reasons: item.risk_reasons.filter((r) => r.points > 0).map((r) => `${r.code}+${r.points}`).join(' '),
+    blocked_reason: item.blocked_reason,
   };
   return `${CSV_COLUMNS.map((c) => csvCell(flat[c])).join(',')}\r\n`;
 }

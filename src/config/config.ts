@@ -82,6 +82,8 @@ const fileSchema = z.object({
     audit_retention_days: z.number().int().positive(),
     /** Token inventory: a client secret or PAT/SAT secret older than this scores as overdue for rotation. */
     secret_rotation_days: z.number().positive().default(90),
+    /** Days before a PAT/SAT expires at which a `token.expiring` event (and webhook) is sent, once each. */
+    expiry_warning_days: z.array(z.number().positive()).max(10).default([30, 7, 1]),
     refresh_absolute_lifetime_seconds: durationSeconds,
     refresh_idle_lifetime_seconds: durationSeconds,
     refresh_token_issuance: z.enum(['offline_access', 'always']),
@@ -93,6 +95,19 @@ const fileSchema = z.object({
     processMetrics: z.boolean(),
   }).default({ organizationLabels: false, processMetrics: true }),
   rateLimits: z.object({ token: rateLimitSchema, tokenFailures: rateLimitSchema }).catchall(rateLimitSchema),
+  webhooks: z.object({
+    deliveryIntervalSeconds: z.number().positive().max(60),
+    retrySchedule: z.array(z.number().int().min(1)).max(20),
+    timeoutSeconds: z.number().int().min(1).max(60),
+  }),
+  leakScanning: z.object({
+    github: z.object({
+      keysUrl: z.string().url(),
+      keysCacheSeconds: durationSeconds,
+      refetchIntervalSeconds: z.number().int().min(0),
+      replayWindowSeconds: durationSeconds,
+    }),
+  }),
   dpop: z.object({ requireNonce: z.boolean() }),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
@@ -214,6 +229,10 @@ export interface Config {
    * introspection and revocation.
    */
   rateLimits: z.infer<typeof fileSchema>['rateLimits'];
+  /** Webhook deliveries (src/webhooks/webhook-delivery.ts): how often due ones are sent, when failed ones are tried again, how long one attempt may take. */
+  webhooks: z.infer<typeof fileSchema>['webhooks'];
+  /** Secret-scanning partners' leak reports (src/tokens/github-secret-scanning.ts): where their signing keys are published. */
+  leakScanning: z.infer<typeof fileSchema>['leakScanning'];
   /** RFC 9449: whether every DPoP proof at /token must carry a server-provided nonce (§8). */
   dpop: z.infer<typeof fileSchema>['dpop'];
   seed: SeedConfig | null;
@@ -426,6 +445,8 @@ export function loadConfig(
     metricsToken,
     outboundAllowList,
     rateLimits: fileConfig.rateLimits,
+    webhooks: fileConfig.webhooks,
+    leakScanning: fileConfig.leakScanning,
     dpop: fileConfig.dpop,
     seed: fileConfig.seed,
   };

@@ -143,6 +143,18 @@ export function rotationDenials(p: Principal, token: RotatedToken, facts: Readon
 }
 
 /**
+ * Identifying a raw credential string (`POST /tokens/identify`): the answer names the owner, reach
+ * and use of any credential of the organization, whoever holds it, so only an administrator may
+ * ask; ending it in the same call is a revocation, which needs `tokens:write` as well.
+ */
+export function identifyDenials(p: Principal, revoke: boolean): Denial[] {
+  const denials: Denial[] = [];
+  if (!administersCredentials(p)) denials.push({ missing: 'role:admin', detail: 'only an admin or owner (or a token holding service-accounts:write) may identify a credential string' });
+  if (revoke && !p.scopes.has('tokens:write')) denials.push({ missing: 'tokens:write', detail: 'ending the credential in the same call needs "tokens:write"' });
+  return denials;
+}
+
+/**
  * Giving a user a role, or acting on a user who holds one (setting their password, changing or
  * deleting them), needs every Management API scope of that role: a user of that role can sign in
  * and hold them. An owner is managed only by a caller holding all organization scopes.

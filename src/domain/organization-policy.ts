@@ -35,6 +35,11 @@ export function createPolicyService(deps: { organizations: PolicySource; default
     cached(organizationId: string | undefined): OrganizationPolicy {
       return (organizationId ? entries.get(organizationId)?.policy : undefined) ?? deps.defaults;
     },
+    /** The policy without waiting when it is cached and fresh (the introspection fast path), else loaded. */
+    current(organizationId: string): OrganizationPolicy | Promise<OrganizationPolicy> {
+      const hit = entries.get(organizationId);
+      return hit && hit.until > deps.clock.now() ? hit.policy : this.forOrganization(organizationId);
+    },
     /** Drops a cached policy at once (after the Management API changes it). */
     invalidate(organizationId?: string): void {
       if (organizationId === undefined) entries.clear();
@@ -43,3 +48,24 @@ export function createPolicyService(deps: { organizations: PolicySource; default
   };
 }
 export type PolicyService = ReturnType<typeof createPolicyService>;
+
+const DAY_SECONDS = 86_400;
+
+/** The lifetime a PAT/SAT was issued with (a token pair's renewal repeats it); older rows: expiry minus creation. */
+export function tokenLifetimeSeconds(token: { lifetime_seconds: number | null; expires_at: Date; created_at: Date }): number {
+  return token.lifetime_seconds ?? Math.round((token.expires_at.getTime() - token.created_at.getTime()) / 1000);
+}
+
+/** The organization's longest allowed lifetime of a PAT or SAT, in seconds. */
+export const lifetimeCapSeconds = (policy: Pick<OrganizationPolicy, 'max_pat_lifetime_days' | 'max_sat_lifetime_days'>, type: 'pat' | 'sat') =>
+  (type === 'pat' ? policy.max_pat_lifetime_days : policy.max_sat_lifetime_days) * DAY_SECONDS;
+
+/**
+ * The lifetime policy at use time (docs/tokens.md): a PAT/SAT whose lifetime is longer than the
+ * organization allows now is refused wherever it is used, without being changed, so lowering
+ * `max_pat_lifetime_days` / `max_sat_lifetime_days` stops tokens issued under the old cap and
+ * raising it back lets them work again. Issue applies the same cap to a new token.
+ */
+export function exceedsLifetimeCap(lifetimeSeconds: number, type: 'pat' | 'sat', policy: Pick<OrganizationPolicy, 'max_pat_lifetime_days' | 'max_sat_lifetime_days'>): boolean {
+  return lifetimeSeconds > lifetimeCapSeconds(policy, type);
+}

@@ -9,7 +9,9 @@ import { senderConstraint, tokenShape } from '../tokens/introspection.js';
 import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ReferenceTokenLookup } from '../tokens/reference-token-lookup.js';
 import type { RevocationList } from '../tokens/revocation-list.js';
+import type { Sightings } from '../tokens/sightings.js';
 import type { UsageRecorder } from '../tokens/usage-recorder.js';
+import { addressRefused } from '../domain/token-constraints.js';
 import type { Principal } from '../domain/principal.js';
 
 /**
@@ -32,6 +34,8 @@ export interface ManagementAuthDependencies {
   principals: Pick<PrincipalLiveness, 'check'>;
   /** Counts each Management API use of a PAT/SAT (last used, per resource server). */
   usage?: UsageRecorder;
+  /** Where PATs/SATs are used from (usage telemetry). */
+  sightings?: Sightings;
 }
 
 export const unauthorized = (realm: string, description: string, error = 'invalid_token') =>
@@ -79,12 +83,15 @@ export function createManagementAuth(deps: ManagementAuthDependencies) {
     return { organizationId: payload.org_id, scopes: new Set(scopes), actor: { type: 'client', id: payload.sub }, via: 'jwt', platformAdmin: false };
   }
 
-  async function fromReference(token: string): Promise<Principal> {
+  async function fromReference(token: string, ctx: Context): Promise<Principal> {
     const resolved = await deps.referenceTokens.resolve(token);
     if (!resolved.ok) throw unauthorized(realm, 'the access token is invalid, expired or revoked');
     const t = resolved.token;
     if (!t.resources.includes(MANAGEMENT_AUDIENCE)) throw unauthorized(realm, 'the access token is not for the Management API');
+    // The caller's address is known here: the token's address constraint applies (src/domain/token-constraints.ts).
+    if (addressRefused(t, ctx.ip)) throw unauthorized(realm, 'the access token may not be used from this address');
     deps.usage?.record(t.id, MANAGEMENT_AUDIENCE);
+    deps.sightings?.record(t.id, ctx.ip, ctx.get('user-agent') || undefined);
     if (t.type === 'pat') {
       // The resolved scopes are already narrowed to the owner's current role.
       const role = (t.ownerRole ?? 'member') as Role;
@@ -109,7 +116,7 @@ export function createManagementAuth(deps: ManagementAuthDependencies) {
         throw new ProblemError(401, 'Unauthorized', 'a Bearer access token for the Management API is required', {}, { 'www-authenticate': `Bearer realm="${realm}"` });
       }
       if (token.length > 8192) throw unauthorized(realm, 'the access token is invalid or expired');
-      return tokenShape(token) === 'reference' ? fromReference(token) : fromJwt(token);
+      return tokenShape(token) === 'reference' ? fromReference(token, ctx) : fromJwt(token);
     },
     requireScope(principal: Principal, scope: string): void {
       if (!principal.scopes.has(scope)) throw insufficientScope(realm, scope);

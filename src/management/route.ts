@@ -14,6 +14,8 @@ export interface RouteContext<B, Q> {
   params: Record<string, string>;
   body: B;
   query: Q;
+  /** The body's exact bytes, for routes declared with `rawBody` (a signature covers them). */
+  rawBody?: Buffer;
   koa: Context;
   requestId: string;
   ip: string;
@@ -42,6 +44,10 @@ export interface Route<B extends z.ZodType = z.ZodType, Q extends z.ZodType = z.
   summary: string;
   tag: string;
   body?: B;
+  /** Bodies larger than this are 413 before they are read (default: JSON_BODY_LIMIT, 64 KiB). */
+  bodyLimit?: number;
+  /** The handler gets the body's bytes (`rawBody`) unparsed and validates them itself; `body` then only documents it. */
+  rawBody?: boolean;
   query?: Q;
   /** Documented success response schema and status. */
   response?: z.ZodType;

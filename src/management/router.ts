@@ -26,20 +26,27 @@ function compile(route: Route): CompiledRoute {
   return { route, pattern: new RegExp(`^${source}$`), names };
 }
 
-async function readJson(ctx: Context): Promise<unknown> {
+/** The request body's bytes, refused past `limit` (by Content-Length, or while reading) before anything is parsed. */
+async function readBody(ctx: Context, limit: number): Promise<Buffer> {
+  const tooLarge = () => new ProblemError(413, 'Payload Too Large', `request bodies are limited to ${limit} bytes`);
   const length = Number(ctx.get('content-length') || 0);
-  if (length > JSON_BODY_LIMIT) throw new ProblemError(413, 'Payload Too Large', `request bodies are limited to ${JSON_BODY_LIMIT} bytes`);
+  if (length > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of ctx.req) {
     size += (chunk as Buffer).length;
-    if (size > JSON_BODY_LIMIT) throw new ProblemError(413, 'Payload Too Large', `request bodies are limited to ${JSON_BODY_LIMIT} bytes`);
+    if (size > limit) throw tooLarge();
     chunks.push(chunk as Buffer);
   }
-  if (size === 0) return undefined;
-  if (!ctx.is('application/json')) throw new ProblemError(415, 'Unsupported Media Type', 'request bodies must be application/json');
+  if (size > 0 && !ctx.is('application/json')) throw new ProblemError(415, 'Unsupported Media Type', 'request bodies must be application/json');
+  return Buffer.concat(chunks);
+}
+
+/** Parses a JSON body; undefined when there is none. */
+export function parseJson(bytes: Buffer): unknown {
+  if (bytes.length === 0) return undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(bytes.toString('utf8'));
   } catch {
     throw new ProblemError(400, 'Bad Request', 'the request body is not valid JSON');
   }
@@ -56,7 +63,7 @@ export function validationProblem(error: z.ZodError, where: 'body' | 'query', st
   return new ProblemError(status, status === 400 ? 'Bad Request' : 'Unprocessable Content', `${first.field}: ${first.message}`, { errors });
 }
 
-function parseWith<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query', status: 400 | 422 = 422): z.output<S> {
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query', status: 400 | 422 = 422): z.output<S> {
   const result = schema.safeParse(value);
   if (!result.success) throw validationProblem(result.error, where, status);
   return result.data;
@@ -131,16 +138,20 @@ export function createManagementRouter(options: { routes: Route[]; auth: Managem
 
     const query = route.query ? parseWith(route.query, Object.fromEntries(Object.entries(ctx.query).map(([k, v]) => [k, Array.isArray(v) ? v[v.length - 1] : v])), 'query', route.queryErrorStatus) : undefined;
     let body: unknown;
+    let rawBody: Buffer | undefined;
     if (ctx.method !== 'GET' && ctx.method !== 'DELETE') {
-      const raw = await readJson(ctx);
+      rawBody = await readBody(ctx, route.bodyLimit ?? JSON_BODY_LIMIT);
+      // A signed body (route.rawBody) is verified over its exact bytes before it is parsed.
+      const raw = route.rawBody ? undefined : parseJson(rawBody);
       // No body means an empty object; a JSON `null` is a body, and not an object.
-      body = route.body ? parseWith(route.body, raw === undefined ? {} : raw, 'body') : undefined;
+      body = route.body && !route.rawBody ? parseWith(route.body, raw === undefined ? {} : raw, 'body') : undefined;
     }
     const result = await route.handler({
       principal: principal as Principal,
       params,
       body,
       query,
+      ...(route.rawBody ? { rawBody } : {}),
       koa: ctx,
       requestId: ctx.state.requestId as string,
       ip: ctx.ip,

@@ -85,6 +85,16 @@ export function createAuditRepository(db: Database) {
       const { rows } = await db.query<AuditRow>(`SELECT * FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${values.length}`, values);
       return rows;
     },
+    /** The client addresses the trail recorded for events about `targetId`, most recent first. */
+    async addressesOf(organizationId: string, targetId: string, limit: number): Promise<{ ip: string; last_seen: Date }[]> {
+      const { rows } = await db.query<{ ip: string; last_seen: Date }>(
+        `SELECT ip, max(occurred_at) AS last_seen FROM audit_events
+          WHERE organization_id = $1 AND target_id = $2 AND ip IS NOT NULL
+          GROUP BY ip ORDER BY last_seen DESC LIMIT $3`,
+        [organizationId, targetId, limit],
+      );
+      return rows;
+    },
     /** Rows of one organization in chain order, in pages (verification, export). */
     async chainPage(organizationId: string, afterSeq: number, limit: number): Promise<AuditRow[]> {
       const { rows } = await db.query<AuditRow>('SELECT * FROM audit_events WHERE organization_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [organizationId, afterSeq, limit]);

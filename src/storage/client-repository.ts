@@ -59,6 +59,11 @@ export function createClientRepository(db: Database) {
       const { rows } = await q.query<ClientRecord>('SELECT * FROM clients WHERE organization_id = $1 AND service_account_id = $2', [organizationId, serviceAccountId]);
       return rows;
     },
+    /** Every client of the organization that holds a secret (applications and introspection clients alike). */
+    async withSecrets(organizationId: string): Promise<ClientRecord[]> {
+      const { rows } = await db.query<ClientRecord>('SELECT * FROM clients WHERE organization_id = $1 AND secret_enc IS NOT NULL ORDER BY created_at, client_id', [organizationId]);
+      return rows;
+    },
     async list(organizationId: string, options: { after?: KeysetAfter; limit: number }): Promise<ClientRecord[]> {
       const { rows } = await db.query<ClientRecord>(
         `SELECT * FROM clients

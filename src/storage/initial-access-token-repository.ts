@@ -1,5 +1,6 @@
 import type { Database, Queryable } from './database.js';
 import { isPlausibleId } from './ids.js';
+import { organizationPage } from './keyset.js';
 import type { KeysetAfter } from './user-repository.js';
 
 export interface InitialAccessTokenRow {
@@ -37,13 +38,7 @@ export function createInitialAccessTokenRepository(db: Database) {
       return rows[0];
     },
     async list(organizationId: string, options: { after?: KeysetAfter; limit: number }): Promise<InitialAccessTokenRow[]> {
-      const { rows } = await db.query<InitialAccessTokenRow>(
-        `SELECT * FROM initial_access_tokens
-          WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3))
-          ORDER BY created_at, id LIMIT $4`,
-        [organizationId, options.after?.k ?? null, options.after?.id ?? '', options.limit],
-      );
-      return rows;
+      return organizationPage<InitialAccessTokenRow>(db, 'initial_access_tokens', organizationId, options);
     },
     async recordUse(id: string, now: Date): Promise<void> {
       await db.query('UPDATE initial_access_tokens SET last_used_at = $2, use_count = use_count + 1 WHERE id = $1', [id, now]);

@@ -24,6 +24,14 @@ export interface ReferenceTokenRow {
   revoked_reason: string | null;
   lifetime_seconds: number | null;
   rotation_count: number;
+  /** The rotation asked for cutover on first use, and the new secret has not been used yet. */
+  previous_ends_on_first_use: boolean;
+  /** When the new secret was first used, ending the previous one (cutover on first use). */
+  previous_ended_at: Date | null;
+  /** Not usable before this time, or null. */
+  not_before: Date | null;
+  /** CIDR ranges it may be used from, or null for any address. */
+  allowed_ips: string[] | null;
 }
 
 /** A token with what introspection needs to know about its owner. */
@@ -39,7 +47,8 @@ export interface ReferenceTokenUsage {
   last_used_at: Date;
 }
 
-export type NewReferenceToken = Pick<ReferenceTokenRow, 'id' | 'organization_id' | 'type' | 'name' | 'user_id' | 'service_account_id' | 'scopes' | 'resources' | 'secret_hash' | 'rotation_key_hash' | 'created_by' | 'expires_at'> & { now: Date };
+export type NewReferenceToken = Pick<ReferenceTokenRow, 'id' | 'organization_id' | 'type' | 'name' | 'user_id' | 'service_account_id' | 'scopes' | 'resources' | 'secret_hash' | 'rotation_key_hash' | 'created_by' | 'expires_at'> &
+  Partial<Pick<ReferenceTokenRow, 'not_before' | 'allowed_ips'>> & { now: Date };
 
 export interface ReferenceTokenFilter {
   organizationId: string;
@@ -53,6 +62,17 @@ export interface ReferenceTokenFilter {
   now: Date;
   after?: { k: string; id: string };
   limit: number;
+}
+
+/** A token that reached one of its expiry-warning thresholds. */
+export interface ExpiryWarningDue {
+  id: string;
+  organization_id: string;
+  type: 'pat' | 'sat';
+  name: string;
+  expires_at: Date;
+  owner_id: string;
+  threshold_days: number;
 }
 
 /** The hashes by which a token can be presented: current and previous secret. */
@@ -80,12 +100,12 @@ export function createReferenceTokenRepository(db: Database) {
       const lifetime = Math.round((token.expires_at.getTime() - token.now.getTime()) / 1000);
       const { rows } = await q.query<ReferenceTokenRow>(
         `INSERT INTO reference_tokens (id, organization_id, type, name, user_id, service_account_id, scopes, resources,
-                                       secret_hash, rotation_key_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14) RETURNING *`,
+                                       secret_hash, rotation_key_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds, not_before, allowed_ips)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16) RETURNING *`,
         [
           token.id, token.organization_id, token.type, token.name, token.user_id, token.service_account_id,
           JSON.stringify(token.scopes), JSON.stringify(token.resources), token.secret_hash, token.rotation_key_hash,
-          token.created_by, token.now, token.expires_at, lifetime,
+          token.created_by, token.now, token.expires_at, lifetime, token.not_before ?? null, token.allowed_ips ? JSON.stringify(token.allowed_ips) : null,
         ],
       );
       return rows[0]!;
@@ -123,6 +143,31 @@ export function createReferenceTokenRepository(db: Database) {
       );
       return rows[0];
     },
+    /**
+     * Every token one of `hashes` presents: as its current or previous secret, or as its rotation
+     * key. One statement for a whole leak report (up to 1,000 strings), each column by its index.
+     */
+    async findByAnyHash(hashes: Buffer[]): Promise<ReferenceTokenRow[]> {
+      if (hashes.length === 0) return [];
+      // Sent as hex text: both drivers pass a text[] the same way.
+      const { rows } = await db.query<ReferenceTokenRow>(
+        `WITH h AS (SELECT array_agg(decode(x, 'hex')) AS a FROM unnest($1::text[]) AS x)
+         SELECT t.* FROM reference_tokens t, h
+          WHERE t.secret_hash = ANY(h.a) OR t.previous_secret_hash = ANY(h.a) OR t.rotation_key_hash = ANY(h.a)`,
+        [hashes.map((hash) => hash.toString('hex'))],
+      );
+      return rows;
+    },
+    /** Revokes the live tokens among `ids` in one statement; returns those it revoked. */
+    async revokeMany(ids: string[], reason: string, now: Date): Promise<TokenHashes[]> {
+      if (ids.length === 0) return [];
+      const { rows } = await db.query<TokenHashes>(
+        `UPDATE reference_tokens SET revoked_at = $3, revoked_reason = $2 WHERE id = ANY($1::text[]) AND revoked_at IS NULL
+         RETURNING id, organization_id, secret_hash, previous_secret_hash`,
+        [ids, reason, now],
+      );
+      return rows;
+    },
     /** The token whose current or previous secret hashes to `hash`. */
     async findByHash(hash: Buffer): Promise<ReferenceTokenRow | undefined> {
       const { rows } = await db.query<ReferenceTokenRow>('SELECT * FROM reference_tokens WHERE secret_hash = $1 OR previous_secret_hash = $1', [hash]);
@@ -140,6 +185,8 @@ export function createReferenceTokenRepository(db: Database) {
       now: Date;
       expiresAt?: Date;
       consumeRotationKey?: { presented: Buffer; next: Buffer };
+      /** The previous secret also ends when the new one is first used. */
+      endPreviousOnFirstUse?: boolean;
     }): Promise<{ before: ReferenceTokenRow; after: ReferenceTokenRow } | undefined> {
       return db.transaction(async (tx) => {
         const { rows } = await tx.query<ReferenceTokenRow>('SELECT * FROM reference_tokens WHERE id = $1 AND revoked_at IS NULL FOR UPDATE', [input.id]);
@@ -152,12 +199,26 @@ export function createReferenceTokenRepository(db: Database) {
           `UPDATE reference_tokens
               SET previous_secret_hash = secret_hash, previous_valid_until = $3, secret_hash = $2, rotated_at = $4, issued_at = $4,
                   rotation_count = rotation_count + 1, expires_at = COALESCE($5, expires_at),
-                  rotation_key_hash = CASE WHEN $6::bytea IS NULL THEN rotation_key_hash ELSE $6::bytea END
+                  rotation_key_hash = CASE WHEN $6::bytea IS NULL THEN rotation_key_hash ELSE $6::bytea END,
+                  previous_ends_on_first_use = $7, previous_ended_at = NULL
             WHERE id = $1 RETURNING *`,
-          [input.id, input.newSecretHash, input.previousValidUntil, input.now, input.expiresAt ?? null, input.consumeRotationKey?.next ?? null],
+          [input.id, input.newSecretHash, input.previousValidUntil, input.now, input.expiresAt ?? null, input.consumeRotationKey?.next ?? null, input.endPreviousOnFirstUse === true],
         );
         return { before, after: updated[0]! };
       });
+    },
+    /**
+     * The new secret of a first-use cutover was used: the previous secret ends now. Returns the
+     * token's hashes (for cache invalidation) the one time it happens, undefined after.
+     */
+    async endPreviousSecret(id: string, now: Date): Promise<TokenHashes | undefined> {
+      const { rows } = await db.query<TokenHashes>(
+        `UPDATE reference_tokens SET previous_ends_on_first_use = false, previous_ended_at = $2
+          WHERE id = $1 AND previous_ends_on_first_use AND revoked_at IS NULL
+          RETURNING id, organization_id, secret_hash, previous_secret_hash`,
+        [id, now],
+      );
+      return rows[0];
     },
     async list(filter: ReferenceTokenFilter): Promise<ReferenceTokenWithOwner[]> {
       const params: unknown[] = [filter.organizationId];
@@ -230,6 +291,63 @@ export function createReferenceTokenRepository(db: Database) {
           RETURNING t.id, t.organization_id, t.type, t.expires_at`,
         [now, limit],
       );
+      return rows;
+    },
+    /**
+     * Live tokens within one of their organization's expiry-warning thresholds (policy
+     * `expiry_warning_days`, `defaultDays` when the organization does not set it) that were not
+     * warned for it, or for a tighter one, at this expiry yet. A threshold at least as long as the token's own lifetime
+     * (since its secret was issued) does not apply: a week-long token is not "expiring in 30 days"
+     * the moment it is made.
+     */
+    async dueExpiryWarnings(now: Date, defaultDays: readonly number[], limit: number): Promise<ExpiryWarningDue[]> {
+      const { rows } = await db.query<ExpiryWarningDue>(
+        `SELECT t.id, t.organization_id, t.type, t.name, t.expires_at, COALESCE(t.user_id, t.service_account_id) AS owner_id, th.days AS threshold_days
+           FROM reference_tokens t
+           JOIN organizations o ON o.id = t.organization_id
+           CROSS JOIN LATERAL (
+             SELECT d::float8 AS days FROM jsonb_array_elements_text(COALESCE(o.policy->'expiry_warning_days', $2::jsonb)) AS d
+           ) th
+          WHERE t.revoked_at IS NULL AND t.expires_at > $1
+            AND t.expires_at <= $1 + th.days * interval '1 day'
+            AND t.expires_at - t.issued_at > th.days * interval '1 day'
+            AND NOT EXISTS (SELECT 1 FROM reference_token_expiry_warnings w
+                             WHERE w.token_id = t.id AND w.threshold_days <= th.days AND w.expires_at = t.expires_at)
+          ORDER BY t.expires_at, t.id, th.days
+          LIMIT $3`,
+        [now, JSON.stringify(defaultDays), limit],
+      );
+      return rows;
+    },
+    /** Claims warnings (token, threshold, expiry); returns the ones this call claimed, each claimed once whoever asks. */
+    async claimExpiryWarnings(claims: { tokenId: string; thresholdDays: number; expiresAt: Date }[], now: Date): Promise<{ token_id: string; threshold_days: number }[]> {
+      if (claims.length === 0) return [];
+      const { rows } = await db.query<{ token_id: string; threshold_days: number }>(
+        `INSERT INTO reference_token_expiry_warnings (token_id, threshold_days, expires_at, warned_at)
+         SELECT * , $4::timestamptz FROM unnest($1::text[], $2::float8[], $3::timestamptz[])
+         ON CONFLICT DO NOTHING RETURNING token_id, threshold_days`,
+        [claims.map((c) => c.tokenId), claims.map((c) => c.thresholdDays), claims.map((c) => c.expiresAt), now],
+      );
+      return rows;
+    },
+    /** Where a token was seen from: the pair is upserted and only the 5 most recent pairs are kept. */
+    async recordSighting(tokenId: string, ip: string, userAgent: string, at: Date): Promise<void> {
+      await db.transaction(async (tx) => {
+        await tx.query(
+          `INSERT INTO reference_token_sightings (token_id, ip, user_agent, last_seen)
+           SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM reference_tokens WHERE id = $1)
+           ON CONFLICT (token_id, ip, user_agent) DO UPDATE SET last_seen = GREATEST(reference_token_sightings.last_seen, EXCLUDED.last_seen)`,
+          [tokenId, ip, userAgent, at],
+        );
+        await tx.query(
+          `DELETE FROM reference_token_sightings WHERE token_id = $1 AND (ip, user_agent) NOT IN
+             (SELECT ip, user_agent FROM reference_token_sightings WHERE token_id = $1 ORDER BY last_seen DESC LIMIT 5)`,
+          [tokenId],
+        );
+      });
+    },
+    async sightings(tokenId: string): Promise<{ ip: string; user_agent: string; last_seen: Date }[]> {
+      const { rows } = await db.query<{ ip: string; user_agent: string; last_seen: Date }>('SELECT ip, user_agent, last_seen FROM reference_token_sightings WHERE token_id = $1 ORDER BY last_seen DESC', [tokenId]);
       return rows;
     },
     /** One batched write of usage counters: per token and per resource server. */

@@ -1,6 +1,7 @@
 import type { ResourceServer } from '../domain/types.js';
 import type { Database, Queryable } from './database.js';
 import { isPlausibleId } from './ids.js';
+import { organizationPage } from './keyset.js';
 import type { KeysetAfter } from './user-repository.js';
 
 export type NewResourceServer = Pick<ResourceServer, 'id' | 'organization_id' | 'identifier' | 'name' | 'scopes' | 'token_format' | 'access_token_ttl' | 'sensitive'> & Partial<Pick<ResourceServer, 'dpop_required'>>;
@@ -41,13 +42,7 @@ export function createResourceServerRepository(db: Database) {
       return rows;
     },
     async list(organizationId: string, options: { after?: KeysetAfter; limit: number }): Promise<ResourceServer[]> {
-      const { rows } = await db.query<ResourceServer>(
-        `SELECT * FROM resource_servers
-          WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3))
-          ORDER BY created_at, id LIMIT $4`,
-        [organizationId, options.after?.k ?? null, options.after?.id ?? '', options.limit],
-      );
-      return rows;
+      return organizationPage<ResourceServer>(db, 'resource_servers', organizationId, options);
     },
     async update(organizationId: string, id: string, changes: ResourceServerChanges, q: Queryable = db): Promise<ResourceServer | undefined> {
       const { rows } = await q.query<ResourceServer>(

@@ -1,6 +1,7 @@
 import type { ServiceAccount } from '../domain/types.js';
 import type { Database, Queryable } from './database.js';
 import { isPlausibleId } from './ids.js';
+import { organizationPage } from './keyset.js';
 import type { KeysetAfter } from './user-repository.js';
 
 export function createServiceAccountRepository(db: Database) {
@@ -24,13 +25,7 @@ export function createServiceAccountRepository(db: Database) {
       return rows[0];
     },
     async list(organizationId: string, options: { after?: KeysetAfter; limit: number }): Promise<ServiceAccount[]> {
-      const { rows } = await db.query<ServiceAccount>(
-        `SELECT * FROM service_accounts
-          WHERE organization_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2::timestamptz, $3))
-          ORDER BY created_at, id LIMIT $4`,
-        [organizationId, options.after?.k ?? null, options.after?.id ?? '', options.limit],
-      );
-      return rows;
+      return organizationPage<ServiceAccount>(db, 'service_accounts', organizationId, options);
     },
     async update(
       organizationId: string,

@@ -20,6 +20,7 @@ export interface InventoryReferenceToken {
   expires_at: Date;
   last_used_at: Date | null;
   use_count: number;
+  lifetime_seconds: number | null;
 }
 
 export interface InventoryClientSecret {
@@ -59,7 +60,7 @@ export function createTokenInventoryRepository(db: Database) {
                 COALESCE(t.user_id, t.service_account_id) AS owner_id,
                 COALESCE(u.username, sa.name) AS owner_name,
                 COALESCE(u.status, sa.status) AS owner_status,
-                t.scopes, t.resources, t.created_at, t.issued_at, t.rotated_at, t.expires_at, t.last_used_at, t.use_count
+                t.scopes, t.resources, t.created_at, t.issued_at, t.rotated_at, t.expires_at, t.last_used_at, t.use_count, t.lifetime_seconds
            FROM reference_tokens t
            LEFT JOIN users u ON u.id = t.user_id
            LEFT JOIN service_accounts sa ON sa.id = t.service_account_id

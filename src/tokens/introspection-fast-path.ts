@@ -104,7 +104,9 @@ export function createIntrospectionFastPath(deps: FastPathDependencies) {
       if (failures?.shutsOutAny() && failures.retryAfter(source, who.caller.clientId) !== undefined) return handOn(req, res);
       // Throws for a client registered for encrypted answers, whose JSON request Koa refuses.
       steps.negotiate(token, who, false);
-      return andThen(steps.load(token, who), (found) => respond(req, res, token, who, found, started, requestId));
+      // Throws for a malformed client_ip, which Koa refuses.
+      const context = steps.context(params);
+      return andThen(steps.load(token, who, context), (found) => respond(req, res, token, who, found, started, requestId));
     });
     if (result instanceof Promise) {
       result.catch(() => {

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 import type { ClientView } from '../domain/client-directory.js';
 import type { FormParams } from '../http/form-body.js';
 import { single } from '../http/form-body.js';
@@ -5,7 +7,7 @@ import { invalidRequest } from '../http/oauth-error.js';
 import type { MaybePromise } from '../maybe-promise.js';
 import { andThen } from '../maybe-promise.js';
 import type { AuthenticateOptions, ClientAuthenticator, RequestFacts } from '../oidc/client-authenticator.js';
-import type { Introspection, IntrospectionAnswer, IntrospectionCaller } from './introspection.js';
+import type { Introspection, IntrospectionAnswer, IntrospectionCaller, UseContext } from './introspection.js';
 import { checkAccept } from './introspection-response.js';
 import type { IntrospectionResponder, ResponseClient } from './introspection-response.js';
 
@@ -68,6 +70,17 @@ export function createIntrospectionSteps(deps: {
       return single(params, 'token') || undefined;
     },
 
+    /**
+     * What the resource server says about the request it authorizes (docs/tokens.md): `client_ip`
+     * (an IP address; anything else is invalid_request) and `client_user_agent`.
+     */
+    context(params: FormParams): UseContext {
+      const clientIp = single(params, 'client_ip') || undefined;
+      if (clientIp !== undefined && isIP(clientIp) === 0) throw invalidRequest("'client_ip' must be an IP address");
+      const userAgent = single(params, 'client_user_agent') || undefined;
+      return { ...(clientIp !== undefined ? { clientIp } : {}), ...(userAgent !== undefined ? { userAgent } : {}) };
+    },
+
     authenticate(authorization: string | undefined, params: FormParams, facts: RequestFacts = {}, options: AuthenticateOptions = {}): MaybePromise<AuthenticatedCaller> {
       return andThen(authenticator.authenticate(authorization, params, endpointUrl, facts, options), ({ view }) => callerOf(view));
     },
@@ -79,8 +92,8 @@ export function createIntrospectionSteps(deps: {
       return token;
     },
 
-    load(token: string, who: AuthenticatedCaller): MaybePromise<IntrospectionAnswer | undefined> {
-      return introspection.introspect(token, who.caller);
+    load(token: string, who: AuthenticatedCaller, context: UseContext = {}): MaybePromise<IntrospectionAnswer | undefined> {
+      return introspection.introspect(token, who.caller, context);
     },
 
     render: {

@@ -1,4 +1,5 @@
 import { audienceSeenBy, mayRevoke } from '../domain/authority.js';
+import { addressRefused } from '../domain/token-constraints.js';
 import type { ResourceServerCaller } from '../domain/authority.js';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import type { JSONWebKeySet, JWTPayload } from 'jose';
@@ -12,6 +13,7 @@ import type { MaybePromise } from '../maybe-promise.js';
 import type { PrincipalLiveness } from './principal-liveness.js';
 import type { ReferenceTokenLookup, TokenFacts } from './reference-token-lookup.js';
 import type { RevocationList } from './revocation-list.js';
+import type { Sightings } from './sightings.js';
 import type { UsageRecorder } from './usage-recorder.js';
 import { lineageOf, LINEAGE_CLAIM, opaqueLineageId } from './exchange-lineage.js';
 import type { LineageEntry } from './exchange-lineage.js';
@@ -151,6 +153,14 @@ export interface IntrospectionDependencies {
   opaqueTokens: OpaqueTokenSource;
   /** Counts each successful PAT/SAT introspection per token and resource server. */
   usage?: UsageRecorder;
+  /** Where PATs/SATs are used from, when the resource server says (`client_ip`). */
+  sightings?: Sightings;
+}
+
+/** What a resource server may tell about the request it is authorizing (docs/tokens.md): the client's address and user agent. */
+export interface UseContext {
+  clientIp?: string;
+  userAgent?: string;
 }
 
 /**
@@ -196,6 +206,9 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       token_id: t.id,
       org_id: t.org,
       owner_name: t.ownerName,
+      // Remaining lifetime in seconds (docs/tokens.md), so automation can rotate in time without
+      // reading a clock against `exp`.
+      expires_in: Math.max(0, Math.floor(t.exp / 1000) - epochSeconds(clock)),
     };
   }
 
@@ -205,21 +218,27 @@ export function createIntrospection(deps: IntrospectionDependencies) {
    * the record object, which the caches replace on any change, and the caller object, which the
    * fast path keeps per client view; answers are frozen because they are shared.
    */
-  const answers = new WeakMap<object, { caller: IntrospectionCaller; answer: IntrospectionAnswer; audience: string }>();
+  const answers = new WeakMap<object, { caller: IntrospectionCaller; answer: IntrospectionAnswer; audience: string; until: number }>();
   function remembered(source: object, caller: IntrospectionCaller) {
     const memo = answers.get(source);
-    return memo !== undefined && memo.caller === caller ? memo : undefined;
+    return memo !== undefined && memo.caller === caller && clock.now() < memo.until ? memo : undefined;
   }
-  function remember(source: object, caller: IntrospectionCaller, answer: IntrospectionAnswer, audience = ''): IntrospectionAnswer {
+  /** `forMs`: how long the answer stays true (a PAT/SAT answer carries its remaining lifetime). */
+  function remember(source: object, caller: IntrospectionCaller, answer: IntrospectionAnswer, audience = '', forMs = Infinity): IntrospectionAnswer {
     Object.freeze(answer);
-    answers.set(source, { caller, answer, audience });
+    answers.set(source, { caller, answer, audience, until: clock.now() + forMs });
     return answer;
   }
 
-  function reference(token: string, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer> {
+  function reference(token: string, caller: IntrospectionCaller, context: UseContext): MaybePromise<IntrospectionAnswer> {
     return andThen(deps.referenceTokens.resolve(token), (resolved) => {
       if (!resolved.ok) return INACTIVE;
       const t = resolved.token;
+      if (context.clientIp !== undefined) {
+        // The address constraint holds only where the address is known (src/domain/token-constraints.ts).
+        if (addressRefused(t, context.clientIp)) return INACTIVE;
+        if (audienceSeenBy(caller, { organizationId: t.org, audiences: t.resources }) !== undefined) deps.sightings?.record(t.id, context.clientIp, context.userAgent);
+      }
       const memo = remembered(t, caller);
       if (memo !== undefined) {
         deps.usage?.record(t.id, memo.audience);
@@ -228,7 +247,8 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       const audience = audienceSeenBy(caller, { organizationId: t.org, audiences: t.resources });
       if (audience === undefined) return INACTIVE;
       deps.usage?.record(t.id, audience);
-      return remember(t, caller, referenceAnswer(t, caller), audience);
+      // Kept until the next whole second, when `expires_in` (counted in whole seconds) changes.
+      return remember(t, caller, referenceAnswer(t, caller), audience, 1000 - (clock.now() % 1000));
     });
   }
 
@@ -415,9 +435,9 @@ export function createIntrospection(deps: IntrospectionDependencies) {
      * The answer for `token`, or undefined when the token is not one Tessera answers for here
      * (an opaque value it does not hold: oidc-provider gets the request, e.g. a refresh token).
      */
-    introspect(token: string, caller: IntrospectionCaller): MaybePromise<IntrospectionAnswer | undefined> {
+    introspect(token: string, caller: IntrospectionCaller, context: UseContext = {}): MaybePromise<IntrospectionAnswer | undefined> {
       if (token.length === 0 || token.length > 8192) return INACTIVE;
-      if (looksLikeReferenceToken(token)) return reference(token, caller);
+      if (looksLikeReferenceToken(token)) return reference(token, caller, context);
       const key = opaqueCacheKey(token);
       // A JWT verified before is known by its digest: no header decoding for the common case.
       const known = verifiedJwts.get(key);

@@ -1,13 +1,16 @@
 import { randomUUID } from 'node:crypto';
 
 import type { Clock } from '../clock.js';
+import { exceedsLifetimeCap, tokenLifetimeSeconds } from '../domain/organization-policy.js';
+import { notYetValid } from '../domain/token-constraints.js';
 import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES, ROLE_SCOPES } from '../domain/types.js';
-import type { Role } from '../domain/types.js';
+import type { OrganizationPolicy, Role } from '../domain/types.js';
 import type { Logger } from '../http/logger.js';
 import type { CacheStore } from '../storage/cache.js';
 import type { ReferenceTokenRepository, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
 import { BoundedCache } from './bounded-cache.js';
 import { MAX_TOKEN_LENGTH, parseToken, tokenKey } from './format.js';
+import { andThen } from '../maybe-promise.js';
 import type { MaybePromise } from '../maybe-promise.js';
 
 /**
@@ -57,9 +60,18 @@ export interface TokenFacts {
   /** Epoch ms. */
   exp: number;
   iat: number;
+  /** The lifetime it was issued with, in seconds (held against the organization's cap on every use). */
+  lifetime?: number;
+  /** Constraints (src/domain/token-constraints.ts): not before (epoch ms), and the CIDR ranges it may be used from. */
+  notBefore?: number | null;
+  allowedIps?: string[] | null;
   revoked: boolean;
   /** null for the current secret; for the previous one, when its rotation grace ends (epoch ms). */
   graceUntil: number | null;
+  /** The previous secret only: when it ended because the new one was first used (epoch ms), or null. */
+  endedAt?: number | null;
+  /** The current secret only: its first use ends the previous secret (rotation with cutover "first_use"). */
+  cutoverPending?: boolean;
   /** How many times the token was rotated: the generation of its current secret. */
   gen: number;
   /** When the previous secret's rotation grace ends (epoch ms), whichever secret was presented; null without one. */
@@ -68,7 +80,7 @@ export interface TokenFacts {
 
 type Facts = TokenFacts | { k: 'unknown' } | { k: 'retired'; id: string; org: string };
 
-export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive';
+export type ReferenceRejection = 'malformed' | 'unknown' | 'revoked' | 'expired' | 'replaced' | 'owner_inactive' | 'lifetime_exceeds_policy' | 'not_yet_valid';
 
 export type Resolution = { ok: true; token: TokenFacts; viaPreviousSecret: boolean } | { ok: false; reason: ReferenceRejection; tokenId?: string; organizationId?: string };
 
@@ -92,6 +104,8 @@ export interface ReferenceTokenCacheDependencies {
   logger: Logger;
   /** Scopes among `scopes` that belong to a sensitive resource server of `resources` (they need admin or owner). */
   sensitiveScopes(organizationId: string, resources: string[], scopes: string[]): Promise<Set<string>>;
+  /** The organization's policy now, plain when cached: its lifetime caps apply at every use. */
+  policyOf?(organizationId: string): MaybePromise<Pick<OrganizationPolicy, 'max_pat_lifetime_days' | 'max_sat_lifetime_days'>>;
   maxEntries?: number;
 }
 
@@ -118,6 +132,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
   const shared = cache.kind === 'redis';
   const sharedKey = (key: string) => `rt:${key}`;
   let onReuse: ((tokenId: string, organizationId: string) => void) | undefined;
+  let onFirstUse: ((tokenId: string, organizationId: string) => void) | undefined;
   // Heartbeats measure real elapsed time (not the injected clock): they are about the network.
   const nodeId = randomUUID();
   /** When the latest heartbeat that came back was sent; and when the latest one was sent. */
@@ -164,8 +179,12 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       resources: row.resources,
       exp: row.expires_at.getTime(),
       iat: row.issued_at.getTime(),
+      lifetime: tokenLifetimeSeconds(row),
+      notBefore: row.not_before?.getTime() ?? null,
+      allowedIps: row.allowed_ips ?? null,
       revoked: row.revoked_at !== null,
       graceUntil: current ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
+      ...(current ? { cutoverPending: row.previous_ends_on_first_use && row.previous_secret_hash !== null } : { endedAt: row.previous_ended_at?.getTime() ?? null }),
       gen: Number(row.rotation_count ?? 0),
       previousUntil: row.previous_secret_hash === null ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
     };
@@ -190,6 +209,13 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
     return facts;
   }
 
+  function firstUse(id: string, org: string): void {
+    try {
+      onFirstUse?.(id, org);
+    } catch (error) {
+      logger.error({ err: error, tokenId: id }, 'first-use cutover failed');
+    }
+  }
   const loadById = (id: string, key: string): Promise<Facts> =>
     loadThrough(key, async () => {
       const row = await tokens.findWithOwnerById(id);
@@ -230,8 +256,23 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       reuse(facts.id, facts.org);
       return { ok: false, reason: 'replaced', ...base };
     }
+    // Ended by the new secret's first use: refused, but not reuse while the grace would have
+    // run (a deployment not yet rolled over is a straggler, not a thief).
+    if (facts.graceUntil !== null && facts.endedAt != null && facts.endedAt <= now) return { ok: false, reason: 'replaced', ...base };
     if (!facts.ownerActive) return { ok: false, reason: 'owner_inactive', ...base };
+    // Its time constraint; the address one is checked where the address is known.
+    if (notYetValid(facts, now)) return { ok: false, reason: 'not_yet_valid', ...base };
+    if (facts.cutoverPending) firstUse(facts.id, facts.org);
     return { ok: true, token: facts, viaPreviousSecret: facts.graceUntil !== null };
+  }
+
+  /** A usable token whose lifetime is over its organization's cap now is refused (src/domain/organization-policy.ts). */
+  function withinPolicy(resolution: Resolution): MaybePromise<Resolution> {
+    if (!resolution.ok || !deps.policyOf || resolution.token.lifetime === undefined) return resolution;
+    const t = resolution.token;
+    return andThen(deps.policyOf(t.org), (policy) =>
+      exceedsLifetimeCap(t.lifetime!, t.type, policy) ? { ok: false, reason: 'lifetime_exceeds_policy', tokenId: t.id, organizationId: t.org } : resolution,
+    );
   }
 
   const dropLocal = (keys: string[]) => {
@@ -257,7 +298,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       // its prefix names its kind; the checksum is checked before anything below this tier.
       if (cached !== undefined) {
         stats.local += 1;
-        return evaluate(cached, token.startsWith('tsr_pat_') ? 'pat' : 'sat');
+        return withinPolicy(evaluate(cached, token.startsWith('tsr_pat_') ? 'pat' : 'sat'));
       }
       const kind = parseToken(token);
       if (kind !== 'pat' && kind !== 'sat') return { ok: false, reason: 'malformed' };
@@ -270,8 +311,12 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       return loading.then((facts) => {
         // Unknown hashes are not kept: made-up tokens must not grow the heap.
         if (trusted && generation === startedAt && facts.k !== 'unknown') local.set(key, facts, LOCAL_TTL_MS);
-        return evaluate(facts, kind);
+        return withinPolicy(evaluate(facts, kind));
       });
+    },
+    /** Called when the new secret of a first-use cutover is used (until the change is announced, maybe more than once). */
+    onFirstUse(handler: (tokenId: string, organizationId: string) => void): void {
+      onFirstUse = handler;
     },
     /**
      * A token's facts by its id, with no secret presented and no reuse handling: what a token

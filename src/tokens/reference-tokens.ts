@@ -16,6 +16,9 @@ export interface IssueReferenceToken {
   expiresInSeconds: number;
   createdBy: string;
   pair?: boolean;
+  /** Constraints (src/domain/token-constraints.ts). */
+  notBefore?: Date;
+  allowedIps?: string[];
 }
 
 export interface IssuedReferenceToken {
@@ -44,6 +47,8 @@ export function createReferenceTokenIssuer(deps: { tokens: ReferenceTokenReposit
           rotation_key_hash: rotationKey ? hashToken(rotationKey) : null,
           created_by: input.createdBy,
           expires_at: new Date(now.getTime() + input.expiresInSeconds * 1000),
+          not_before: input.notBefore ?? null,
+          allowed_ips: input.allowedIps ?? null,
           now,
         },
         q,

@@ -179,8 +179,9 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     const who = await audited(ctx, claimed, () => steps.authenticate(ctx.get('authorization') || undefined, params, requestFacts(ctx), { found: originCheck(ctx) }));
     const wantsJwt = ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE;
     const token = steps.negotiate(parsed, who, wantsJwt);
+    const context = steps.context(params);
     const started = performance.now();
-    const answer = (await steps.load(token, who)) ?? { active: false };
+    const answer = (await steps.load(token, who, context)) ?? { active: false };
     deps.metrics?.introspection.observe(metricKind(token), answer.active ? 'active' : 'inactive', (performance.now() - started) / 1000, who.caller.organizationId);
     noStore(ctx);
     // RFC 9701: a signed (and, when registered, encrypted) JWT answer when the caller asks for one.

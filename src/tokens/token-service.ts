@@ -5,6 +5,7 @@ import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE } from '../dom
 import type { Logger } from '../http/logger.js';
 import { authorityRefused, ProblemError } from '../http/middleware.js';
 import { administersCredentials, grantDenials, rotationDenials, scopeFactsOf, seesCredentialOf } from '../domain/authority.js';
+import { exceedsLifetimeCap, lifetimeCapSeconds, tokenLifetimeSeconds } from '../domain/organization-policy.js';
 import type { Principal } from '../domain/principal.js';
 import type { OrganizationRepository } from '../storage/organization-repository.js';
 import type { ReferenceTokenRepository, ReferenceTokenRow, ReferenceTokenWithOwner, TokenHashes } from '../storage/reference-token-repository.js';
@@ -45,12 +46,31 @@ export interface IssueRequest {
   resources: string[];
   expires_in: number;
   pair?: boolean;
+  not_before?: Date;
+  allowed_ips?: string[];
 }
 
 export interface RequestFacts {
   requestId?: string;
   ip?: string;
   userAgent?: string;
+}
+
+/** One string of a leak report, with where it was found when the reporter says (a partner's match). */
+export interface LeakCandidate {
+  token: string;
+  /** Where the string was seen (a partner's URL); may be empty. */
+  url?: string;
+  /** The partner's kind of place (`content`, `commit`, `npm`, …), lower case. */
+  location?: string;
+}
+
+/** Who reported leaks: `public` (anyone, unauthenticated) or a verified secret-scanning partner. */
+export interface LeakReporter {
+  source: 'public' | 'github';
+  /** Shown as the audit actor's name. */
+  name?: string;
+  facts: RequestFacts;
 }
 
 export interface TokenListQuery {
@@ -120,6 +140,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
       use_count: Number(row.use_count),
       revoked_at: row.revoked_at?.toISOString() ?? null,
       revoked_reason: row.revoked_reason,
+      not_before: row.not_before?.toISOString() ?? null,
+      allowed_ips: row.allowed_ips ?? null,
     };
   }
 
@@ -164,16 +186,12 @@ export function createTokenService(deps: TokenServiceDependencies) {
     const revoked = await tokens.revoke(id, reason, now());
     if (!revoked) return false;
     await invalidate([revoked]);
-    audit.record({
-      organizationId: organizationId ?? revoked.organization_id,
-      actor,
-      action: 'token.revoked',
-      target: { type: 'reference_token', id },
-      outcome: 'success',
-      ...facts,
-      details: { reason },
-    });
+    recordRevoked(id, organizationId ?? revoked.organization_id, reason, actor, facts);
     return true;
+  }
+
+  function recordRevoked(id: string, organizationId: string, reason: string, actor: AuditActor, facts: RequestFacts): void {
+    audit.record({ organizationId, actor, action: 'token.revoked', target: { type: 'reference_token', id }, outcome: 'success', ...facts, details: { reason } });
   }
 
   const SYSTEM: AuditActor = { type: 'system', id: null, name: 'tessera' };
@@ -192,6 +210,19 @@ export function createTokenService(deps: TokenServiceDependencies) {
       details: { credential: 'replaced_secret' },
     });
     revokeFamily(tokenId, 'replaced_secret_reused', SYSTEM, {}, organizationId).catch((error) => logger.error({ err: error, tokenId }, 'revoking a reused token family failed'));
+  });
+
+  // Cutover on first use: the new secret was used, so the previous one ends now, on every node.
+  const cutOver = new BoundedCache<true>(10_000, () => clock.now());
+  deps.cache.onFirstUse((tokenId, organizationId) => {
+    if (cutOver.get(tokenId)) return;
+    cutOver.set(tokenId, true, REUSE_DEBOUNCE_MS);
+    (async () => {
+      const ended = await tokens.endPreviousSecret(tokenId, now());
+      if (!ended) return;
+      await invalidate([ended]);
+      audit.record({ organizationId, actor: SYSTEM, action: 'token.previous_secret_ended', target: { type: 'reference_token', id: tokenId }, outcome: 'success', details: { cutover: 'first_use' } });
+    })().catch((error) => logger.error({ err: error, tokenId }, 'ending the previous secret on first use failed'));
   });
 
   function graceUntil(policy: OrganizationPolicy, row: ReferenceTokenRow): Date {
@@ -224,7 +255,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
       if (scopes.includes(PLATFORM_SCOPE)) throw forbidden(`"${PLATFORM_SCOPE}" cannot be granted`);
       await checkScopes(p, request, policy);
       const maxDays = input.type === 'pat' ? policy.max_pat_lifetime_days : policy.max_sat_lifetime_days;
-      if (input.expires_in > maxDays * DAY) {
+      if (exceedsLifetimeCap(input.expires_in, input.type, policy)) {
         throw invalid('expires_in', `at most ${Math.floor(maxDays * DAY)} seconds (${maxDays} days) for a ${input.type.toUpperCase()} by organization policy`);
       }
       const issued = await deps.issuer.issue({
@@ -237,6 +268,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
         expiresInSeconds: input.expires_in,
         createdBy: `${p.actor.type}:${p.actor.id}`,
         pair: input.pair === true,
+        notBefore: input.not_before,
+        allowedIps: input.allowed_ips,
       });
       audit.record({
         organizationId: p.organizationId,
@@ -245,7 +278,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         target: { type: 'reference_token', id: issued.row.id },
         outcome: 'success',
         ...facts,
-        details: { type: input.type, name: input.name, scopes, resources, expires_at: issued.row.expires_at.toISOString(), pair: input.pair === true, owner_id: owner.userId ?? owner.serviceAccountId },
+        details: { type: input.type, name: input.name, scopes, resources, expires_at: issued.row.expires_at.toISOString(), pair: input.pair === true, owner_id: owner.userId ?? owner.serviceAccountId, ...(input.not_before ? { not_before: input.not_before.toISOString() } : {}), ...(input.allowed_ips ? { allowed_ips: input.allowed_ips } : {}) },
       });
       const row = await tokens.findWithOwnerById(issued.row.id);
       return { ...present(row ?? issued.row), token: issued.token, ...(issued.rotationKey ? { rotation_key: issued.rotationKey } : {}) };
@@ -304,10 +337,11 @@ export function createTokenService(deps: TokenServiceDependencies) {
 
     async get(p: Principal, id: string) {
       const row = await visibleToken(p, id);
-      const usage = await tokens.usage(id);
+      const [usage, seen] = await Promise.all([tokens.usage(id), tokens.sightings(id)]);
       return {
         ...present(row),
         usage: usage.map((u) => ({ resource: u.resource, use_count: Number(u.use_count), last_used_at: u.last_used_at.toISOString() })),
+        seen_from: seen.map((s) => ({ ip: s.ip, user_agent: s.user_agent || null, last_seen: new Date(s.last_seen).toISOString() })),
       };
     },
 
@@ -323,7 +357,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
     },
 
     /** A new secret for the same token; the old one keeps working for the policy's grace period, never past expiry. */
-    async rotate(p: Principal, id: string, facts: RequestFacts) {
+    async rotate(p: Principal, id: string, options: { cutover?: 'grace' | 'first_use' }, facts: RequestFacts) {
       const row = await visibleToken(p, id);
       // Rotation hands out the token's whole power: the caller must be able to issue it now.
       const scopeFacts = await scopeFactsOf(row.organization_id, row.resources, (identifier) => deps.resourceServers.findByIdentifier(identifier));
@@ -332,7 +366,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
       if (stateOf(row) !== 'active') throw new ProblemError(409, 'Conflict', `the token is ${stateOf(row)} and cannot be rotated`);
       const policy = await policyOf(row.organization_id);
       const token = generateToken(row.type);
-      const result = await tokens.rotate({ id: row.id, newSecretHash: hashToken(token), previousValidUntil: graceUntil(policy, row), now: now() });
+      const firstUse = options.cutover === 'first_use';
+      const result = await tokens.rotate({ id: row.id, newSecretHash: hashToken(token), previousValidUntil: graceUntil(policy, row), now: now(), endPreviousOnFirstUse: firstUse });
       if (!result) throw new ProblemError(409, 'Conflict', 'the token is revoked and cannot be rotated');
       await invalidate([result.before]);
       audit.record({
@@ -342,7 +377,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         target: { type: 'reference_token', id: row.id },
         outcome: 'success',
         ...facts,
-        details: { previous_valid_until: result.after.previous_valid_until?.toISOString(), via: 'api' },
+        details: { previous_valid_until: result.after.previous_valid_until?.toISOString(), via: 'api', cutover: firstUse ? 'first_use' : 'grace' },
       });
       // The grace the previous secret keeps, so whoever rotates can tell the users of the old one.
       return { ...present({ ...result.after, owner_name: row.owner_name }), token, previous_secret_expires_at: result.after.previous_valid_until?.toISOString() ?? null };
@@ -376,8 +411,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
       }
       if (stateOf(row) !== 'active' || row.owner_status !== 'active') return undefined;
       const policy = await policyOf(row.organization_id);
-      const maxMs = (row.type === 'pat' ? policy.max_pat_lifetime_days : policy.max_sat_lifetime_days) * DAY * 1000;
-      const lifetimeMs = (row.lifetime_seconds ?? Math.round((row.expires_at.getTime() - row.created_at.getTime()) / 1000)) * 1000;
+      const maxMs = lifetimeCapSeconds(policy, row.type) * 1000;
+      const lifetimeMs = tokenLifetimeSeconds(row) * 1000;
       const sliding = policy.token_pair_sliding_renewal === true;
       const expiresAt = new Date(
         sliding ? clock.now() + Math.min(lifetimeMs, maxMs) : Math.min(clock.now() + lifetimeMs, row.created_at.getTime() + maxMs),
@@ -411,32 +446,84 @@ export function createTokenService(deps: TokenServiceDependencies) {
     },
 
     /**
-     * A leaked-token report (like GitHub's credential revocation API): whoever holds a token string
-     * may report it. The token is revoked and its organization gets an audit event. The caller
-     * learns nothing: the work happens after the answer, whatever the strings were.
+     * A leaked-token report: whoever holds a token string may report it (the public endpoint, like
+     * GitHub's credential revocation API), and a secret-scanning partner reports what it found
+     * (a verified GitHub report). Each held token is revoked with reason `leaked` and its
+     * organization gets a `token.leak_reported` and a `token.revoked` event. Strings of the wrong
+     * shape or checksum are dropped before any storage lookup; the rest cost one statement to look
+     * up and one to revoke, whatever their number. Returns, per candidate, whether Tessera holds
+     * it: the partner's feedback. The public endpoint does not wait for it and answers the same
+     * whatever was sent.
      */
-    reportLeaks(candidates: string[], facts: RequestFacts): void {
-      const work = async () => {
-        for (const candidate of candidates) {
-          if (candidate.length > MAX_TOKEN_LENGTH) continue;
-          const kind = parseToken(candidate);
-          if (!kind) continue;
-          const hash = hashToken(candidate);
-          const row = kind === 'rk' ? await tokens.findByRotationKey(hash) : await tokens.findByHash(hash);
-          if (!row || row.type !== (kind === 'rk' ? row.type : kind)) continue;
+    async reportLeaks(candidates: readonly LeakCandidate[], reporter: LeakReporter): Promise<boolean[]> {
+      const hashes = candidates.map((c) => (c.token.length <= MAX_TOKEN_LENGTH && parseToken(c.token) ? hashToken(c.token) : undefined));
+      const present = hashes.filter((h): h is Buffer => h !== undefined);
+      if (present.length === 0) return candidates.map(() => false);
+      const found = new Map<string, { row: ReferenceTokenRow; credential: 'token' | 'rotation_key' }>();
+      for (const row of await tokens.findByAnyHash(present)) {
+        found.set(row.secret_hash.toString('hex'), { row, credential: 'token' });
+        if (row.previous_secret_hash) found.set(row.previous_secret_hash.toString('hex'), { row, credential: 'token' });
+        if (row.rotation_key_hash) found.set(row.rotation_key_hash.toString('hex'), { row, credential: 'rotation_key' });
+      }
+      const matches = hashes.map((h) => (h ? found.get(h.toString('hex')) : undefined));
+      const actor: AuditActor = { type: 'anonymous', id: null, ...(reporter.name ? { name: reporter.name } : {}) };
+      const reported = new Set<string>();
+      matches.forEach((match, i) => {
+        if (!match || reported.has(match.row.id)) return;
+        reported.add(match.row.id);
+        const candidate = candidates[i]!;
+        audit.record({
+          organizationId: match.row.organization_id,
+          actor,
+          action: 'token.leak_reported',
+          target: { type: 'reference_token', id: match.row.id },
+          outcome: 'success',
+          ...reporter.facts,
+          details: {
+            reporter: reporter.source,
+            credential: match.credential,
+            already_revoked: match.row.revoked_at !== null,
+            ...(candidate.url ? { url: candidate.url } : {}),
+            ...(candidate.location ? { location: candidate.location } : {}),
+          },
+        });
+      });
+      const live = [...new Set(matches.filter((m) => m && !m.row.revoked_at).map((m) => m!.row.id))];
+      const revoked = await tokens.revokeMany(live, 'leaked', now());
+      await invalidate(revoked);
+      for (const r of revoked) recordRevoked(r.id, r.organization_id, 'leaked', actor, reporter.facts);
+      return matches.map((m) => m !== undefined);
+    },
+
+    /**
+     * The organization's lifetime caps changed (docs/tokens.md, lifetime policy at use time):
+     * each live PAT/SAT that the new policy blocks, and each one it lets work again, gets an
+     * audit event (and so a webhook). Nothing is rewritten: the cap is applied at every use.
+     */
+    async lifetimePolicyChanged(organizationId: string, before: OrganizationPolicy, after: OrganizationPolicy, actor: AuditActor, facts: RequestFacts): Promise<void> {
+      if (before.max_pat_lifetime_days === after.max_pat_lifetime_days && before.max_sat_lifetime_days === after.max_sat_lifetime_days) return;
+      let cursor: { k: string; id: string } | undefined;
+      for (;;) {
+        const rows = await tokens.list({ organizationId, state: 'active', now: now(), after: cursor, limit: 500 });
+        for (const row of rows) {
+          const lifetime = tokenLifetimeSeconds(row);
+          const was = exceedsLifetimeCap(lifetime, row.type, before);
+          const is = exceedsLifetimeCap(lifetime, row.type, after);
+          if (was === is) continue;
           audit.record({
-            organizationId: row.organization_id,
-            actor: { type: 'anonymous', id: null },
-            action: 'token.leak_reported',
+            organizationId,
+            actor,
+            action: is ? 'token.blocked_by_policy' : 'token.unblocked_by_policy',
             target: { type: 'reference_token', id: row.id },
             outcome: 'success',
             ...facts,
-            details: { credential: kind === 'rk' ? 'rotation_key' : 'token', already_revoked: row.revoked_at !== null },
+            details: { reason: 'lifetime_exceeds_policy', token_kind: row.type, lifetime_days: Math.round((lifetime / 86400) * 100) / 100, max_lifetime_days: row.type === 'pat' ? after.max_pat_lifetime_days : after.max_sat_lifetime_days },
           });
-          if (!row.revoked_at) await revokeFamily(row.id, 'leaked', { type: 'anonymous', id: null }, facts, row.organization_id);
         }
-      };
-      work().catch((error) => logger.error({ err: error }, 'handling a leaked-token report failed'));
+        if (rows.length < 500) return;
+        const last = rows.at(-1)!;
+        cursor = { k: last.created_at.toISOString(), id: last.id };
+      }
     },
 
     /**
@@ -477,12 +564,47 @@ export function createTokenService(deps: TokenServiceDependencies) {
         if (revoked.length === 0) break;
         await invalidate(revoked);
         for (const r of revoked) {
-          audit.record({ organizationId: r.organization_id, actor: SYSTEM, action: 'token.revoked', target: { type: 'reference_token', id: r.id }, outcome: 'success', details: { reason: 'idle' } });
+          recordRevoked(r.id, r.organization_id, 'idle', SYSTEM, {});
         }
         total += revoked.length;
         if (revoked.length < 500) break;
       }
       if (total > 0) logger.info({ revoked: total }, 'idle reference tokens revoked');
+      return total;
+    },
+    /**
+     * Expiry warnings: a `token.expiring` event (and so a webhook) for each PAT/SAT that came
+     * within one of its organization's thresholds (policy `expiry_warning_days`), exactly once per
+     * threshold and expiry, so automation can rotate before the token stops. A token that crossed
+     * several thresholds at once (a week-long token, seen by the 30- and 7-day thresholds) is
+     * warned for the tightest; the wider ones are passed over. Bounded batches, like the idle job.
+     */
+    async warnExpiring(): Promise<number> {
+      let total = 0;
+      for (let round = 0; round < 20; round += 1) {
+        const due = await tokens.dueExpiryWarnings(now(), deps.policyDefaults.expiry_warning_days, 500);
+        if (due.length === 0) break;
+        const tightest = new Map<string, (typeof due)[number]>();
+        for (const d of due) if (!tightest.has(d.id) || d.threshold_days < tightest.get(d.id)!.threshold_days) tightest.set(d.id, d);
+        const claimed = await tokens.claimExpiryWarnings(
+          due.map((d) => ({ tokenId: d.id, thresholdDays: d.threshold_days, expiresAt: d.expires_at })),
+          now(),
+        );
+        const announce = new Set(claimed.map((c) => `${c.token_id}:${Number(c.threshold_days)}`));
+        for (const d of tightest.values()) {
+          if (!announce.has(`${d.id}:${Number(d.threshold_days)}`)) continue;
+          audit.record({
+            organizationId: d.organization_id,
+            actor: SYSTEM,
+            action: 'token.expiring',
+            target: { type: 'reference_token', id: d.id },
+            outcome: 'success',
+            details: { threshold_days: Number(d.threshold_days), expires_at: d.expires_at.toISOString(), token_kind: d.type, name: d.name, owner_id: d.owner_id },
+          });
+          total += 1;
+        }
+        if (due.length < 500) break;
+      }
       return total;
     },
     /**
@@ -508,5 +630,7 @@ export type TokenService = ReturnType<typeof createTokenService>;
 
 /** Advisory lock key of the idle-revocation job (unique among jobs). */
 export const IDLE_REVOCATION_LOCK_KEY = 0x74_6b_69_64; // "tkid"
+/** Advisory lock key of the expiry-warning job. */
+export const EXPIRY_WARNING_LOCK_KEY = 0x74_6b_77_6e; // "tkwn"
 /** Advisory lock key of the expiry-recording job. */
 export const EXPIRY_RECORDING_LOCK_KEY = 0x74_6b_65_78; // "tkex"

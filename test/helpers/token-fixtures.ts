@@ -122,7 +122,7 @@ export async function createOrganization(db: Database): Promise<string> {
 }
 
 /** A PAT for the Management API issued directly (what a user would get through self-service). */
-export async function managementPat(tessera: Tessera, organizationId: string, userId: string, scopes: string[]): Promise<string> {
+export async function managementPat(tessera: Tessera, organizationId: string, userId: string, scopes: string[], expiresInDays = 30): Promise<string> {
   const issued = await tessera.referenceTokenIssuer.issue({
     organizationId,
     type: 'pat',
@@ -130,7 +130,7 @@ export async function managementPat(tessera: Tessera, organizationId: string, us
     userId,
     scopes,
     resources: [MANAGEMENT_AUDIENCE],
-    expiresInSeconds: 30 * 86400,
+    expiresInSeconds: expiresInDays * 86400,
     createdBy: 'test',
   });
   return issued.token;

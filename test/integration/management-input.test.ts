@@ -130,8 +130,8 @@ const backend = backendsByName[postgresRedisSkipReason ? 'pglite+memory' : 'post
     });
 
     it('answers duplicates with 409 naming the field, and writes nothing half', async () => {
-      // Every new organization brings its built-in tessera-cli client; count the others.
-      const count = async () => (await server.tessera.db.query<{ n: number }>("SELECT count(*)::int AS n FROM clients WHERE kind <> 'cli'")).rows[0]!.n;
+      // Every new organization brings its built-in tessera-cli and console clients; count the others.
+      const count = async () => (await server.tessera.db.query<{ n: number }>("SELECT count(*)::int AS n FROM clients WHERE kind NOT IN ('cli', 'console')")).rows[0]!.n;
       const before = await count();
       const dupRs = await api(server, org.managementToken, 'POST', '/resource-servers', { identifier: rs.identifier, scopes: ['a'] });
       expect(dupRs.status).toBe(409);

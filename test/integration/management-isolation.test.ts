@@ -27,6 +27,7 @@ interface Tenant {
   client: any;
   iat: any;
   sat: any;
+  webhook: any;
 }
 
 describe(`tenant isolation matrix on ${backend}`, () => {
@@ -43,7 +44,8 @@ describe(`tenant isolation matrix on ${backend}`, () => {
     const client = await createClient(server, token, { scopes: ['things:read'], resources: [rs.identifier], service_account_id: account.id });
     const iat = await expectApi(server, token, 'POST', '/initial-access-tokens', { resources: [rs.identifier] }, 201);
     const sat = await expectApi(server, token, 'POST', '/tokens', { type: 'sat', service_account_id: account.id, name: uniqueName('sat'), scopes: ['things:read'], resources: [rs.identifier], expires_in: 86400 }, 201);
-    return { org, user, account, rs, client, iat, sat };
+    const webhook = await expectApi(server, token, 'POST', '/webhooks', { url: 'https://hooks.example.com/tessera', events: ['token.revoked'] }, 201);
+    return { org, user, account, rs, client, iat, sat, webhook };
   }
 
   /** A snapshot of B as B sees it. */
@@ -57,6 +59,7 @@ describe(`tenant isolation matrix on ${backend}`, () => {
       organization: await expectApi(server, token, 'GET', '/organization', undefined, 200),
       iats: await expectApi(server, token, 'GET', '/initial-access-tokens', undefined, 200),
       sat: await expectApi(server, token, 'GET', `/tokens/${t.sat.id}`, undefined, 200),
+      webhook: await expectApi(server, token, 'GET', `/webhooks/${t.webhook.id}`, undefined, 200),
     };
   }
 
@@ -77,6 +80,7 @@ describe(`tenant isolation matrix on ${backend}`, () => {
     '/clients': t.client.client_id,
     '/initial-access-tokens': t.iat.id,
     '/tokens': t.sat.id,
+    '/webhooks': t.webhook.id,
   });
 
   /** A body the route accepts, so that validation cannot answer before the ownership check. */
@@ -88,6 +92,8 @@ describe(`tenant isolation matrix on ${backend}`, () => {
     'POST /resource-servers/{id}/credentials': {},
     'PATCH /clients/{id}': { name: 'Renamed by A' },
     'POST /clients/{id}/secret': {},
+    'PATCH /webhooks/{id}': { url: 'https://attacker.example.com/hook' },
+    'POST /webhooks/{id}/secret': {},
   };
 
   it('answers every id route with 404 for the other organization\'s objects, as for ids that never existed', async () => {

@@ -192,6 +192,8 @@ function lifecycleSuite(backend: Backend) {
       });
 
       it('applies the organization policy: allowed PAT scopes and maximum lifetime', async () => {
+        // A week-long PAT of the member's: a 30-day one is itself stopped by a 7-day cap (the cap holds at use too).
+        const memberPat = await managementPat(running.tessera, orgId, member.id, ['tokens:read', 'tokens:write'], 7);
         const patch = await api('PATCH', '/organization', ownerToken, { policy: { allowed_pat_scopes: ['orders:read'], max_pat_lifetime_days: 7 } });
         expect(patch.status).toBe(200);
         try {
@@ -258,7 +260,10 @@ function lifecycleSuite(backend: Backend) {
           token_id: sat.id,
           org_id: orgId,
           owner_name: account.name,
+          expires_in: expect.any(Number),
         });
+        // The remaining lifetime: what `exp` says, counted from now.
+        expect(Math.abs(res.body.exp - Math.floor(clock.now() / 1000) - res.body.expires_in)).toBeLessThanOrEqual(1);
         expect((await introspect(secrets, sat.token)).body).toEqual({ active: false });
         expect((await introspect(foreign, sat.token)).body).toEqual({ active: false });
       });
@@ -449,6 +454,7 @@ function lifecycleSuite(backend: Backend) {
       });
 
       it('token pairs: renewal is capped by the maximum lifetime counted from the original issue, unless the policy allows sliding renewal', async () => {
+        const memberPat = await managementPat(running.tessera, orgId, member.id, ['tokens:read', 'tokens:write'], 7);
         await api('PATCH', '/organization', ownerToken, { policy: { max_pat_lifetime_days: 12 } });
         try {
           const fixed = await issue(memberPat, { type: 'pat', scopes: ['orders:read'], resources: [orders.identifier], expires_in: 10 * 86400, pair: true });

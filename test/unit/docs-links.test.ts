@@ -67,6 +67,8 @@ describe('project docs', () => {
     const design = readFileSync(join(DOCS, 'design.md'), 'utf8');
     const source = /```\n(\\btsr_[^\n]+)\n```/.exec(design)?.[1];
     expect(source).toBeDefined();
+    // The README gives scanners the same expression.
+    expect(readFileSync(join(ROOT, 'README.md'), 'utf8')).toContain(`\n${source!}\n`);
     const scanner = new RegExp(source!, 'g');
     for (const kind of ['pat', 'sat', 'rk'] as const) {
       const token = generateToken(kind);

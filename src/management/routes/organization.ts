@@ -3,13 +3,14 @@ import { z } from 'zod';
 import type { OrganizationPolicy } from '../../domain/types.js';
 import { cliClientId } from '../../domain/cli-client.js';
 import { PLATFORM_SCOPE } from '../../domain/types.js';
-import type { AuditLog } from '../../audit/audit-event.js';
+import type { AuditActor, AuditLog } from '../../audit/audit-event.js';
 import { diff } from '../../audit/audit-event.js';
 import { provisionOrganization } from '../../domain/organization-provisioning.js';
 import type { ProvisioningDependencies } from '../../domain/organization-provisioning.js';
 import type { Organization } from '../../domain/types.js';
 import { ProblemError } from '../../http/middleware.js';
 import type { OrganizationRepository } from '../../storage/organization-repository.js';
+import type { RequestFacts } from '../../tokens/token-service.js';
 import { decodeCursor, page, pageQuery, pageSchema } from '../pagination.js';
 import { auditContext } from '../audit-context.js';
 import { route } from '../route.js';
@@ -28,6 +29,7 @@ export const policySchema = z
     client_secret_rotation_grace_seconds: z.number().int().min(0).max(30 * 86400),
     audit_retention_days: z.number().int().min(1).max(3650),
     secret_rotation_days: z.number().int().min(1).max(3650),
+    expiry_warning_days: z.array(z.number().positive().max(3650)).max(10),
     refresh_absolute_lifetime_seconds: z.number().int().min(60).max(365 * 86400),
     refresh_idle_lifetime_seconds: z.number().int().min(60).max(365 * 86400),
     refresh_token_issuance: z.enum(['offline_access', 'always']),
@@ -54,6 +56,8 @@ export interface OrganizationRouteDependencies extends ProvisioningDependencies 
   organizationRepository: OrganizationRepository;
   policyDefaults: OrganizationPolicy;
   audit: AuditLog;
+  /** The effective policy changed: the token service names the tokens a new lifetime cap blocks or frees. */
+  onLifetimePolicyChanged?(organizationId: string, before: OrganizationPolicy, after: OrganizationPolicy, actor: AuditActor, facts: RequestFacts): Promise<void>;
   /** Drops this node's cached policy of the organization, so a change applies here at once. */
   onPolicyChanged?: (organizationId: string) => void;
 }
@@ -101,6 +105,8 @@ export function organizationRoutes(deps: OrganizationRouteDependencies): Route[]
         const org = await deps.organizationRepository.update(principal.organizationId, { name: body.name, policy: body.policy });
         if (!before || !org) throw new ProblemError(404, 'Not Found', 'no such organization');
         deps.onPolicyChanged?.(org.id);
+        // Lifetime caps apply at every use: tokens the change blocks or lets work again are named in the trail.
+        await deps.onLifetimePolicyChanged?.(org.id, effectivePolicy(deps.policyDefaults, before), effectivePolicy(deps.policyDefaults, org), auditContext(ctx).actor, { requestId: ctx.requestId, ip: ctx.ip, userAgent: ctx.userAgent });
         deps.audit.record({
           ...auditContext(ctx),
           action: 'organization.updated',

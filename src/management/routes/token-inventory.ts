@@ -31,6 +31,7 @@ const itemSchema = z.object({
   use_count: z.number().nullable(),
   risk_score: z.number().int().min(0).max(100),
   risk_reasons: z.array(reasonSchema),
+  blocked_reason: z.string().nullable().describe('lifetime_exceeds_policy: live, but refused at every use because its lifetime is longer than the organization allows now'),
 });
 
 const query = z
@@ -74,7 +75,7 @@ export function tokenInventoryRoutes(deps: { inventory: TokenInventory; organiza
         if (after && !/^\d{1,3}$/.test(after.k)) throw new ProblemError(400, 'Bad Request', 'cursor: cursor is malformed or belongs to another listing', { errors: [{ field: 'cursor', message: 'invalid cursor' }] });
         // The same rule as GET /tokens (src/domain/authority.ts): administrators see every
         // credential of the organization, anyone else only their own.
-        const items = (await deps.inventory.list(principal.organizationId, { secretRotationDays: policy.secret_rotation_days }, filter)).filter((item) => seesCredentialOf(principal, item.owner));
+        const items = (await deps.inventory.list(principal.organizationId, policy, filter)).filter((item) => seesCredentialOf(principal, item.owner));
 
         if (wantsCsv) {
           // The whole filtered inventory, one row per credential.
