@@ -2,12 +2,12 @@ import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 
 import type { PageContext, PageHandler } from './page.js';
-import { fieldErrorsOf, pageErrorOf } from './page.js';
+import { fieldErrorsOf, listPage, pageErrorOf } from './page.js';
 import { issueToken, tokenActionRoutes } from './token-form.js';
 import type { TokenOptions, TokenRow } from './views/tokens.js';
 import { NewTokenPage, TokenSecretPage, tokenColumns } from './views/tokens.js';
 import type { FieldErrors } from './views/ui.js';
-import { Checkboxes, Csrf, ErrorSummary, Layout, SecretOnce, SelectField, Table, TextArea, TextField, Time } from './views/ui.js';
+import { Checkboxes, Csrf, ErrorSummary, Layout, Pager, SecretOnce, SelectField, Table, TextArea, TextField, Time } from './views/ui.js';
 
 /**
  * The administration pages: users, service accounts and their SATs, clients, APIs, initial
@@ -52,7 +52,7 @@ const ROLES = [
 export function adminPages(router: Router, signedIn: SignedIn): void {
   // ---------------------------------------------------------------- users
   async function usersPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: { username: string; password?: string }) {
-    const list = await page.expect('GET', '/users?limit=1000');
+    const list = await listPage(page, '/users');
     const values = form?.values ?? { role: 'member' };
     page.render(status, (
       <Layout title="Users" viewer={page.viewer}>
@@ -70,6 +70,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           { label: 'Status', cell: (u) => u.status },
           { label: 'Created', cell: (u) => <Time iso={u.created_at} locale={page.viewer.locale} /> },
         ]} />
+        <Pager path="/console/users" label="users" next={list.next} cursor={list.cursor} />
         <h2>Create a user</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/users" novalidate>
@@ -143,7 +144,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
 
   // ---------------------------------------------------------------- service accounts and SATs
   async function accountsPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
-    const list = await page.expect('GET', '/service-accounts?limit=1000');
+    const list = await listPage(page, '/service-accounts');
     page.render(status, (
       <Layout title="Service accounts" viewer={page.viewer}>
         <p>Service accounts are identities for automation: they own SATs and clients, and disabling one stops them all.</p>
@@ -153,6 +154,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           { label: 'Status', cell: (a) => a.status },
           { label: 'Created', cell: (a) => <Time iso={a.created_at} locale={page.viewer.locale} /> },
         ]} />
+        <Pager path="/console/service-accounts" label="service accounts" next={list.next} cursor={list.cursor} />
         <h2>Create a service account</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/service-accounts" novalidate>
@@ -175,7 +177,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
 
   router.get('/service-accounts/:id', signedIn(async (page) => {
     const account = await page.expect('GET', `/service-accounts/${enc(page.koa.params.id!)}`);
-    const sats = await page.expect('GET', `/tokens?kind=sat&owner=${enc(account.id)}&limit=1000`);
+    const sats = await listPage(page, '/tokens', { kind: 'sat', owner: account.id });
     const base = `/console/service-accounts/${enc(account.id)}`;
     const done = page.koa.query.done;
     page.render(200, (
@@ -191,6 +193,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           <ActionButton csrf={page.viewer.csrf} action={`${base}/status`} name="status" value={account.status === 'active' ? 'disabled' : 'active'} label={account.status === 'active' ? 'Disable service account' : 'Enable service account'} danger={account.status === 'active'} />
         </div>
         <Table caption={`Service access tokens of ${account.name}`} rows={sats.items as TokenRow[]} empty="This service account has no SATs." columns={tokenColumns(page.viewer, '/console/sats', false)} />
+        <Pager path={base} label={`the SATs of ${account.name}`} next={sats.next} cursor={sats.cursor} />
       </Layout>
     ));
   }));
@@ -223,7 +226,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
 
   // ---------------------------------------------------------------- APIs (resource servers)
   async function apisPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: { title: string; clientId: string; secret: string; grace?: string | null }) {
-    const list = await page.expect('GET', '/resource-servers?limit=1000');
+    const list = await listPage(page, '/resource-servers');
     const values = form?.values ?? { token_format: 'jwt', access_token_ttl: '600' };
     page.render(status, (
       <Layout title="APIs" viewer={page.viewer}>
@@ -242,6 +245,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           { label: 'Tokens', cell: (r) => `${r.token_format}, ${r.access_token_ttl} s${r.sensitive ? ', sensitive' : ''}` },
           { label: 'Introspection', cell: (r) => <><span class="mono">{r.introspection_client_id}</span><ActionButton csrf={page.viewer.csrf} action={`/console/apis/${enc(r.id)}/credentials`} label={`Rotate secret of ${r.name ?? r.identifier}`} /></> },
         ]} />
+        <Pager path="/console/apis" label="APIs" next={list.next} cursor={list.cursor} />
         <h2>Add an API</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/apis" novalidate>
@@ -285,7 +289,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
 
   // ---------------------------------------------------------------- clients
   async function clientsPage(page: PageContext, status = 200, form?: { values: Record<string, string | string[]>; errors: FieldErrors; formError?: string }, created?: { title: string; clientId: string; secret?: string; grace?: string | null }) {
-    const [list, accounts] = await Promise.all([page.expect('GET', '/clients?limit=1000'), page.call('GET', '/service-accounts?limit=1000')]);
+    const [list, accounts] = await Promise.all([listPage(page, '/clients'), page.call('GET', '/service-accounts?limit=1000')]);
     const values = form?.values ?? { type: 'confidential', grant_types: ['authorization_code', 'refresh_token'] };
     const v = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : '');
     page.render(status, (
@@ -310,6 +314,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
             cell: (c) => (c.built_in || c.token_endpoint_auth_method === 'none' || c.token_endpoint_auth_method === 'private_key_jwt' ? <span class="muted">—</span> : <ActionButton csrf={page.viewer.csrf} action={`/console/clients/${enc(c.client_id)}/secret`} label={`Rotate secret of ${c.name ?? c.client_id}`} />),
           },
         ]} />
+        <Pager path="/console/clients" label="clients" next={list.next} cursor={list.cursor} />
         <h2>Create a client</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/clients" novalidate>
@@ -354,7 +359,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
 
   // ---------------------------------------------------------------- initial access tokens
   async function iatsPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: string) {
-    const list = await page.expect('GET', '/initial-access-tokens?limit=1000');
+    const list = await listPage(page, '/initial-access-tokens');
     const values = form?.values ?? { days: '1' };
     page.render(status, (
       <Layout title="Initial access tokens" viewer={page.viewer}>
@@ -369,6 +374,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           { label: 'Uses', cell: (t) => String(t.use_count) },
           { label: 'Actions', cell: (t) => (t.revoked_at ? 'revoked' : <ActionButton csrf={page.viewer.csrf} action={`/console/initial-access-tokens/${enc(t.id)}/revoke`} label={`Revoke ${t.id}`} danger />) },
         ]} />
+        <Pager path="/console/initial-access-tokens" label="initial access tokens" next={list.next} cursor={list.cursor} />
         <h2>Issue an initial access token</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/initial-access-tokens" novalidate>

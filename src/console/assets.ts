@@ -56,6 +56,7 @@ table.cards th,table.cards td{text-align:left;vertical-align:top;padding:.45rem 
 .badge{display:inline-block;padding:0 .4rem;border-radius:.75rem;border:1px solid var(--border);font-size:.85rem}
 .risk-high{border-color:var(--danger);color:var(--danger)}
 ul.reasons{margin:0;padding-left:1.1rem}
+.pager{display:flex;gap:1.5rem;margin:.5rem 0 1rem}
 .filters{display:flex;flex-wrap:wrap;gap:0 1rem;align-items:end}
 .filters .field{flex:1 1 12rem}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}

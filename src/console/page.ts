@@ -54,3 +54,15 @@ export function pageErrorOf(answer: ApiAnswer): ConsolePageError {
   if (answer.status >= 500) return new ConsolePageError(503, 'Temporarily unavailable', 'Tessera could not answer just now. Try again in a moment.');
   return new ConsolePageError(answer.status, 'Request refused', detail);
 }
+
+/** Rows a listing page shows at a time; the API's cursor leads to the next ones. */
+export const PAGE_SIZE = 50;
+
+/** One page of a Management API listing at the page's `?cursor=`, with the cursor of the next. */
+export async function listPage(page: PageContext, path: string, params: Record<string, string> = {}): Promise<{ items: any[]; next: string | null; cursor: string }> {
+  const cursor = typeof page.koa.query.cursor === 'string' ? page.koa.query.cursor.slice(0, 512) : '';
+  const query = new URLSearchParams({ ...params, limit: String(PAGE_SIZE) });
+  if (cursor) query.set('cursor', cursor);
+  const body = await page.expect('GET', `${path}?${query}`);
+  return { items: body.items, next: body.next_cursor ?? null, cursor };
+}

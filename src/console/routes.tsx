@@ -15,7 +15,7 @@ import type { ConsoleSession, ConsoleSessions } from './session-store.js';
 import { adminPages } from './admin.js';
 import { insightPages } from './insight.js';
 import type { PageHandler } from './page.js';
-import { ConsolePageError, pageErrorOf } from './page.js';
+import { ConsolePageError, listPage, pageErrorOf } from './page.js';
 import { issueToken, tokenActionRoutes } from './token-form.js';
 import type { NavItem, Viewer } from './views/ui.js';
 import { Bare, ErrorPage, html } from './views/ui.js';
@@ -256,15 +256,16 @@ export function createConsoleRoutes(deps: ConsoleRouteDependencies): Middleware 
   // My tokens: the person's own PATs, with their risk from the token inventory.
   router.get('/tokens', signedIn(async (page) => {
     const me = encodeURIComponent(page.session.userId);
+    // A page of the person's PATs, and the risk of their live ones (the inventory reads only theirs).
     const [list, inventory] = await Promise.all([
-      page.expect('GET', `/tokens?kind=pat&owner=${me}&limit=200`),
+      listPage(page, '/tokens', { kind: 'pat', owner: page.session.userId }),
       page.expect('GET', `/token-inventory?kind=pat&owner=${me}&limit=1000`),
     ]);
     const risk = new Map<string, TokenRow['risk']>((inventory.items as { id: string; risk_score: number; risk_reasons: { detail: string }[] }[]).map((i) => [i.id, { score: i.risk_score, reasons: i.risk_reasons }]));
     const tokens = (list.items as TokenRow[]).map((t) => ({ ...t, risk: risk.get(t.id) }));
     const done = page.koa.query.done;
     const notice = done === 'revoked' ? 'The token was revoked.' : undefined;
-    page.render(200, <MyTokensPage viewer={page.viewer} tokens={tokens} notice={notice} />);
+    page.render(200, <MyTokensPage viewer={page.viewer} tokens={tokens} notice={notice} next={list.next} cursor={list.cursor} />);
   }));
 
   const emptyToken: NewTokenValues = { name: '', expiry: '30', expires_on: '', scopes: [] };

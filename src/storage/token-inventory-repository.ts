@@ -52,7 +52,15 @@ export interface InventoryRefreshToken {
 
 export function createTokenInventoryRepository(db: Database) {
   return {
-    async referenceTokens(organizationId: string, now: Date): Promise<InventoryReferenceToken[]> {
+    /**
+     * Live PATs and SATs; `only` narrows them in the statement (a kind, an owner), so a listing of
+     * one person's PATs reads those rows, not the organization's.
+     */
+    async referenceTokens(organizationId: string, now: Date, only: { type?: 'pat' | 'sat'; ownerId?: string } = {}): Promise<InventoryReferenceToken[]> {
+      const params: unknown[] = [organizationId, now];
+      let narrower = '';
+      if (only.type) narrower += ` AND t.type = $${params.push(only.type)}`;
+      if (only.ownerId !== undefined) narrower += ` AND (t.user_id = $${params.push(only.ownerId)} OR t.service_account_id = $${params.length})`;
       const { rows } = await db.query<InventoryReferenceToken>(
         `SELECT t.id, t.type, t.name,
                 CASE WHEN t.type = 'pat' THEN 'user' ELSE 'service_account' END AS owner_type,
@@ -63,8 +71,8 @@ export function createTokenInventoryRepository(db: Database) {
            FROM reference_tokens t
            LEFT JOIN users u ON u.id = t.user_id
            LEFT JOIN service_accounts sa ON sa.id = t.service_account_id
-          WHERE t.organization_id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2`,
-        [organizationId, now],
+          WHERE t.organization_id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2${narrower}`,
+        params,
       );
       return rows;
     },

@@ -6,11 +6,13 @@
  * PostgreSQL and Redis with the shipped configuration, as test/bench/run.ts starts it.
  *
  * - Tokens are seeded in bulk SQL the way the token service stores them (a SHA-256 of a secret
- *   nobody keeps), half PATs of the signed-in administrator, half SATs of one service account,
- *   created over the last 60 days and expiring over the next 120.
+ *   nobody keeps): half SATs of one service account, half PATs (a tenth of them, 500, of the
+ *   signed-in administrator, the rest spread over 20 users), created over the last 60 days and
+ *   expiring over the next 120.
  * - Audit events go through the audit writer itself (src/audit/audit-writer.ts), with a clock
  *   that spreads them over the last 30 days, so the hash chain is the writer's own and
- *   `tessera audit verify` passes on it.
+ *   `tessera audit verify` passes on it; they start the chain, so its order is its time order
+ *   as in a real trail.
  * - The administrator signs in to the console over HTTP as a browser would: authorization code
  *   + PKCE through Tessera's sign-in page, cookies kept in a jar.
  * - Every console page is then requested N times, one at a time, with the session cookie; each
@@ -41,6 +43,8 @@ const EVENTS = arg('events', 100_000);
 const REQUESTS = arg('requests', 40);
 const WARMUP = 3;
 const TARGET_P95_MS = 100;
+/** `--keep`: leave the schema in place (its name is printed) to look at the plans afterwards. */
+const KEEP = argv.includes('--keep');
 const JSON_OUT = argv.includes('--json') ? resolve(argv[argv.indexOf('--json') + 1]!) : undefined;
 const DAY = 86_400_000;
 const SCOPE = 'orders:read';
@@ -97,40 +101,18 @@ try {
   log(`Node ${process.version}, ${availableParallelism()} cores; bootstrapping a PostgreSQL + Redis installation`);
   const bootstrap = JSON.parse(await tesseraCli(env, ['bootstrap', '--json'])) as { organization_id: string; management_token: string; admin: { id?: string; username: string; password: string } };
   const org = bootstrap.organization_id;
-  server = await startTessera('Tessera, 1 worker', env, { workers: 1 });
-  const mt = bootstrap.management_token;
-
-  // A little of everything an organization has, through the Management API.
-  const api = await management(server, mt, 'POST', '/resource-servers', { identifier: 'https://orders.bench.test', name: 'Orders', scopes: [{ name: SCOPE, description: 'Read orders' }, 'orders:write'], token_format: 'jwt' });
-  const account = await management(server, mt, 'POST', '/service-accounts', { name: 'deploy-bot', description: 'Deploys' });
-  for (let i = 0; i < 20; i += 1) await management(server, mt, 'POST', '/users', { username: `user${i}`, role: i < 2 ? 'admin' : 'member', password: 'correct horse battery staple' });
-  const client = await management(server, mt, 'POST', '/clients', { name: 'Order sync', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic', scopes: [SCOPE], resources: [api.identifier], service_account_id: account.id });
-  await management(server, mt, 'POST', '/initial-access-tokens', { expires_in: 86400, scopes: [SCOPE], resources: [api.identifier] });
   const admin = (await pg.db.query<{ id: string }>('SELECT id FROM users WHERE organization_id = $1 AND username = $2', [org, bootstrap.admin.username])).rows[0]!;
+  /** The seeded tokens' ids, known up front so the seeded events can name them. */
+  const tokenIds = Array.from({ length: TOKENS }, () => newId('tok'));
 
-  // Tokens, in bulk: half PATs of the administrator, half SATs of the service account.
-  log(`seeding ${TOKENS.toLocaleString('en-US')} PATs and SATs`);
-  const now = Date.now();
-  for (let done = 0; done < TOKENS; done += 5000) {
-    const n = Math.min(5000, TOKENS - done);
-    const ids = Array.from({ length: n }, () => newId('tok'));
-    const index = Array.from({ length: n }, (_, k) => done + k);
-    await pg.db.query(
-      `INSERT INTO reference_tokens (id, organization_id, type, name, user_id, service_account_id, scopes, resources, secret_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds, last_used_at, use_count)
-       SELECT k.id, $1, CASE WHEN k.i % 2 = 0 THEN 'pat' ELSE 'sat' END, 'seed ' || k.i,
-              CASE WHEN k.i % 2 = 0 THEN $2 END, CASE WHEN k.i % 2 = 1 THEN $3 END,
-              $4::jsonb, $5::jsonb, k.hash, 'bench', c.at, c.at, c.at + interval '120 days' + (k.i % 60) * interval '1 day', 10368000,
-              CASE WHEN k.i % 3 = 0 THEN NULL ELSE c.at + interval '1 day' END, k.i % 50
-         FROM unnest($6::text[], $7::bytea[], $8::int[]) AS k(id, hash, i),
-              LATERAL (SELECT to_timestamp($9::double precision / 1000) - (k.i % 60) * interval '1 day' - interval '60 days' AS at) c`,
-      [org, admin.id, account.id, JSON.stringify([SCOPE]), JSON.stringify([api.identifier]), ids, ids.map(() => hashToken(generateToken('pat'))), index, now],
-    );
-  }
-
+  // A trail whose order is its time order, as the writer makes it: the seeded events come first
+  // in the chain (the few bootstrap wrote are set aside), then whatever the running server adds.
+  await pg.db.query('DELETE FROM audit_events WHERE organization_id = $1', [org]);
+  await pg.db.query('DELETE FROM audit_chain_heads WHERE organization_id = $1', [org]);
   // Audit events through the writer, spread evenly over the last 30 days, oldest first.
   log(`writing ${EVENTS.toLocaleString('en-US')} audit events through the audit writer`);
-  let at = now - 30 * DAY;
-  const step = (30 * DAY) / EVENTS;
+  let at = Date.now() - 30 * DAY;
+  const step = (30 * DAY - 60_000) / EVENTS;
   const writer = createAuditWriter({ db: pg.db, repository: createAuditRepository(pg.db), clock: { now: () => at }, logger: createLogger({ level: 'warn' }), batchSize: 5000, maxQueue: EVENTS + 10_000, intervalMs: 60_000 });
   const actions = ['token.issued', 'token.issued', 'token.issued', 'login.succeeded', 'token.revoked', 'token.rotated', 'client.updated', 'login.failed'];
   for (let i = 0; i < EVENTS; i += 1) {
@@ -139,9 +121,9 @@ try {
     const user = action.startsWith('login.') || i % 2 === 0;
     writer.record({
       organizationId: org,
-      actor: user ? { type: 'user', id: admin.id, name: bootstrap.admin.username } : { type: 'client', id: client.client_id },
+      actor: user ? { type: 'user', id: admin.id, name: bootstrap.admin.username } : { type: 'client', id: `tessera-cli.${org}` },
       action,
-      target: action === 'client.updated' ? { type: 'client', id: client.client_id } : action.startsWith('login.') ? { type: 'user', id: admin.id } : { type: 'reference_token', id: `tok_seed${i % 1000}` },
+      target: action === 'client.updated' ? { type: 'client', id: `tessera-cli.${org}` } : action.startsWith('login.') ? { type: 'user', id: admin.id } : { type: 'reference_token', id: tokenIds[i % TOKENS]! },
       outcome: action === 'login.failed' ? 'failure' : 'success',
       ip: '127.0.0.1',
       details: action === 'token.issued' ? { grant_type: 'client_credentials', scopes: [SCOPE] } : action === 'token.revoked' ? { reason: 'revoked_by_api' } : {},
@@ -149,6 +131,37 @@ try {
     if (writer.pending() >= 20_000) await writer.flush();
   }
   await writer.close();
+
+  server = await startTessera('Tessera, 1 worker', env, { workers: 1 });
+  const mt = bootstrap.management_token;
+
+  // A little of everything an organization has, through the Management API.
+  const api = await management(server, mt, 'POST', '/resource-servers', { identifier: 'https://orders.bench.test', name: 'Orders', scopes: [{ name: SCOPE, description: 'Read orders' }, 'orders:write'], token_format: 'jwt' });
+  const account = await management(server, mt, 'POST', '/service-accounts', { name: 'deploy-bot', description: 'Deploys' });
+  const users: string[] = [];
+  for (let i = 0; i < 20; i += 1) users.push((await management(server, mt, 'POST', '/users', { username: `user${i}`, role: i < 2 ? 'admin' : 'member', password: 'correct horse battery staple' })).id);
+  const client = await management(server, mt, 'POST', '/clients', { name: 'Order sync', grant_types: ['client_credentials'], token_endpoint_auth_method: 'client_secret_basic', scopes: [SCOPE], resources: [api.identifier], service_account_id: account.id });
+  await management(server, mt, 'POST', '/initial-access-tokens', { expires_in: 86400, scopes: [SCOPE], resources: [api.identifier] });
+
+  // Tokens, in bulk: half PATs of the administrator, half SATs of the service account.
+  log(`seeding ${TOKENS.toLocaleString('en-US')} PATs and SATs`);
+  const now = Date.now();
+  for (let done = 0; done < TOKENS; done += 5000) {
+    const n = Math.min(5000, TOKENS - done);
+    const ids = tokenIds.slice(done, done + n);
+    const index = Array.from({ length: n }, (_, k) => done + k);
+    await pg.db.query(
+      `INSERT INTO reference_tokens (id, organization_id, type, name, user_id, service_account_id, scopes, resources, secret_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds, last_used_at, use_count)
+       SELECT k.id, $1, CASE WHEN k.i % 2 = 0 THEN 'pat' ELSE 'sat' END, 'seed ' || k.i,
+              CASE WHEN k.i % 20 = 0 THEN $2 WHEN k.i % 2 = 0 THEN ($10::text[])[1 + (k.i / 2) % 20] END, CASE WHEN k.i % 2 = 1 THEN $3 END,
+              $4::jsonb, $5::jsonb, k.hash, 'bench', c.at, c.at, c.at + interval '120 days' + (k.i % 60) * interval '1 day', 10368000,
+              CASE WHEN k.i % 3 = 0 THEN NULL ELSE c.at + interval '1 day' END, k.i % 50
+         FROM unnest($6::text[], $7::bytea[], $8::int[]) AS k(id, hash, i),
+              LATERAL (SELECT to_timestamp($9::double precision / 1000) - (k.i % 60) * interval '1 day' - interval '60 days' AS at) c`,
+      [org, admin.id, account.id, JSON.stringify([SCOPE]), JSON.stringify([api.identifier]), ids, ids.map(() => hashToken(generateToken('pat'))), index, now, users],
+    );
+  }
+
   await pg.db.query('VACUUM (ANALYZE) reference_tokens');
   await pg.db.query('VACUUM (ANALYZE) audit_events');
   const verify = await tesseraCli(env, ['audit', 'verify', '--organization', org]);
@@ -213,6 +226,7 @@ try {
   }
 } finally {
   await server?.stop();
-  await Promise.all([pg.close(), redis.close()]);
+  if (KEEP) log(`schema kept: ${pg.schema}`);
+  await Promise.all([KEEP ? pg.db.close() : pg.close(), redis.close()]);
   rmSync(dataDir, { recursive: true, force: true });
 }

@@ -1,5 +1,5 @@
 import type { FieldErrors, Viewer } from './ui.js';
-import { Checkboxes, Csrf, ErrorSummary, Layout, SecretOnce, SelectField, Table, TextField, Time } from './ui.js';
+import { Checkboxes, Csrf, ErrorSummary, Layout, Pager, SecretOnce, SelectField, Table, TextField, Time } from './ui.js';
 
 /** A PAT or SAT as GET /api/v1/tokens lists it, with its inventory risk when it is live. */
 export interface TokenRow {
@@ -60,7 +60,7 @@ export function tokenColumns(viewer: Viewer, base: string, showOwner: boolean) {
   return columns;
 }
 
-export function MyTokensPage(props: { viewer: Viewer; tokens: TokenRow[]; notice?: string }) {
+export function MyTokensPage(props: { viewer: Viewer; tokens: TokenRow[]; notice?: string; next: string | null; cursor: string }) {
   const { viewer } = props;
   return (
     <Layout title="My tokens" viewer={viewer}>
@@ -68,6 +68,7 @@ export function MyTokensPage(props: { viewer: Viewer; tokens: TokenRow[]; notice
       <p>Personal access tokens (PATs) act as you, for scripts and tools. Each has an expiry, and you can rotate or revoke it at any time.</p>
       <p><a class="button primary" href="/console/tokens/new">Create a token</a></p>
       <Table caption="Your personal access tokens" rows={props.tokens} empty="You have no personal access tokens yet." columns={tokenColumns(viewer, '/console/tokens', false)} />
+      <Pager path="/console/tokens" label="your tokens" next={props.next} cursor={props.cursor} />
     </Layout>
   );
 }

@@ -214,6 +214,26 @@ export function Table<T>(props: { caption: string; rows: T[]; empty: string; col
   );
 }
 
+/**
+ * Links to the next page of a listing (cursor pagination) and back to its first; `query` keeps
+ * the page's filters. `label` names the listing, so two pagers never share a landmark name.
+ */
+export function Pager(props: { path: string; label: string; next: string | null; cursor?: string; query?: URLSearchParams }) {
+  if (!props.next && !props.cursor) return null;
+  const at = (cursor?: string) => {
+    const query = new URLSearchParams(props.query);
+    query.delete('cursor');
+    if (cursor) query.set('cursor', cursor);
+    return query.size ? `${props.path}?${query}` : props.path;
+  };
+  return (
+    <nav class="pager" aria-label={`Pages of ${props.label}`}>
+      {props.cursor && <a href={at()}>First page</a>}
+      {props.next && <a href={at(props.next)} rel="next">Next page</a>}
+    </nav>
+  );
+}
+
 /** A secret shown this once, with a copy button (the script) and the warning that goes with it. */
 export function SecretOnce(props: { label: string; value: string; id: string }) {
   return (

@@ -1,0 +1,31 @@
+-- Up Migration
+-- What the web console's pages read (docs/console.md, "Pages"; page times in
+-- docs/performance.md, "Console pages"), kept fast at 10,000 tokens and 100,000 audit events:
+--
+-- * One owner's tokens in creation order (My tokens, a service account's SATs): the owner's
+--   column followed by the listing's sort key, so a page is an index range, not a filtered
+--   walk over the organization's tokens. They replace the owner-only indexes, whose leading
+--   column they keep.
+-- * Live tokens by expiry (the expiring-per-week chart).
+-- * PAT and SAT uses per day (the uses-per-day chart): the batched usage write adds each
+--   batch's counts to its day, so the chart reads at most one row a day.
+CREATE INDEX reference_tokens_user_list_idx ON reference_tokens (user_id, created_at, id) WHERE user_id IS NOT NULL;
+CREATE INDEX reference_tokens_service_account_list_idx ON reference_tokens (service_account_id, created_at, id) WHERE service_account_id IS NOT NULL;
+DROP INDEX reference_tokens_user_idx;
+DROP INDEX reference_tokens_service_account_idx;
+CREATE INDEX reference_tokens_live_expiry_idx ON reference_tokens (organization_id, expires_at) WHERE revoked_at IS NULL;
+
+CREATE TABLE reference_token_usage_daily (
+  organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
+  day             date NOT NULL,
+  uses            bigint NOT NULL,
+  PRIMARY KEY (organization_id, day)
+);
+
+-- Down Migration
+DROP TABLE reference_token_usage_daily;
+DROP INDEX reference_tokens_live_expiry_idx;
+CREATE INDEX reference_tokens_service_account_idx ON reference_tokens (service_account_id) WHERE service_account_id IS NOT NULL;
+CREATE INDEX reference_tokens_user_idx ON reference_tokens (user_id) WHERE user_id IS NOT NULL;
+DROP INDEX reference_tokens_service_account_list_idx;
+DROP INDEX reference_tokens_user_list_idx;
