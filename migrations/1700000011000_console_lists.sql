@@ -9,6 +9,10 @@
 -- * Live tokens by expiry (the expiring-per-week chart).
 -- * PAT and SAT uses per day (the uses-per-day chart): the batched usage write adds each
 --   batch's counts to its day, so the chart reads at most one row a day.
+-- * Audit events per organization, day and action (the issued-per-day chart): the audit
+--   writer's append adds each batch's counts in the same statement, so the chart reads one row
+--   a day however busy the trail; filled here from the rows already written. Retention removes
+--   rows, not these counts: they say what happened that day.
 CREATE INDEX reference_tokens_user_list_idx ON reference_tokens (user_id, created_at, id) WHERE user_id IS NOT NULL;
 CREATE INDEX reference_tokens_service_account_list_idx ON reference_tokens (service_account_id, created_at, id) WHERE service_account_id IS NOT NULL;
 DROP INDEX reference_tokens_user_idx;
@@ -22,7 +26,20 @@ CREATE TABLE reference_token_usage_daily (
   PRIMARY KEY (organization_id, day)
 );
 
+CREATE TABLE audit_daily_counts (
+  organization_id text NOT NULL,
+  day             date NOT NULL,
+  action          text NOT NULL,
+  events          bigint NOT NULL,
+  PRIMARY KEY (organization_id, action, day)
+);
+INSERT INTO audit_daily_counts (organization_id, day, action, events)
+SELECT organization_id, (occurred_at AT TIME ZONE 'UTC')::date, action, count(*)
+  FROM audit_events
+ GROUP BY 1, 2, 3;
+
 -- Down Migration
+DROP TABLE audit_daily_counts;
 DROP TABLE reference_token_usage_daily;
 DROP INDEX reference_tokens_live_expiry_idx;
 CREATE INDEX reference_tokens_service_account_idx ON reference_tokens (service_account_id) WHERE service_account_id IS NOT NULL;

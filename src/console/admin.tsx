@@ -2,12 +2,13 @@ import type Router from '@koa/router';
 import type { Middleware } from 'koa';
 
 import type { PageContext, PageHandler } from './page.js';
+import type { ShownOnce } from './session-store.js';
 import { fieldErrorsOf, listPage, pageErrorOf } from './page.js';
-import { issueToken, tokenActionRoutes } from './token-form.js';
+import { issueToken, tokenActionRoutes, tokenShown } from './token-form.js';
 import type { TokenOptions, TokenRow } from './views/tokens.js';
-import { NewTokenPage, TokenSecretPage, tokenColumns } from './views/tokens.js';
+import { NewTokenPage, tokenColumns } from './views/tokens.js';
 import type { FieldErrors } from './views/ui.js';
-import { Checkboxes, Csrf, ErrorSummary, Layout, Pager, SecretOnce, SelectField, Table, TextArea, TextField, Time } from './views/ui.js';
+import { Checkboxes, Csrf, ErrorSummary, Layout, Pager, SelectField, Table, TextArea, TextField, Time } from './views/ui.js';
 
 /**
  * The administration pages: users, service accounts and their SATs, clients, APIs, initial
@@ -49,20 +50,34 @@ const ROLES = [
   { value: 'owner', label: 'Owner: everything' },
 ];
 
+/** New introspection credentials of an API as their page shows them once. */
+const introspectionShown = (notice: string, clientId: string, secret: string, grace?: string | null): ShownOnce => ({
+  title: 'Introspection credentials',
+  notice,
+  facts: [{ label: 'Introspection client id', value: clientId }],
+  secrets: [{ label: 'Introspection client secret', value: secret }],
+  grace,
+  back: '/console/apis',
+});
+
+/** A new client, or its new secret, as the page shows it once (a public client has none). */
+const clientShown = (notice: string, clientId: string, secret: string | undefined, grace?: string | null): ShownOnce => ({
+  title: 'Client credentials',
+  notice,
+  facts: [{ label: 'Client id', value: clientId }],
+  secrets: secret ? [{ label: 'Client secret', value: secret }] : [],
+  grace,
+  back: '/console/clients',
+});
+
 export function adminPages(router: Router, signedIn: SignedIn): void {
   // ---------------------------------------------------------------- users
-  async function usersPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: { username: string; password?: string }) {
+  async function usersPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
     const list = await listPage(page, '/users');
     const values = form?.values ?? { role: 'member' };
     page.render(status, (
       <Layout title="Users" viewer={page.viewer}>
-        <Notice text={page.koa.query.done === 'changed' ? 'The user was changed.' : undefined} />
-        {created && (
-          <>
-            <p class="notice" role="status">{`User ${created.username} was created.`}</p>
-            {created.password && <SecretOnce label={`Password of ${created.username}`} value={created.password} id="secret" />}
-          </>
-        )}
+        <Notice text={page.koa.query.done === 'changed' ? 'The user was changed.' : page.koa.query.done === 'created' ? 'The user was created.' : undefined} />
         <Table caption="Users of the organization" rows={list.items as any[]} empty="No users." columns={[
           { label: 'Username', cell: (u) => <a href={`/console/users/${enc(u.id)}`}>{u.username}</a> },
           { label: 'Name', cell: (u) => u.name ?? '' },
@@ -92,7 +107,8 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
     const password = f.get('password') ?? '';
     const result = await submit(page, 'POST', '/users', { username: values.username, role: values.role, ...(values.name ? { name: values.name } : {}), ...(values.email ? { email: values.email } : {}), ...(password ? { password } : {}) });
     if (!result.ok) return usersPage(page, result.status, { values, errors: result.errors, formError: result.formError });
-    await usersPage(page, 201, undefined, { username: result.body.username, password: result.body.password });
+    if (!result.body.password) return page.redirect('/console/users?done=created');
+    await page.showOnce({ title: `New user ${result.body.username}`, notice: `User ${result.body.username} was created.`, secrets: [{ label: `Password of ${result.body.username}`, value: result.body.password }], back: '/console/users' });
   }));
 
   async function userPage(page: PageContext, status = 200, errors: FieldErrors = {}, formError?: string) {
@@ -213,7 +229,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   router.post('/service-accounts/:id/tokens', signedIn(async (page) => {
     const account = await page.expect('GET', `/service-accounts/${enc(page.koa.params.id!)}`);
     const result = await issueToken(page, await page.form(), { type: 'sat', serviceAccountId: account.id });
-    if (result.ok) return page.render(201, <TokenSecretPage viewer={page.viewer} title={`New SAT for ${account.name}`} token={result.body} back={`/console/service-accounts/${enc(account.id)}`} />);
+    if (result.ok) return page.showOnce(tokenShown(`New SAT for ${account.name}`, result.body, `/console/service-accounts/${enc(account.id)}`));
     await newSat(page, account, result.options, result.values, result.errors, result.formError, result.status);
   }));
   tokenActionRoutes(router, signedIn, '/sats', 'sat', (token) => `/console/service-accounts/${enc(token.owner.id)}`);
@@ -225,19 +241,11 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   }));
 
   // ---------------------------------------------------------------- APIs (resource servers)
-  async function apisPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: { title: string; clientId: string; secret: string; grace?: string | null }) {
+  async function apisPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
     const list = await listPage(page, '/resource-servers');
     const values = form?.values ?? { token_format: 'jwt', access_token_ttl: '600' };
     page.render(status, (
       <Layout title="APIs" viewer={page.viewer}>
-        {created && (
-          <>
-            <p class="notice" role="status">{created.title}</p>
-            <p>Introspection client id: <code>{created.clientId}</code></p>
-            <SecretOnce label="Introspection client secret" value={created.secret} id="secret" />
-            {created.grace && <p>The previous secret keeps working until <Time iso={created.grace} locale={page.viewer.locale} />.</p>}
-          </>
-        )}
         <Table caption="APIs (resource servers)" rows={list.items as any[]} empty="No APIs yet." columns={[
           { label: 'Name', cell: (r) => r.name ?? r.identifier },
           { label: 'Identifier', cell: (r) => <span class="mono">{r.identifier}</span> },
@@ -280,28 +288,20 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
       sensitive: values.sensitive === 'yes',
     });
     if (!result.ok) return apisPage(page, result.status, { values, errors: result.errors, formError: result.formError });
-    await apisPage(page, 201, undefined, { title: `The API ${result.body.name ?? result.body.identifier} was added.`, clientId: result.body.introspection_client_id, secret: result.body.introspection_client_secret });
+    await page.showOnce(introspectionShown(`The API ${result.body.name ?? result.body.identifier} was added.`, result.body.introspection_client_id, result.body.introspection_client_secret));
   }));
   router.post('/apis/:id/credentials', signedIn(async (page) => {
     const rotated = await page.expect('POST', `/resource-servers/${enc(page.koa.params.id!)}/credentials`, {});
-    await apisPage(page, 200, undefined, { title: 'New introspection credentials.', clientId: rotated.introspection_client_id ?? rotated.client_id, secret: rotated.introspection_client_secret, grace: rotated.introspection_previous_secret_expires_at ?? rotated.previous_secret_expires_at });
+    await page.showOnce(introspectionShown('New introspection credentials.', rotated.introspection_client_id ?? rotated.client_id, rotated.introspection_client_secret, rotated.introspection_previous_secret_expires_at ?? rotated.previous_secret_expires_at));
   }));
 
   // ---------------------------------------------------------------- clients
-  async function clientsPage(page: PageContext, status = 200, form?: { values: Record<string, string | string[]>; errors: FieldErrors; formError?: string }, created?: { title: string; clientId: string; secret?: string; grace?: string | null }) {
+  async function clientsPage(page: PageContext, status = 200, form?: { values: Record<string, string | string[]>; errors: FieldErrors; formError?: string }) {
     const [list, accounts] = await Promise.all([listPage(page, '/clients'), page.call('GET', '/service-accounts?limit=1000')]);
     const values = form?.values ?? { type: 'confidential', grant_types: ['authorization_code', 'refresh_token'] };
     const v = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : '');
     page.render(status, (
       <Layout title="Clients" viewer={page.viewer}>
-        {created && (
-          <>
-            <p class="notice" role="status">{created.title}</p>
-            <p>Client id: <code>{created.clientId}</code></p>
-            {created.secret && <SecretOnce label="Client secret" value={created.secret} id="secret" />}
-            {created.grace && <p>The previous secret keeps working until <Time iso={created.grace} locale={page.viewer.locale} />.</p>}
-          </>
-        )}
         <Table caption="Clients" rows={list.items as any[]} empty="No clients." columns={[
           { label: 'Name', cell: (c) => <>{c.name ?? c.client_id}{c.built_in ? ' (built in)' : ''}</> },
           { label: 'Client id', cell: (c) => <span class="mono">{c.client_id}</span> },
@@ -350,22 +350,21 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
       ...(values.service_account_id ? { service_account_id: values.service_account_id } : {}),
     });
     if (!result.ok) return clientsPage(page, result.status, { values, errors: result.errors, formError: result.formError });
-    await clientsPage(page, 201, undefined, { title: `The client ${result.body.name} was created.`, clientId: result.body.client_id, secret: result.body.client_secret });
+    await page.showOnce(clientShown(`The client ${result.body.name} was created.`, result.body.client_id, result.body.client_secret));
   }));
   router.post('/clients/:id/secret', signedIn(async (page) => {
     const rotated = await page.expect('POST', `/clients/${enc(page.koa.params.id!)}/secret`, {});
-    await clientsPage(page, 200, undefined, { title: 'A new client secret was made.', clientId: rotated.client_id, secret: rotated.client_secret, grace: rotated.previous_secret_expires_at });
+    await page.showOnce(clientShown('A new client secret was made.', rotated.client_id, rotated.client_secret, rotated.previous_secret_expires_at));
   }));
 
   // ---------------------------------------------------------------- initial access tokens
-  async function iatsPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: string) {
+  async function iatsPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
     const list = await listPage(page, '/initial-access-tokens');
     const values = form?.values ?? { days: '1' };
     page.render(status, (
       <Layout title="Initial access tokens" viewer={page.viewer}>
         <p>An initial access token lets an application register itself (RFC 7591) with at most its scopes and APIs.</p>
         <Notice text={page.koa.query.done === 'revoked' ? 'The initial access token was revoked.' : undefined} />
-        {created && <SecretOnce label="Initial access token" value={created} id="secret" />}
         <Table caption="Initial access tokens" rows={list.items as any[]} empty="No initial access tokens." columns={[
           { label: 'Id', cell: (t) => <span class="mono">{t.id}</span> },
           { label: 'Scopes', cell: (t) => <span class="mono">{(t.scopes as string[]).join(' ')}</span> },
@@ -393,7 +392,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
     const values = { days: f.get('days') ?? '1', scopes: f.get('scopes') ?? '', resources: f.get('resources') ?? '' };
     const result = await submit(page, 'POST', '/initial-access-tokens', { expires_in: Number(values.days) * 86400, scopes: words(values.scopes), resources: words(values.resources) });
     if (!result.ok) return iatsPage(page, result.status, { values, errors: result.errors, formError: result.formError });
-    await iatsPage(page, 201, undefined, result.body.token);
+    await page.showOnce({ title: 'New initial access token', secrets: [{ label: 'Initial access token', value: result.body.token }], expiresAt: result.body.expires_at, back: '/console/initial-access-tokens' });
   }));
   router.post('/initial-access-tokens/:id/revoke', signedIn(async (page) => {
     await page.expect('DELETE', `/initial-access-tokens/${enc(page.koa.params.id!)}`);

@@ -5,6 +5,7 @@ import { describeEvent } from './audit-words.js';
 import type { AuditEventView, NameBook } from './audit-words.js';
 import type { PageContext, PageHandler } from './page.js';
 import { PAGE_SIZE, fieldErrorsOf, pageErrorOf } from './page.js';
+import { BarChart } from './views/chart.js';
 import { RiskCell } from './views/tokens.js';
 import type { FieldErrors } from './views/ui.js';
 import { ErrorSummary, Layout, Pager, SelectField, Table, TextField, Time } from './views/ui.js';
@@ -55,7 +56,37 @@ async function nameBook(page: PageContext, events: AuditEventView[]): Promise<Na
   return names;
 }
 
+/** A day or instant as the viewer's language writes it, in UTC (the counts are per UTC day). */
+function dayLabels(locale: string) {
+  const make = (options: Intl.DateTimeFormatOptions) => {
+    try {
+      return new Intl.DateTimeFormat(locale, { ...options, timeZone: 'UTC' });
+    } catch {
+      return new Intl.DateTimeFormat('en', { ...options, timeZone: 'UTC' });
+    }
+  };
+  const long = make({ day: 'numeric', month: 'short', year: 'numeric' });
+  const short = make({ day: 'numeric', month: 'short' });
+  return { long: (iso: string) => long.format(new Date(iso)), short: (iso: string) => short.format(new Date(iso)) };
+}
+
 export function insightPages(router: Router, signedIn: SignedIn): void {
+  // Activity: issuance, use and expiry as charts, from GET /token-activity (audit:read).
+  router.get('/activity', signedIn(async (page) => {
+    const activity = (await page.expect('GET', '/token-activity?days=30&weeks=12')) as { days: { day: string; issued: number; uses: number }[]; weeks: { from: string; to: string; expiring: number }[] };
+    const label = dayLabels(page.viewer.locale);
+    const perDay = (key: 'issued' | 'uses') => activity.days.map((d) => ({ label: label.long(d.day), short: label.short(d.day), value: d[key] }));
+    page.render(200, (
+      <Layout title="Activity" viewer={page.viewer}>
+        <p>The organization's tokens over the last 30 days (UTC), and what expires in the coming weeks. Every bar's number is also in the table under its chart.</p>
+        <BarChart id="issued" title="Tokens issued per day" unit="tokens issued" column="Day" points={perDay('issued')} />
+        <BarChart id="uses" title="PAT and SAT uses per day" unit="uses (introspections and Management API calls)" column="Day" points={perDay('uses')} />
+        <BarChart id="expiring" title="Live PATs and SATs expiring per week" unit="tokens expiring" column="Week starting" points={activity.weeks.map((w) => ({ label: `week of ${label.long(w.from)}`, short: label.short(w.from), value: w.expiring }))} />
+        <p><a href="/console/inventory?expiring=30">See the tokens expiring within 30 days</a></p>
+      </Layout>
+    ));
+  }));
+
   router.get('/inventory', signedIn(async (page) => {
     const q = page.koa.query;
     const pick = (k: string) => (typeof q[k] === 'string' ? (q[k] as string) : '');

@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import type { ComponentChildren } from 'preact';
 
 import type { ApiAnswer, RequestFacts } from './backend.js';
-import type { ConsoleSession } from './session-store.js';
+import type { ConsoleSession, ShownOnce } from './session-store.js';
 import type { FieldErrors, Viewer } from './views/ui.js';
 
 /** An error to show as a page, with its status. */
@@ -29,6 +29,8 @@ export interface PageContext {
   render(status: number, page: ComponentChildren): void;
   form(): Promise<URLSearchParams>;
   redirect(to: string): void;
+  /** Answers a POST with a redirect to a page that shows `shown` once (post/redirect/get). */
+  showOnce(shown: ShownOnce): Promise<void>;
   /** Milliseconds since the epoch, on Tessera's clock. */
   now(): number;
 }
