@@ -1,5 +1,6 @@
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
+import type { ComponentChildren } from 'preact';
 
 import type { PageContext, PageHandler } from './page.js';
 import type { ShownOnce } from './session-store.js';
@@ -49,6 +50,62 @@ const ROLES = [
   { value: 'admin', label: 'Admin: everything but organization settings' },
   { value: 'owner', label: 'Owner: everything' },
 ];
+
+/** The fields an API has when added and when changed: name, scopes, token format, lifetime, sensitivity. */
+function ApiFields(props: { values: Record<string, string>; errors: FieldErrors }) {
+  const { values, errors } = props;
+  return (
+    <>
+      <TextField name="name" label="Name" value={values.name} error={errors.name} />
+      <TextArea name="scopes" label="Scopes" hint="One per line: name, then optionally a colon and a description people read at consent." value={values.scopes} error={errors.scopes} />
+      <SelectField name="token_format" label="Access token format" value={values.token_format} error={errors.token_format} options={[{ value: 'jwt', label: 'JWT (validated by the API itself)' }, { value: 'opaque', label: 'Opaque (introspected)' }]} />
+      <TextField name="access_token_ttl" type="number" label="Access token lifetime (seconds)" hint="30 to 86400." value={values.access_token_ttl} error={errors.access_token_ttl} />
+      <Checkboxes name="sensitive" legend="Sensitivity" options={[{ value: 'yes', label: 'Sensitive: only admins and owners may hand out its scopes' }]} checked={values.sensitive ? ['yes'] : []} error={errors.sensitive} />
+    </>
+  );
+}
+
+const apiValues = (f: URLSearchParams) => ({ name: f.get('name') ?? '', scopes: f.get('scopes') ?? '', token_format: f.get('token_format') ?? 'jwt', access_token_ttl: f.get('access_token_ttl') ?? '600', sensitive: f.get('sensitive') ?? '' });
+
+/** The API's fields as the Management API takes them; what it refuses comes back to its field. */
+function apiBody(values: ReturnType<typeof apiValues>) {
+  // One scope a line; a scope name may hold a colon (orders:read), so its description follows ": ".
+  const scopes = values.scopes.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).map((line) => {
+    const split = line.indexOf(': ');
+    return split > 0 ? { name: line.slice(0, split).trim(), description: line.slice(split + 2).trim() } : line;
+  });
+  const ttl = Number(values.access_token_ttl);
+  return {
+    ...(values.name ? { name: values.name } : {}),
+    scopes,
+    token_format: values.token_format,
+    access_token_ttl: Number.isFinite(ttl) ? ttl : values.access_token_ttl,
+    sensitive: values.sensitive === 'yes',
+  };
+}
+
+/** The fields a client has when created and when changed: name, grant types, redirect URIs, scopes, APIs. */
+function ClientFields(props: { values: Record<string, string | string[]>; errors: FieldErrors; children?: ComponentChildren }) {
+  const { values, errors } = props;
+  const v = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : '');
+  return (
+    <>
+      <TextField name="name" label="Name" value={v('name')} error={errors.name} required />
+      {props.children}
+      <Checkboxes name="grant_types" legend="Grant types" error={errors.grant_types} checked={(values.grant_types as string[]) ?? []} options={[
+        { value: 'authorization_code', label: 'Authorization code', description: 'People sign in through the application.' },
+        { value: 'refresh_token', label: 'Refresh token' },
+        { value: 'client_credentials', label: 'Client credentials', description: 'The application acts for itself (confidential only).' },
+      ]} />
+      <TextArea name="redirect_uris" label="Redirect URIs" hint="One per line; https, or http on a loopback address." value={v('redirect_uris')} error={errors.redirect_uris} />
+      <TextField name="scopes" label="Scopes" hint="Separated by spaces, for example openid profile orders:read." value={v('scopes')} error={errors.scopes} />
+      <TextField name="resources" label="APIs (identifiers)" hint="Separated by spaces: the APIs whose scopes it may ask for." value={v('resources')} error={errors.resources} />
+    </>
+  );
+}
+
+const clientValues = (f: URLSearchParams) => ({ name: f.get('name') ?? '', grant_types: f.getAll('grant_types'), redirect_uris: f.get('redirect_uris') ?? '', scopes: f.get('scopes') ?? '', resources: f.get('resources') ?? '' });
+const clientBody = (values: ReturnType<typeof clientValues>) => ({ name: values.name, grant_types: values.grant_types, redirect_uris: lines(values.redirect_uris), scopes: words(values.scopes), resources: words(values.resources) });
 
 /** New introspection credentials of an API as their page shows them once. */
 const introspectionShown = (notice: string, clientId: string, secret: string, grace?: string | null): ShownOnce => ({
@@ -247,7 +304,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
     page.render(status, (
       <Layout title="APIs" viewer={page.viewer}>
         <Table caption="APIs (resource servers)" rows={list.items as any[]} empty="No APIs yet." columns={[
-          { label: 'Name', cell: (r) => r.name ?? r.identifier },
+          { label: 'Name', cell: (r) => <a href={`/console/apis/${enc(r.id)}`}>{r.name ?? r.identifier}</a> },
           { label: 'Identifier', cell: (r) => <span class="mono">{r.identifier}</span> },
           { label: 'Scopes', cell: (r) => <ul class="reasons">{(r.scopes as { name: string; description?: string }[]).map((s) => <li><span class="mono">{s.name}</span>{s.description ? `: ${s.description}` : ''}</li>)}</ul> },
           { label: 'Tokens', cell: (r) => `${r.token_format}, ${r.access_token_ttl} s${r.sensitive ? ', sensitive' : ''}` },
@@ -259,11 +316,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
         <form method="post" action="/console/apis" novalidate>
           <Csrf value={page.viewer.csrf} />
           <TextField name="identifier" type="url" label="Identifier" hint="A URI, the audience of its tokens; permanent, for example https://api.example.com/orders." value={values.identifier} error={form?.errors.identifier} required />
-          <TextField name="name" label="Name" value={values.name} error={form?.errors.name} />
-          <TextArea name="scopes" label="Scopes" hint="One per line: name, then optionally a colon and a description people read at consent." value={values.scopes} error={form?.errors.scopes} />
-          <SelectField name="token_format" label="Access token format" value={values.token_format} error={form?.errors.token_format} options={[{ value: 'jwt', label: 'JWT (validated by the API itself)' }, { value: 'opaque', label: 'Opaque (introspected)' }]} />
-          <TextField name="access_token_ttl" type="number" label="Access token lifetime (seconds)" hint="30 to 86400." value={values.access_token_ttl} error={form?.errors.access_token_ttl} />
-          <Checkboxes name="sensitive" legend="Sensitivity" options={[{ value: 'yes', label: 'Sensitive: only admins and owners may hand out its scopes' }]} checked={values.sensitive ? ['yes'] : []} error={form?.errors.sensitive} />
+          <ApiFields values={values} errors={form?.errors ?? {}} />
           <button type="submit" class="primary">Add API</button>
         </form>
       </Layout>
@@ -272,27 +325,52 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   router.get('/apis', signedIn((page) => apisPage(page)));
   router.post('/apis', signedIn(async (page) => {
     const f = await page.form();
-    const values = { identifier: f.get('identifier') ?? '', name: f.get('name') ?? '', scopes: f.get('scopes') ?? '', token_format: f.get('token_format') ?? 'jwt', access_token_ttl: f.get('access_token_ttl') ?? '600', sensitive: f.get('sensitive') ?? '' };
-    // One scope a line; a scope name may hold a colon (orders:read), so its description follows ": ".
-    const scopes = values.scopes.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).map((line) => {
-      const split = line.indexOf(': ');
-      return split > 0 ? { name: line.slice(0, split).trim(), description: line.slice(split + 2).trim() } : line;
-    });
-    const ttl = Number(values.access_token_ttl);
-    const result = await submit(page, 'POST', '/resource-servers', {
-      identifier: values.identifier,
-      ...(values.name ? { name: values.name } : {}),
-      scopes,
-      token_format: values.token_format,
-      access_token_ttl: Number.isFinite(ttl) ? ttl : values.access_token_ttl,
-      sensitive: values.sensitive === 'yes',
-    });
+    const values = { identifier: f.get('identifier') ?? '', ...apiValues(f) };
+    const result = await submit(page, 'POST', '/resource-servers', { identifier: values.identifier, ...apiBody(values) });
     if (!result.ok) return apisPage(page, result.status, { values, errors: result.errors, formError: result.formError });
     await page.showOnce(introspectionShown(`The API ${result.body.name ?? result.body.identifier} was added.`, result.body.introspection_client_id, result.body.introspection_client_secret));
   }));
   router.post('/apis/:id/credentials', signedIn(async (page) => {
     const rotated = await page.expect('POST', `/resource-servers/${enc(page.koa.params.id!)}/credentials`, {});
     await page.showOnce(introspectionShown('New introspection credentials.', rotated.introspection_client_id ?? rotated.client_id, rotated.introspection_client_secret, rotated.introspection_previous_secret_expires_at ?? rotated.previous_secret_expires_at));
+  }));
+
+  async function apiPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
+    const api = await page.expect('GET', `/resource-servers/${enc(page.koa.params.id!)}`);
+    const values = form?.values ?? {
+      name: api.name ?? '',
+      scopes: (api.scopes as { name: string; description?: string | null }[]).map((sc) => (sc.description ? `${sc.name}: ${sc.description}` : sc.name)).join('\n'),
+      token_format: api.token_format,
+      access_token_ttl: String(api.access_token_ttl),
+      sensitive: api.sensitive ? 'yes' : '',
+    };
+    page.render(status, (
+      <Layout title={`API ${api.name ?? api.identifier}`} viewer={page.viewer}>
+        <Notice text={page.koa.query.done === 'changed' ? 'The API was changed.' : undefined} />
+        <dl class="facts">
+          <dt>Identifier</dt><dd class="mono">{api.identifier}</dd>
+          <dt>Introspection client id</dt><dd class="mono">{api.introspection_client_id}</dd>
+        </dl>
+        <h2>Change</h2>
+        <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
+        <form method="post" action={`/console/apis/${enc(api.id)}`} novalidate>
+          <Csrf value={page.viewer.csrf} />
+          <ApiFields values={values} errors={form?.errors ?? {}} />
+          <div class="actions">
+            <button type="submit" class="primary">Save API</button>
+            <a class="button secondary" href="/console/apis">Cancel</a>
+          </div>
+        </form>
+      </Layout>
+    ));
+  }
+  router.get('/apis/:id', signedIn((page) => apiPage(page)));
+  router.post('/apis/:id', signedIn(async (page) => {
+    const values = apiValues(await page.form());
+    const body = apiBody(values);
+    const result = await submit(page, 'PATCH', `/resource-servers/${enc(page.koa.params.id!)}`, { ...body, name: body.name ?? null });
+    if (!result.ok) return apiPage(page, result.status, { values, errors: result.errors, formError: result.formError });
+    page.redirect(`/console/apis/${enc(page.koa.params.id!)}?done=changed`);
   }));
 
   // ---------------------------------------------------------------- clients
@@ -303,7 +381,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
     page.render(status, (
       <Layout title="Clients" viewer={page.viewer}>
         <Table caption="Clients" rows={list.items as any[]} empty="No clients." columns={[
-          { label: 'Name', cell: (c) => <>{c.name ?? c.client_id}{c.built_in ? ' (built in)' : ''}</> },
+          { label: 'Name', cell: (c) => <><a href={`/console/clients/${enc(c.client_id)}`}>{c.name ?? c.client_id}</a>{c.built_in ? ' (built in)' : ''}</> },
           { label: 'Client id', cell: (c) => <span class="mono">{c.client_id}</span> },
           { label: 'Type', cell: (c) => (c.token_endpoint_auth_method === 'none' ? 'public' : `confidential (${c.token_endpoint_auth_method})`) },
           { label: 'Grants', cell: (c) => (c.grant_types as string[]).join(', ') },
@@ -319,16 +397,9 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/clients" novalidate>
           <Csrf value={page.viewer.csrf} />
-          <TextField name="name" label="Name" value={v('name')} error={form?.errors.name} required />
-          <SelectField name="type" label="Type" value={v('type')} error={form?.errors.token_endpoint_auth_method} options={[{ value: 'confidential', label: 'Confidential: a server that keeps a secret' }, { value: 'public', label: 'Public: a browser or mobile app (PKCE, no secret)' }]} />
-          <Checkboxes name="grant_types" legend="Grant types" error={form?.errors.grant_types} checked={(values.grant_types as string[]) ?? []} options={[
-            { value: 'authorization_code', label: 'Authorization code', description: 'People sign in through the application.' },
-            { value: 'refresh_token', label: 'Refresh token' },
-            { value: 'client_credentials', label: 'Client credentials', description: 'The application acts for itself (confidential only).' },
-          ]} />
-          <TextArea name="redirect_uris" label="Redirect URIs" hint="One per line; https, or http on a loopback address." value={v('redirect_uris')} error={form?.errors.redirect_uris} />
-          <TextField name="scopes" label="Scopes" hint="Separated by spaces, for example openid profile orders:read." value={v('scopes')} error={form?.errors.scopes} />
-          <TextField name="resources" label="APIs (identifiers)" hint="Separated by spaces: the APIs whose scopes it may ask for." value={v('resources')} error={form?.errors.resources} />
+          <ClientFields values={values} errors={form?.errors ?? {}}>
+            <SelectField name="type" label="Type" value={v('type')} error={form?.errors.token_endpoint_auth_method} options={[{ value: 'confidential', label: 'Confidential: a server that keeps a secret' }, { value: 'public', label: 'Public: a browser or mobile app (PKCE, no secret)' }]} />
+          </ClientFields>
           <SelectField name="service_account_id" label="Owned by service account (optional)" value={v('service_account_id')} error={form?.errors.service_account_id}
             options={[{ value: '', label: 'None' }, ...((accounts.status === 200 ? accounts.body.items : []) as { id: string; name: string }[]).map((a) => ({ value: a.id, label: a.name }))]} />
           <button type="submit" class="primary">Create client</button>
@@ -339,14 +410,10 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   router.get('/clients', signedIn((page) => clientsPage(page)));
   router.post('/clients', signedIn(async (page) => {
     const f = await page.form();
-    const values = { name: f.get('name') ?? '', type: f.get('type') ?? 'confidential', grant_types: f.getAll('grant_types'), redirect_uris: f.get('redirect_uris') ?? '', scopes: f.get('scopes') ?? '', resources: f.get('resources') ?? '', service_account_id: f.get('service_account_id') ?? '' };
+    const values = { ...clientValues(f), type: f.get('type') ?? 'confidential', service_account_id: f.get('service_account_id') ?? '' };
     const result = await submit(page, 'POST', '/clients', {
-      name: values.name,
+      ...clientBody(values),
       token_endpoint_auth_method: values.type === 'public' ? 'none' : 'client_secret_basic',
-      grant_types: values.grant_types,
-      redirect_uris: lines(values.redirect_uris),
-      scopes: words(values.scopes),
-      resources: words(values.resources),
       ...(values.service_account_id ? { service_account_id: values.service_account_id } : {}),
     });
     if (!result.ok) return clientsPage(page, result.status, { values, errors: result.errors, formError: result.formError });
@@ -355,6 +422,49 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   router.post('/clients/:id/secret', signedIn(async (page) => {
     const rotated = await page.expect('POST', `/clients/${enc(page.koa.params.id!)}/secret`, {});
     await page.showOnce(clientShown('A new client secret was made.', rotated.client_id, rotated.client_secret, rotated.previous_secret_expires_at));
+  }));
+
+  async function clientPage(page: PageContext, status = 200, form?: { values: Record<string, string | string[]>; errors: FieldErrors; formError?: string }) {
+    const client = await page.expect('GET', `/clients/${enc(page.koa.params.id!)}`);
+    const values = form?.values ?? {
+      name: client.name ?? '',
+      grant_types: client.grant_types,
+      redirect_uris: (client.redirect_uris as string[]).join('\n'),
+      scopes: (client.scopes as string[]).join(' '),
+      resources: (client.resources as string[] | undefined ?? []).join(' '),
+    };
+    page.render(status, (
+      <Layout title={`Client ${client.name ?? client.client_id}`} viewer={page.viewer}>
+        <Notice text={page.koa.query.done === 'changed' ? 'The client was changed.' : undefined} />
+        <dl class="facts">
+          <dt>Client id</dt><dd class="mono">{client.client_id}</dd>
+          <dt>Type</dt><dd>{client.token_endpoint_auth_method === 'none' ? 'public' : `confidential (${client.token_endpoint_auth_method})`}</dd>
+        </dl>
+        {client.built_in ? (
+          <p>Tessera's own built-in client: it cannot be changed.</p>
+        ) : (
+          <>
+            <h2>Change</h2>
+            <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
+            <form method="post" action={`/console/clients/${enc(client.client_id)}`} novalidate>
+              <Csrf value={page.viewer.csrf} />
+              <ClientFields values={values} errors={form?.errors ?? {}} />
+              <div class="actions">
+                <button type="submit" class="primary">Save client</button>
+                <a class="button secondary" href="/console/clients">Cancel</a>
+              </div>
+            </form>
+          </>
+        )}
+      </Layout>
+    ));
+  }
+  router.get('/clients/:id', signedIn((page) => clientPage(page)));
+  router.post('/clients/:id', signedIn(async (page) => {
+    const values = clientValues(await page.form());
+    const result = await submit(page, 'PATCH', `/clients/${enc(page.koa.params.id!)}`, clientBody(values));
+    if (!result.ok) return clientPage(page, result.status, { values, errors: result.errors, formError: result.formError });
+    page.redirect(`/console/clients/${enc(page.koa.params.id!)}?done=changed`);
   }));
 
   // ---------------------------------------------------------------- initial access tokens

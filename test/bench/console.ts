@@ -162,6 +162,12 @@ try {
     );
   }
 
+  // Thirty days of PAT and SAT uses, as the batched usage write counts them per day.
+  await pg.db.query(
+    `INSERT INTO reference_token_usage_daily (organization_id, day, uses)
+     SELECT $1, d::date, 20000 + (extract(doy FROM d)::int % 7) * 3000 FROM generate_series(now() - interval '29 days', now(), interval '1 day') AS d`,
+    [org],
+  );
   await pg.db.query('VACUUM (ANALYZE) reference_tokens');
   await pg.db.query('VACUUM (ANALYZE) audit_events');
   const verify = await tesseraCli(env, ['audit', 'verify', '--organization', org]);
@@ -183,7 +189,11 @@ try {
     { path: '/console/initial-access-tokens', marker: '<h1>Initial access tokens</h1>' },
     { path: '/console/organization', marker: '<h1>Organization ' },
     { path: '/console/lockouts', marker: '<h1>Sign-in lock-outs</h1>' },
+    { path: `/console/clients/${client.client_id}`, marker: '<h1>Client Order sync</h1>' },
+    { path: `/console/apis/${api.id}`, marker: '<h1>API Orders</h1>' },
     { path: '/console/inventory', marker: '<h1>Token inventory</h1>' },
+    { path: '/console/inventory?kind=sat&expiring=30', marker: '<h1>Token inventory</h1>' },
+    { path: '/console/activity', marker: '<title>Tokens issued per day</title>' },
     { path: '/console/audit', marker: '<h1>Audit trail</h1>' },
     { path: '/console/audit?action=token.revoked', marker: '<h1>Audit trail</h1>' },
   ];
@@ -206,7 +216,7 @@ try {
     }
     samples.sort((x, y) => x - y);
     const pct = (p: number) => samples[Math.min(samples.length - 1, Math.ceil((p / 100) * samples.length) - 1)]!;
-    results.push({ path: page.path.replace(firstPat, ':id').replace(admin.id, ':id').replace(account.id, ':id'), p50: pct(50), p95: pct(95), max: samples.at(-1)!, bytes });
+    results.push({ path: page.path.replace(firstPat, ':id').replace(admin.id, ':id').replace(account.id, ':id').replace(client.client_id, ':id').replace(api.id, ':id'), p50: pct(50), p95: pct(95), max: samples.at(-1)!, bytes });
     log(`${page.path}: p50 ${fmt(pct(50))} ms, p95 ${fmt(pct(95))} ms`);
   }
 
