@@ -60,7 +60,7 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
     const wants = (kind: InventoryItem['kind']) => !filter.kind || filter.kind === kind;
     const referenceKind = filter.kind === 'pat' || filter.kind === 'sat' ? filter.kind : undefined;
     const [tokens, secrets, refresh, sensitiveList] = await Promise.all([
-      wants('pat') || wants('sat') ? deps.repository.referenceTokens(organizationId, now, { type: referenceKind, ownerId: filter.ownerId }) : [],
+      wants('pat') || wants('sat') ? deps.repository.referenceTokens(organizationId, now, { type: referenceKind, ownerId: filter.ownerId, minIdleDays: filter.minIdleDays, expiresWithinDays: filter.expiresWithinDays }) : [],
       wants('client_secret') ? deps.repository.clientSecrets(organizationId) : [],
       wants('refresh_token_family') ? deps.repository.refreshTokens(organizationId, now) : [],
       deps.repository.sensitiveAudiences(organizationId),

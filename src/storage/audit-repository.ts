@@ -84,10 +84,11 @@ export function createAuditRepository(db: Database) {
       };
       if (filter.from) {
         add('occurred_at >= ?', filter.from);
-        // Rows are listed in chain order: starting the walk at the first row of the period (found
-        // on the time index) spares reading every older row of the chain. A bound only: the
-        // condition above still decides.
-        where.push(`seq >= COALESCE((SELECT min(seq) FROM audit_events WHERE organization_id = $1 AND occurred_at >= $${values.length}), 9223372036854775807)`);
+        // Rows are listed in chain order: starting the walk at the first row of the period spares
+        // reading every older row of the chain. A bound only (the condition above still decides),
+        // taken from the time index: `seq + 0` keeps PostgreSQL from answering min(seq) by walking
+        // the primary key from the chain's start, which is the very walk this avoids.
+        where.push(`seq >= COALESCE((SELECT min(seq + 0) FROM audit_events WHERE organization_id = $1 AND occurred_at >= $${values.length}), 9223372036854775807)`);
       }
       if (filter.to) add('occurred_at < ?', filter.to);
       if (filter.actorId !== undefined) add('actor_id = ?', filter.actorId);

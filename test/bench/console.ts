@@ -165,7 +165,8 @@ try {
   // Thirty days of PAT and SAT uses, as the batched usage write counts them per day.
   await pg.db.query(
     `INSERT INTO reference_token_usage_daily (organization_id, day, uses)
-     SELECT $1, d::date, 20000 + (extract(doy FROM d)::int % 7) * 3000 FROM generate_series(now() - interval '29 days', now(), interval '1 day') AS d`,
+     SELECT $1, d::date, 20000 + (extract(doy FROM d)::int % 7) * 3000 FROM generate_series(now() - interval '29 days', now(), interval '1 day') AS d
+     ON CONFLICT (organization_id, day) DO UPDATE SET uses = reference_token_usage_daily.uses + EXCLUDED.uses`,
     [org],
   );
   await pg.db.query('VACUUM (ANALYZE) reference_tokens');
@@ -193,7 +194,7 @@ try {
     { path: `/console/apis/${api.id}`, marker: '<h1>API Orders</h1>' },
     { path: '/console/inventory', marker: '<h1>Token inventory</h1>' },
     { path: '/console/inventory?kind=sat&expiring=30', marker: '<h1>Token inventory</h1>' },
-    { path: '/console/activity', marker: '<title>Tokens issued per day</title>' },
+    { path: '/console/activity', marker: 'Tokens issued per day</title>' },
     { path: '/console/audit', marker: '<h1>Audit trail</h1>' },
     { path: '/console/audit?action=token.revoked', marker: '<h1>Audit trail</h1>' },
   ];
