@@ -51,6 +51,24 @@ const ROLES = [
   { value: 'owner', label: 'Owner: everything' },
 ];
 
+/** The form of an edit page: its errors summarised first, the fields, save and cancel. */
+function ChangeForm(props: { action: string; csrf: string; form?: { errors: FieldErrors; formError?: string }; save: string; cancel: string; children: ComponentChildren }) {
+  return (
+    <>
+      <h2>Change</h2>
+      <ErrorSummary errors={props.form?.errors ?? {}} formError={props.form?.formError} />
+      <form method="post" action={props.action} novalidate>
+        <Csrf value={props.csrf} />
+        {props.children}
+        <div class="actions">
+          <button type="submit" class="primary">{props.save}</button>
+          <a class="button secondary" href={props.cancel}>Cancel</a>
+        </div>
+      </form>
+    </>
+  );
+}
+
 /** The fields an API has when added and when changed: name, scopes, token format, lifetime, sensitivity. */
 function ApiFields(props: { values: Record<string, string>; errors: FieldErrors }) {
   const { values, errors } = props;
@@ -351,16 +369,9 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           <dt>Identifier</dt><dd class="mono">{api.identifier}</dd>
           <dt>Introspection client id</dt><dd class="mono">{api.introspection_client_id}</dd>
         </dl>
-        <h2>Change</h2>
-        <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
-        <form method="post" action={`/console/apis/${enc(api.id)}`} novalidate>
-          <Csrf value={page.viewer.csrf} />
+        <ChangeForm action={`/console/apis/${enc(api.id)}`} csrf={page.viewer.csrf} form={form} save="Save API" cancel="/console/apis">
           <ApiFields values={values} errors={form?.errors ?? {}} />
-          <div class="actions">
-            <button type="submit" class="primary">Save API</button>
-            <a class="button secondary" href="/console/apis">Cancel</a>
-          </div>
-        </form>
+        </ChangeForm>
       </Layout>
     ));
   }
@@ -443,18 +454,9 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
         {client.built_in ? (
           <p>Tessera's own built-in client: it cannot be changed.</p>
         ) : (
-          <>
-            <h2>Change</h2>
-            <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
-            <form method="post" action={`/console/clients/${enc(client.client_id)}`} novalidate>
-              <Csrf value={page.viewer.csrf} />
-              <ClientFields values={values} errors={form?.errors ?? {}} />
-              <div class="actions">
-                <button type="submit" class="primary">Save client</button>
-                <a class="button secondary" href="/console/clients">Cancel</a>
-              </div>
-            </form>
-          </>
+          <ChangeForm action={`/console/clients/${enc(client.client_id)}`} csrf={page.viewer.csrf} form={form} save="Save client" cancel="/console/clients">
+            <ClientFields values={values} errors={form?.errors ?? {}} />
+          </ChangeForm>
         )}
       </Layout>
     ));

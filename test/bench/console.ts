@@ -30,7 +30,7 @@ import { generateToken, hashToken } from '../../src/tokens/format.js';
 import { openPostgres, openRedis } from '../helpers/backends.js';
 import { browserless, hiddenField, interactionPath } from '../helpers/sign-in.js';
 import { TEST_COOKIE_KEYS, TEST_KEK } from '../helpers/token-fixtures.js';
-import { startTessera, tesseraCli } from './processes.js';
+import { installationEnv, startTessera, tesseraCli } from './processes.js';
 import type { Server } from './processes.js';
 
 const argv = process.argv.slice(2);
@@ -89,15 +89,7 @@ const redis = await openRedis();
 const dataDir = mkdtempSync(resolve(tmpdir(), 'tessera-bench-console-'));
 let server: Server | undefined;
 try {
-  const env: Record<string, string> = {
-    NODE_ENV: 'bench',
-    DATABASE_URL: `${pg.url}${pg.url.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${pg.schema}`)}`,
-    REDIS_URL: redis.url,
-    TESSERA_REDIS_PREFIX: redis.prefix,
-    TESSERA_KEK: TEST_KEK,
-    TESSERA_COOKIE_KEYS: TEST_COOKIE_KEYS,
-    TESSERA_DATA_DIR: dataDir,
-  };
+  const env = installationEnv(pg, redis, { kek: TEST_KEK, cookieKeys: TEST_COOKIE_KEYS }, dataDir);
   log(`Node ${process.version}, ${availableParallelism()} cores; bootstrapping a PostgreSQL + Redis installation`);
   const bootstrap = JSON.parse(await tesseraCli(env, ['bootstrap', '--json'])) as { organization_id: string; management_token: string; admin: { id?: string; username: string; password: string } };
   const org = bootstrap.organization_id;
