@@ -33,6 +33,7 @@ import { createResourceServerRepository } from '../storage/resource-server-repos
 import { createRevokedJtiRepository } from '../storage/revoked-jti-repository.js';
 import { createServiceAccountRepository } from '../storage/service-account-repository.js';
 import { createSigningKeyRepository } from '../storage/signing-key-repository.js';
+import { createTokenActivityRepository } from '../storage/token-activity-repository.js';
 import { createTokenInventoryRepository } from '../storage/token-inventory-repository.js';
 import { createUserRepository } from '../storage/user-repository.js';
 import { createWebhookRepository } from '../storage/webhook-repository.js';
@@ -203,6 +204,7 @@ export async function openFoundation(options: FoundationOptions) {
     const failureAudit = createFailureAggregator({ audit, clock });
     closer.add(() => failureAudit.close());
     const tokenInventory = createTokenInventory({ repository: createTokenInventoryRepository(db), clock });
+    const tokenActivity = createTokenActivityRepository(db);
 
     return {
       config,
@@ -229,6 +231,7 @@ export async function openFoundation(options: FoundationOptions) {
       audit,
       failureAudit,
       tokenInventory,
+      tokenActivity,
       /** Announces a key change to every node (after `tessera keys rotate`, or from the API). */
       async announceKeyChange() {
         await keys.reload();

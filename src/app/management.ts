@@ -9,6 +9,7 @@ import { organizationRoutes } from '../management/routes/organization.js';
 import { resourceServerRoutes } from '../management/routes/resource-servers.js';
 import { serviceAccountRoutes } from '../management/routes/service-accounts.js';
 import { signInLockoutRoutes } from '../management/routes/sign-in-lockouts.js';
+import { tokenActivityRoutes } from '../management/routes/token-activity.js';
 import { tokenInventoryRoutes } from '../management/routes/token-inventory.js';
 import { tokenRoutes } from '../management/routes/tokens.js';
 import { userRoutes } from '../management/routes/users.js';
@@ -83,6 +84,7 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
       ...initialAccessTokenRoutes(resourceDeps),
       ...auditEventRoutes({ audit: f.auditRepository, now: () => clock.now() }),
       ...tokenInventoryRoutes({ inventory: f.tokenInventory, organizations: repos.organizations, policyDefaults: config.policyDefaults }),
+      ...tokenActivityRoutes({ activity: f.tokenActivity, now: () => clock.now() }),
       ...signInLockoutRoutes({ throttle: loginThrottle, audit }),
       ...webhookRoutes({ webhooks: repos.webhooks, envelope: f.envelope, clock, outbound: engine.outbound, audit }),
     ],

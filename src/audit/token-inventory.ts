@@ -41,6 +41,10 @@ export interface InventoryFilter {
   ownerId?: string;
   ownerStatus?: 'active' | 'inactive';
   minScore?: number;
+  /** Unused (or, never used, alive) at least this many days. */
+  minIdleDays?: number;
+  /** Expiring within this many days (credentials that never expire are left out). */
+  expiresWithinDays?: number;
   audience?: string;
   scope?: string;
 }
@@ -54,10 +58,13 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
   async function list(organizationId: string, policy: InventoryPolicy, filter: InventoryFilter = {}): Promise<InventoryItem[]> {
     const nowMs = deps.clock.now();
     const now = new Date(nowMs);
+    // A kind filter leaves the other kinds unread; PATs and SATs are narrowed in the statement.
+    const wants = (kind: InventoryItem['kind']) => !filter.kind || filter.kind === kind;
+    const referenceKind = filter.kind === 'pat' || filter.kind === 'sat' ? filter.kind : undefined;
     const [tokens, secrets, refresh, sensitiveList] = await Promise.all([
-      deps.repository.referenceTokens(organizationId, now),
-      deps.repository.clientSecrets(organizationId),
-      deps.repository.refreshTokens(organizationId, now),
+      wants('pat') || wants('sat') ? deps.repository.referenceTokens(organizationId, now, { type: referenceKind, ownerId: filter.ownerId, minIdleDays: filter.minIdleDays, expiresWithinDays: filter.expiresWithinDays }) : [],
+      wants('client_secret') ? deps.repository.clientSecrets(organizationId) : [],
+      wants('refresh_token_family') ? deps.repository.refreshTokens(organizationId, now) : [],
       deps.repository.sensitiveAudiences(organizationId),
     ]);
     const sensitiveAudiences = new Set(sensitiveList);
@@ -182,6 +189,8 @@ function matches(item: InventoryItem, filter: InventoryFilter): boolean {
   if (filter.ownerStatus === 'active' && item.owner.status !== 'active') return false;
   if (filter.ownerStatus === 'inactive' && item.owner.status === 'active') return false;
   if (filter.minScore !== undefined && item.risk_score < filter.minScore) return false;
+  if (filter.minIdleDays !== undefined && (item.idle_days ?? item.age_days) < filter.minIdleDays) return false;
+  if (filter.expiresWithinDays !== undefined && (item.expires_in_days === null || item.expires_in_days > filter.expiresWithinDays)) return false;
   if (filter.audience !== undefined && !item.audiences.includes(filter.audience)) return false;
   if (filter.scope !== undefined && !item.scopes.includes(filter.scope)) return false;
   return true;

@@ -1,13 +1,15 @@
 import type Router from '@koa/router';
 import type { Middleware } from 'koa';
+import type { ComponentChildren } from 'preact';
 
 import type { PageContext, PageHandler } from './page.js';
-import { fieldErrorsOf, pageErrorOf } from './page.js';
-import { issueToken, tokenActionRoutes } from './token-form.js';
+import type { ShownOnce } from './session-store.js';
+import { fieldErrorsOf, listPage, pageErrorOf } from './page.js';
+import { issueToken, tokenActionRoutes, tokenShown } from './token-form.js';
 import type { TokenOptions, TokenRow } from './views/tokens.js';
-import { NewTokenPage, TokenSecretPage, tokenColumns } from './views/tokens.js';
+import { NewTokenPage, tokenColumns } from './views/tokens.js';
 import type { FieldErrors } from './views/ui.js';
-import { Checkboxes, Csrf, ErrorSummary, Layout, SecretOnce, SelectField, Table, TextArea, TextField, Time } from './views/ui.js';
+import { Checkboxes, Csrf, ErrorSummary, Layout, Pager, SelectField, Table, TextArea, TextField, Time } from './views/ui.js';
 
 /**
  * The administration pages: users, service accounts and their SATs, clients, APIs, initial
@@ -49,20 +51,108 @@ const ROLES = [
   { value: 'owner', label: 'Owner: everything' },
 ];
 
+/** The form of an edit page: its errors summarised first, the fields, save and cancel. */
+function ChangeForm(props: { action: string; csrf: string; form?: { errors: FieldErrors; formError?: string }; save: string; cancel: string; children: ComponentChildren }) {
+  return (
+    <>
+      <h2>Change</h2>
+      <ErrorSummary errors={props.form?.errors ?? {}} formError={props.form?.formError} />
+      <form method="post" action={props.action} novalidate>
+        <Csrf value={props.csrf} />
+        {props.children}
+        <div class="actions">
+          <button type="submit" class="primary">{props.save}</button>
+          <a class="button secondary" href={props.cancel}>Cancel</a>
+        </div>
+      </form>
+    </>
+  );
+}
+
+/** The fields an API has when added and when changed: name, scopes, token format, lifetime, sensitivity. */
+function ApiFields(props: { values: Record<string, string>; errors: FieldErrors }) {
+  const { values, errors } = props;
+  return (
+    <>
+      <TextField name="name" label="Name" value={values.name} error={errors.name} />
+      <TextArea name="scopes" label="Scopes" hint="One per line: name, then optionally a colon and a description people read at consent." value={values.scopes} error={errors.scopes} />
+      <SelectField name="token_format" label="Access token format" value={values.token_format} error={errors.token_format} options={[{ value: 'jwt', label: 'JWT (validated by the API itself)' }, { value: 'opaque', label: 'Opaque (introspected)' }]} />
+      <TextField name="access_token_ttl" type="number" label="Access token lifetime (seconds)" hint="30 to 86400." value={values.access_token_ttl} error={errors.access_token_ttl} />
+      <Checkboxes name="sensitive" legend="Sensitivity" options={[{ value: 'yes', label: 'Sensitive: only admins and owners may hand out its scopes' }]} checked={values.sensitive ? ['yes'] : []} error={errors.sensitive} />
+    </>
+  );
+}
+
+const apiValues = (f: URLSearchParams) => ({ name: f.get('name') ?? '', scopes: f.get('scopes') ?? '', token_format: f.get('token_format') ?? 'jwt', access_token_ttl: f.get('access_token_ttl') ?? '600', sensitive: f.get('sensitive') ?? '' });
+
+/** The API's fields as the Management API takes them; what it refuses comes back to its field. */
+function apiBody(values: ReturnType<typeof apiValues>) {
+  // One scope a line; a scope name may hold a colon (orders:read), so its description follows ": ".
+  const scopes = values.scopes.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).map((line) => {
+    const split = line.indexOf(': ');
+    return split > 0 ? { name: line.slice(0, split).trim(), description: line.slice(split + 2).trim() } : line;
+  });
+  const ttl = Number(values.access_token_ttl);
+  return {
+    ...(values.name ? { name: values.name } : {}),
+    scopes,
+    token_format: values.token_format,
+    access_token_ttl: Number.isFinite(ttl) ? ttl : values.access_token_ttl,
+    sensitive: values.sensitive === 'yes',
+  };
+}
+
+/** The fields a client has when created and when changed: name, grant types, redirect URIs, scopes, APIs. */
+function ClientFields(props: { values: Record<string, string | string[]>; errors: FieldErrors; children?: ComponentChildren }) {
+  const { values, errors } = props;
+  const v = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : '');
+  return (
+    <>
+      <TextField name="name" label="Name" value={v('name')} error={errors.name} required />
+      {props.children}
+      <Checkboxes name="grant_types" legend="Grant types" error={errors.grant_types} checked={(values.grant_types as string[]) ?? []} options={[
+        { value: 'authorization_code', label: 'Authorization code', description: 'People sign in through the application.' },
+        { value: 'refresh_token', label: 'Refresh token' },
+        { value: 'client_credentials', label: 'Client credentials', description: 'The application acts for itself (confidential only).' },
+      ]} />
+      <TextArea name="redirect_uris" label="Redirect URIs" hint="One per line; https, or http on a loopback address." value={v('redirect_uris')} error={errors.redirect_uris} />
+      <TextField name="scopes" label="Scopes" hint="Separated by spaces, for example openid profile orders:read." value={v('scopes')} error={errors.scopes} />
+      <TextField name="resources" label="APIs (identifiers)" hint="Separated by spaces: the APIs whose scopes it may ask for." value={v('resources')} error={errors.resources} />
+    </>
+  );
+}
+
+const clientValues = (f: URLSearchParams) => ({ name: f.get('name') ?? '', grant_types: f.getAll('grant_types'), redirect_uris: f.get('redirect_uris') ?? '', scopes: f.get('scopes') ?? '', resources: f.get('resources') ?? '' });
+const clientBody = (values: ReturnType<typeof clientValues>) => ({ name: values.name, grant_types: values.grant_types, redirect_uris: lines(values.redirect_uris), scopes: words(values.scopes), resources: words(values.resources) });
+
+/** New introspection credentials of an API as their page shows them once. */
+const introspectionShown = (notice: string, clientId: string, secret: string, grace?: string | null): ShownOnce => ({
+  title: 'Introspection credentials',
+  notice,
+  facts: [{ label: 'Introspection client id', value: clientId }],
+  secrets: [{ label: 'Introspection client secret', value: secret }],
+  grace,
+  back: '/console/apis',
+});
+
+/** A new client, or its new secret, as the page shows it once (a public client has none). */
+const clientShown = (notice: string, clientId: string, secret: string | undefined, grace?: string | null): ShownOnce => ({
+  title: 'Client credentials',
+  notice,
+  facts: [{ label: 'Client id', value: clientId }],
+  secrets: secret ? [{ label: 'Client secret', value: secret }] : [],
+  grace,
+  back: '/console/clients',
+});
+
 export function adminPages(router: Router, signedIn: SignedIn): void {
   // ---------------------------------------------------------------- users
-  async function usersPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: { username: string; password?: string }) {
-    const list = await page.expect('GET', '/users?limit=1000');
+  async function usersPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
+    const list = await listPage(page, '/users');
     const values = form?.values ?? { role: 'member' };
     page.render(status, (
       <Layout title="Users" viewer={page.viewer}>
-        <Notice text={page.koa.query.done === 'changed' ? 'The user was changed.' : undefined} />
-        {created && (
-          <>
-            <p class="notice" role="status">{`User ${created.username} was created.`}</p>
-            {created.password && <SecretOnce label={`Password of ${created.username}`} value={created.password} id="secret" />}
-          </>
-        )}
+        <Notice text={page.koa.query.done === 'changed' ? 'The user was changed.' : page.koa.query.done === 'created' ? 'The user was created.' : undefined} />
         <Table caption="Users of the organization" rows={list.items as any[]} empty="No users." columns={[
           { label: 'Username', cell: (u) => <a href={`/console/users/${enc(u.id)}`}>{u.username}</a> },
           { label: 'Name', cell: (u) => u.name ?? '' },
@@ -70,6 +160,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           { label: 'Status', cell: (u) => u.status },
           { label: 'Created', cell: (u) => <Time iso={u.created_at} locale={page.viewer.locale} /> },
         ]} />
+        <Pager path="/console/users" label="users" next={list.next} cursor={list.cursor} />
         <h2>Create a user</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/users" novalidate>
@@ -91,7 +182,8 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
     const password = f.get('password') ?? '';
     const result = await submit(page, 'POST', '/users', { username: values.username, role: values.role, ...(values.name ? { name: values.name } : {}), ...(values.email ? { email: values.email } : {}), ...(password ? { password } : {}) });
     if (!result.ok) return usersPage(page, result.status, { values, errors: result.errors, formError: result.formError });
-    await usersPage(page, 201, undefined, { username: result.body.username, password: result.body.password });
+    if (!result.body.password) return page.redirect('/console/users?done=created');
+    await page.showOnce({ title: `New user ${result.body.username}`, notice: `User ${result.body.username} was created.`, secrets: [{ label: `Password of ${result.body.username}`, value: result.body.password }], back: '/console/users' });
   }));
 
   async function userPage(page: PageContext, status = 200, errors: FieldErrors = {}, formError?: string) {
@@ -143,7 +235,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
 
   // ---------------------------------------------------------------- service accounts and SATs
   async function accountsPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
-    const list = await page.expect('GET', '/service-accounts?limit=1000');
+    const list = await listPage(page, '/service-accounts');
     page.render(status, (
       <Layout title="Service accounts" viewer={page.viewer}>
         <p>Service accounts are identities for automation: they own SATs and clients, and disabling one stops them all.</p>
@@ -153,6 +245,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           { label: 'Status', cell: (a) => a.status },
           { label: 'Created', cell: (a) => <Time iso={a.created_at} locale={page.viewer.locale} /> },
         ]} />
+        <Pager path="/console/service-accounts" label="service accounts" next={list.next} cursor={list.cursor} />
         <h2>Create a service account</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/service-accounts" novalidate>
@@ -175,7 +268,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
 
   router.get('/service-accounts/:id', signedIn(async (page) => {
     const account = await page.expect('GET', `/service-accounts/${enc(page.koa.params.id!)}`);
-    const sats = await page.expect('GET', `/tokens?kind=sat&owner=${enc(account.id)}&limit=1000`);
+    const sats = await listPage(page, '/tokens', { kind: 'sat', owner: account.id });
     const base = `/console/service-accounts/${enc(account.id)}`;
     const done = page.koa.query.done;
     page.render(200, (
@@ -191,6 +284,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           <ActionButton csrf={page.viewer.csrf} action={`${base}/status`} name="status" value={account.status === 'active' ? 'disabled' : 'active'} label={account.status === 'active' ? 'Disable service account' : 'Enable service account'} danger={account.status === 'active'} />
         </div>
         <Table caption={`Service access tokens of ${account.name}`} rows={sats.items as TokenRow[]} empty="This service account has no SATs." columns={tokenColumns(page.viewer, '/console/sats', false)} />
+        <Pager path={base} label={`the SATs of ${account.name}`} next={sats.next} cursor={sats.cursor} />
       </Layout>
     ));
   }));
@@ -210,7 +304,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   router.post('/service-accounts/:id/tokens', signedIn(async (page) => {
     const account = await page.expect('GET', `/service-accounts/${enc(page.koa.params.id!)}`);
     const result = await issueToken(page, await page.form(), { type: 'sat', serviceAccountId: account.id });
-    if (result.ok) return page.render(201, <TokenSecretPage viewer={page.viewer} title={`New SAT for ${account.name}`} token={result.body} back={`/console/service-accounts/${enc(account.id)}`} />);
+    if (result.ok) return page.showOnce(tokenShown(`New SAT for ${account.name}`, result.body, `/console/service-accounts/${enc(account.id)}`));
     await newSat(page, account, result.options, result.values, result.errors, result.formError, result.status);
   }));
   tokenActionRoutes(router, signedIn, '/sats', 'sat', (token) => `/console/service-accounts/${enc(token.owner.id)}`);
@@ -222,36 +316,25 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   }));
 
   // ---------------------------------------------------------------- APIs (resource servers)
-  async function apisPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: { title: string; clientId: string; secret: string; grace?: string | null }) {
-    const list = await page.expect('GET', '/resource-servers?limit=1000');
+  async function apisPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
+    const list = await listPage(page, '/resource-servers');
     const values = form?.values ?? { token_format: 'jwt', access_token_ttl: '600' };
     page.render(status, (
       <Layout title="APIs" viewer={page.viewer}>
-        {created && (
-          <>
-            <p class="notice" role="status">{created.title}</p>
-            <p>Introspection client id: <code>{created.clientId}</code></p>
-            <SecretOnce label="Introspection client secret" value={created.secret} id="secret" />
-            {created.grace && <p>The previous secret keeps working until <Time iso={created.grace} locale={page.viewer.locale} />.</p>}
-          </>
-        )}
         <Table caption="APIs (resource servers)" rows={list.items as any[]} empty="No APIs yet." columns={[
-          { label: 'Name', cell: (r) => r.name ?? r.identifier },
+          { label: 'Name', cell: (r) => <a href={`/console/apis/${enc(r.id)}`}>{r.name ?? r.identifier}</a> },
           { label: 'Identifier', cell: (r) => <span class="mono">{r.identifier}</span> },
           { label: 'Scopes', cell: (r) => <ul class="reasons">{(r.scopes as { name: string; description?: string }[]).map((s) => <li><span class="mono">{s.name}</span>{s.description ? `: ${s.description}` : ''}</li>)}</ul> },
           { label: 'Tokens', cell: (r) => `${r.token_format}, ${r.access_token_ttl} s${r.sensitive ? ', sensitive' : ''}` },
           { label: 'Introspection', cell: (r) => <><span class="mono">{r.introspection_client_id}</span><ActionButton csrf={page.viewer.csrf} action={`/console/apis/${enc(r.id)}/credentials`} label={`Rotate secret of ${r.name ?? r.identifier}`} /></> },
         ]} />
+        <Pager path="/console/apis" label="APIs" next={list.next} cursor={list.cursor} />
         <h2>Add an API</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/apis" novalidate>
           <Csrf value={page.viewer.csrf} />
           <TextField name="identifier" type="url" label="Identifier" hint="A URI, the audience of its tokens; permanent, for example https://api.example.com/orders." value={values.identifier} error={form?.errors.identifier} required />
-          <TextField name="name" label="Name" value={values.name} error={form?.errors.name} />
-          <TextArea name="scopes" label="Scopes" hint="One per line: name, then optionally a colon and a description people read at consent." value={values.scopes} error={form?.errors.scopes} />
-          <SelectField name="token_format" label="Access token format" value={values.token_format} error={form?.errors.token_format} options={[{ value: 'jwt', label: 'JWT (validated by the API itself)' }, { value: 'opaque', label: 'Opaque (introspected)' }]} />
-          <TextField name="access_token_ttl" type="number" label="Access token lifetime (seconds)" hint="30 to 86400." value={values.access_token_ttl} error={form?.errors.access_token_ttl} />
-          <Checkboxes name="sensitive" legend="Sensitivity" options={[{ value: 'yes', label: 'Sensitive: only admins and owners may hand out its scopes' }]} checked={values.sensitive ? ['yes'] : []} error={form?.errors.sensitive} />
+          <ApiFields values={values} errors={form?.errors ?? {}} />
           <button type="submit" class="primary">Add API</button>
         </form>
       </Layout>
@@ -260,46 +343,56 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   router.get('/apis', signedIn((page) => apisPage(page)));
   router.post('/apis', signedIn(async (page) => {
     const f = await page.form();
-    const values = { identifier: f.get('identifier') ?? '', name: f.get('name') ?? '', scopes: f.get('scopes') ?? '', token_format: f.get('token_format') ?? 'jwt', access_token_ttl: f.get('access_token_ttl') ?? '600', sensitive: f.get('sensitive') ?? '' };
-    // One scope a line; a scope name may hold a colon (orders:read), so its description follows ": ".
-    const scopes = values.scopes.split(/\r?\n/).map((l) => l.trim()).filter(Boolean).map((line) => {
-      const split = line.indexOf(': ');
-      return split > 0 ? { name: line.slice(0, split).trim(), description: line.slice(split + 2).trim() } : line;
-    });
-    const ttl = Number(values.access_token_ttl);
-    const result = await submit(page, 'POST', '/resource-servers', {
-      identifier: values.identifier,
-      ...(values.name ? { name: values.name } : {}),
-      scopes,
-      token_format: values.token_format,
-      access_token_ttl: Number.isFinite(ttl) ? ttl : values.access_token_ttl,
-      sensitive: values.sensitive === 'yes',
-    });
+    const values = { identifier: f.get('identifier') ?? '', ...apiValues(f) };
+    const result = await submit(page, 'POST', '/resource-servers', { identifier: values.identifier, ...apiBody(values) });
     if (!result.ok) return apisPage(page, result.status, { values, errors: result.errors, formError: result.formError });
-    await apisPage(page, 201, undefined, { title: `The API ${result.body.name ?? result.body.identifier} was added.`, clientId: result.body.introspection_client_id, secret: result.body.introspection_client_secret });
+    await page.showOnce(introspectionShown(`The API ${result.body.name ?? result.body.identifier} was added.`, result.body.introspection_client_id, result.body.introspection_client_secret));
   }));
   router.post('/apis/:id/credentials', signedIn(async (page) => {
     const rotated = await page.expect('POST', `/resource-servers/${enc(page.koa.params.id!)}/credentials`, {});
-    await apisPage(page, 200, undefined, { title: 'New introspection credentials.', clientId: rotated.introspection_client_id ?? rotated.client_id, secret: rotated.introspection_client_secret, grace: rotated.introspection_previous_secret_expires_at ?? rotated.previous_secret_expires_at });
+    await page.showOnce(introspectionShown('New introspection credentials.', rotated.introspection_client_id ?? rotated.client_id, rotated.introspection_client_secret, rotated.introspection_previous_secret_expires_at ?? rotated.previous_secret_expires_at));
+  }));
+
+  async function apiPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
+    const api = await page.expect('GET', `/resource-servers/${enc(page.koa.params.id!)}`);
+    const values = form?.values ?? {
+      name: api.name ?? '',
+      scopes: (api.scopes as { name: string; description?: string | null }[]).map((sc) => (sc.description ? `${sc.name}: ${sc.description}` : sc.name)).join('\n'),
+      token_format: api.token_format,
+      access_token_ttl: String(api.access_token_ttl),
+      sensitive: api.sensitive ? 'yes' : '',
+    };
+    page.render(status, (
+      <Layout title={`API ${api.name ?? api.identifier}`} viewer={page.viewer}>
+        <Notice text={page.koa.query.done === 'changed' ? 'The API was changed.' : undefined} />
+        <dl class="facts">
+          <dt>Identifier</dt><dd class="mono">{api.identifier}</dd>
+          <dt>Introspection client id</dt><dd class="mono">{api.introspection_client_id}</dd>
+        </dl>
+        <ChangeForm action={`/console/apis/${enc(api.id)}`} csrf={page.viewer.csrf} form={form} save="Save API" cancel="/console/apis">
+          <ApiFields values={values} errors={form?.errors ?? {}} />
+        </ChangeForm>
+      </Layout>
+    ));
+  }
+  router.get('/apis/:id', signedIn((page) => apiPage(page)));
+  router.post('/apis/:id', signedIn(async (page) => {
+    const values = apiValues(await page.form());
+    const body = apiBody(values);
+    const result = await submit(page, 'PATCH', `/resource-servers/${enc(page.koa.params.id!)}`, { ...body, name: body.name ?? null });
+    if (!result.ok) return apiPage(page, result.status, { values, errors: result.errors, formError: result.formError });
+    page.redirect(`/console/apis/${enc(page.koa.params.id!)}?done=changed`);
   }));
 
   // ---------------------------------------------------------------- clients
-  async function clientsPage(page: PageContext, status = 200, form?: { values: Record<string, string | string[]>; errors: FieldErrors; formError?: string }, created?: { title: string; clientId: string; secret?: string; grace?: string | null }) {
-    const [list, accounts] = await Promise.all([page.expect('GET', '/clients?limit=1000'), page.call('GET', '/service-accounts?limit=1000')]);
+  async function clientsPage(page: PageContext, status = 200, form?: { values: Record<string, string | string[]>; errors: FieldErrors; formError?: string }) {
+    const [list, accounts] = await Promise.all([listPage(page, '/clients'), page.call('GET', '/service-accounts?limit=1000')]);
     const values = form?.values ?? { type: 'confidential', grant_types: ['authorization_code', 'refresh_token'] };
     const v = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : '');
     page.render(status, (
       <Layout title="Clients" viewer={page.viewer}>
-        {created && (
-          <>
-            <p class="notice" role="status">{created.title}</p>
-            <p>Client id: <code>{created.clientId}</code></p>
-            {created.secret && <SecretOnce label="Client secret" value={created.secret} id="secret" />}
-            {created.grace && <p>The previous secret keeps working until <Time iso={created.grace} locale={page.viewer.locale} />.</p>}
-          </>
-        )}
         <Table caption="Clients" rows={list.items as any[]} empty="No clients." columns={[
-          { label: 'Name', cell: (c) => <>{c.name ?? c.client_id}{c.built_in ? ' (built in)' : ''}</> },
+          { label: 'Name', cell: (c) => <><a href={`/console/clients/${enc(c.client_id)}`}>{c.name ?? c.client_id}</a>{c.built_in ? ' (built in)' : ''}</> },
           { label: 'Client id', cell: (c) => <span class="mono">{c.client_id}</span> },
           { label: 'Type', cell: (c) => (c.token_endpoint_auth_method === 'none' ? 'public' : `confidential (${c.token_endpoint_auth_method})`) },
           { label: 'Grants', cell: (c) => (c.grant_types as string[]).join(', ') },
@@ -310,20 +403,14 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
             cell: (c) => (c.built_in || c.token_endpoint_auth_method === 'none' || c.token_endpoint_auth_method === 'private_key_jwt' ? <span class="muted">—</span> : <ActionButton csrf={page.viewer.csrf} action={`/console/clients/${enc(c.client_id)}/secret`} label={`Rotate secret of ${c.name ?? c.client_id}`} />),
           },
         ]} />
+        <Pager path="/console/clients" label="clients" next={list.next} cursor={list.cursor} />
         <h2>Create a client</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/clients" novalidate>
           <Csrf value={page.viewer.csrf} />
-          <TextField name="name" label="Name" value={v('name')} error={form?.errors.name} required />
-          <SelectField name="type" label="Type" value={v('type')} error={form?.errors.token_endpoint_auth_method} options={[{ value: 'confidential', label: 'Confidential: a server that keeps a secret' }, { value: 'public', label: 'Public: a browser or mobile app (PKCE, no secret)' }]} />
-          <Checkboxes name="grant_types" legend="Grant types" error={form?.errors.grant_types} checked={(values.grant_types as string[]) ?? []} options={[
-            { value: 'authorization_code', label: 'Authorization code', description: 'People sign in through the application.' },
-            { value: 'refresh_token', label: 'Refresh token' },
-            { value: 'client_credentials', label: 'Client credentials', description: 'The application acts for itself (confidential only).' },
-          ]} />
-          <TextArea name="redirect_uris" label="Redirect URIs" hint="One per line; https, or http on a loopback address." value={v('redirect_uris')} error={form?.errors.redirect_uris} />
-          <TextField name="scopes" label="Scopes" hint="Separated by spaces, for example openid profile orders:read." value={v('scopes')} error={form?.errors.scopes} />
-          <TextField name="resources" label="APIs (identifiers)" hint="Separated by spaces: the APIs whose scopes it may ask for." value={v('resources')} error={form?.errors.resources} />
+          <ClientFields values={values} errors={form?.errors ?? {}}>
+            <SelectField name="type" label="Type" value={v('type')} error={form?.errors.token_endpoint_auth_method} options={[{ value: 'confidential', label: 'Confidential: a server that keeps a secret' }, { value: 'public', label: 'Public: a browser or mobile app (PKCE, no secret)' }]} />
+          </ClientFields>
           <SelectField name="service_account_id" label="Owned by service account (optional)" value={v('service_account_id')} error={form?.errors.service_account_id}
             options={[{ value: '', label: 'None' }, ...((accounts.status === 200 ? accounts.body.items : []) as { id: string; name: string }[]).map((a) => ({ value: a.id, label: a.name }))]} />
           <button type="submit" class="primary">Create client</button>
@@ -334,33 +421,62 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
   router.get('/clients', signedIn((page) => clientsPage(page)));
   router.post('/clients', signedIn(async (page) => {
     const f = await page.form();
-    const values = { name: f.get('name') ?? '', type: f.get('type') ?? 'confidential', grant_types: f.getAll('grant_types'), redirect_uris: f.get('redirect_uris') ?? '', scopes: f.get('scopes') ?? '', resources: f.get('resources') ?? '', service_account_id: f.get('service_account_id') ?? '' };
+    const values = { ...clientValues(f), type: f.get('type') ?? 'confidential', service_account_id: f.get('service_account_id') ?? '' };
     const result = await submit(page, 'POST', '/clients', {
-      name: values.name,
+      ...clientBody(values),
       token_endpoint_auth_method: values.type === 'public' ? 'none' : 'client_secret_basic',
-      grant_types: values.grant_types,
-      redirect_uris: lines(values.redirect_uris),
-      scopes: words(values.scopes),
-      resources: words(values.resources),
       ...(values.service_account_id ? { service_account_id: values.service_account_id } : {}),
     });
     if (!result.ok) return clientsPage(page, result.status, { values, errors: result.errors, formError: result.formError });
-    await clientsPage(page, 201, undefined, { title: `The client ${result.body.name} was created.`, clientId: result.body.client_id, secret: result.body.client_secret });
+    await page.showOnce(clientShown(`The client ${result.body.name} was created.`, result.body.client_id, result.body.client_secret));
   }));
   router.post('/clients/:id/secret', signedIn(async (page) => {
     const rotated = await page.expect('POST', `/clients/${enc(page.koa.params.id!)}/secret`, {});
-    await clientsPage(page, 200, undefined, { title: 'A new client secret was made.', clientId: rotated.client_id, secret: rotated.client_secret, grace: rotated.previous_secret_expires_at });
+    await page.showOnce(clientShown('A new client secret was made.', rotated.client_id, rotated.client_secret, rotated.previous_secret_expires_at));
+  }));
+
+  async function clientPage(page: PageContext, status = 200, form?: { values: Record<string, string | string[]>; errors: FieldErrors; formError?: string }) {
+    const client = await page.expect('GET', `/clients/${enc(page.koa.params.id!)}`);
+    const values = form?.values ?? {
+      name: client.name ?? '',
+      grant_types: client.grant_types,
+      redirect_uris: (client.redirect_uris as string[]).join('\n'),
+      scopes: (client.scopes as string[]).join(' '),
+      resources: (client.resources as string[] | undefined ?? []).join(' '),
+    };
+    page.render(status, (
+      <Layout title={`Client ${client.name ?? client.client_id}`} viewer={page.viewer}>
+        <Notice text={page.koa.query.done === 'changed' ? 'The client was changed.' : undefined} />
+        <dl class="facts">
+          <dt>Client id</dt><dd class="mono">{client.client_id}</dd>
+          <dt>Type</dt><dd>{client.token_endpoint_auth_method === 'none' ? 'public' : `confidential (${client.token_endpoint_auth_method})`}</dd>
+        </dl>
+        {client.built_in ? (
+          <p>Tessera's own built-in client: it cannot be changed.</p>
+        ) : (
+          <ChangeForm action={`/console/clients/${enc(client.client_id)}`} csrf={page.viewer.csrf} form={form} save="Save client" cancel="/console/clients">
+            <ClientFields values={values} errors={form?.errors ?? {}} />
+          </ChangeForm>
+        )}
+      </Layout>
+    ));
+  }
+  router.get('/clients/:id', signedIn((page) => clientPage(page)));
+  router.post('/clients/:id', signedIn(async (page) => {
+    const values = clientValues(await page.form());
+    const result = await submit(page, 'PATCH', `/clients/${enc(page.koa.params.id!)}`, clientBody(values));
+    if (!result.ok) return clientPage(page, result.status, { values, errors: result.errors, formError: result.formError });
+    page.redirect(`/console/clients/${enc(page.koa.params.id!)}?done=changed`);
   }));
 
   // ---------------------------------------------------------------- initial access tokens
-  async function iatsPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }, created?: string) {
-    const list = await page.expect('GET', '/initial-access-tokens?limit=1000');
+  async function iatsPage(page: PageContext, status = 200, form?: { values: Record<string, string>; errors: FieldErrors; formError?: string }) {
+    const list = await listPage(page, '/initial-access-tokens');
     const values = form?.values ?? { days: '1' };
     page.render(status, (
       <Layout title="Initial access tokens" viewer={page.viewer}>
         <p>An initial access token lets an application register itself (RFC 7591) with at most its scopes and APIs.</p>
         <Notice text={page.koa.query.done === 'revoked' ? 'The initial access token was revoked.' : undefined} />
-        {created && <SecretOnce label="Initial access token" value={created} id="secret" />}
         <Table caption="Initial access tokens" rows={list.items as any[]} empty="No initial access tokens." columns={[
           { label: 'Id', cell: (t) => <span class="mono">{t.id}</span> },
           { label: 'Scopes', cell: (t) => <span class="mono">{(t.scopes as string[]).join(' ')}</span> },
@@ -369,6 +485,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
           { label: 'Uses', cell: (t) => String(t.use_count) },
           { label: 'Actions', cell: (t) => (t.revoked_at ? 'revoked' : <ActionButton csrf={page.viewer.csrf} action={`/console/initial-access-tokens/${enc(t.id)}/revoke`} label={`Revoke ${t.id}`} danger />) },
         ]} />
+        <Pager path="/console/initial-access-tokens" label="initial access tokens" next={list.next} cursor={list.cursor} />
         <h2>Issue an initial access token</h2>
         <ErrorSummary errors={form?.errors ?? {}} formError={form?.formError} />
         <form method="post" action="/console/initial-access-tokens" novalidate>
@@ -387,7 +504,7 @@ export function adminPages(router: Router, signedIn: SignedIn): void {
     const values = { days: f.get('days') ?? '1', scopes: f.get('scopes') ?? '', resources: f.get('resources') ?? '' };
     const result = await submit(page, 'POST', '/initial-access-tokens', { expires_in: Number(values.days) * 86400, scopes: words(values.scopes), resources: words(values.resources) });
     if (!result.ok) return iatsPage(page, result.status, { values, errors: result.errors, formError: result.formError });
-    await iatsPage(page, 201, undefined, result.body.token);
+    await page.showOnce({ title: 'New initial access token', secrets: [{ label: 'Initial access token', value: result.body.token }], expiresAt: result.body.expires_at, back: '/console/initial-access-tokens' });
   }));
   router.post('/initial-access-tokens/:id/revoke', signedIn(async (page) => {
     await page.expect('DELETE', `/initial-access-tokens/${enc(page.koa.params.id!)}`);

@@ -56,6 +56,19 @@ table.cards th,table.cards td{text-align:left;vertical-align:top;padding:.45rem 
 .badge{display:inline-block;padding:0 .4rem;border-radius:.75rem;border:1px solid var(--border);font-size:.85rem}
 .risk-high{border-color:var(--danger);color:var(--danger)}
 ul.reasons{margin:0;padding-left:1.1rem}
+.chart{margin:0 0 1.5rem}
+.chart svg{display:block;width:100%;height:auto;max-width:48rem}
+.chart-bar{fill:var(--accent)}
+.chart-axis{stroke:var(--border);stroke-width:1}
+.chart-grid{stroke:var(--line);stroke-width:1;stroke-dasharray:4 4}
+.chart-label{fill:var(--muted);font-size:12px}
+.chart-y{text-anchor:end}
+.chart-x{text-anchor:middle}
+table.numbers{border-collapse:collapse;margin:.5rem 0}
+table.numbers th,table.numbers td{text-align:left;padding:.15rem .75rem .15rem 0;border-bottom:1px solid var(--line);font-weight:400}
+table.numbers td{text-align:right}
+.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.pager{display:flex;gap:1.5rem;margin:.5rem 0 1rem}
 .filters{display:flex;flex-wrap:wrap;gap:0 1rem;align-items:end}
 .filters .field{flex:1 1 12rem}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem}

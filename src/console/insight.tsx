@@ -4,10 +4,11 @@ import type { Middleware } from 'koa';
 import { describeEvent } from './audit-words.js';
 import type { AuditEventView, NameBook } from './audit-words.js';
 import type { PageContext, PageHandler } from './page.js';
-import { fieldErrorsOf, pageErrorOf } from './page.js';
+import { PAGE_SIZE, fieldErrorsOf, pageErrorOf } from './page.js';
+import { BarChart } from './views/chart.js';
 import { RiskCell } from './views/tokens.js';
 import type { FieldErrors } from './views/ui.js';
-import { ErrorSummary, Layout, SelectField, Table, TextField, Time } from './views/ui.js';
+import { ErrorSummary, Layout, Pager, SelectField, Table, TextField, Time } from './views/ui.js';
 
 /**
  * Insight: the token inventory, riskiest first, with its reasons in words and a CSV export; and
@@ -33,15 +34,20 @@ async function passThrough(page: PageContext, path: string) {
   koa.body = answer.text;
 }
 
-/** Names for the audit trail's ids, from the listings the person may read (a refused one adds nothing). */
-async function nameBook(page: PageContext): Promise<NameBook> {
+/**
+ * Names for the ids of a page of the audit trail, from what the person may read (a refused
+ * listing adds nothing): the tokens the events name, by id, and the organization's users,
+ * service accounts, clients and APIs.
+ */
+async function nameBook(page: PageContext, events: AuditEventView[]): Promise<NameBook> {
   const names: NameBook = new Map();
   const add = async (path: string, key: string, name: (item: any) => string) => {
     const answer = await page.call('GET', path);
     if (answer.status === 200) for (const item of answer.body.items as any[]) names.set(item[key], name(item));
   };
+  const tokenIds = [...new Set(events.filter((e) => e.target.type === 'reference_token' && e.target.id).map((e) => e.target.id!))];
   await Promise.all([
-    add('/tokens?limit=1000', 'id', (t) => `${String(t.type).toUpperCase()} ${t.name}`),
+    tokenIds.length ? add(`/tokens?limit=${tokenIds.length}&ids=${tokenIds.map(enc).join(',')}`, 'id', (t) => `${String(t.type).toUpperCase()} ${t.name}`) : undefined,
     add('/users?limit=1000', 'id', (u) => u.username),
     add('/service-accounts?limit=1000', 'id', (a) => a.name),
     add('/clients?limit=1000', 'client_id', (c) => c.name ?? c.client_id),
@@ -50,26 +56,57 @@ async function nameBook(page: PageContext): Promise<NameBook> {
   return names;
 }
 
+/** A day or instant as the viewer's language writes it, in UTC (the counts are per UTC day). */
+function dayLabels(locale: string) {
+  const make = (options: Intl.DateTimeFormatOptions) => {
+    try {
+      return new Intl.DateTimeFormat(locale, { ...options, timeZone: 'UTC' });
+    } catch {
+      return new Intl.DateTimeFormat('en', { ...options, timeZone: 'UTC' });
+    }
+  };
+  const long = make({ day: 'numeric', month: 'short', year: 'numeric' });
+  const short = make({ day: 'numeric', month: 'short' });
+  return { long: (iso: string) => long.format(new Date(iso)), short: (iso: string) => short.format(new Date(iso)) };
+}
+
 export function insightPages(router: Router, signedIn: SignedIn): void {
+  // Activity: issuance, use and expiry as charts, from GET /token-activity (audit:read).
+  router.get('/activity', signedIn(async (page) => {
+    const activity = (await page.expect('GET', '/token-activity?days=30&weeks=12')) as { days: { day: string; issued: number; uses: number }[]; weeks: { from: string; to: string; expiring: number }[] };
+    const label = dayLabels(page.viewer.locale);
+    const perDay = (key: 'issued' | 'uses') => activity.days.map((d) => ({ label: label.long(d.day), short: label.short(d.day), value: d[key] }));
+    page.render(200, (
+      <Layout title="Activity" viewer={page.viewer}>
+        <p>The organization's tokens over the last 30 days (UTC), and what expires in the coming weeks. Every bar's number is also in the table under its chart.</p>
+        <BarChart id="issued" title="Tokens issued per day" unit="tokens issued" column="Day" points={perDay('issued')} />
+        <BarChart id="uses" title="PAT and SAT uses per day" unit="uses (introspections and Management API calls)" column="Day" points={perDay('uses')} />
+        <BarChart id="expiring" title="Live PATs and SATs expiring per week" unit="tokens expiring" column="Week starting" points={activity.weeks.map((w) => ({ label: `week of ${label.long(w.from)}`, short: label.short(w.from), value: w.expiring }))} />
+        <p><a href="/console/inventory?expiring=30">See the tokens expiring within 30 days</a></p>
+      </Layout>
+    ));
+  }));
+
   router.get('/inventory', signedIn(async (page) => {
     const q = page.koa.query;
     const pick = (k: string) => (typeof q[k] === 'string' ? (q[k] as string) : '');
     const filters = { kind: pick('kind'), owner: pick('owner'), idle: pick('idle'), expiring: pick('expiring') };
-    const params = new URLSearchParams({ limit: '1000' });
+    // Every filter is the API's, so a page of 50 is a page of what matches.
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (filters.kind) params.set('kind', filters.kind);
     if (filters.owner) params.set('owner', filters.owner);
+    if (filters.idle) params.set('min_idle_days', filters.idle);
+    if (filters.expiring) params.set('expires_within_days', filters.expiring);
+    const cursor = pick('cursor').slice(0, 512);
+    if (cursor) params.set('cursor', cursor);
     const answer = await page.call('GET', `/token-inventory?${params}`);
     let errors: FieldErrors = {};
     let items: any[] = [];
-    if (answer.status === 200) items = answer.body.items;
+    let next: string | null = null;
+    if (answer.status === 200) ({ items, next_cursor: next } = answer.body);
     else if (answer.status === 400) errors = fieldErrorsOf(answer);
     else throw pageErrorOf(answer);
-    // Idle and expiring are views over the listed facts: idle at least N days, expiring within N days.
-    const idle = Number(filters.idle);
-    const expiring = Number(filters.expiring);
-    if (filters.idle && Number.isFinite(idle)) items = items.filter((i) => (i.idle_days ?? i.age_days) >= idle);
-    if (filters.expiring && Number.isFinite(expiring)) items = items.filter((i) => i.expires_in_days !== null && i.expires_in_days <= expiring);
-    const csv = new URLSearchParams({ ...(filters.kind ? { kind: filters.kind } : {}), ...(filters.owner ? { owner: filters.owner } : {}) });
+    const kept = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
     page.render(answer.status === 400 ? 400 : 200, (
       <Layout title="Token inventory" viewer={page.viewer}>
         <p>Every live long-lived credential you may see, riskiest first, with why it scores as it does.</p>
@@ -81,7 +118,7 @@ export function insightPages(router: Router, signedIn: SignedIn): void {
           <SelectField name="expiring" label="Expiring" value={filters.expiring} options={[{ value: '', label: 'Any' }, { value: '7', label: 'Within 7 days' }, { value: '30', label: 'Within 30 days' }]} />
           <div class="field"><button type="submit" class="primary">Filter</button></div>
         </form>
-        <p><a href={`/console/inventory.csv${csv.size ? `?${csv}` : ''}`}>Download as CSV</a></p>
+        <p><a href={`/console/inventory.csv${kept.size ? `?${kept}` : ''}`}>Download as CSV</a></p>
         <Table caption="Credentials by risk" rows={items} empty="No credentials match." columns={[
           { label: 'Risk', cell: (i) => <RiskCell risk={{ score: i.risk_score, reasons: i.risk_reasons }} /> },
           { label: 'Kind', cell: (i) => String(i.kind).replace(/_/g, ' ') },
@@ -91,12 +128,13 @@ export function insightPages(router: Router, signedIn: SignedIn): void {
           { label: 'Expires', cell: (i) => <Time iso={i.expires_at} locale={page.viewer.locale} /> },
           { label: 'Last used', cell: (i) => <Time iso={i.last_used_at} locale={page.viewer.locale} /> },
         ]} />
+        <Pager path="/console/inventory" label="the inventory" next={next} cursor={cursor} query={kept} />
       </Layout>
     ));
   }));
   router.get('/inventory.csv', signedIn(async (page) => {
     const params = new URLSearchParams({ format: 'csv' });
-    for (const k of ['kind', 'owner']) if (typeof page.koa.query[k] === 'string' && page.koa.query[k]) params.set(k, page.koa.query[k] as string);
+    for (const [k, api] of [['kind', 'kind'], ['owner', 'owner'], ['idle', 'min_idle_days'], ['expiring', 'expires_within_days']]) if (typeof page.koa.query[k] === 'string' && page.koa.query[k]) params.set(api!, page.koa.query[k] as string);
     await passThrough(page, `/token-inventory?${params}`);
   }));
 
@@ -118,7 +156,7 @@ export function insightPages(router: Router, signedIn: SignedIn): void {
 
   router.get('/audit', signedIn(async (page) => {
     const { values, params, errors: own } = auditQuery(page);
-    params.set('limit', '50');
+    params.set('limit', String(PAGE_SIZE));
     if (values.cursor) params.set('cursor', values.cursor);
     let errors = own;
     let items: (AuditEventView & { seq: number; time: string })[] = [];
@@ -131,7 +169,7 @@ export function insightPages(router: Router, signedIn: SignedIn): void {
       } else if (answer.status === 400) errors = fieldErrorsOf(answer);
       else throw pageErrorOf(answer);
     }
-    const names = items.length ? await nameBook(page) : new Map<string, string>();
+    const names = items.length ? await nameBook(page, items) : new Map<string, string>();
     const keep = new URLSearchParams(Object.entries(values).filter(([k, v]) => v && k !== 'cursor'));
     page.render(Object.keys(errors).length ? 400 : 200, (
       <Layout title="Audit trail" viewer={page.viewer}>

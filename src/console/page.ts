@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import type { ComponentChildren } from 'preact';
 
 import type { ApiAnswer, RequestFacts } from './backend.js';
-import type { ConsoleSession } from './session-store.js';
+import type { ConsoleSession, ShownOnce } from './session-store.js';
 import type { FieldErrors, Viewer } from './views/ui.js';
 
 /** An error to show as a page, with its status. */
@@ -29,6 +29,8 @@ export interface PageContext {
   render(status: number, page: ComponentChildren): void;
   form(): Promise<URLSearchParams>;
   redirect(to: string): void;
+  /** Answers a POST with a redirect to a page that shows `shown` once (post/redirect/get). */
+  showOnce(shown: ShownOnce): Promise<void>;
   /** Milliseconds since the epoch, on Tessera's clock. */
   now(): number;
 }
@@ -53,4 +55,16 @@ export function pageErrorOf(answer: ApiAnswer): ConsolePageError {
   if (answer.status === 429) return new ConsolePageError(429, 'Too many requests', 'Wait a moment and try again.');
   if (answer.status >= 500) return new ConsolePageError(503, 'Temporarily unavailable', 'Tessera could not answer just now. Try again in a moment.');
   return new ConsolePageError(answer.status, 'Request refused', detail);
+}
+
+/** Rows a listing page shows at a time; the API's cursor leads to the next ones. */
+export const PAGE_SIZE = 50;
+
+/** One page of a Management API listing at the page's `?cursor=`, with the cursor of the next. */
+export async function listPage(page: PageContext, path: string, params: Record<string, string> = {}): Promise<{ items: any[]; next: string | null; cursor: string }> {
+  const cursor = typeof page.koa.query.cursor === 'string' ? page.koa.query.cursor.slice(0, 512) : '';
+  const query = new URLSearchParams({ ...params, limit: String(PAGE_SIZE) });
+  if (cursor) query.set('cursor', cursor);
+  const body = await page.expect('GET', `${path}?${query}`);
+  return { items: body.items, next: body.next_cursor ?? null, cursor };
 }

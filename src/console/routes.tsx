@@ -15,12 +15,12 @@ import type { ConsoleSession, ConsoleSessions } from './session-store.js';
 import { adminPages } from './admin.js';
 import { insightPages } from './insight.js';
 import type { PageHandler } from './page.js';
-import { ConsolePageError, pageErrorOf } from './page.js';
-import { issueToken, tokenActionRoutes } from './token-form.js';
+import { ConsolePageError, listPage, pageErrorOf } from './page.js';
+import { issueToken, tokenActionRoutes, tokenShown } from './token-form.js';
 import type { NavItem, Viewer } from './views/ui.js';
 import { Bare, ErrorPage, html } from './views/ui.js';
 import type { NewTokenValues, TokenOptions, TokenRow } from './views/tokens.js';
-import { MyTokensPage, NewTokenPage, TokenSecretPage } from './views/tokens.js';
+import { MyTokensPage, NewTokenPage, ShownAlreadyPage, ShownOncePage } from './views/tokens.js';
 
 /**
  * The web console at /console (docs/console.md): server-rendered pages over the Management API.
@@ -60,6 +60,7 @@ const SECTIONS: { href: string; label: string; scope: string | null }[] = [
   { href: '/console/organization', label: 'Organization', scope: 'organization:read' },
   { href: '/console/lockouts', label: 'Sign-in lock-outs', scope: 'users:read' },
   { href: '/console/inventory', label: 'Token inventory', scope: 'tokens:read' },
+  { href: '/console/activity', label: 'Activity', scope: 'audit:read' },
   { href: '/console/audit', label: 'Audit trail', scope: 'audit:read' },
 ];
 
@@ -166,6 +167,11 @@ export function createConsoleRoutes(deps: ConsoleRouteDependencies): Middleware 
               ctx.status = 303;
               ctx.redirect(to);
             },
+            async showOnce(shown) {
+              const id = await sessions.stashShownOnce(sessionId, shown);
+              ctx.status = 303;
+              ctx.redirect(`/console/shown/${id}`);
+            },
             now: () => deps.clock.now(),
           }),
         );
@@ -256,15 +262,16 @@ export function createConsoleRoutes(deps: ConsoleRouteDependencies): Middleware 
   // My tokens: the person's own PATs, with their risk from the token inventory.
   router.get('/tokens', signedIn(async (page) => {
     const me = encodeURIComponent(page.session.userId);
+    // A page of the person's PATs, and the risk of their live ones (the inventory reads only theirs).
     const [list, inventory] = await Promise.all([
-      page.expect('GET', `/tokens?kind=pat&owner=${me}&limit=200`),
+      listPage(page, '/tokens', { kind: 'pat', owner: page.session.userId }),
       page.expect('GET', `/token-inventory?kind=pat&owner=${me}&limit=1000`),
     ]);
     const risk = new Map<string, TokenRow['risk']>((inventory.items as { id: string; risk_score: number; risk_reasons: { detail: string }[] }[]).map((i) => [i.id, { score: i.risk_score, reasons: i.risk_reasons }]));
     const tokens = (list.items as TokenRow[]).map((t) => ({ ...t, risk: risk.get(t.id) }));
     const done = page.koa.query.done;
     const notice = done === 'revoked' ? 'The token was revoked.' : undefined;
-    page.render(200, <MyTokensPage viewer={page.viewer} tokens={tokens} notice={notice} />);
+    page.render(200, <MyTokensPage viewer={page.viewer} tokens={tokens} notice={notice} next={list.next} cursor={list.cursor} />);
   }));
 
   const emptyToken: NewTokenValues = { name: '', expiry: '30', expires_on: '', scopes: [] };
@@ -277,11 +284,17 @@ export function createConsoleRoutes(deps: ConsoleRouteDependencies): Middleware 
   router.post('/tokens', signedIn(async (page) => {
     const form = await page.form();
     const result = await issueToken(page, form, { type: 'pat' });
-    if (result.ok) return page.render(201, <TokenSecretPage viewer={page.viewer} title="Your new token" token={result.body} back="/console/tokens" />);
+    if (result.ok) return page.showOnce(tokenShown('Your new token', result.body, '/console/tokens'));
     page.render(result.status, <NewTokenPage viewer={page.viewer} options={result.options} values={result.values} errors={result.errors} formError={result.formError} action="/console/tokens" title="Create a personal access token" />);
   }));
 
   tokenActionRoutes(router, signedIn, '/tokens', 'pat', () => '/console/tokens');
+
+  // A secret made by a POST, shown once by the GET its redirect leads to (post/redirect/get).
+  router.get('/shown/:id', signedIn(async (page) => {
+    const shown = await sessions.takeShownOnce(page.koa.cookies.get(sessionCookie(page.koa.secure))!, page.koa.params.id);
+    page.render(shown ? 200 : 410, shown ? <ShownOncePage viewer={page.viewer} shown={shown} /> : <ShownAlreadyPage viewer={page.viewer} />);
+  }));
 
   router.post('/tokens/:id/revoke', signedIn(async (page) => {
     const reason = ((await page.form()).get('reason') ?? '').trim().slice(0, 200);

@@ -26,6 +26,24 @@ export interface ConsoleSession {
   lastSeenAt: number;
 }
 
+/**
+ * What a page shows once after a POST (a new token, a generated password, a client secret):
+ * kept here, sealed, under a random id for a few minutes, so the POST can answer with a
+ * redirect and a reload of the page that shows it submits nothing again (post/redirect/get).
+ */
+export interface ShownOnce {
+  title: string;
+  notice?: string;
+  facts?: { label: string; value: string }[];
+  secrets: { label: string; value: string }[];
+  /** When the credential expires (RFC 3339), and whether it is used as a Bearer token. */
+  expiresAt?: string;
+  bearer?: boolean;
+  /** Until when the replaced secret keeps working (RFC 3339). */
+  grace?: string | null;
+  back: string;
+}
+
 /** A sign-in on its way through /auth: what the callback must find again. */
 export interface PendingSignIn {
   state: string;
@@ -46,6 +64,8 @@ export interface ConsoleSessionOptions {
 
 /** Ten minutes to sign in, the lifetime of an interaction. */
 const PENDING_SECONDS = 600;
+/** A secret waits this long for its page to be opened; then it is gone. */
+const SHOWN_ONCE_SECONDS = 300;
 const digest = (id: string) => createHash('sha256').update(id).digest('base64url');
 export const newOpaqueId = () => randomBytes(32).toString('base64url');
 const ID_SHAPE = /^[\w-]{43}$/;
@@ -54,6 +74,8 @@ export function createConsoleSessions(options: ConsoleSessionOptions) {
   const { cache, envelope, clock } = options;
   const sessionKey = (d: string) => `console:session:${d}`;
   const pendingKey = (d: string) => `console:sign-in:${d}`;
+  // Bound to the session: another browser with the same link finds nothing.
+  const shownKey = (session: string, d: string) => `console:shown:${digest(session)}:${d}`;
 
   async function write(id: string, session: ConsoleSession): Promise<void> {
     const d = digest(id);
@@ -103,6 +125,25 @@ export function createConsoleSessions(options: ConsoleSessionOptions) {
       const d = digest(id);
       await cache.set(pendingKey(d), envelope.seal(JSON.stringify(pending), `console-sign-in:${d}`), PENDING_SECONDS);
       return id;
+    },
+    /** Keeps what a page shows once for the session `sessionId`; returns the id of its page. */
+    async stashShownOnce(sessionId: string, shown: ShownOnce): Promise<string> {
+      const id = newOpaqueId();
+      const key = shownKey(sessionId, digest(id));
+      await cache.set(key, envelope.seal(JSON.stringify(shown), key), SHOWN_ONCE_SECONDS);
+      return id;
+    },
+    /** What `stashShownOnce` kept under `id`, taken once: the second look finds nothing. */
+    async takeShownOnce(sessionId: string, id: string | undefined): Promise<ShownOnce | undefined> {
+      if (!id || !ID_SHAPE.test(id) || !ID_SHAPE.test(sessionId)) return undefined;
+      const key = shownKey(sessionId, digest(id));
+      const sealed = await cache.getDel(key);
+      if (!sealed) return undefined;
+      try {
+        return JSON.parse(envelope.open(sealed, key)) as ShownOnce;
+      } catch {
+        return undefined;
+      }
     },
     /** The pending sign-in of `id`, taken once: a second callback with the same cookie finds nothing. */
     async takeSignIn(id: string | undefined): Promise<PendingSignIn | undefined> {

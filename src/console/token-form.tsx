@@ -5,7 +5,8 @@ import type { PageContext, PageHandler } from './page.js';
 import { fieldErrorsOf, pageErrorOf } from './page.js';
 import type { FieldErrors } from './views/ui.js';
 import type { NewTokenValues, TokenOptions, TokenRow } from './views/tokens.js';
-import { ConfirmTokenPage, TokenSecretPage } from './views/tokens.js';
+import type { ShownOnce } from './session-store.js';
+import { ConfirmTokenPage } from './views/tokens.js';
 
 /**
  * Issues a PAT or SAT from the token form: presets or a date become `expires_in`, checked scopes
@@ -61,6 +62,16 @@ export async function issueToken(page: PageContext, form: URLSearchParams, targe
   throw pageErrorOf(answer);
 }
 
+/** A new PAT or SAT secret as its page shows it once. */
+export const tokenShown = (title: string, token: { name: string; token: string; expires_at: string }, back: string, grace?: string | null): ShownOnce => ({
+  title,
+  secrets: [{ label: `Secret of ${token.name}`, value: token.token }],
+  expiresAt: token.expires_at,
+  bearer: true,
+  grace,
+  back,
+});
+
 /**
  * The confirmation pages of rotating and revoking a PAT or SAT under `base`, and the rotation
  * itself (new secret shown once, with the grace of the old one). `back` says where the person
@@ -77,6 +88,6 @@ export function tokenActionRoutes(router: Router, signedIn: (handler: PageHandle
   }
   router.post(`${path}/:id/rotate`, signedIn(async (page) => {
     const rotated = await page.expect('POST', `/tokens/${encodeURIComponent(page.koa.params.id!)}/rotate`, {});
-    page.render(200, <TokenSecretPage viewer={page.viewer} title={`New secret for ${rotated.name}`} token={rotated} grace={rotated.previous_secret_expires_at} back={back(rotated)} />);
+    await page.showOnce(tokenShown(`New secret for ${rotated.name}`, rotated, back(rotated), rotated.previous_secret_expires_at));
   }));
 }

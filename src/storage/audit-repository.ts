@@ -37,13 +37,20 @@ const COLUMNS = ['organization_id', 'seq', 'occurred_at', 'actor_type', 'actor_i
 /**
  * One element of an append batch is a JSON array of a row's columns from `occurred_at` to
  * `details`, then its `hash` (encodeRow in src/audit/hash-chain.ts). Its organization and seq come
- * from the batch, and its prev_hash is the hash before it.
+ * from the batch, and its prev_hash is the hash before it. The same statement adds the batch to
+ * the counts per day (UTC) and action (migrations/1700000011000_console_lists.sql).
  */
 const APPEND = `WITH appended AS (
   INSERT INTO audit_events (${COLUMNS.join(', ')})
   SELECT $2, $3::bigint + ord, (v->>0)::timestamptz, v->>1, v->>2, v->>3, v->>4, v->>5, v->>6, v->>7, v->>8, v->>9, v->>10, v->11,
          COALESCE(lag(v->>12) OVER (ORDER BY ord), $4), v->>12
     FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(v, ord)
+), counted AS (
+  INSERT INTO audit_daily_counts (organization_id, day, action, events)
+  SELECT $2, ((v->>0)::timestamptz AT TIME ZONE 'UTC')::date, v->>4, count(*)
+    FROM jsonb_array_elements($1::jsonb) AS r(v)
+   GROUP BY 2, 3
+  ON CONFLICT (organization_id, action, day) DO UPDATE SET events = audit_daily_counts.events + EXCLUDED.events
 )
 UPDATE audit_chain_heads SET seq = $5, hash = $6 WHERE organization_id = $2`;
 
@@ -75,7 +82,14 @@ export function createAuditRepository(db: Database) {
         values.push(value);
         where.push(sql.replace('?', `$${values.length}`));
       };
-      if (filter.from) add('occurred_at >= ?', filter.from);
+      if (filter.from) {
+        add('occurred_at >= ?', filter.from);
+        // Rows are listed in chain order: starting the walk at the first row of the period spares
+        // reading every older row of the chain. A bound only (the condition above still decides),
+        // taken from the time index: `seq + 0` keeps PostgreSQL from answering min(seq) by walking
+        // the primary key from the chain's start, which is the very walk this avoids.
+        where.push(`seq >= COALESCE((SELECT min(seq + 0) FROM audit_events WHERE organization_id = $1 AND occurred_at >= $${values.length}), 9223372036854775807)`);
+      }
       if (filter.to) add('occurred_at < ?', filter.to);
       if (filter.actorId !== undefined) add('actor_id = ?', filter.actorId);
       if (filter.action !== undefined) add('action = ?', filter.action);

@@ -59,6 +59,7 @@ export interface ReferenceTokenFilter {
   expiringBefore?: Date;
   /** Tokens not used since this time (never-used tokens count by their creation). */
   lastUsedBefore?: Date;
+  ids?: string[];
   now: Date;
   after?: { k: string; id: string };
   limit: number;
@@ -228,12 +229,15 @@ export function createReferenceTokenRepository(db: Database) {
         where.push(clause(`$${params.length}`));
       };
       if (filter.type) add((p) => `t.type = ${p}`, filter.type);
-      if (filter.ownerId) add((p) => `(t.user_id = ${p} OR t.service_account_id = ${p})`, filter.ownerId);
+      // A PAT's owner is its user and a SAT's its service account (the table's CHECK): with the
+      // kind known, the owner's own index (user_id or service_account_id, created_at, id) serves the page.
+      if (filter.ownerId) add((p) => (filter.type === 'pat' ? `t.user_id = ${p}` : filter.type === 'sat' ? `t.service_account_id = ${p}` : `(t.user_id = ${p} OR t.service_account_id = ${p})`), filter.ownerId);
       if (filter.state === 'active') add((p) => `(t.revoked_at IS NULL AND t.expires_at > ${p})`, filter.now);
       if (filter.state === 'revoked') where.push('t.revoked_at IS NOT NULL');
       if (filter.state === 'expired') add((p) => `(t.revoked_at IS NULL AND t.expires_at <= ${p})`, filter.now);
       if (filter.expiringBefore) add((p) => `t.expires_at < ${p}`, filter.expiringBefore);
       if (filter.lastUsedBefore) add((p) => `COALESCE(t.last_used_at, t.created_at) < ${p}`, filter.lastUsedBefore);
+      if (filter.ids) add((p) => `t.id = ANY(${p}::text[])`, filter.ids);
       if (filter.after) {
         add((p) => `(t.created_at, t.id) > (${p}::timestamptz`, filter.after.k);
         params.push(filter.after.id);
@@ -350,7 +354,11 @@ export function createReferenceTokenRepository(db: Database) {
       const { rows } = await db.query<{ ip: string; user_agent: string; last_seen: Date }>('SELECT ip, user_agent, last_seen FROM reference_token_sightings WHERE token_id = $1 ORDER BY last_seen DESC', [tokenId]);
       return rows;
     },
-    /** One batched write of usage counters: per token and per resource server. */
+    /**
+     * One batched write of usage counters: per token and per resource server, and per
+     * organization and day (UTC) of the batch's last use, which the activity chart reads. A batch
+     * spans a few seconds, so only the uses of a batch that crosses midnight land on the later day.
+     */
     async recordUsage(batch: { subject: string; resource: string; count: number; lastUsedAt: Date }[]): Promise<void> {
       if (batch.length === 0) return;
       await db.query(
@@ -361,7 +369,13 @@ export function createReferenceTokenRepository(db: Database) {
                 SELECT token_id, resource, n, at FROM u
                 ON CONFLICT (token_id, resource) DO UPDATE
                   SET use_count = reference_token_usage.use_count + EXCLUDED.use_count,
-                      last_used_at = GREATEST(reference_token_usage.last_used_at, EXCLUDED.last_used_at))
+                      last_used_at = GREATEST(reference_token_usage.last_used_at, EXCLUDED.last_used_at)),
+              per_day AS (
+                INSERT INTO reference_token_usage_daily (organization_id, day, uses)
+                SELECT t.organization_id, (u.at AT TIME ZONE 'UTC')::date, sum(u.n)::bigint
+                  FROM u JOIN reference_tokens t ON t.id = u.token_id
+                 GROUP BY 1, 2
+                ON CONFLICT (organization_id, day) DO UPDATE SET uses = reference_token_usage_daily.uses + EXCLUDED.uses)
          UPDATE reference_tokens t SET use_count = t.use_count + s.n, last_used_at = GREATEST(t.last_used_at, s.at)
            FROM (SELECT token_id, sum(n)::bigint AS n, max(at) AS at FROM u GROUP BY token_id) s
           WHERE t.id = s.token_id`,

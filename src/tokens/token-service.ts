@@ -79,6 +79,8 @@ export interface TokenListQuery {
   state?: 'active' | 'revoked' | 'expired';
   expiring_before?: Date;
   last_used_before?: Date;
+  /** Only these tokens (of those the caller may see). */
+  ids?: string[];
   after?: { k: string; id: string };
   limit: number;
 }
@@ -329,6 +331,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         state: query.state,
         expiringBefore: query.expiring_before,
         lastUsedBefore: query.last_used_before,
+        ids: query.ids,
         now: now(),
         after: query.after,
         limit: query.limit,

@@ -21,6 +21,22 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+/**
+ * The environment of a PostgreSQL + Redis installation, configured only through the documented
+ * variables: the benchmark's own schema and key prefix, the test keys, and its data directory.
+ */
+export function installationEnv(pg: { url: string; schema: string }, redis: { url: string; prefix: string }, keys: { kek: string; cookieKeys: string }, dataDir: string): Record<string, string> {
+  return {
+    NODE_ENV: 'bench',
+    DATABASE_URL: `${pg.url}${pg.url.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${pg.schema}`)}`,
+    REDIS_URL: redis.url,
+    TESSERA_REDIS_PREFIX: redis.prefix,
+    TESSERA_KEK: keys.kek,
+    TESSERA_COOKIE_KEYS: keys.cookieKeys,
+    TESSERA_DATA_DIR: dataDir,
+  };
+}
+
 export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));

@@ -37,7 +37,7 @@ import { openPostgres, openRedis } from '../helpers/backends.js';
 import { TEST_COOKIE_KEYS, TEST_KEK } from '../helpers/token-fixtures.js';
 import { cpuBetween, cpuSnapshot } from './cpu.js';
 import type { CpuSplit } from './cpu.js';
-import { startPlainProvider, startTessera, tesseraCli } from './processes.js';
+import { installationEnv, startPlainProvider, startTessera, tesseraCli } from './processes.js';
 import type { Server } from './processes.js';
 import { requireWrk, runWrk } from './wrk.js';
 import type { LoadResult, LoadSpec } from './wrk.js';
@@ -164,16 +164,7 @@ const embeddedDir = mkdtempSync(resolve(tmpdir(), 'tessera-bench-embedded-'));
 const servers: Server[] = [];
 try {
   // The PostgreSQL + Redis installation, configured only through the documented variables.
-  const env: Record<string, string> = {
-    NODE_ENV: 'bench',
-    DATABASE_URL: `${pg.url}${pg.url.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${pg.schema}`)}`,
-    REDIS_URL: redis.url,
-    TESSERA_REDIS_PREFIX: redis.prefix,
-    TESSERA_KEK: TEST_KEK,
-    TESSERA_COOKIE_KEYS: TEST_COOKIE_KEYS,
-    TESSERA_DATA_DIR: dataDir,
-    TESSERA_ISSUER: 'http://127.0.0.1:3999',
-  };
+  const env = { ...installationEnv(pg, redis, { kek: TEST_KEK, cookieKeys: TEST_COOKIE_KEYS }, dataDir), TESSERA_ISSUER: 'http://127.0.0.1:3999' };
   log(`Node ${process.version}, ${availableParallelism()} cores; bootstrapping a PostgreSQL + Redis installation`);
   const bootstrap = JSON.parse(await tesseraCli(env, ['bootstrap', '--json'])) as { organization_id: string; management_token: string };
   const mt = bootstrap.management_token;

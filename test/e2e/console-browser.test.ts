@@ -1,8 +1,9 @@
 /**
  * The web console (/console) in a real browser (headless Chromium through playwright-core), on
  * every backend: an owner's whole journey, a member's own tokens, a member refused every
- * administration page, CSRF refused, session expiry back to sign-in, axe-core on every page with
- * zero violations, and no horizontal scrolling at 360 px and 1280 px.
+ * administration page, CSRF refused, session expiry back to sign-in, a secret's page that a
+ * reload does not submit again, the client and API edit pages, the activity charts, axe-core on
+ * every page with zero violations, and no horizontal scrolling at 360 px and 1280 px.
  *
  * Locally, without Chromium at /usr/bin/chromium, the tests are skipped with a message; with CI
  * set they fail instead.
@@ -91,6 +92,18 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('the web console in a real 
         return response;
       }
 
+      /** axe-core on the page as it is, and no sideways scrolling at 360 px and 1280 px (for pages that can be opened only once). */
+      async function checkHere(page: Page, label: string) {
+        for (const width of [360, 1280]) {
+          await page.setViewportSize({ width, height: 800 });
+          expect(await page.evaluate(() => document.documentElement.scrollWidth), `${label} at ${width}px`).toBeLessThanOrEqual(width);
+        }
+        await page.evaluate(AXE_SOURCE);
+        const result = await page.evaluate(() => (window as any).axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'] } }));
+        const violations = (result.violations as { id: string; nodes: { target: string[] }[] }[]).map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+        expect(violations, label).toEqual([]);
+      }
+
       async function signIn(page: Page, username: string) {
         await page.goto(`${server.url}/console`);
         await page.getByRole('heading', { name: 'Sign in' }).waitFor();
@@ -116,6 +129,18 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('the web console in a real 
         const secret = await page.getByLabel('Secret of laptop script').inputValue();
         expect(secret).toMatch(/^tsr_pat_/);
         expect(await page.textContent('main')).toContain('only time');
+        await checkHere(page, 'the new token page');
+        // Post/redirect/get: the secret's page is a GET; reloading it shows the secret is gone
+        // and creates nothing.
+        expect(new URL(page.url()).pathname).toMatch(/^\/console\/shown\/[\w-]{43}$/);
+        const again = await page.reload();
+        expect(again!.status()).toBe(410);
+        await page.getByRole('heading', { name: 'Already shown' }).waitFor();
+        expect(await page.textContent('main')).not.toContain(secret);
+        await checkHere(page, 'the already-shown page');
+        await page.setViewportSize({ width: 1280, height: 900 });
+        const mine = await api(server, server.managementToken, 'GET', '/tokens?kind=pat');
+        expect(mine.body.items.filter((t: any) => t.name === 'laptop script')).toHaveLength(1);
 
         // The PAT works against the Management API, as Mia.
         const listed = await api(server, secret, 'GET', '/tokens');
@@ -149,6 +174,16 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('the web console in a real 
         await page.getByText('The API Orders was added.').waitFor();
         expect(await page.getByLabel('Introspection client secret').inputValue()).toHaveLength(43);
 
+        // An API's scopes are changed on its own page, through PATCH /resource-servers/{id}.
+        await go(page, '/console/apis', 'owner');
+        await page.getByRole('link', { name: 'Orders' }).click();
+        await page.getByRole('heading', { name: 'API Orders' }).waitFor();
+        visited.set(new URL(page.url()).pathname, 'owner');
+        await page.getByLabel('Scopes', { exact: true }).fill('orders:read: Read orders\norders:write: Place orders\norders:cancel: Cancel orders');
+        await page.getByRole('button', { name: 'Save API' }).click();
+        await page.getByText('The API was changed.').waitFor();
+        expect(await page.getByLabel('Scopes', { exact: true }).inputValue()).toContain('orders:cancel: Cancel orders');
+
         // A refused form shows the API's errors next to the field.
         await go(page, '/console/clients', 'owner');
         await page.getByRole('button', { name: 'Create client' }).click();
@@ -164,6 +199,25 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('the web console in a real 
         await page.getByText('The client Order sync was created.').waitFor();
         const clientSecret = await page.getByLabel('Client secret').inputValue();
         expect(clientSecret.length).toBeGreaterThan(20);
+        await checkHere(page, 'the new client page');
+
+        // Its grant types and redirect URIs are changed on its own page (PATCH /clients/{id});
+        // what the API refuses comes back to the field.
+        await go(page, '/console/clients', 'owner');
+        await page.getByRole('link', { name: 'Order sync' }).click();
+        await page.getByRole('heading', { name: 'Client Order sync' }).waitFor();
+        const clientPath = new URL(page.url()).pathname;
+        visited.set(clientPath, 'owner');
+        await page.getByLabel('Redirect URIs').fill('not a uri');
+        await page.getByRole('button', { name: 'Save client' }).click();
+        expect(await page.locator('#f-redirect_uris-error').textContent()).toBeTruthy();
+        await page.getByLabel('Authorization code').check();
+        await page.getByLabel('Redirect URIs').fill('https://sync.example.test/callback');
+        await page.getByRole('button', { name: 'Save client' }).click();
+        await page.getByText('The client was changed.').waitFor();
+        const changed = await api(server, server.managementToken, 'GET', `/clients/${clientPath.split('/').pop()}`);
+        expect(changed.body.grant_types).toEqual(expect.arrayContaining(['authorization_code', 'client_credentials']));
+        expect(changed.body.redirect_uris).toEqual(['https://sync.example.test/callback']);
 
         await go(page, '/console/service-accounts', 'owner');
         await page.getByLabel('Name', { exact: true }).fill('deploy-bot');
@@ -197,13 +251,20 @@ describe.skipIf(!chromiumPresent && !process.env.CI)('the web console in a real 
           trail = (await page.locator('main').textContent()) ?? '';
         }
         expect(trail).toContain('olga revoked SAT deploy: leaked');
-        for (const path of ['/console/users', '/console/clients', '/console/initial-access-tokens', '/console/organization', '/console/lockouts', '/console/audit', '/console/inventory']) await go(page, path, 'owner');
+        for (const path of ['/console/users', '/console/clients', '/console/initial-access-tokens', '/console/organization', '/console/lockouts', '/console/audit', '/console/inventory', '/console/activity']) await go(page, path, 'owner');
+
+        // The activity charts: images with a title and a description, their numbers in a table.
+        await go(page, '/console/activity', 'owner');
+        expect(await page.locator('svg[role=img]').count()).toBe(3);
+        expect(await page.locator('svg[role=img] title').first().textContent()).toBe('Tokens issued per day');
+        const issuedToday = await page.locator('figure').first().locator('tbody tr').last().locator('td').textContent();
+        expect(Number(issuedToday)).toBeGreaterThanOrEqual(2);
         expect(problems).toEqual([]);
       });
 
       it('refuses a member every administration page with a 403 page', async () => {
         const page = await memberContext!.newPage();
-        for (const path of ['/console/users', '/console/service-accounts', '/console/clients', '/console/apis', '/console/initial-access-tokens', '/console/organization', '/console/lockouts', '/console/audit']) {
+        for (const path of ['/console/users', '/console/service-accounts', '/console/clients', '/console/apis', '/console/initial-access-tokens', '/console/organization', '/console/lockouts', '/console/audit', '/console/activity']) {
           const response = await page.goto(`${server.url}${path}`);
           expect(response!.status(), path).toBe(403);
           expect(await page.getByRole('heading', { level: 1 }).textContent()).toBe('Not allowed');

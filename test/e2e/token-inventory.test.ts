@@ -178,6 +178,33 @@ for (const backend of backends) {
       expect((await inventory('?scope=clients:write')).items.map((i) => i.id)).toContain(ids.sat);
     });
 
+    it('filters by idle and expiring days as the listed facts say, kind and owner narrowed in the statement alike', async () => {
+      const { items: all } = await inventory('?limit=1000');
+      for (const days of [0, 6, 7, 30, 59, 60, 365]) {
+        const idle = (await inventory(`?limit=1000&min_idle_days=${days}`)).items.map((i) => i.id);
+        expect(idle, `idle ${days}`).toEqual(all.filter((i) => (i.idle_days ?? i.age_days) >= days).map((i) => i.id));
+        const expiring = (await inventory(`?limit=1000&expires_within_days=${days}`)).items.map((i) => i.id);
+        expect(expiring, `expiring ${days}`).toEqual(all.filter((i) => i.expires_in_days !== null && i.expires_in_days <= days).map((i) => i.id));
+      }
+      expect((await inventory(`?kind=pat&owner=${ids.bob}`)).items.map((i) => i.id)).toEqual([ids.bobPat]);
+    });
+
+    it('lists tokens by id among those the caller may see, and counts activity per day and week', async () => {
+      const listed = await api(server, server.managementToken, 'GET', `/tokens?ids=${ids.pat},${ids.sat},tok_unknown`);
+      expect(listed.status).toBe(200);
+      expect(listed.body.items.map((t: any) => t.id).sort()).toEqual([ids.pat, ids.sat].sort());
+      expect((await api(server, server.managementToken, 'GET', '/tokens?ids=')).status).toBe(422);
+      await server.tessera.audit.flush();
+      const activity = await api(server, server.managementToken, 'GET', '/token-activity?days=7&weeks=4');
+      expect(activity.status).toBe(200);
+      expect(activity.body.days).toHaveLength(7);
+      expect(activity.body.days.at(-1).day).toBe(new Date(Date.now()).toISOString().slice(0, 10));
+      expect(activity.body.weeks).toHaveLength(4);
+      // The week-long PATs expire in the second week from now (7 days, a little less by now).
+      expect(activity.body.weeks[0].expiring + activity.body.weeks[1].expiring).toBeGreaterThanOrEqual(2);
+      expect((await api(server, server.managementToken, 'GET', '/token-activity?days=0')).status).toBe(400);
+    });
+
     it('pages with a cursor through the same ranking', async () => {
       const { items: all } = await inventory('?limit=1000');
       const seen: any[] = [];

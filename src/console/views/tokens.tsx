@@ -1,5 +1,6 @@
+import type { ShownOnce } from '../session-store.js';
 import type { FieldErrors, Viewer } from './ui.js';
-import { Checkboxes, Csrf, ErrorSummary, Layout, SecretOnce, SelectField, Table, TextField, Time } from './ui.js';
+import { Checkboxes, Csrf, ErrorSummary, Layout, Pager, SecretOnce, SelectField, Table, TextField, Time } from './ui.js';
 
 /** A PAT or SAT as GET /api/v1/tokens lists it, with its inventory risk when it is live. */
 export interface TokenRow {
@@ -60,7 +61,7 @@ export function tokenColumns(viewer: Viewer, base: string, showOwner: boolean) {
   return columns;
 }
 
-export function MyTokensPage(props: { viewer: Viewer; tokens: TokenRow[]; notice?: string }) {
+export function MyTokensPage(props: { viewer: Viewer; tokens: TokenRow[]; notice?: string; next: string | null; cursor: string }) {
   const { viewer } = props;
   return (
     <Layout title="My tokens" viewer={viewer}>
@@ -68,6 +69,7 @@ export function MyTokensPage(props: { viewer: Viewer; tokens: TokenRow[]; notice
       <p>Personal access tokens (PATs) act as you, for scripts and tools. Each has an expiry, and you can rotate or revoke it at any time.</p>
       <p><a class="button primary" href="/console/tokens/new">Create a token</a></p>
       <Table caption="Your personal access tokens" rows={props.tokens} empty="You have no personal access tokens yet." columns={tokenColumns(viewer, '/console/tokens', false)} />
+      <Pager path="/console/tokens" label="your tokens" next={props.next} cursor={props.cursor} />
     </Layout>
   );
 }
@@ -129,14 +131,34 @@ export function NewTokenPage(props: { viewer: Viewer; options: TokenOptions; val
   );
 }
 
-export function TokenSecretPage(props: { viewer: Viewer; title: string; token: { name: string; token: string; expires_at: string }; grace?: string | null; back: string }) {
-  const { viewer } = props;
+/**
+ * The page that shows a new secret, reached by a redirect after the POST that made it
+ * (post/redirect/get): the secret was taken from the session store as this page was made, so a
+ * reload shows that it is gone instead of making another.
+ */
+export function ShownOncePage(props: { viewer: Viewer; shown: ShownOnce }) {
+  const { viewer, shown } = props;
   return (
-    <Layout title={props.title} viewer={viewer}>
-      <SecretOnce label={`Secret of ${props.token.name}`} value={props.token.token} id="secret" />
-      <p>It expires <Time iso={props.token.expires_at} locale={viewer.locale} />. Use it as a Bearer token: <code>Authorization: Bearer tsr_…</code></p>
-      {props.grace && <p>The previous secret keeps working until <Time iso={props.grace} locale={viewer.locale} /> so that whatever uses it can switch over.</p>}
-      <p><a href={props.back}>Done</a></p>
+    <Layout title={shown.title} viewer={viewer}>
+      {shown.notice && <p class="notice" role="status">{shown.notice}</p>}
+      {shown.facts && shown.facts.length > 0 && (
+        <dl class="facts">{shown.facts.map((f) => <><dt>{f.label}</dt><dd class="mono">{f.value}</dd></>)}</dl>
+      )}
+      {shown.secrets.map((secret, i) => <SecretOnce label={secret.label} value={secret.value} id={i === 0 ? 'secret' : `secret-${i}`} />)}
+      {shown.expiresAt && <p>It expires <Time iso={shown.expiresAt} locale={viewer.locale} />.{shown.bearer && <> Use it as a Bearer token: <code>Authorization: Bearer tsr_…</code></>}</p>}
+      {shown.grace && <p>The previous secret keeps working until <Time iso={shown.grace} locale={viewer.locale} /> so that whatever uses it can switch over.</p>}
+      <p><a href={shown.back}>Done</a></p>
+    </Layout>
+  );
+}
+
+/** The page of a secret already shown (a reload, a second tab, or a link opened too late). */
+export function ShownAlreadyPage(props: { viewer: Viewer }) {
+  return (
+    <Layout title="Already shown" viewer={props.viewer}>
+      <p>Tessera shows a new secret once, and this one has been shown or waited too long. Nothing was created again.</p>
+      <p>If you did not copy it, rotate the credential to get a new secret.</p>
+      <p><a href="/console/tokens">Back to your tokens</a></p>
     </Layout>
   );
 }

@@ -180,6 +180,18 @@ export function Csrf(props: { value: string }) {
   return <input type="hidden" name="csrf" value={props.value} />;
 }
 
+/** One formatter per language, made once: a page of 50 rows shows 150 times. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+function formatterOf(locale: string): Intl.DateTimeFormat {
+  let formatter = formatters.get(locale);
+  if (!formatter) {
+    formatter = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' });
+    // The locale comes from the request (Accept-Language): the map stays small whatever is sent.
+    if (formatters.size < 100) formatters.set(locale, formatter);
+  }
+  return formatter;
+}
+
 /**
  * A time in the viewer's language (Accept-Language), in UTC; the script turns it into the
  * browser's own time zone. The exact instant is the `datetime` and the hover text.
@@ -189,7 +201,7 @@ export function Time(props: { iso: string | null | undefined; locale: string; em
   const date = new Date(props.iso);
   let text: string;
   try {
-    text = new Intl.DateTimeFormat(props.locale, { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' }).format(date) + ' UTC';
+    text = `${formatterOf(props.locale).format(date)} UTC`;
   } catch {
     text = props.iso;
   }
@@ -211,6 +223,26 @@ export function Table<T>(props: { caption: string; rows: T[]; empty: string; col
         ))}
       </tbody>
     </table>
+  );
+}
+
+/**
+ * Links to the next page of a listing (cursor pagination) and back to its first; `query` keeps
+ * the page's filters. `label` names the listing, so two pagers never share a landmark name.
+ */
+export function Pager(props: { path: string; label: string; next: string | null; cursor?: string; query?: URLSearchParams }) {
+  if (!props.next && !props.cursor) return null;
+  const at = (cursor?: string) => {
+    const query = new URLSearchParams(props.query);
+    query.delete('cursor');
+    if (cursor) query.set('cursor', cursor);
+    return query.size ? `${props.path}?${query}` : props.path;
+  };
+  return (
+    <nav class="pager" aria-label={`Pages of ${props.label}`}>
+      {props.cursor && <a href={at()}>First page</a>}
+      {props.next && <a href={at(props.next)} rel="next">Next page</a>}
+    </nav>
   );
 }
 

@@ -41,6 +41,8 @@ const query = z
     owner: z.string().min(1).max(200).optional(),
     owner_status: z.enum(['active', 'inactive']).optional(),
     min_score: z.coerce.number().int().min(0).max(100).optional(),
+    min_idle_days: z.coerce.number().int().min(0).max(36500).optional(),
+    expires_within_days: z.coerce.number().int().min(0).max(36500).optional(),
     audience: z.string().min(1).max(500).optional(),
     scope: z.string().min(1).max(200).optional(),
     format: z.enum(['json', 'csv'], { message: 'format must be json or csv' }).optional(),
@@ -69,7 +71,7 @@ export function tokenInventoryRoutes(deps: { inventory: TokenInventory; organiza
       async handler({ principal, query: q, koa }) {
         const org = await deps.organizations.findById(principal.organizationId);
         const policy = { ...deps.policyDefaults, ...org?.policy };
-        const filter = { kind: q.kind, ownerId: q.owner, ownerStatus: q.owner_status, minScore: q.min_score, audience: q.audience, scope: q.scope };
+        const filter = { kind: q.kind, ownerId: q.owner, ownerStatus: q.owner_status, minScore: q.min_score, minIdleDays: q.min_idle_days, expiresWithinDays: q.expires_within_days, audience: q.audience, scope: q.scope };
         const wantsCsv = q.format === 'csv' || (q.format === undefined && koa.accepts('application/json', 'text/csv') === 'text/csv');
         const after = decodeCursor(principal.organizationId, q.cursor);
         if (after && !/^\d{1,3}$/.test(after.k)) throw new ProblemError(400, 'Bad Request', 'cursor: cursor is malformed or belongs to another listing', { errors: [{ field: 'cursor', message: 'invalid cursor' }] });

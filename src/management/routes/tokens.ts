@@ -49,6 +49,9 @@ const withSecret = tokenSchema.extend({
   rotation_key: z.string().optional().describe('Token pairs only: the rotation key, shown this once'),
 });
 
+/** Ids one listing may name (a page of the audit trail names at most this many tokens). */
+const MAX_IDS = 100;
+
 const rfc3339 = z.string().datetime({ offset: true }).transform((s) => new Date(s));
 
 const identifiedSchema = z.object({
@@ -147,6 +150,13 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
           state: z.enum(['active', 'revoked', 'expired']).optional(),
           expiring_before: rfc3339.optional(),
           last_used_before: rfc3339.optional().describe('Not used since this time; never-used tokens count from their creation'),
+          ids: z
+            .string()
+            .max(4000)
+            .transform((v) => v.split(',').filter(Boolean))
+            .pipe(z.array(z.string().min(1).max(200)).min(1).max(MAX_IDS))
+            .optional()
+            .describe(`Only these tokens: ids separated by commas, at most ${MAX_IDS}`),
         })
         .strict(),
       response: pageSchema(tokenSchema),
@@ -158,6 +168,7 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
           state: query.state,
           expiring_before: query.expiring_before,
           last_used_before: query.last_used_before,
+          ids: query.ids,
           after,
           limit: query.limit + 1,
         });
