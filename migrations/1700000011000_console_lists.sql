@@ -13,20 +13,20 @@
 --   writer's append adds each batch's counts in the same statement, so the chart reads one row
 --   a day however busy the trail; filled here from the rows already written. Retention removes
 --   rows, not these counts: they say what happened that day.
-CREATE INDEX reference_tokens_user_list_idx ON reference_tokens (user_id, created_at, id) WHERE user_id IS NOT NULL;
-CREATE INDEX reference_tokens_service_account_list_idx ON reference_tokens (service_account_id, created_at, id) WHERE service_account_id IS NOT NULL;
-DROP INDEX reference_tokens_user_idx;
-DROP INDEX reference_tokens_service_account_idx;
-CREATE INDEX reference_tokens_live_org_expiry_idx ON reference_tokens (organization_id, expires_at) WHERE revoked_at IS NULL;
+CREATE INDEX IF NOT EXISTS reference_tokens_user_list_idx ON reference_tokens (user_id, created_at, id) WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS reference_tokens_service_account_list_idx ON reference_tokens (service_account_id, created_at, id) WHERE service_account_id IS NOT NULL;
+DROP INDEX IF EXISTS reference_tokens_user_idx;
+DROP INDEX IF EXISTS reference_tokens_service_account_idx;
+CREATE INDEX IF NOT EXISTS reference_tokens_live_org_expiry_idx ON reference_tokens (organization_id, expires_at) WHERE revoked_at IS NULL;
 
-CREATE TABLE reference_token_usage_daily (
+CREATE TABLE IF NOT EXISTS reference_token_usage_daily (
   organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
   day             date NOT NULL,
   uses            bigint NOT NULL,
   PRIMARY KEY (organization_id, day)
 );
 
-CREATE TABLE audit_daily_counts (
+CREATE TABLE IF NOT EXISTS audit_daily_counts (
   organization_id text NOT NULL,
   day             date NOT NULL,
   action          text NOT NULL,
@@ -36,13 +36,14 @@ CREATE TABLE audit_daily_counts (
 INSERT INTO audit_daily_counts (organization_id, day, action, events)
 SELECT organization_id, (occurred_at AT TIME ZONE 'UTC')::date, action, count(*)
   FROM audit_events
- GROUP BY 1, 2, 3;
+ GROUP BY 1, 2, 3
+ON CONFLICT (organization_id, action, day) DO UPDATE SET events = EXCLUDED.events;
 
 -- Down Migration
 DROP TABLE audit_daily_counts;
 DROP TABLE reference_token_usage_daily;
 DROP INDEX reference_tokens_live_org_expiry_idx;
-CREATE INDEX reference_tokens_service_account_idx ON reference_tokens (service_account_id) WHERE service_account_id IS NOT NULL;
-CREATE INDEX reference_tokens_user_idx ON reference_tokens (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS reference_tokens_service_account_idx ON reference_tokens (service_account_id) WHERE service_account_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS reference_tokens_user_idx ON reference_tokens (user_id) WHERE user_id IS NOT NULL;
 DROP INDEX reference_tokens_service_account_list_idx;
 DROP INDEX reference_tokens_user_list_idx;

@@ -4,7 +4,7 @@
 -- out of attempts, so a restart (or a node's death mid-send) loses none: the next run picks up
 -- what is due, and a send that was cut off is retried once its lease runs out.
 
-CREATE TABLE webhook_endpoints (
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
   id              text PRIMARY KEY,
   organization_id text NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
   url             text NOT NULL,
@@ -17,9 +17,9 @@ CREATE TABLE webhook_endpoints (
   created_at      timestamptz NOT NULL,
   updated_at      timestamptz NOT NULL
 );
-CREATE INDEX webhook_endpoints_organization_idx ON webhook_endpoints (organization_id, created_at, id);
+CREATE INDEX IF NOT EXISTS webhook_endpoints_organization_idx ON webhook_endpoints (organization_id, created_at, id);
 
-CREATE TABLE webhook_deliveries (
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
   id               text PRIMARY KEY,
   -- The message id (`webhook-id`): the same on every attempt, so a receiver can drop repeats.
   message_id       text NOT NULL,
@@ -37,8 +37,8 @@ CREATE TABLE webhook_deliveries (
   created_at       timestamptz NOT NULL,
   delivered_at     timestamptz
 );
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
-CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, created_at, id);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, created_at, id);
 
 -- Down Migration
 DROP TABLE webhook_deliveries;
