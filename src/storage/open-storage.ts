@@ -6,7 +6,7 @@ import type { CacheStore } from './cache.js';
 import type { Database } from './database.js';
 import { createMemoryCache } from './memory-cache.js';
 import { createPgDatabase } from './pg-database.js';
-import { readEmbeddedTemplate } from './embedded-template.js';
+import { embeddedTemplate } from './embedded-template.js';
 import { createPgliteDatabase } from './pglite-database.js';
 import { createRedisCache } from './redis-cache.js';
 import type { RequestDeadline } from './request-deadline.js';
@@ -37,7 +37,7 @@ export async function openDatabase(config: Pick<Config, 'databaseUrl' | 'dataDir
     return db;
   }
   try {
-    return await createPgliteDatabase({ dataDir: join(config.dataDir, 'pglite'), template: readEmbeddedTemplate });
+    return await createPgliteDatabase({ dataDir: join(config.dataDir, 'pglite'), template: embeddedTemplate });
   } catch (error) {
     throw new StartupError(`cannot open the embedded database in ${join(config.dataDir, 'pglite')} (TESSERA_DATA_DIR): ${(error as Error).message}`);
   }

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, readdirSync, realpathSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 import { PGlite, types } from '@electric-sql/pglite';
 import { NodeFS } from '@electric-sql/pglite/nodefs';
@@ -65,10 +65,39 @@ export async function createPgliteDatabase(options: PgliteOptions = {}): Promise
 export interface PgliteOptions {
   dataDir?: string;
   /**
-   * A data directory archive to start from when `dataDir` holds no database yet (the build's
-   * template, src/storage/embedded-template.ts); ignored once one exists.
+   * A data directory to start from when `dataDir` holds no database yet (the build's template,
+   * src/storage/embedded-template.ts); ignored once one exists.
    */
-  template?: () => Blob | undefined;
+  template?: () => string | undefined;
+}
+
+/**
+ * Copies a template data directory in. The copy is made in a staging directory beside the data
+ * directory (on the same filesystem, also when the data directory is a link to a volume), made
+ * owner-only, then moved in entry by entry with `PG_VERSION` last: that file is what marks a
+ * directory as holding a database, so a copy cut short (a crash, a full disk) is made again by
+ * the next start instead of being opened half-made.
+ */
+function copyTemplate(template: string, dataDir: string): void {
+  const target = realpathSync(dataDir);
+  const staging = join(dirname(target), `.${basename(target)}.template`);
+  rmSync(staging, { recursive: true, force: true });
+  restrictToOwner(staging);
+  try {
+    cpSync(template, staging, { recursive: true });
+  } catch {
+    // The template went away while being copied (a rebuild replaces it whole): start without
+    // it, as an install without a template does (PGlite runs initdb).
+    rmSync(staging, { recursive: true, force: true });
+    return;
+  }
+  restrictToOwner(staging);
+  const entries = readdirSync(staging).filter((name) => name !== 'PG_VERSION');
+  for (const name of [...entries, 'PG_VERSION']) {
+    rmSync(join(target, name), { recursive: true, force: true });
+    renameSync(join(staging, name), join(target, name));
+  }
+  rmSync(staging, { recursive: true, force: true });
 }
 
 /** The Database, and PGlite itself for what only PGlite does (archiving its data directory). */
@@ -76,9 +105,9 @@ export async function openPglite(options: PgliteOptions = {}): Promise<{ databas
   if (options.dataDir) restrictToOwner(options.dataDir);
   const fresh = options.dataDir !== undefined && !existsSync(join(options.dataDir, 'PG_VERSION'));
   const template = fresh ? options.template?.() : undefined;
+  if (template && options.dataDir) copyTemplate(template, options.dataDir);
   const db = new PGlite({
     ...(options.dataDir ? { fs: new OwnerOnlyNodeFS(options.dataDir) } : {}),
-    ...(template ? { loadDataDir: template } : {}),
     // bytea as a Buffer, as `pg` returns it: callers compare hashes with Buffer#equals.
     parsers: { [types.BYTEA]: (value: string) => Buffer.from(value.slice(2), 'hex') },
   });
