@@ -6,7 +6,8 @@
  * code, signs in and consents on the real pages with plain fetch and a cookie jar. The token the
  * command stores must then work on the Management API with the scopes of the user's role, as
  * after the browser sign-in (test/e2e/cli-login.test.ts). A request cancelled on the page ends
- * the command with access_denied and exit status 1 (src/cli.ts prints LoginError messages).
+ * the command with access_denied; once, the real `tessera` command runs as a child process, with
+ * real time, and must exit 1 with that message.
  */
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +22,8 @@ import type { LoginClock, LoginIo } from '../../src/cli-login.js';
 import { cliClientId } from '../../src/domain/cli-client.js';
 import { MANAGEMENT_AUDIENCE, ROLE_SCOPES } from '../../src/domain/types.js';
 import { backends } from '../helpers/backends.js';
+import { runCli, spawnCli, stderrLines } from '../helpers/cli.js';
+import type { CliResult } from '../helpers/cli.js';
 import { createOrganization } from '../helpers/management.js';
 import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
@@ -28,6 +31,8 @@ import { addUser, browserless, hiddenField, interactionPath, SERVER_START_TIMEOU
 
 const PASSWORD = 'correct horse battery staple';
 const TEST_TIMEOUT_MS = 60_000;
+/** A child compiles and loads the CLI (several CPU-seconds on a shared machine), then polls in real time. */
+const CLI_TEST_TIMEOUT_MS = 120_000;
 
 /** The engine's hidden form on a device page (as in test/e2e/device-flow.test.ts). */
 function engineForm(html: string, id: string): { action: string; fields: Record<string, string> } {
@@ -86,8 +91,8 @@ function startDeviceLogin(args: string[], env: Record<string, string>): RunningL
     },
   };
   const done = loginCommand(['--device', ...args], env, io, clock).then(
-    (code) => ({ code, stdout, stderr }),
-    (error: unknown) => {
+    (code): Awaited<RunningLogin['done']> => ({ code, stdout, stderr }),
+    (error: unknown): Awaited<RunningLogin['done']> => {
       if (!(error instanceof LoginError)) throw error;
       return { code: 1, stdout, stderr, error: error.message };
     },
@@ -98,6 +103,36 @@ function startDeviceLogin(args: string[], env: Record<string, string>): RunningL
     sleeps,
     approved: () => approve(),
   };
+}
+
+/** The person on another device: opens the printed URL, confirms (or cancels), signs in, consents. */
+async function approveOn(server: TestServer, printed: Printed, user: { username: string; password: string }, options: { cancel?: boolean } = {}): Promise<string> {
+  const b = browserless(server);
+  // verification_uri_complete (RFC 8628 §3.3.1) answers with the engine's self-submitting
+  // form carrying the code (its one inline script allowed by hash, src/http/middleware.ts);
+  // the test submits it as the browser would, and lands on the confirmation.
+  const opened = await b.follow(printed.complete);
+  expect(opened.html).toContain(`name="user_code" value="${printed.userCode}"`);
+  const action = /<form method="post" action="([^"]+)"/.exec(opened.html!)![1]!;
+  const fields = Object.fromEntries([...opened.html!.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+  const confirmPage = await b.request(action, { form: fields });
+  const confirmHtml = await confirmPage.text();
+  expect(confirmHtml).toContain('Tessera CLI');
+  expect(confirmHtml).toContain(printed.userCode);
+  const confirm = engineForm(confirmHtml, 'op.deviceConfirmForm');
+  const confirmed = await b.request(confirm.action, { form: { ...confirm.fields, ...(options.cancel ? { abort: 'yes' } : {}) } });
+  if (options.cancel) return confirmed.text();
+  let step = await b.follow(confirmed.headers.get('location')!);
+  for (let pages = 0; pages < 4 && step.html && step.url.includes('/interaction/'); pages++) {
+    const path = interactionPath(step.url);
+    const csrf = hiddenField(step.html, 'csrf');
+    const response = step.html.includes(`action="${path}/login"`)
+      ? await b.request(`${path}/login`, { form: { csrf, username: user.username, password: user.password } })
+      : await b.request(`${path}/confirm`, { form: { csrf, decision: 'allow' } });
+    expect(response.status).toBe(303);
+    step = await b.follow(response.headers.get('location')!);
+  }
+  return step.html!;
 }
 
 for (const backend of backends) {
@@ -116,35 +151,8 @@ for (const backend of backends) {
       if (home) rmSync(home, { recursive: true, force: true });
     });
 
-    /** The person on another device: opens the printed URL, confirms (or cancels), signs in, consents. */
-    async function approveOnPages(printed: Printed, user: { username: string; password: string }, options: { cancel?: boolean } = {}): Promise<string> {
-      const b = browserless(server);
-      // verification_uri_complete (RFC 8628 §3.3.1) answers with the engine's self-submitting
-      // form carrying the code (its one inline script allowed by hash, src/http/middleware.ts);
-      // the test submits it as the browser would, and lands on the confirmation.
-      const opened = await b.follow(printed.complete);
-      expect(opened.html).toContain(`name="user_code" value="${printed.userCode}"`);
-      const action = /<form method="post" action="([^"]+)"/.exec(opened.html!)![1]!;
-      const fields = Object.fromEntries([...opened.html!.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-      const confirmPage = await b.request(action, { form: fields });
-      const confirmHtml = await confirmPage.text();
-      expect(confirmHtml).toContain('Tessera CLI');
-      expect(confirmHtml).toContain(printed.userCode);
-      const confirm = engineForm(confirmHtml, 'op.deviceConfirmForm');
-      const confirmed = await b.request(confirm.action, { form: { ...confirm.fields, ...(options.cancel ? { abort: 'yes' } : {}) } });
-      if (options.cancel) return confirmed.text();
-      let step = await b.follow(confirmed.headers.get('location')!);
-      for (let pages = 0; pages < 4 && step.html && step.url.includes('/interaction/'); pages++) {
-        const path = interactionPath(step.url);
-        const csrf = hiddenField(step.html, 'csrf');
-        const response = step.html.includes(`action="${path}/login"`)
-          ? await b.request(`${path}/login`, { form: { csrf, username: user.username, password: user.password } })
-          : await b.request(`${path}/confirm`, { form: { csrf, decision: 'allow' } });
-        expect(response.status).toBe(303);
-        step = await b.follow(response.headers.get('location')!);
-      }
-      return step.html!;
-    }
+    const approveOnPages = (printed: Printed, user: { username: string; password: string }, options: { cancel?: boolean } = {}) => approveOn(server, printed, user, options);
+
 
     it('signs a member in from another device and stores a working token, narrowed to the role, where the browser sign-in stores it', async () => {
       const env = { HOME: home, XDG_CONFIG_HOME: join(home, 'config') };
@@ -216,3 +224,54 @@ for (const backend of backends) {
     }, TEST_TIMEOUT_MS);
   });
 }
+
+// The real command as a person runs it, once (it speaks HTTP only; one backend is enough, as in
+// test/e2e/cli-login.test.ts): real time, so one poll after 5 s, and the exit status and message.
+const lastBackend = backends[backends.length - 1]!;
+describe(`tessera login --device as a child process on ${lastBackend.name}`, () => {
+  let server: TestServer;
+  let home: string;
+
+  beforeAll(async () => {
+    server = await startTestServer(lastBackend.name);
+    home = mkdtempSync(join(tmpdir(), 'tessera-login-device-child-'));
+  }, SERVER_START_TIMEOUT_MS);
+  afterAll(async () => {
+    await server?.stop();
+    if (home) rmSync(home, { recursive: true, force: true });
+  });
+
+  it('documents --device in its help, and exits 1 with access_denied when the request is cancelled', async () => {
+    const help = await runCli(['--help'], {}, CLI_TEST_TIMEOUT_MS);
+    expect(help.stdout).toContain('--device');
+
+    const org = await createOrganization(server, server.managementToken);
+    const env = { HOME: home, XDG_CONFIG_HOME: join(home, 'config') };
+    const child = spawnCli(['login', '--device', '--issuer', server.url, '--organization', org.id], env);
+    let stdout = '';
+    let stderr = '';
+    let found: (printed: Printed) => void;
+    const printed = new Promise<Printed>((resolve) => (found = resolve));
+    child.stdout!.on('data', (chunk) => (stdout += chunk));
+    child.stderr!.on('data', (chunk) => {
+      stderr += chunk;
+      const verificationUri = /on any device:\n\n {2}(\S+)\n/.exec(stderr)?.[1];
+      const userCode = /enter the code\n\n {2}(\S+)\n/.exec(stderr)?.[1];
+      const complete = /fills the code in:\n\n {2}(\S+)\n/.exec(stderr)?.[1];
+      if (verificationUri && userCode && complete) found({ verificationUri, userCode, complete });
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), CLI_TEST_TIMEOUT_MS);
+    const done = new Promise<CliResult>((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+    try {
+      const shown = await Promise.race([printed, done.then((r): never => { throw new Error(`tessera login --device exited early: ${r.stderr}`); })]);
+      await approveOn(server, shown, { username: org.owner.username, password: org.owner.password! }, { cancel: true });
+      const result = await done;
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(stderrLines(result.stderr).at(-1)).toBe(`tessera: sign-in failed: access_denied: the request was cancelled or refused at ${server.url}/device`);
+    } finally {
+      clearTimeout(timer);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, CLI_TEST_TIMEOUT_MS);
+});
