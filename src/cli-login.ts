@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { CLI_CLIENT_ID_PREFIX } from './domain/cli-client.js';
+import { DEVICE_CODE_GRANT } from './domain/client-policy.js';
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from './domain/types.js';
 
 /**
@@ -92,7 +93,6 @@ const DEFAULT_TIMEOUT_SECONDS = 300;
 /** RFC 8628 §3.2: the polling interval when the server names none; §3.5: the step added on `slow_down`. */
 const DEFAULT_POLL_INTERVAL_SECONDS = 5;
 const SLOW_DOWN_STEP_SECONDS = 5;
-const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 /** A token this close to its expiry is refreshed before it is handed to a script. */
 const REFRESH_MARGIN_SECONDS = 60;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
