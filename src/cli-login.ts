@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { CLI_CLIENT_ID_PREFIX } from './domain/cli-client.js';
+import { DEVICE_CODE_GRANT } from './domain/client-policy.js';
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from './domain/types.js';
 
 /**
@@ -18,6 +19,9 @@ import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from './domain/types.js';
  * - the redirect goes to a listener on 127.0.0.1 at an ephemeral port (§7.3, §8.3: an IP
  *   literal, not `localhost`); the browser is opened only when asked (`--open`), otherwise the
  *   URL is printed, which also works over SSH;
+ * - with `--device`, on a machine without a browser, the device authorization grant instead
+ *   (RFC 8628): the command prints a code and a URL to open on any other device, and polls the
+ *   token endpoint at the interval the server sets, 5 s more after each `slow_down` (§3.5);
  * - the access token and the refresh token are written to a file only its owner may read
  *   (`<config dir>/tessera/credentials.json`, mode 0600), or the access token alone is printed
  *   (`--print`) and nothing is stored.
@@ -28,9 +32,11 @@ import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from './domain/types.js';
  * The command talks to the server over HTTP only: it needs no database and no server config.
  */
 export const LOGIN_USAGE = `  login --organization ORG_ID [--issuer URL] [--scope "S …"] [--print] [--open]
-        [--port N] [--timeout SECONDS] [--credentials-file PATH]
+        [--port N] [--device] [--timeout SECONDS] [--credentials-file PATH]
                              sign in as a user through the organization's tessera-cli client
-                             and store a Management API token (or print it with --print)
+                             and store a Management API token (or print it with --print);
+                             --device: on a machine without a browser, print a code to enter
+                             at the server's /device page from any other device
   access-token [--organization ORG_ID] [--issuer URL] [--credentials-file PATH]
                              print the stored Management API token, refreshed when needed
 `;
@@ -66,11 +72,27 @@ interface ServerMetadata {
   issuer: string;
   authorization_endpoint: string;
   token_endpoint: string;
+  device_authorization_endpoint?: string;
   authorization_response_iss_parameter_supported?: boolean;
 }
 
+/** What the command needs of time: real time in use, a test's clock in tests. */
+export interface LoginClock {
+  /** Epoch milliseconds. */
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+const systemClock: LoginClock = {
+  now: () => Date.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
 /** How long the listener waits for the browser by default: long enough to find a password. */
 const DEFAULT_TIMEOUT_SECONDS = 300;
+/** RFC 8628 §3.2: the polling interval when the server names none; §3.5: the step added on `slow_down`. */
+const DEFAULT_POLL_INTERVAL_SECONDS = 5;
+const SLOW_DOWN_STEP_SECONDS = 5;
 /** A token this close to its expiry is refreshed before it is handed to a script. */
 const REFRESH_MARGIN_SECONDS = 60;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
@@ -132,17 +154,23 @@ interface TokenResponse {
   error_description?: string;
 }
 
-async function tokenRequest(endpoint: string, params: Record<string, string>): Promise<TokenResponse> {
+/** A form POST answered with JSON; the body is `{}` when the answer is not JSON. */
+async function postForm<T>(endpoint: string, params: Record<string, string>): Promise<{ response: Response; body: Partial<T> & { error?: string; error_description?: string } }> {
   const response = await fetch(endpoint, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
     body: new URLSearchParams(params).toString(),
   });
-  const body = (await response.json().catch(() => ({}))) as TokenResponse;
-  if (!response.ok || typeof body.access_token !== 'string') {
-    throw new LoginError(`the token request failed: ${body.error ?? response.status}${body.error_description ? `: ${body.error_description}` : ''}`);
-  }
-  return body;
+  return { response, body: (await response.json().catch(() => ({}))) as Partial<T> };
+}
+
+const describeError = (body: { error?: string; error_description?: string }, status: number) =>
+  `${body.error ?? status}${body.error_description ? `: ${body.error_description}` : ''}`;
+
+async function tokenRequest(endpoint: string, params: Record<string, string>): Promise<TokenResponse> {
+  const { response, body } = await postForm<TokenResponse>(endpoint, params);
+  if (!response.ok || typeof body.access_token !== 'string') throw new LoginError(`the token request failed: ${describeError(body, response.status)}`);
+  return body as TokenResponse;
 }
 
 /** The `sub` of an ID token received straight from the token endpoint (OpenID Connect Core §3.1.3.7: TLS vouches for it). */
@@ -233,7 +261,7 @@ function listen(port: number): Promise<Server> {
   });
 }
 
-export async function loginCommand(args: string[], env: Record<string, string | undefined>, io: LoginIo): Promise<number> {
+export async function loginCommand(args: string[], env: Record<string, string | undefined>, io: LoginIo, clock: LoginClock = systemClock): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
@@ -242,28 +270,56 @@ export async function loginCommand(args: string[], env: Record<string, string | 
       scope: { type: 'string' },
       print: { type: 'boolean', default: false },
       open: { type: 'boolean', default: false },
-      port: { type: 'string', default: '0' },
-      timeout: { type: 'string', default: String(DEFAULT_TIMEOUT_SECONDS) },
+      port: { type: 'string' },
+      device: { type: 'boolean', default: false },
+      timeout: { type: 'string' },
       'credentials-file': { type: 'string' },
     },
   });
   const issuer = issuerUrl(values.issuer ?? env.TESSERA_ISSUER);
   const organization = organizationId(values.organization);
-  const port = Number(values.port);
+  if (values.device && (values.port !== undefined || values.open)) {
+    throw new LoginError('--port and --open are for the browser sign-in; --device needs neither');
+  }
+  const port = Number(values.port ?? '0');
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new LoginError('--port must be a port number (0: any free port)');
-  const timeoutSeconds = Number(values.timeout);
-  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1) throw new LoginError('--timeout must be a whole number of seconds');
+  const timeoutSeconds = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (timeoutSeconds !== undefined && (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1)) throw new LoginError('--timeout must be a whole number of seconds');
   const managementScopes = values.scope === undefined ? [...ORGANIZATION_SCOPES] : values.scope.split(/\s+/).filter(Boolean);
   const unknown = managementScopes.filter((s) => !(ORGANIZATION_SCOPES as readonly string[]).includes(s));
   if (unknown.length > 0) throw new LoginError(`not a Management API scope: ${unknown.join(' ')}`);
   const credentialsFile = values['credentials-file'] ?? defaultCredentialsFile(env);
 
   const metadata = await discover(issuer);
-  const clientId = `${CLI_CLIENT_ID_PREFIX}${organization}`;
-  const server = await listen(port);
+  const request: SignInRequest = {
+    issuer,
+    organization,
+    clientId: `${CLI_CLIENT_ID_PREFIX}${organization}`,
+    // offline_access: a refresh token, so `tessera access-token` can renew without a browser.
+    // The server narrows the Management API scopes to the user's role, whichever flow asks
+    // (src/oidc/resource-indicators.ts).
+    scope: ['openid', 'offline_access', ...managementScopes].join(' '),
+  };
+  const tokens = values.device
+    ? await deviceSignIn(metadata, request, timeoutSeconds, io, clock)
+    : await browserSignIn(metadata, request, { port, open: values.open, timeoutSeconds: timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS }, io);
+  return finishLogin(request, tokens, { print: values.print, credentialsFile }, io, clock);
+}
+
+interface SignInRequest {
+  issuer: string;
+  organization: string;
+  clientId: string;
+  scope: string;
+}
+
+/** RFC 8252: authorization code + PKCE through the loopback listener. */
+async function browserSignIn(metadata: ServerMetadata, request: SignInRequest, options: { port: number; open: boolean; timeoutSeconds: number }, io: LoginIo): Promise<TokenResponse> {
+  const { issuer, organization, clientId } = request;
+  const server = await listen(options.port);
   try {
     const address = server.address();
-    const redirectUri = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : port}/callback`;
+    const redirectUri = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : options.port}/callback`;
     const verifier = randomBytes(32).toString('base64url');
     const state = randomBytes(16).toString('base64url');
     const authorization = new URL(metadata.authorization_endpoint);
@@ -271,8 +327,7 @@ export async function loginCommand(args: string[], env: Record<string, string | 
       client_id: clientId,
       response_type: 'code',
       redirect_uri: redirectUri,
-      // offline_access: a refresh token, so `tessera access-token` can renew without a browser.
-      scope: ['openid', 'offline_access', ...managementScopes].join(' '),
+      scope: request.scope,
       resource: MANAGEMENT_AUDIENCE,
       code_challenge: pkceChallenge(verifier),
       code_challenge_method: 'S256',
@@ -281,9 +336,9 @@ export async function loginCommand(args: string[], env: Record<string, string | 
       prompt: 'consent',
     }).toString();
 
-    const redirected = awaitRedirect(server, state, timeoutSeconds * 1000);
+    const redirected = awaitRedirect(server, state, options.timeoutSeconds * 1000);
     io.err(`To sign in to ${issuer} (organization ${organization}), open this URL in a browser:\n\n  ${authorization.href}\n\nWaiting for the browser on ${redirectUri} …\n`);
-    if (values.open) openBrowser(authorization.href);
+    if (options.open) openBrowser(authorization.href);
     const params = await redirected;
 
     // RFC 9207: the response names the server that sent it, so a mix-up is caught.
@@ -296,7 +351,7 @@ export async function loginCommand(args: string[], env: Record<string, string | 
     const code = params.get('code');
     if (!code) throw new LoginError('the authorization response has no code');
 
-    const tokens = await tokenRequest(metadata.token_endpoint, {
+    return await tokenRequest(metadata.token_endpoint, {
       grant_type: 'authorization_code',
       code,
       redirect_uri: redirectUri,
@@ -304,29 +359,109 @@ export async function loginCommand(args: string[], env: Record<string, string | 
       code_verifier: verifier,
       resource: MANAGEMENT_AUDIENCE,
     });
-    const expiresAt = Math.floor(Date.now() / 1000) + tokens.expires_in;
-    if (values.print) {
-      io.out(`${tokens.access_token}\n`);
-      io.err(`Signed in; the token expires at ${new Date(expiresAt * 1000).toISOString()} and was not stored.\n`);
-      return 0;
-    }
-    storeLogin(credentialsFile, {
-      issuer,
-      organization_id: organization,
-      client_id: clientId,
-      access_token: tokens.access_token,
-      token_type: tokens.token_type,
-      scope: tokens.scope ?? '',
-      expires_at: expiresAt,
-      ...(tokens.refresh_token ? { refresh_token: tokens.refresh_token } : {}),
-      ...(subjectOf(tokens.id_token) ? { sub: subjectOf(tokens.id_token) } : {}),
-    });
-    io.out(`Signed in to ${issuer}, organization ${organization}.\nScopes: ${tokens.scope || '(none)'}\nCredentials stored in ${credentialsFile}; \`tessera access-token\` prints a current token.\n`);
-    return 0;
   } finally {
     server.close();
     server.closeAllConnections();
   }
+}
+
+interface DeviceAuthorizationResponse {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete?: string;
+  expires_in: number;
+  interval?: number;
+}
+
+/**
+ * RFC 8628: asks for a device code (§3.1), shows the user where to enter it (§3.3), and polls
+ * the token endpoint (§3.4, §3.5) until the user approves, refuses, or the code expires.
+ * `timeoutSeconds`, when given, ends the wait sooner than the code's own lifetime.
+ */
+async function deviceSignIn(metadata: ServerMetadata, request: SignInRequest, timeoutSeconds: number | undefined, io: LoginIo, clock: LoginClock): Promise<TokenResponse> {
+  const { issuer, organization, clientId } = request;
+  if (!metadata.device_authorization_endpoint) throw new LoginError(`${issuer} does not offer the device authorization grant (RFC 8628); sign in without --device`);
+  const { response, body } = await postForm<DeviceAuthorizationResponse>(metadata.device_authorization_endpoint, {
+    client_id: clientId,
+    scope: request.scope,
+    resource: MANAGEMENT_AUDIENCE,
+  });
+  if (!response.ok || typeof body.device_code !== 'string' || typeof body.user_code !== 'string' || typeof body.verification_uri !== 'string') {
+    throw new LoginError(`the device authorization request failed: ${describeError(body, response.status)}`);
+  }
+  const started = body as DeviceAuthorizationResponse;
+  const lifetime = typeof started.expires_in === 'number' && started.expires_in > 0 ? started.expires_in : 600;
+  const waitSeconds = Math.min(lifetime, timeoutSeconds ?? lifetime);
+  const deadline = clock.now() + waitSeconds * 1000;
+  let interval = typeof started.interval === 'number' && started.interval > 0 ? started.interval : DEFAULT_POLL_INTERVAL_SECONDS;
+
+  io.err(
+    `To sign in to ${issuer} (organization ${organization}), open this URL on any device:\n\n  ${started.verification_uri}\n\n` +
+      `and enter the code\n\n  ${started.user_code}\n\n` +
+      (started.verification_uri_complete ? `or open this URL, which fills the code in:\n\n  ${started.verification_uri_complete}\n\n` : '') +
+      `Check that the page shows the same code. Waiting up to ${Math.ceil(waitSeconds / 60)} min for the sign-in …\n`,
+  );
+
+  for (;;) {
+    await clock.sleep(interval * 1000);
+    if (clock.now() >= deadline) {
+      throw new LoginError(waitSeconds < lifetime ? `no sign-in within ${waitSeconds} s; run tessera login --device again` : 'the code expired before it was approved; run tessera login --device again');
+    }
+    let answer: Awaited<ReturnType<typeof postForm<TokenResponse>>>;
+    try {
+      answer = await postForm<TokenResponse>(metadata.token_endpoint, { grant_type: DEVICE_CODE_GRANT, device_code: started.device_code, client_id: clientId });
+    } catch {
+      // RFC 8628 §3.5: on a connection failure, back off exponentially and try again until the code expires.
+      interval *= 2;
+      continue;
+    }
+    const { response: polled, body: tokens } = answer;
+    if (polled.ok && typeof tokens.access_token === 'string') return tokens as TokenResponse;
+    switch (tokens.error) {
+      case 'authorization_pending':
+        continue;
+      case 'slow_down':
+        // RFC 8628 §3.5: this and every later request waits 5 s longer.
+        interval += SLOW_DOWN_STEP_SECONDS;
+        continue;
+      case 'expired_token':
+        throw new LoginError('the code expired before it was approved; run tessera login --device again');
+      case 'access_denied':
+        throw new LoginError(`sign-in failed: access_denied: the request was cancelled or refused at ${started.verification_uri}`);
+      default:
+        // A rate limit of the server (429 with Retry-After) is waited out, like slow_down.
+        if (polled.status === 429) {
+          interval = Math.max(interval, Number(polled.headers.get('retry-after')) || interval + SLOW_DOWN_STEP_SECONDS);
+          continue;
+        }
+        throw new LoginError(`the token request failed: ${describeError(tokens, polled.status)}`);
+    }
+  }
+}
+
+/** Prints the token (`--print`) or stores it: the same for every way of signing in. */
+function finishLogin(request: SignInRequest, tokens: TokenResponse, options: { print: boolean; credentialsFile: string }, io: LoginIo, clock: LoginClock): number {
+  const { issuer, organization, clientId } = request;
+  const expiresAt = Math.floor(clock.now() / 1000) + tokens.expires_in;
+  if (options.print) {
+    io.out(`${tokens.access_token}\n`);
+    io.err(`Signed in; the token expires at ${new Date(expiresAt * 1000).toISOString()} and was not stored.\n`);
+    return 0;
+  }
+  storeLogin(options.credentialsFile, {
+    issuer,
+    organization_id: organization,
+    client_id: clientId,
+    access_token: tokens.access_token,
+    token_type: tokens.token_type,
+    scope: tokens.scope ?? '',
+    expires_at: expiresAt,
+    ...(tokens.refresh_token ? { refresh_token: tokens.refresh_token } : {}),
+    ...(subjectOf(tokens.id_token) ? { sub: subjectOf(tokens.id_token) } : {}),
+  });
+  io.out(`Signed in to ${issuer}, organization ${organization}.\nScopes: ${tokens.scope || '(none)'}\nCredentials stored in ${options.credentialsFile}; \`tessera access-token\` prints a current token.\n`);
+  return 0;
 }
 
 export async function accessTokenCommand(args: string[], env: Record<string, string | undefined>, io: LoginIo): Promise<number> {

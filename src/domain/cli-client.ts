@@ -1,10 +1,12 @@
 import type { NewClient } from '../storage/client-repository.js';
+import { DEVICE_CODE_GRANT } from './client-policy.js';
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from './types.js';
 
 /**
  * `tessera-cli`, the built-in public client of every organization (docs/sign-in.md, "Signing in from the
  * command line"): a user signs in through it, with authorization code + PKCE and a loopback
- * redirect URI on any port (RFC 8252 §7.3), and gets a Management API access token carrying the
+ * redirect URI on any port (RFC 8252 §7.3), or on a machine without a browser with the device
+ * authorization grant (RFC 8628, `tessera login --device`), and gets a Management API access token carrying the
  * scopes their role grants. Scripts, `tessera login` and PAT self-service use it.
  *
  * Client ids are global (one issuer), so each organization's is `tessera-cli.<organization id>`:
@@ -12,7 +14,8 @@ import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES } from './types.js';
  * `cli_client_id` by `GET /api/v1/organization`.
  *
  * migrations/1700000008000_cli_client.sql backfills existing organizations with the same values;
- * a change here needs a migration that updates the stored rows.
+ * a change here needs a migration that updates the stored rows (the device code grant:
+ * migrations/1700000016100_cli_device_grant.sql).
  */
 export const CLI_CLIENT_ID_PREFIX = 'tessera-cli.';
 export const CLI_CLIENT_NAME = 'Tessera CLI';
@@ -40,7 +43,8 @@ export function cliClient(organizationId: string): NewClient {
     service_account_id: null,
     metadata: {
       application_type: 'native',
-      grant_types: ['authorization_code', 'refresh_token'],
+      // The device code grant: `tessera login --device` on a machine without a browser (RFC 8628).
+      grant_types: ['authorization_code', 'refresh_token', DEVICE_CODE_GRANT],
       response_types: ['code'],
       redirect_uris: [...CLI_REDIRECT_URIS],
       // Public: a command line cannot keep a secret (RFC 8252 §8.4); PKCE protects the code.

@@ -88,7 +88,7 @@ for (const backend of backends) {
         name: 'Tessera CLI',
         built_in: true,
         token_endpoint_auth_method: 'none',
-        grant_types: ['authorization_code', 'refresh_token'],
+        grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
         redirect_uris: ['http://127.0.0.1/callback', 'http://[::1]/callback'],
         resources: [MANAGEMENT_AUDIENCE],
       });

@@ -3,7 +3,8 @@
  * as an upgrade meets it: organizations created before the migration get the same built-in tessera-cli client
  * the code gives a new organization (src/domain/cli-client.ts), once; and a client registered as
  * native before becomes a web client, since port-agnostic loopback redirects are the built-in
- * client's alone.
+ * client's alone. Later, migrations/1700000016100_cli_device_grant.sql gives the built-in client
+ * the device code grant, harmlessly when run again.
  */
 import { readdirSync } from 'node:fs';
 
@@ -101,6 +102,15 @@ describe.each(Object.keys(databases))('the tessera-cli migration on %s', (name) 
     expect(rows).toEqual([{ kind: 'cli', n: 2 }, { kind: 'console', n: 2 }, { kind: 'oauth', n: 2 }]);
     // It is a web client now: redirect URIs match exactly as registered.
     expect((await clients.findById('native-app'))!.metadata).toEqual({ redirect_uris: ['http://127.0.0.1:7000/cb'] });
+
+    // migrations/1700000016100_cli_device_grant.sql gave the clients the device code grant (the
+    // metadata above is the code's); run again, as test/integration/adapter.test.ts replays
+    // migrations, it changes nothing.
+    expect(cliClient('org_a').metadata.grant_types).toContain('urn:ietf:params:oauth:grant-type:device_code');
+    const before = await db.query('SELECT client_id, metadata, updated_at FROM clients ORDER BY client_id');
+    await db.query("DELETE FROM tessera_migrations WHERE name = '1700000016100_cli_device_grant'");
+    expect(await migrate(db, { schema })).toEqual(['1700000016100_cli_device_grant']);
+    expect((await db.query('SELECT client_id, metadata, updated_at FROM clients ORDER BY client_id')).rows).toEqual(before.rows);
 
     // One built-in client per organization, whatever its id.
     await expect(clients.insert({ ...cliClient('org_a'), client_id: 'tessera-cli.other' })).rejects.toThrow();
