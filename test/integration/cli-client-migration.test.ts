@@ -108,8 +108,10 @@ describe.each(Object.keys(databases))('the tessera-cli migration on %s', (name) 
     // migrations, it changes nothing.
     expect(cliClient('org_a').metadata.grant_types).toContain('urn:ietf:params:oauth:grant-type:device_code');
     const before = await db.query('SELECT client_id, metadata, updated_at FROM clients ORDER BY client_id');
-    await db.query("DELETE FROM tessera_migrations WHERE name = '1700000016100_cli_device_grant'");
-    expect(await migrate(db, { schema })).toEqual(['1700000016100_cli_device_grant']);
+    // (node-pg-migrate applies in order only, so the later ones run again with it.)
+    await db.query("DELETE FROM tessera_migrations WHERE name >= '1700000016100_cli_device_grant'");
+    const again = MIGRATIONS.slice(MIGRATIONS.indexOf('1700000016100_cli_device_grant.sql')).map((file) => file.replace(/\.sql$/, ''));
+    expect(await migrate(db, { schema })).toEqual(again);
     expect((await db.query('SELECT client_id, metadata, updated_at FROM clients ORDER BY client_id')).rows).toEqual(before.rows);
 
     // One built-in client per organization, whatever its id.
