@@ -8,6 +8,7 @@ import { exchangeDecision } from '../domain/authority.js';
 import { TOKEN_EXCHANGE_GRANT } from '../domain/client-policy.js';
 import { MANAGEMENT_AUDIENCE } from '../domain/types.js';
 import { LINEAGE_CLAIM } from '../tokens/exchange-lineage.js';
+import { keyConfirmed } from '../tokens/key-binding.js';
 import type { ExchangeSource } from '../tokens/introspection.js';
 import { engineGrantHelpers } from './engine-grant-helpers.js';
 import { engineSafe } from './unavailable.js';
@@ -107,9 +108,11 @@ export function createTokenExchange(deps: TokenExchangeDependencies) {
     const organizationId = facts.tessera_organization_id;
     const subject = await source(subjectToken, organizationId, 'subject_token');
     const actor = actorToken === undefined ? undefined : await source(actorToken, organizationId, 'actor_token');
-    // A sender-constrained subject is exchanged only by the holder of its key (RFC 9449 §1: a stolen DPoP token is useless).
-    if (subject.jkt !== undefined && subject.jkt !== proof?.thumbprint) throw new errors.InvalidGrant('subject_token is bound to a DPoP key: prove possession of it');
-    if (actor?.jkt !== undefined && actor.jkt !== proof?.thumbprint) throw new errors.InvalidGrant('actor_token is bound to a DPoP key: prove possession of it');
+    // A sender-constrained subject is exchanged only by the holder of its key (RFC 9449 §1: a
+    // stolen DPoP token is useless): a DPoP-bound access token, and a key-bound PAT or SAT, by the
+    // rule introspection applies (src/tokens/key-binding.ts).
+    if (!keyConfirmed(subject.jkt, proof?.thumbprint)) throw new errors.InvalidGrant('subject_token is bound to a DPoP key: prove possession of it');
+    if (actor !== undefined && !keyConfirmed(actor.jkt, proof?.thumbprint)) throw new errors.InvalidGrant('actor_token is bound to a DPoP key: prove possession of it');
 
     const target = targets[0] ?? (subject.audiences.length === 1 ? subject.audiences[0] : undefined);
     if (target === undefined) throw new errors.InvalidTarget('name the resource the token is for');
