@@ -17,12 +17,12 @@ import type { Configuration, KoaContextWithOIDC } from 'oidc-provider';
  * is read at all, whatever a client sends.
  */
 
-/** The certificate in a header value: URL-encoded PEM (a bare PEM is taken too); undefined for anything else. */
+/** The certificate in a header value, URL-encoded PEM (RFC 3986 percent-encoding); undefined for anything else. */
 export function certificateFromHeader(value: string | undefined): X509Certificate | undefined {
   if (!value) return undefined;
   let pem: string;
   try {
-    pem = value.startsWith('-----BEGIN') ? value : decodeURIComponent(value);
+    pem = decodeURIComponent(value);
   } catch {
     return undefined;
   }
