@@ -122,7 +122,7 @@ for (const backend of backends) {
       const issued = await issueSat({});
       expect(issued.status).toBe(201);
       expect(issued.body.cnf).toBeUndefined();
-      for (const extra of [{}, { dpop_jkt: key.thumbprint }]) {
+      for (const extra of [{}, { dpop_jkt: key.thumbprint }] as Record<string, string>[]) {
         const answer = await onBothPaths(issued.body.token, extra);
         expect(answer).toMatchObject({ active: true, token_type: 'Bearer' });
         expect(answer.cnf).toBeUndefined();
