@@ -81,6 +81,8 @@ export interface ExchangeSource {
   act?: unknown;
   /** RFC 9449 §6.1: the key thumbprint a DPoP-bound token is bound to. */
   jkt?: string;
+  /** RFC 8705 §3.1: the certificate thumbprint a certificate-bound token is bound to. */
+  x5t?: string;
 }
 
 const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : []);
@@ -556,6 +558,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
         lineage: [...(inherited ?? []), own],
         ...(claims.act !== undefined ? { act: claims.act } : {}),
         ...(typeof (claims.cnf as { jkt?: unknown } | undefined)?.jkt === 'string' ? { jkt: (claims.cnf as { jkt: string }).jkt } : {}),
+        ...(typeof (claims.cnf as Record<string, unknown> | undefined)?.['x5t#S256'] === 'string' ? { x5t: (claims.cnf as Record<string, string>)['x5t#S256'] } : {}),
       };
     },
   };

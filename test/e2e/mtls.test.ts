@@ -16,7 +16,7 @@ import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { backends } from '../helpers/backends.js';
-import { basic, ORDERS, postForm } from '../helpers/exchange.js';
+import { ACCESS_TOKEN_TYPE, basic, EXCHANGE_GRANT, EXCHANGER, exchangerClient, ORDERS, postForm, seedWith } from '../helpers/exchange.js';
 import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
 import { EXAMPLE_SEED } from '../helpers/seed.js';
@@ -45,7 +45,7 @@ for (const backend of backends) {
     const other = selfSignedCertificate('someone-else');
 
     beforeAll(async () => {
-      server = await startTestServer(backend.name, { overrides: EXAMPLE_SEED, env: { TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER: HEADER } });
+      server = await startTestServer(backend.name, { overrides: seedWith(exchangerClient(['orders:read'])), env: { TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER: HEADER } });
     }, SERVER_START_TIMEOUT_MS);
     afterAll(async () => {
       await server?.stop();
@@ -84,6 +84,20 @@ for (const backend of backends) {
       expect([missing.status, missing.body.error]).toEqual([400, 'invalid_grant']);
       const garbage = await postForm(server.url, '/token', { grant_type: 'client_credentials', resource: client.resource, scope: client.scope }, { authorization: client.authorization, [HEADER]: 'not%20a%20certificate' });
       expect([garbage.status, garbage.body.error]).toEqual([400, 'invalid_grant']);
+    });
+
+    it('exchanges a certificate-bound token only with its certificate, and binds the result to it', async () => {
+      const client = await createBoundClient();
+      const bound = (await postForm(server.url, '/token', { grant_type: 'client_credentials', resource: client.resource, scope: client.scope }, { authorization: client.authorization, [HEADER]: encodeURIComponent(cert.pem) })).body.access_token as string;
+      const form = { grant_type: EXCHANGE_GRANT, subject_token: bound, subject_token_type: ACCESS_TOKEN_TYPE, resource: ORDERS, scope: 'orders:read' };
+      const exchanger = basic(EXCHANGER.id, EXCHANGER.secret);
+      const bare = await postForm(server.url, '/token', form, { authorization: exchanger });
+      expect([bare.status, bare.body.error]).toEqual([400, 'invalid_grant']);
+      const wrong = await postForm(server.url, '/token', form, { authorization: exchanger, [HEADER]: encodeURIComponent(other.pem) });
+      expect([wrong.status, wrong.body.error]).toEqual([400, 'invalid_grant']);
+      const right = await postForm(server.url, '/token', form, { authorization: exchanger, [HEADER]: encodeURIComponent(cert.pem) });
+      expect(right.status, JSON.stringify(right.body)).toBe(200);
+      expect(decodeJwt(right.body.access_token).cnf).toEqual({ 'x5t#S256': cert.thumbprint });
     });
 
     it('leaves a client not registered for binding unbound, certificate or not; discovery advertises the binding', async () => {
