@@ -48,6 +48,7 @@ export function buildManagementApi(f: Foundation, directory: Directory, engine: 
     outbound: engine.outbound,
     validateClientMetadata: (metadata) => engine.validateClientMetadata(metadata),
     audit,
+    mtlsEnabled: config.mtls.clientCertificateHeader !== null,
   };
   // GitHub's signing keys are fetched like any URL Tessera fetches: never from an internal address.
   const githubScanning = createGithubScanning({ ...config.leakScanning.github, fetch: (url, init) => engine.outbound.fetch(url, init), clock, logger: f.logger, cache: f.cache });

@@ -3,6 +3,7 @@ import type { RateLimiter } from '../http/rate-limit.js';
 import { withTokenMetrics } from '../metrics/token-metrics-tap.js';
 import { createClientFailureLimit } from '../oidc/client-failure-limit.js';
 import { createEngineTokens } from '../oidc/engine-tokens.js';
+import { certificateFromHeader } from '../oidc/mtls.js';
 import { createTokenExchange } from '../oidc/token-exchange.js';
 import { createTokenRateLimit } from '../oidc/token-rate-limit.js';
 import { createIntrospection } from '../tokens/introspection.js';
@@ -115,12 +116,14 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
     sightings,
   });
   // RFC 8693 token exchange at /token: subject and actor tokens resolved by introspection's rules.
+  const certificateHeader = config.mtls.clientCertificateHeader;
   engine.addGrant(
     createTokenExchange({
       sources: introspection,
       resourceIndicators: engine.resourceIndicators,
       clock,
       recordUse: (tokenId, audience) => usage.record(tokenId, audience),
+      ...(certificateHeader !== null ? { certificate: (ctx) => certificateFromHeader(ctx.get(certificateHeader) || undefined) } : {}),
     }).register,
   );
   await cache.subscribe(REVOCATION_CHANNEL, (message) => {

@@ -31,6 +31,8 @@ export interface InventoryItem {
   risk_reasons: RiskReason[];
   /** Why it does not work now although it is live: `lifetime_exceeds_policy` (a PAT/SAT longer-lived than the organization allows now), or null. */
   blocked_reason: string | null;
+  /** A key-bound PAT or SAT: the thumbprint of the DPoP key it is bound to (RFC 7800 confirmation). */
+  cnf?: { jkt: string };
 }
 
 /** What of the organization's policy the inventory applies: rotation age, and the lifetime caps that block tokens at use. */
@@ -102,6 +104,7 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         risk_score: risk.score,
         risk_reasons: risk.reasons,
         blocked_reason: exceedsLifetimeCap(tokenLifetimeSeconds(t), t.type, policy) ? 'lifetime_exceeds_policy' : null,
+        ...(t.cnf_jkt ? { cnf: { jkt: t.cnf_jkt } } : {}),
       });
     }
 

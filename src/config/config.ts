@@ -109,6 +109,7 @@ const fileSchema = z.object({
     }),
   }),
   dpop: z.object({ requireNonce: z.boolean() }),
+  mtls: z.object({ clientCertificateHeader: z.string().nullable() }).default({ clientCertificateHeader: null }),
   seed: z.object({
     resourceServers: z.array(seedResourceServer).default([]),
     clients: z.array(seedClient).default([]),
@@ -235,6 +236,12 @@ export interface Config {
   leakScanning: z.infer<typeof fileSchema>['leakScanning'];
   /** RFC 9449: whether every DPoP proof at /token must carry a server-provided nonce (§8). */
   dpop: z.infer<typeof fileSchema>['dpop'];
+  /**
+   * RFC 8705 certificate-bound access tokens behind a TLS-terminating proxy: the lower-case name
+   * of the request header that carries the client certificate (URL-encoded PEM), or null when
+   * the feature is off (src/oidc/mtls.ts).
+   */
+  mtls: { clientCertificateHeader: string | null };
   seed: SeedConfig | null;
 }
 
@@ -284,6 +291,7 @@ const env = z.object({
   TESSERA_TRUST_PROXY: z.string().optional(),
   TESSERA_FAST_PATHS: z.string().optional(),
   TESSERA_WORKERS: z.string().optional(),
+  TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER: z.string().optional(),
 });
 
 const nonEmpty = (value: string | undefined) => (value === undefined || value.trim() === '' ? undefined : value.trim());
@@ -294,6 +302,21 @@ function booleanVar(name: string, raw: string | undefined): boolean | undefined 
   if (value === undefined) return undefined;
   if (value !== 'true' && value !== 'false') throw new ConfigError(`${name} must be true or false, got "${value}"`);
   return value === 'true';
+}
+
+/** An RFC 9110 §5.1 field name; headers Tessera or the engine read for something else cannot carry a certificate. */
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]{1,100}$/;
+const RESERVED_HEADERS = new Set(['authorization', 'cookie', 'content-type', 'content-length', 'host', 'dpop', 'origin', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id']);
+
+/** The mTLS certificate header: from TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER (`off` for none), else the config file's. */
+function certificateHeader(variable: string | undefined, fromFile: string | null, where: string): string | null {
+  const raw = variable !== undefined ? (variable.toLowerCase() === 'off' ? null : variable) : fromFile;
+  if (raw === null) return null;
+  const name = raw.trim().toLowerCase();
+  const source = variable !== undefined ? 'TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER' : `${where}: mtls.clientCertificateHeader`;
+  if (!FIELD_NAME.test(name)) throw new ConfigError(`${source} must be an HTTP header name, got "${raw}"`);
+  if (RESERVED_HEADERS.has(name)) throw new ConfigError(`${source} must not be ${name}: that header means something else`);
+  return name;
 }
 
 /**
@@ -414,6 +437,8 @@ export function loadConfig(
 
   const outboundAllowList = parseOutboundAllowList(nonEmpty(vars.TESSERA_OUTBOUND_ALLOWED_HOSTS));
 
+  const mtls = { clientCertificateHeader: certificateHeader(nonEmpty(vars.TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER), fileConfig.mtls.clientCertificateHeader, `config/${vars.NODE_ENV}.json`) };
+
   const logLevel = nonEmpty(vars.LOG_LEVEL) ?? fileConfig.logLevel;
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
@@ -448,6 +473,7 @@ export function loadConfig(
     webhooks: fileConfig.webhooks,
     leakScanning: fileConfig.leakScanning,
     dpop: fileConfig.dpop,
+    mtls,
     seed: fileConfig.seed,
   };
 }

@@ -187,6 +187,8 @@ export function engineMetadata(input: {
   redirect_uris: string[];
   jwks?: unknown;
   jwks_uri?: string;
+  /** RFC 8705 §3.4: access tokens bound to the client's TLS certificate (src/oidc/mtls.ts). */
+  tls_client_certificate_bound_access_tokens?: boolean;
 }): Record<string, unknown> {
   return {
     grant_types: input.grant_types,
@@ -195,6 +197,7 @@ export function engineMetadata(input: {
     token_endpoint_auth_method: input.token_endpoint_auth_method,
     ...(input.jwks !== undefined ? { jwks: input.jwks } : {}),
     ...(input.jwks_uri !== undefined ? { jwks_uri: input.jwks_uri } : {}),
+    ...(input.tls_client_certificate_bound_access_tokens === true ? { tls_client_certificate_bound_access_tokens: true } : {}),
   };
 }
 

@@ -88,6 +88,8 @@ export function createManagementAuth(deps: ManagementAuthDependencies) {
     if (!resolved.ok) throw unauthorized(realm, 'the access token is invalid, expired or revoked');
     const t = resolved.token;
     if (!t.resources.includes(MANAGEMENT_AUDIENCE)) throw unauthorized(realm, 'the access token is not for the Management API');
+    // A key-bound PAT or SAT (src/tokens/key-binding.ts) is never a bearer token; this API takes bearer tokens only (RFC 9449 §7.1).
+    if (t.jkt !== null) throw unauthorized(realm, 'the access token is bound to a key: it cannot be used as a bearer token');
     // The caller's address is known here: the token's address constraint applies (src/domain/token-constraints.ts).
     if (addressRefused(t, ctx.ip)) throw unauthorized(realm, 'the access token may not be used from this address');
     deps.usage?.record(t.id, MANAGEMENT_AUDIENCE);

@@ -10,6 +10,7 @@ import type { KeySet } from '../keys/key-service.js';
 import type { PrincipalLiveness } from '../tokens/principal-liveness.js';
 import type { ClientFacts, ResourceIndicators } from './resource-indicators.js';
 import { CLIENT_AUTH_SIGNING_ALGS } from './client-authenticator.js';
+import { mtlsFeature } from './mtls.js';
 import { EXCHANGE_CLAIMS } from './token-exchange.js';
 import { engineSafe } from './unavailable.js';
 
@@ -125,6 +126,10 @@ export function createProvider(deps: ProviderDependencies): Provider {
       // Proofs are single-use across nodes (the engine's replay store, in the cache store); nonces
       // come from a secret every node derives alike, offered always and required by config `dpop`.
       dPoP: { enabled: true, allowReplay: false, nonceSecret: deps.dpopNonceSecret, requireNonce: () => config.dpop.requireNonce },
+      // RFC 8705 certificate-bound access tokens, when a TLS-terminating proxy passes the client
+      // certificate in config `mtls.clientCertificateHeader` (src/oidc/mtls.ts); off otherwise,
+      // and then no header is read.
+      ...(config.mtls.clientCertificateHeader !== null ? { mTLS: mtlsFeature(config.mtls.clientCertificateHeader) } : {}),
       resourceIndicators: {
         enabled: true,
         defaultResource: async (_ctx, client, oneOf) => oneOf ?? resourceIndicators.defaultResource(client as ClientFacts),

@@ -1,3 +1,6 @@
+import { createHash } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
+
 import { errors } from 'oidc-provider';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
@@ -8,6 +11,7 @@ import { exchangeDecision } from '../domain/authority.js';
 import { TOKEN_EXCHANGE_GRANT } from '../domain/client-policy.js';
 import { MANAGEMENT_AUDIENCE } from '../domain/types.js';
 import { LINEAGE_CLAIM } from '../tokens/exchange-lineage.js';
+import { keyConfirmed } from '../tokens/key-binding.js';
 import type { ExchangeSource } from '../tokens/introspection.js';
 import { engineGrantHelpers } from './engine-grant-helpers.js';
 import { engineSafe } from './unavailable.js';
@@ -62,6 +66,11 @@ export interface TokenExchangeDependencies {
   clock: Clock;
   /** Counts a use of a PAT or SAT at an API, as introspection does. */
   recordUse?: (tokenId: string, audience: string) => void;
+  /**
+   * The client certificate of the request, when certificate-bound tokens are on (src/oidc/mtls.ts):
+   * a certificate-bound subject is exchanged only by the holder of its certificate.
+   */
+  certificate?: (ctx: KoaContextWithOIDC) => X509Certificate | undefined;
 }
 
 const list = (value: unknown): string[] => (Array.isArray(value) ? value.map(String) : typeof value === 'string' && value !== '' ? [value] : []);
@@ -107,9 +116,16 @@ export function createTokenExchange(deps: TokenExchangeDependencies) {
     const organizationId = facts.tessera_organization_id;
     const subject = await source(subjectToken, organizationId, 'subject_token');
     const actor = actorToken === undefined ? undefined : await source(actorToken, organizationId, 'actor_token');
-    // A sender-constrained subject is exchanged only by the holder of its key (RFC 9449 §1: a stolen DPoP token is useless).
-    if (subject.jkt !== undefined && subject.jkt !== proof?.thumbprint) throw new errors.InvalidGrant('subject_token is bound to a DPoP key: prove possession of it');
-    if (actor?.jkt !== undefined && actor.jkt !== proof?.thumbprint) throw new errors.InvalidGrant('actor_token is bound to a DPoP key: prove possession of it');
+    // A sender-constrained subject is exchanged only by the holder of its key (RFC 9449 §1: a
+    // stolen DPoP token is useless): a DPoP-bound access token, and a key-bound PAT or SAT, by the
+    // rule introspection applies (src/tokens/key-binding.ts).
+    if (!keyConfirmed(subject.jkt, proof?.thumbprint)) throw new errors.InvalidGrant('subject_token is bound to a DPoP key: prove possession of it');
+    if (actor !== undefined && !keyConfirmed(actor.jkt, proof?.thumbprint)) throw new errors.InvalidGrant('actor_token is bound to a DPoP key: prove possession of it');
+    // Likewise a certificate-bound one (RFC 8705 §3): only with its certificate, and the result is bound to it, unless a DPoP proof binds it.
+    const certificate = subject.x5t !== undefined || actor?.x5t !== undefined ? deps.certificate?.(ctx) : undefined;
+    const presentedX5t = certificate ? createHash('sha256').update(certificate.raw).digest('base64url') : undefined;
+    if (!keyConfirmed(subject.x5t, presentedX5t)) throw new errors.InvalidGrant('subject_token is bound to a certificate: present it');
+    if (actor !== undefined && !keyConfirmed(actor.x5t, presentedX5t)) throw new errors.InvalidGrant('actor_token is bound to a certificate: present it');
 
     const target = targets[0] ?? (subject.audiences.length === 1 ? subject.audiences[0] : undefined);
     if (target === undefined) throw new errors.InvalidTarget('name the resource the token is for');
@@ -136,6 +152,7 @@ export function createTokenExchange(deps: TokenExchangeDependencies) {
     const token = new provider.AccessToken({ accountId: subject.sub, client, gty: 'token_exchange', scope: decision.scopes.join(' '), expiresIn } as unknown as ConstructorParameters<Provider['AccessToken']>[0]);
     token.resourceServer = new provider.ResourceServer(target, info);
     if (proof) token.setThumbprint('jkt', proof.thumbprint);
+    else if (certificate) token.setThumbprint('x5t', certificate);
     const act = actClaim(actor, subject);
     (token as unknown as Record<symbol, unknown>)[EXCHANGE_CLAIMS] = {
       ...(act !== undefined ? { act } : {}),

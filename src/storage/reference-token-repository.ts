@@ -32,6 +32,8 @@ export interface ReferenceTokenRow {
   not_before: Date | null;
   /** CIDR ranges it may be used from, or null for any address. */
   allowed_ips: string[] | null;
+  /** Key-bound tokens: the RFC 7638 thumbprint of the DPoP key it is bound to, or null for a bearer token. */
+  cnf_jkt: string | null;
 }
 
 /** A token with what introspection needs to know about its owner. */
@@ -48,7 +50,7 @@ export interface ReferenceTokenUsage {
 }
 
 export type NewReferenceToken = Pick<ReferenceTokenRow, 'id' | 'organization_id' | 'type' | 'name' | 'user_id' | 'service_account_id' | 'scopes' | 'resources' | 'secret_hash' | 'rotation_key_hash' | 'created_by' | 'expires_at'> &
-  Partial<Pick<ReferenceTokenRow, 'not_before' | 'allowed_ips'>> & { now: Date };
+  Partial<Pick<ReferenceTokenRow, 'not_before' | 'allowed_ips' | 'cnf_jkt'>> & { now: Date };
 
 export interface ReferenceTokenFilter {
   organizationId: string;
@@ -101,12 +103,13 @@ export function createReferenceTokenRepository(db: Database) {
       const lifetime = Math.round((token.expires_at.getTime() - token.now.getTime()) / 1000);
       const { rows } = await q.query<ReferenceTokenRow>(
         `INSERT INTO reference_tokens (id, organization_id, type, name, user_id, service_account_id, scopes, resources,
-                                       secret_hash, rotation_key_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds, not_before, allowed_ips)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16) RETURNING *`,
+                                       secret_hash, rotation_key_hash, created_by, created_at, issued_at, expires_at, lifetime_seconds, not_before, allowed_ips, cnf_jkt)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16, $17) RETURNING *`,
         [
           token.id, token.organization_id, token.type, token.name, token.user_id, token.service_account_id,
           JSON.stringify(token.scopes), JSON.stringify(token.resources), token.secret_hash, token.rotation_key_hash,
           token.created_by, token.now, token.expires_at, lifetime, token.not_before ?? null, token.allowed_ips ? JSON.stringify(token.allowed_ips) : null,
+          token.cnf_jkt ?? null,
         ],
       );
       return rows[0]!;

@@ -21,6 +21,8 @@ export interface InventoryReferenceToken {
   last_used_at: Date | null;
   use_count: number;
   lifetime_seconds: number | null;
+  /** Key-bound tokens: the thumbprint of the DPoP key (src/tokens/key-binding.ts), else null. */
+  cnf_jkt: string | null;
 }
 
 export interface InventoryClientSecret {
@@ -85,7 +87,7 @@ export function createTokenInventoryRepository(db: Database) {
                 COALESCE(t.user_id, t.service_account_id) AS owner_id,
                 COALESCE(u.username, sa.name) AS owner_name,
                 COALESCE(u.status, sa.status) AS owner_status,
-                t.scopes::text AS scopes, t.resources::text AS resources, ${TIME_COLUMNS.map(ms).join(', ')}, t.use_count, t.lifetime_seconds
+                t.scopes::text AS scopes, t.resources::text AS resources, ${TIME_COLUMNS.map(ms).join(', ')}, t.use_count, t.lifetime_seconds, t.cnf_jkt
            FROM reference_tokens t
            LEFT JOIN users u ON u.id = t.user_id
            LEFT JOIN service_accounts sa ON sa.id = t.service_account_id

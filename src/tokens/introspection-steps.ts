@@ -9,6 +9,7 @@ import { andThen } from '../maybe-promise.js';
 import type { AuthenticateOptions, ClientAuthenticator, RequestFacts } from '../oidc/client-authenticator.js';
 import type { Introspection, IntrospectionAnswer, IntrospectionCaller, UseContext } from './introspection.js';
 import { checkAccept } from './introspection-response.js';
+import { isThumbprint } from './key-binding.js';
 import type { IntrospectionResponder, ResponseClient } from './introspection-response.js';
 
 /**
@@ -72,13 +73,17 @@ export function createIntrospectionSteps(deps: {
 
     /**
      * What the resource server says about the request it authorizes (docs/tokens.md): `client_ip`
-     * (an IP address; anything else is invalid_request) and `client_user_agent`.
+     * (an IP address; anything else is invalid_request), `client_user_agent`, and `dpop_jkt`, the
+     * RFC 7638 thumbprint of the key of the DPoP proof it verified (src/tokens/key-binding.ts;
+     * anything but a base64url SHA-256 is invalid_request).
      */
     context(params: FormParams): UseContext {
       const clientIp = single(params, 'client_ip') || undefined;
       if (clientIp !== undefined && isIP(clientIp) === 0) throw invalidRequest("'client_ip' must be an IP address");
       const userAgent = single(params, 'client_user_agent') || undefined;
-      return { ...(clientIp !== undefined ? { clientIp } : {}), ...(userAgent !== undefined ? { userAgent } : {}) };
+      const dpopJkt = single(params, 'dpop_jkt') || undefined;
+      if (dpopJkt !== undefined && !isThumbprint(dpopJkt)) throw invalidRequest("'dpop_jkt' must be the base64url SHA-256 thumbprint of the DPoP proof's key (RFC 7638, 43 characters)");
+      return { ...(clientIp !== undefined ? { clientIp } : {}), ...(userAgent !== undefined ? { userAgent } : {}), ...(dpopJkt !== undefined ? { dpopJkt } : {}) };
     },
 
     authenticate(authorization: string | undefined, params: FormParams, facts: RequestFacts = {}, options: AuthenticateOptions = {}): MaybePromise<AuthenticatedCaller> {

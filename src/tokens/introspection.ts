@@ -18,6 +18,7 @@ import type { UsageRecorder } from './usage-recorder.js';
 import { lineageOf, LINEAGE_CLAIM, opaqueLineageId } from './exchange-lineage.js';
 import type { LineageEntry } from './exchange-lineage.js';
 import { generationLive } from './reference-token-cache.js';
+import { keyConfirmed } from './key-binding.js';
 
 /**
  * RFC 7662 introspection of every token kind Tessera issues, from one place:
@@ -80,6 +81,8 @@ export interface ExchangeSource {
   act?: unknown;
   /** RFC 9449 §6.1: the key thumbprint a DPoP-bound token is bound to. */
   jkt?: string;
+  /** RFC 8705 §3.1: the certificate thumbprint a certificate-bound token is bound to. */
+  x5t?: string;
 }
 
 const audiencesOf = (aud: unknown): string[] => (Array.isArray(aud) ? aud.map(String) : typeof aud === 'string' ? [aud] : []);
@@ -157,10 +160,15 @@ export interface IntrospectionDependencies {
   sightings?: Sightings;
 }
 
-/** What a resource server may tell about the request it is authorizing (docs/tokens.md): the client's address and user agent. */
+/**
+ * What a resource server may tell about the request it is authorizing (docs/tokens.md): the
+ * client's address and user agent, and the thumbprint of the key of the DPoP proof it verified
+ * (`dpop_jkt`, src/tokens/key-binding.ts).
+ */
 export interface UseContext {
   clientIp?: string;
   userAgent?: string;
+  dpopJkt?: string;
 }
 
 /**
@@ -201,7 +209,8 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       exp: Math.floor(t.exp / 1000),
       iat: Math.floor(t.iat / 1000),
       iss: issuer,
-      token_type: 'Bearer',
+      // A key-bound token says so, as every sender-constrained token does (RFC 9449 §6.2).
+      ...senderConstraint(t.jkt !== null ? { jkt: t.jkt } : undefined),
       token_kind: t.type,
       token_id: t.id,
       org_id: t.org,
@@ -234,6 +243,9 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     return andThen(deps.referenceTokens.resolve(token), (resolved) => {
       if (!resolved.ok) return INACTIVE;
       const t = resolved.token;
+      // A key-bound token is active only for the holder of its key (src/tokens/key-binding.ts),
+      // checked before any cached answer is reused: the answer is per caller, not per proof.
+      if (!keyConfirmed(t.jkt, context.dpopJkt)) return INACTIVE;
       if (context.clientIp !== undefined) {
         // The address constraint holds only where the address is known (src/domain/token-constraints.ts).
         if (addressRefused(t, context.clientIp)) return INACTIVE;
@@ -407,6 +419,16 @@ export function createIntrospection(deps: IntrospectionDependencies) {
     };
   }
 
+  /**
+   * A DPoP-bound access token of the engine's: without `dpop_jkt` its answer is as before (the
+   * API compares `cnf.jkt` with its proof itself); with one, a key other than its own makes it
+   * inactive, by the same rule as a key-bound PAT or SAT (src/tokens/key-binding.ts).
+   */
+  function presentedKey(answer: MaybePromise<IntrospectionAnswer>, context: UseContext): MaybePromise<IntrospectionAnswer> {
+    if (context.dpopJkt === undefined) return answer;
+    return andThen(answer, (a) => (a.active && !keyConfirmed((a.cnf as { jkt?: string } | undefined)?.jkt, context.dpopJkt) ? INACTIVE : a));
+  }
+
   /** A presented token's shape; undefined for an empty or oversized value, which names nothing. */
   const presentedShape = (token: string): TokenShape | undefined => (token.length === 0 || token.length > 8192 ? undefined : tokenShape(token));
   /** A presented PAT or SAT that resolves to a live token. */
@@ -441,8 +463,8 @@ export function createIntrospection(deps: IntrospectionDependencies) {
       const key = opaqueCacheKey(token);
       // A JWT verified before is known by its digest: no header decoding for the common case.
       const known = verifiedJwts.get(key);
-      if (known !== undefined || tokenShape(token) === 'jwt') return jwt(known ?? verifiedJwt(token, key), caller);
-      return andThen(findOpaque(token, key), (payload) => (payload ? opaque(payload, caller) : undefined));
+      if (known !== undefined || tokenShape(token) === 'jwt') return presentedKey(jwt(known ?? verifiedJwt(token, key), caller), context);
+      return andThen(findOpaque(token, key), (payload) => (payload ? presentedKey(opaque(payload, caller), context) : undefined));
     },
     /** Decoded and verified JWT payload, for revocation. */
     verifyJwt,
@@ -493,6 +515,8 @@ export function createIntrospection(deps: IntrospectionDependencies) {
           audiences: [...t.resources],
           exp: Math.floor(t.exp / 1000),
           lineage: [{ tok: t.id, gen: resolved.viaPreviousSecret ? t.gen - 1 : t.gen }],
+          // A key-bound PAT or SAT is exchanged only with a proof of its key (src/oidc/token-exchange.ts).
+          ...(t.jkt !== null ? { jkt: t.jkt } : {}),
         };
       }
       let claims: Record<string, unknown>;
@@ -534,6 +558,7 @@ export function createIntrospection(deps: IntrospectionDependencies) {
         lineage: [...(inherited ?? []), own],
         ...(claims.act !== undefined ? { act: claims.act } : {}),
         ...(typeof (claims.cnf as { jkt?: unknown } | undefined)?.jkt === 'string' ? { jkt: (claims.cnf as { jkt: string }).jkt } : {}),
+        ...(typeof (claims.cnf as Record<string, unknown> | undefined)?.['x5t#S256'] === 'string' ? { x5t: (claims.cnf as Record<string, string>)['x5t#S256'] } : {}),
       };
     },
   };

@@ -65,6 +65,12 @@ export interface TokenFacts {
   /** Constraints (src/domain/token-constraints.ts): not before (epoch ms), and the CIDR ranges it may be used from. */
   notBefore?: number | null;
   allowedIps?: string[] | null;
+  /**
+   * The RFC 7638 thumbprint of the DPoP key the token is bound to, or null for a bearer token
+   * (src/tokens/key-binding.ts). Always present in an entry this version writes: one without it
+   * (written by an older version) counts as a miss, so a bound token is never taken for a bearer one.
+   */
+  jkt: string | null;
   revoked: boolean;
   /** null for the current secret; for the previous one, when its rotation grace ends (epoch ms). */
   graceUntil: number | null;
@@ -182,6 +188,7 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
       lifetime: tokenLifetimeSeconds(row),
       notBefore: row.not_before?.getTime() ?? null,
       allowedIps: row.allowed_ips ?? null,
+      jkt: row.cnf_jkt ?? null,
       revoked: row.revoked_at !== null,
       graceUntil: current ? null : Math.min(row.previous_valid_until?.getTime() ?? 0, row.expires_at.getTime()),
       ...(current ? { cutoverPending: row.previous_ends_on_first_use && row.previous_secret_hash !== null } : { endedAt: row.previous_ended_at?.getTime() ?? null }),
@@ -193,12 +200,12 @@ export function createReferenceTokenCache(deps: ReferenceTokenCacheDependencies)
   /**
    * Facts from the shared tier, else from PostgreSQL (`fromDatabase`), kept in the shared tier
    * for the other nodes. The shared tier is an optimisation: when Redis is away, PostgreSQL still
-   * answers. An entry an older version wrote (without `gen`) counts as a miss.
+   * answers. An entry an older version wrote (without `gen`, or without `jkt`) counts as a miss.
    */
   async function loadThrough(key: string, fromDatabase: () => Promise<Facts>): Promise<Facts> {
     const value = shared ? await cache.get(sharedKey(key)).catch(() => null) : null;
     const cached = value ? (JSON.parse(value) as Facts) : undefined;
-    if (cached && !(cached.k === 'token' && typeof cached.gen !== 'number')) {
+    if (cached && !(cached.k === 'token' && (typeof cached.gen !== 'number' || cached.jkt === undefined))) {
       stats.shared += 1;
       return cached;
     }

@@ -19,6 +19,8 @@ export interface IssueReferenceToken {
   /** Constraints (src/domain/token-constraints.ts). */
   notBefore?: Date;
   allowedIps?: string[];
+  /** Key binding: the RFC 7638 thumbprint of the DPoP key the token is bound to (docs/tokens.md). */
+  jkt?: string;
 }
 
 export interface IssuedReferenceToken {
@@ -49,6 +51,7 @@ export function createReferenceTokenIssuer(deps: { tokens: ReferenceTokenReposit
           expires_at: new Date(now.getTime() + input.expiresInSeconds * 1000),
           not_before: input.notBefore ?? null,
           allowed_ips: input.allowedIps ?? null,
+          cnf_jkt: input.jkt ?? null,
           now,
         },
         q,

@@ -48,6 +48,8 @@ export interface IssueRequest {
   pair?: boolean;
   not_before?: Date;
   allowed_ips?: string[];
+  /** Key binding (docs/tokens.md): the RFC 7638 thumbprint of the DPoP key the token is bound to. */
+  cnf?: { jkt: string };
 }
 
 export interface RequestFacts {
@@ -144,6 +146,8 @@ export function createTokenService(deps: TokenServiceDependencies) {
       revoked_reason: row.revoked_reason,
       not_before: row.not_before?.toISOString() ?? null,
       allowed_ips: row.allowed_ips ?? null,
+      // RFC 7800 confirmation: present only for a key-bound token.
+      ...(row.cnf_jkt ? { cnf: { jkt: row.cnf_jkt } } : {}),
     };
   }
 
@@ -255,6 +259,11 @@ export function createTokenService(deps: TokenServiceDependencies) {
         owner = { serviceAccountId: account.id };
       }
       if (scopes.includes(PLATFORM_SCOPE)) throw forbidden(`"${PLATFORM_SCOPE}" cannot be granted`);
+      // The Management API takes bearer tokens only (src/management/auth.ts refuses a bound one):
+      // a bound token for it would be a token nobody can use.
+      if (input.cnf !== undefined && resources.includes(MANAGEMENT_AUDIENCE)) {
+        throw invalid('cnf', `a key-bound token cannot be used at the Management API, which takes bearer tokens only: leave ${MANAGEMENT_AUDIENCE} out of resources`);
+      }
       await checkScopes(p, request, policy);
       const maxDays = input.type === 'pat' ? policy.max_pat_lifetime_days : policy.max_sat_lifetime_days;
       if (exceedsLifetimeCap(input.expires_in, input.type, policy)) {
@@ -272,6 +281,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         pair: input.pair === true,
         notBefore: input.not_before,
         allowedIps: input.allowed_ips,
+        ...(input.cnf ? { jkt: input.cnf.jkt } : {}),
       });
       audit.record({
         organizationId: p.organizationId,
@@ -280,7 +290,7 @@ export function createTokenService(deps: TokenServiceDependencies) {
         target: { type: 'reference_token', id: issued.row.id },
         outcome: 'success',
         ...facts,
-        details: { type: input.type, name: input.name, scopes, resources, expires_at: issued.row.expires_at.toISOString(), pair: input.pair === true, owner_id: owner.userId ?? owner.serviceAccountId, ...(input.not_before ? { not_before: input.not_before.toISOString() } : {}), ...(input.allowed_ips ? { allowed_ips: input.allowed_ips } : {}) },
+        details: { type: input.type, name: input.name, scopes, resources, expires_at: issued.row.expires_at.toISOString(), pair: input.pair === true, owner_id: owner.userId ?? owner.serviceAccountId, ...(input.not_before ? { not_before: input.not_before.toISOString() } : {}), ...(input.allowed_ips ? { allowed_ips: input.allowed_ips } : {}), key_bound: input.cnf !== undefined, ...(input.cnf ? { cnf: { jkt: input.cnf.jkt } } : {}) },
       });
       const row = await tokens.findWithOwnerById(issued.row.id);
       return { ...present(row ?? issued.row), token: issued.token, ...(issued.rotationKey ? { rotation_key: issued.rotationKey } : {}) };

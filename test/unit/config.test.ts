@@ -98,6 +98,15 @@ describe('configuration', () => {
     expect(fails({ TESSERA_WORKERS: 'many' })).toMatch(/^TESSERA_WORKERS must be auto or a number/);
   });
 
+  it('reads the mTLS certificate header: off by default, from the file or TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER, never a header that means something else', () => {
+    expect(loadConfig({ NODE_ENV: 'test' }).mtls).toEqual({ clientCertificateHeader: null });
+    expect(loadConfig({ NODE_ENV: 'test', TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER: ' X-SSL-Client-Cert ' }).mtls).toEqual({ clientCertificateHeader: 'x-ssl-client-cert' });
+    expect(loadConfig({ NODE_ENV: 'test' }, { overrides: { mtls: { clientCertificateHeader: 'X-Client-Cert' } } }).mtls.clientCertificateHeader).toBe('x-client-cert');
+    expect(loadConfig({ NODE_ENV: 'test', TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER: 'off' }, { overrides: { mtls: { clientCertificateHeader: 'x-client-cert' } } }).mtls.clientCertificateHeader).toBeNull();
+    expect(fails({ TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER: 'x client cert' })).toMatch(/^TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER must be an HTTP header name/);
+    expect(fails({ TESSERA_MTLS_CLIENT_CERTIFICATE_HEADER: 'Authorization' })).toMatch(/must not be authorization/);
+  });
+
   it('requires https issuers in production', () => {
     expect(fails({ NODE_ENV: 'production', TESSERA_ISSUER: 'http://id.example.com' })).toMatch(/must use https/);
   });

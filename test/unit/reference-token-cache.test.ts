@@ -40,7 +40,7 @@ function row(token: string, revoked: boolean): ReferenceTokenWithOwner {
     id: 'tok_1', organization_id: 'org_1', type: 'sat', name: 'n', user_id: null, service_account_id: 'sa_1', scopes: ['a'], resources: ['https://api'],
     secret_hash: hashToken(token), previous_secret_hash: null, previous_valid_until: null, rotation_key_hash: null, created_by: null,
     created_at: new Date(now), issued_at: new Date(now), expires_at: new Date(now + 3600_000), rotated_at: null, last_used_at: null, use_count: 0,
-    revoked_at: revoked ? new Date(now) : null, revoked_reason: null, lifetime_seconds: 3600, rotation_count: 0, previous_ends_on_first_use: false, previous_ended_at: null, not_before: null, allowed_ips: null,
+    revoked_at: revoked ? new Date(now) : null, revoked_reason: null, lifetime_seconds: 3600, rotation_count: 0, previous_ends_on_first_use: false, previous_ended_at: null, not_before: null, allowed_ips: null, cnf_jkt: null,
     owner_name: 'worker', owner_status: 'active', owner_role: null,
   };
 }

@@ -52,6 +52,7 @@ const clientSchema = z.object({
   service_account_id: z.string().nullable(),
   jwks: z.unknown().optional(),
   jwks_uri: z.string().optional(),
+  tls_client_certificate_bound_access_tokens: z.boolean().optional().describe('RFC 8705: its access tokens are bound to its TLS client certificate (needs config mtls.clientCertificateHeader)'),
   dynamically_registered: z.boolean(),
   built_in: z.boolean().describe('The organization\'s built-in tessera-cli client: listed, never changed or deleted'),
   secret_rotated_at: z.string().nullable(),
@@ -61,7 +62,7 @@ const clientSchema = z.object({
 });
 
 export function presentClient(record: ClientRecord, now = Date.now()) {
-  const m = record.metadata as { grant_types?: string[]; redirect_uris?: string[]; token_endpoint_auth_method?: string; jwks?: unknown; jwks_uri?: string };
+  const m = record.metadata as { grant_types?: string[]; redirect_uris?: string[]; token_endpoint_auth_method?: string; jwks?: unknown; jwks_uri?: string; tls_client_certificate_bound_access_tokens?: boolean };
   return {
     client_id: record.client_id,
     name: record.name,
@@ -73,6 +74,7 @@ export function presentClient(record: ClientRecord, now = Date.now()) {
     service_account_id: record.service_account_id,
     ...(m.jwks !== undefined ? { jwks: m.jwks } : {}),
     ...(m.jwks_uri !== undefined ? { jwks_uri: m.jwks_uri } : {}),
+    ...(m.tls_client_certificate_bound_access_tokens === true ? { tls_client_certificate_bound_access_tokens: true } : {}),
     dynamically_registered: record.registration,
     built_in: isBuiltInClient(record.kind),
     secret_rotated_at: iso(record.secret_rotated_at),
@@ -104,6 +106,7 @@ interface ClientShape {
   service_account_id: string | null;
   jwks?: unknown;
   jwks_uri?: string;
+  tls_client_certificate_bound_access_tokens?: boolean;
 }
 
 export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
@@ -111,6 +114,12 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
    * A jwks_uri Tessera would fetch from an internal address. Resolved before any transaction is
    * opened (a slow resolver must not hold one), and only for a value the request sets.
    */
+  /** Asking for certificate-bound tokens where no proxy passes certificates (config `mtls.clientCertificateHeader`) is a mistake. */
+  const mtlsProblems = (requested: boolean | undefined): FieldProblem[] =>
+    requested === true && deps.mtlsEnabled !== true
+      ? [{ field: 'tls_client_certificate_bound_access_tokens', message: 'certificate-bound tokens are off in this deployment (config mtls.clientCertificateHeader, docs/operations.md)' }]
+      : [];
+
   async function jwksUriProblems(jwksUri: string | undefined): Promise<FieldProblem[]> {
     const problem = jwksUri === undefined ? undefined : await deps.outbound.urlProblem(jwksUri);
     return problem ? [{ field: 'jwks_uri', message: problem }] : [];
@@ -171,6 +180,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
         service_account_id: z.string().min(1).max(100).optional(),
         jwks: jwksSchema.optional(),
         jwks_uri: uri.optional(),
+        tls_client_certificate_bound_access_tokens: z.boolean().optional().describe('RFC 8705 §3.4: bind its access tokens to its TLS client certificate, passed by the proxy (config mtls.clientCertificateHeader)'),
       }).strict(),
       status: 201,
       response: clientSchema.extend({ client_secret: z.string().optional() }),
@@ -178,7 +188,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
       async handler(ctx) {
         const { principal, body } = ctx;
         const shape: ClientShape = { ...body, service_account_id: body.service_account_id ?? null };
-        await validate(principal, shape, undefined, { found: await jwksUriProblems(shape.jwks_uri) });
+        await validate(principal, shape, undefined, { found: [...(await jwksUriProblems(shape.jwks_uri)), ...mtlsProblems(body.tls_client_certificate_bound_access_tokens)] });
         const clientId = newId('cl');
         const metadata = engineMetadata(shape);
         const secret = SECRET_METHODS.has(shape.token_endpoint_auth_method) ? sealNewSecret(deps.envelope, clientId) : undefined;
@@ -246,12 +256,13 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
         service_account_id: z.string().min(1).max(100).nullable().optional(),
         jwks: jwksSchema.optional(),
         jwks_uri: uri.optional(),
+        tls_client_certificate_bound_access_tokens: z.boolean().optional(),
       }).strict(),
       response: clientSchema,
       errors: [404, 409],
       async handler(ctx) {
         const { principal, params, body } = ctx;
-        const outboundProblems = await jwksUriProblems(body.jwks_uri);
+        const outboundProblems = [...(await jwksUriProblems(body.jwks_uri)), ...mtlsProblems(body.tls_client_certificate_bound_access_tokens)];
         const result = await deps.db.transaction(async (tx) => {
           const before = await deps.clients.findInOrganization(principal.organizationId, params.id!, tx, { lock: true });
           if (!before) throw notFound('client');
@@ -271,6 +282,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
             service_account_id: body.service_account_id !== undefined ? body.service_account_id : current.service_account_id,
             jwks: body.jwks ?? (body.jwks_uri !== undefined ? undefined : current.jwks),
             jwks_uri: body.jwks_uri ?? (body.jwks !== undefined ? undefined : current.jwks_uri),
+            tls_client_certificate_bound_access_tokens: body.tls_client_certificate_bound_access_tokens ?? current.tls_client_certificate_bound_access_tokens,
           };
           // A rename or a narrowing leaves the client's power where it was, so an admin may rename
           // a client an owner gave organization:write; anything that moves or widens its power
@@ -286,6 +298,7 @@ export function clientRoutes(deps: ResourceRouteDependencies): Route[] {
           const metadata = { ...before.metadata, ...engineMetadata(shape) };
           if (shape.jwks === undefined) delete metadata.jwks;
           if (shape.jwks_uri === undefined) delete metadata.jwks_uri;
+          if (shape.tls_client_certificate_bound_access_tokens !== true) delete metadata.tls_client_certificate_bound_access_tokens;
           await validateForEngine(before.client_id, metadata, before.secret_enc ? 'x'.repeat(43) : undefined);
           const after = await deps.clients.update(principal.organizationId, before.client_id, {
             name: shape.name,

@@ -42,4 +42,6 @@ export interface ResourceRouteDependencies {
   /** Before a user or service account is deleted: revokes its tokens (audited, caches dropped). */
   revokeOwnerTokens?(ownerId: string, reason: string): Promise<number>;
   audit?: AuditLog;
+  /** Whether RFC 8705 certificate-bound tokens are on (config `mtls.clientCertificateHeader`, src/oidc/mtls.ts). */
+  mtlsEnabled?: boolean;
 }

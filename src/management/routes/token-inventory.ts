@@ -32,6 +32,7 @@ const itemSchema = z.object({
   risk_score: z.number().int().min(0).max(100),
   risk_reasons: z.array(reasonSchema),
   blocked_reason: z.string().nullable().describe('lifetime_exceeds_policy: live, but refused at every use because its lifetime is longer than the organization allows now'),
+  cnf: z.object({ jkt: z.string() }).optional().describe('A key-bound PAT or SAT: the RFC 7638 thumbprint of the DPoP key it is bound to'),
 });
 
 const query = z

@@ -5,6 +5,7 @@ import type { RateLimiter } from '../../http/rate-limit.js';
 import type { Logger } from '../../http/logger.js';
 import { parseCidr } from '../../domain/token-constraints.js';
 import { hashToken, MAX_TOKEN_LENGTH, tokenKey } from '../../tokens/format.js';
+import { THUMBPRINT_PATTERN } from '../../tokens/key-binding.js';
 import type { CredentialIdentification } from '../../tokens/credential-identification.js';
 import { PartnerKeysUnavailableError } from '../../tokens/github-secret-scanning.js';
 import type { GithubScanning, SignatureVerdict } from '../../tokens/github-secret-scanning.js';
@@ -42,6 +43,7 @@ const tokenSchema = z.object({
   revoked_reason: z.string().nullable(),
   not_before: z.string().nullable(),
   allowed_ips: z.array(z.string()).nullable(),
+  cnf: z.object({ jkt: z.string() }).optional().describe('Key-bound tokens only: the RFC 7638 thumbprint of the DPoP key it is bound to (RFC 7800 confirmation)'),
 });
 
 const withSecret = tokenSchema.extend({
@@ -127,6 +129,11 @@ export function tokenRoutes(deps: TokenRouteDependencies): Route[] {
             .max(20)
             .optional()
             .describe('Client addresses (CIDR) it may be used from: checked at the Management API, and at introspection when the resource server passes client_ip'),
+          cnf: z
+            .object({ jkt: z.string().regex(THUMBPRINT_PATTERN, 'must be a base64url SHA-256 JWK thumbprint (RFC 7638, 43 characters)') })
+            .strict()
+            .optional()
+            .describe('Bind the token to a DPoP key (RFC 9449 §6.1): introspection answers it active only when the resource server passes the matching dpop_jkt. Not for the Management API'),
         })
         .strict(),
       status: 201,
