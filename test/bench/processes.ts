@@ -65,7 +65,9 @@ export async function tesseraCli(env: Record<string, string>, args: string[]): P
 /** `tessera serve [--workers N]`, ready once /readyz answers 200. Logs go to `log` (the shipped level). */
 export async function startTessera(name: string, env: Record<string, string>, options: { workers?: number; cwd?: string; log?: (chunk: string) => void } = {}): Promise<Server> {
   const port = await freePort();
-  const args = [CLI, 'serve', ...(options.workers ? ['--workers', String(options.workers)] : [])];
+  // TESSERA_BENCH_PROFILE=DIR: a V8 CPU profile of each Tessera process, written to DIR when it stops.
+  const profile = process.env.TESSERA_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resolve(process.env.TESSERA_BENCH_PROFILE)}`] : [];
+  const args = [...profile, CLI, 'serve', ...(options.workers ? ['--workers', String(options.workers)] : [])];
   const child = spawn(process.execPath, args, {
     env: { PATH: process.env.PATH ?? '', TESSERA_ISSUER: `http://127.0.0.1:${port}`, ...env, PORT: String(port) },
     cwd: options.cwd ?? ROOT,
