@@ -5,7 +5,7 @@ import type { Foundation } from './app/foundation.js';
 /** What the operator's commands use of an opened installation (the server's object has it too). */
 type Tessera = Pick<Foundation, 'config' | 'db' | 'repos' | 'audit' | 'referenceTokenIssuer'>;
 import { provisionOrganization } from './domain/organization-provisioning.js';
-import { generatePassword, hashPassword } from './domain/passwords.js';
+import { newAccountPassword } from './domain/passwords.js';
 import type { Organization, Role } from './domain/types.js';
 import { isUniqueViolation } from './storage/database.js';
 import { newId } from './storage/ids.js';
@@ -116,8 +116,7 @@ export async function usersCommand(tessera: Tessera, args: string[], io: Operato
   const org = await findOrganization(tessera, values.organization);
   if (!org) throw new Error(`no organization "${values.organization}"`);
   const password = values['password-stdin'] ? await readPassword(io) : undefined;
-  const generated = password === undefined ? generatePassword() : undefined;
-  const passwordHash = await hashPassword(password ?? generated!);
+  const { hash: passwordHash, generated } = await newAccountPassword(password);
 
   if (action === 'create') {
     if (!USERNAME.test(username)) throw new Error('the username may use letters, digits and . @ + - _ (at most 100)');

@@ -6,7 +6,7 @@ import type { ServiceAccountRepository } from '../storage/service-account-reposi
 import type { UserRepository } from '../storage/user-repository.js';
 import { cliClient } from './cli-client.js';
 import { consoleClient } from './console-client.js';
-import { generatePassword, hashPassword } from './passwords.js';
+import { newAccountPassword } from './passwords.js';
 import { MANAGEMENT_AUDIENCE, ORGANIZATION_SCOPES, PLATFORM_SCOPE } from './types.js';
 import type { Organization, OrganizationPolicy, ServiceAccount, User } from './types.js';
 
@@ -57,8 +57,7 @@ export interface Provisioned {
  * The owner's password is returned only when Tessera generated it.
  */
 export async function provisionOrganization(deps: ProvisioningDependencies, input: ProvisionInput, outer?: Queryable): Promise<Provisioned> {
-  const generated = input.owner.password === undefined ? generatePassword() : undefined;
-  const passwordHash = await hashPassword(input.owner.password ?? generated!);
+  const { hash: passwordHash, generated } = await newAccountPassword(input.owner.password);
   const work = async (tx: Queryable): Promise<Provisioned> => {
     const organization = await deps.organizations.insert({ id: newId('org'), name: input.name, policy: input.policy ?? {} }, tx);
     const owner = await deps.users.insert(

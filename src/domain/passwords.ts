@@ -35,3 +35,22 @@ export async function verifyPassword(password: string, stored: string | null): P
 export function generatePassword(): string {
   return randomBytes(18).toString('base64url');
 }
+
+/**
+ * scrypt's cost for a password Tessera generated. The work factor exists to slow the guessing of
+ * passwords people choose, which have few bits; a generated one has 143 random bits, beyond any
+ * guessing whatever the cost, as the SHA-256 of a token is (docs/security.md). So it is hashed in
+ * milliseconds instead of a few hundred (on a first start, the bootstrap admin's hash was the
+ * largest single wait). A password the person sets later is hashed with SCRYPT_PARAMS.
+ */
+const GENERATED_PASSWORD_PARAMS = { N: 2 ** 12, r: 8, p: 1 } as const;
+
+/**
+ * The stored hash of a new account's password: the one chosen, or else a generated one, which is
+ * returned so it can be shown once.
+ */
+export async function newAccountPassword(chosen: string | undefined): Promise<{ hash: string; generated?: string }> {
+  if (chosen !== undefined) return { hash: await hashPassword(chosen) };
+  const generated = generatePassword();
+  return { hash: await hashPassword(generated, GENERATED_PASSWORD_PARAMS), generated };
+}

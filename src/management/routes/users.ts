@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-import { generatePassword, hashPassword } from '../../domain/passwords.js';
+import { hashPassword, newAccountPassword } from '../../domain/passwords.js';
 import type { Role, User } from '../../domain/types.js';
 import { newId } from '../../storage/ids.js';
 import { recordChange } from '../audit-trail.js';
@@ -78,7 +78,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
         const { principal, body } = ctx;
         requireRole(principal, body.role);
         if (await deps.users.findByUsername(principal.organizationId, body.username)) throw conflict('username', 'already in use');
-        const generated = body.password === undefined ? generatePassword() : undefined;
+        const { hash: passwordHash, generated } = await newAccountPassword(body.password);
         const user = await deps.users.insert({
           id: newId('usr'),
           organization_id: principal.organizationId,
@@ -86,7 +86,7 @@ export function userRoutes(deps: ResourceRouteDependencies): Route[] {
           email: body.email ?? null,
           name: body.name ?? null,
           role: body.role,
-          password_hash: await hashPassword(body.password ?? generated!),
+          password_hash: passwordHash,
         });
         const presented = presentUser(user);
         recordChange(deps.audit, ctx, { action: 'user.created', target: { type: 'user', id: user.id }, after: presented });
