@@ -13,7 +13,7 @@
 --
 -- Facts of the token row and its owner's status are invalidated by the triggers below; facts of
 -- the organization (rotation policy, sensitive APIs) by token_risk_contexts, which records what the
--- organization's scores were computed under.
+-- organization's scores were computed under (and when, should a clock be set back).
 -- Every statement may run again (test/integration/adapter.test.ts replays migrations).
 ALTER TABLE reference_tokens ADD COLUMN IF NOT EXISTS risk_score smallint;
 ALTER TABLE reference_tokens ADD COLUMN IF NOT EXISTS risk_valid_until timestamptz NOT NULL DEFAULT '-infinity';
@@ -27,7 +27,10 @@ CREATE INDEX IF NOT EXISTS reference_tokens_risk_due_idx ON reference_tokens (or
 CREATE TABLE IF NOT EXISTS token_risk_contexts (
   organization_id text PRIMARY KEY REFERENCES organizations(id) ON DELETE CASCADE,
   -- The organization-wide inputs of the stored scores (rotation policy, sensitive audiences), as text.
-  context         text NOT NULL
+  context         text NOT NULL,
+  -- The latest time (the clock the scores were computed on) any stored score was computed for.
+  -- A read on a clock well before it (set back) makes the organization's scores stale.
+  scored_at       timestamptz NOT NULL DEFAULT '-infinity'
 );
 
 -- A change of a fact the score depends on makes the row's score stale.

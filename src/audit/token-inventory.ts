@@ -205,10 +205,12 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
    * up to `base.now`: the organization-wide inputs are compared with those the scores were
    * computed under, then every score due (stale, or past its next time step) is recomputed by
    * riskScore() and stored. A row changed while it was being scored is read and scored again.
+   * A stored score is the score of any time from its computation to its validUntil; a clock set
+   * back by more than a minute makes them all stale (syncRiskContext).
    */
   async function refreshScores(organizationId: string, now: Date, base: ScoringBase, narrowing: ReferenceTokenNarrowing = {}): Promise<void> {
     const context = JSON.stringify({ rotation_days: base.rotationPolicyDays, sensitive: [...base.sensitiveAudiences].sort() });
-    await repository.syncRiskContext(organizationId, context);
+    await repository.syncRiskContext(organizationId, context, now);
     for (let attempt = 0; attempt < 3; attempt += 1) {
       const due = await repository.referenceTokens(organizationId, now, { ...narrowing, due: true });
       if (due.length === 0) return;
@@ -216,6 +218,7 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         const risk = referenceTokenRisk(t, base);
         return { id: t.id, epoch: t.risk_epoch, score: risk.score, validUntil: risk.validUntil };
       });
+      await repository.noteScoredAt(organizationId, now);
       if ((await repository.storeRiskScores(scores)) === scores.length) return;
     }
   }

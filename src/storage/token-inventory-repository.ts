@@ -168,17 +168,31 @@ export function createTokenInventoryRepository(db: Database) {
     },
     /**
      * Records the organization-wide inputs (`context`) the stored scores are computed under; when
-     * they differ from the recorded ones (a policy or a sensitive API changed), every stored score
-     * of the organization becomes stale. True when it did.
+     * they differ from the recorded ones (a policy or a sensitive API changed), or `now` is well
+     * before the time scores were last computed for (a clock set back: a score holds from when it
+     * was computed, not before), every stored score of the organization becomes stale. True when
+     * it did.
      */
-    async syncRiskContext(organizationId: string, context: string): Promise<boolean> {
-      const { rows } = await db.query<{ context: string }>('SELECT context FROM token_risk_contexts WHERE organization_id = $1', [organizationId], { prepare: true });
-      if (rows[0]?.context === context) return false;
+    async syncRiskContext(organizationId: string, context: string, now: Date): Promise<boolean> {
+      const { rows } = await db.query<{ context: string; behind: boolean }>(
+        `SELECT context, $2::timestamptz < scored_at - interval '1 minute' AS behind FROM token_risk_contexts WHERE organization_id = $1`,
+        [organizationId, now],
+        { prepare: true },
+      );
+      if (rows[0] && rows[0].context === context && !rows[0].behind) return false;
       await db.transaction(async (tx) => {
         await tx.query("UPDATE reference_tokens SET risk_valid_until = '-infinity', risk_epoch = risk_epoch + 1 WHERE organization_id = $1 AND revoked_at IS NULL", [organizationId]);
-        await tx.query('INSERT INTO token_risk_contexts (organization_id, context) VALUES ($1, $2) ON CONFLICT (organization_id) DO UPDATE SET context = EXCLUDED.context', [organizationId, context]);
+        await tx.query(
+          `INSERT INTO token_risk_contexts (organization_id, context, scored_at) VALUES ($1, $2, '-infinity')
+           ON CONFLICT (organization_id) DO UPDATE SET context = EXCLUDED.context, scored_at = EXCLUDED.scored_at`,
+          [organizationId, context],
+        );
       });
       return true;
+    },
+    /** Notes that scores of the organization were computed for `now` (see syncRiskContext). */
+    async noteScoredAt(organizationId: string, now: Date): Promise<void> {
+      await db.query('UPDATE token_risk_contexts SET scored_at = GREATEST(scored_at, $2) WHERE organization_id = $1', [organizationId, now]);
     },
     /** Confidential clients (applications and resource servers' introspection credentials) that hold a secret. */
     async clientSecrets(organizationId: string): Promise<InventoryClientSecret[]> {
