@@ -205,6 +205,56 @@ for (const backend of backends) {
       expect((await api(server, server.managementToken, 'GET', '/token-activity?days=0')).status).toBe(400);
     });
 
+    it('counts every introspection per day, JWT, opaque and PAT alike, active or not, beside the PAT/SAT uses', async () => {
+      const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+      const form = { 'content-type': 'application/x-www-form-urlencoded' };
+      const today = async () => {
+        await server.tessera.introspectionCounts.flush();
+        await server.tessera.usage.flush();
+        const activity = await api(server, server.managementToken, 'GET', '/token-activity?days=2&weeks=1');
+        expect(activity.status).toBe(200);
+        const day = activity.body.days.at(-1);
+        expect(day.day).toBe(new Date(clock.now()).toISOString().slice(0, 10));
+        return day as { introspections: number; uses: number };
+      };
+      const before = await today();
+      const token = async (resource: string, scope: string) => {
+        const issued = await fetch(`${server.url}/token`, { method: 'POST', headers: { ...form, authorization: basic('worker', 'worker-secret-0123456789abcdef') }, body: `grant_type=client_credentials&resource=${encodeURIComponent(resource)}&scope=${encodeURIComponent(scope)}` });
+        expect(issued.status).toBe(200);
+        return ((await issued.json()) as { access_token: string }).access_token;
+      };
+      const introspect = async (rs: [string, string], value: string) => {
+        const answer = await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { ...form, authorization: basic(...rs) }, body: `token=${encodeURIComponent(value)}` });
+        expect(answer.status).toBe(200);
+        return ((await answer.json()) as { active: boolean }).active;
+      };
+      const orders: [string, string] = ['orders-rs', 'orders-rs-secret-0123456789'];
+      const billing: [string, string] = ['billing-rs', 'billing-rs-secret-0123456789'];
+      const jwt = await token('https://orders.test', 'orders:read');
+      const opaque = await token('https://billing.test', 'billing:read');
+      expect(jwt.split('.')).toHaveLength(3);
+      expect(opaque.split('.')).toHaveLength(1);
+      const pat = await server.tessera.referenceTokenIssuer.issue({ organizationId: org, type: 'pat', name: 'counted', userId: ids.alice, scopes: ['orders:read'], resources: ['https://orders.test'], expiresInSeconds: 86400, createdBy: 'test' });
+      try {
+        expect(await introspect(orders, jwt)).toBe(true);
+        expect(await introspect(orders, jwt)).toBe(true);
+        expect(await introspect(billing, opaque)).toBe(true);
+        expect(await introspect(orders, pat.token)).toBe(true);
+        expect(await introspect(orders, 'not-a-token')).toBe(false);
+        // A caller that fails authentication gets no answer, and no count.
+        await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { ...form, authorization: basic('orders-rs', 'wrong') }, body: `token=${jwt}` });
+        const after = await today();
+        expect(after.introspections - before.introspections).toBe(5);
+        // PAT/SAT uses count only the PAT's (and the management token's own calls made meanwhile).
+        expect(after.uses - before.uses).toBeGreaterThanOrEqual(1);
+        expect(after.uses - before.uses).toBeLessThan(5);
+      } finally {
+        await server.tessera.repos.referenceTokens.revoke(pat.row.id, 'api', new Date(now));
+        await server.tessera.secretUsage.flush();
+        await server.tessera.db.query("UPDATE clients SET secret_use_count = 0, secret_last_used_at = NULL WHERE client_id IN ('worker', 'orders-rs', 'billing-rs')");
+      }
+    });
+
     it('pages with a cursor through the same ranking', async () => {
       const { items: all } = await inventory('?limit=1000');
       const seen: any[] = [];
