@@ -18,6 +18,12 @@
 ALTER TABLE reference_tokens ADD COLUMN IF NOT EXISTS risk_score smallint;
 ALTER TABLE reference_tokens ADD COLUMN IF NOT EXISTS risk_valid_until timestamptz NOT NULL DEFAULT '-infinity';
 ALTER TABLE reference_tokens ADD COLUMN IF NOT EXISTS risk_epoch integer NOT NULL DEFAULT 0;
+-- From when a recorded use changes the stored score (riskScore()'s useMattersFrom): before it, the
+-- idle points are 0 with or without the use. Recording uses (the usage flush) updates
+-- `last_used_at` on many rows, and should not mark their scores stale for nothing: that update
+-- would then change an indexed column and could no longer be made in place
+-- (migrations/1700000016300_usage_hot_updates.sql). NULL: never scored, any use counts.
+ALTER TABLE reference_tokens ADD COLUMN IF NOT EXISTS risk_use_matters_from timestamptz;
 
 -- A page of the inventory: live tokens, riskiest first, ids in byte order as the inventory sorts them.
 CREATE INDEX IF NOT EXISTS reference_tokens_risk_idx ON reference_tokens (organization_id, risk_score DESC NULLS LAST, id COLLATE "C") WHERE revoked_at IS NULL;
@@ -45,8 +51,10 @@ DROP TRIGGER IF EXISTS reference_tokens_risk_stale ON reference_tokens;
 CREATE TRIGGER reference_tokens_risk_stale
   BEFORE UPDATE OF type, user_id, service_account_id, scopes, resources, created_at, issued_at, rotated_at, expires_at, last_used_at, revoked_at ON reference_tokens
   FOR EACH ROW
-  WHEN ((OLD.type, OLD.user_id, OLD.service_account_id, OLD.scopes, OLD.resources, OLD.created_at, OLD.issued_at, OLD.rotated_at, OLD.expires_at, OLD.last_used_at, OLD.revoked_at)
-        IS DISTINCT FROM (NEW.type, NEW.user_id, NEW.service_account_id, NEW.scopes, NEW.resources, NEW.created_at, NEW.issued_at, NEW.rotated_at, NEW.expires_at, NEW.last_used_at, NEW.revoked_at))
+  WHEN ((OLD.type, OLD.user_id, OLD.service_account_id, OLD.scopes, OLD.resources, OLD.created_at, OLD.issued_at, OLD.rotated_at, OLD.expires_at, OLD.revoked_at)
+        IS DISTINCT FROM (NEW.type, NEW.user_id, NEW.service_account_id, NEW.scopes, NEW.resources, NEW.created_at, NEW.issued_at, NEW.rotated_at, NEW.expires_at, NEW.revoked_at)
+        OR (OLD.last_used_at IS DISTINCT FROM NEW.last_used_at
+            AND (OLD.risk_use_matters_from IS NULL OR NEW.last_used_at >= OLD.risk_use_matters_from)))
   EXECUTE FUNCTION reference_tokens_risk_stale();
 
 -- An owner deactivated, disabled or reactivated changes the score of each of its tokens.
@@ -87,6 +95,7 @@ DROP FUNCTION reference_tokens_risk_stale();
 DROP TABLE token_risk_contexts;
 DROP INDEX reference_tokens_risk_due_idx;
 DROP INDEX reference_tokens_risk_idx;
+ALTER TABLE reference_tokens DROP COLUMN risk_use_matters_from;
 ALTER TABLE reference_tokens DROP COLUMN risk_epoch;
 ALTER TABLE reference_tokens DROP COLUMN risk_valid_until;
 ALTER TABLE reference_tokens DROP COLUMN risk_score;

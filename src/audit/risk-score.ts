@@ -68,6 +68,14 @@ export interface RiskScore {
    * (src/storage/token-inventory-repository.ts); computing earlier than needed is harmless.
    */
   validUntil: number;
+  /**
+   * From when (epoch ms) a new use would change the score: once idle points are due, a use brings
+   * them back to 0; before that, a use changes nothing the score shows (Infinity: uses are not
+   * scored). A recorded use before this time leaves a stored score standing, so the usage flush,
+   * which updates `last_used_at` on many rows, need not mark their scores stale
+   * (migrations/1700000016200_token_risk_scores.sql).
+   */
+  useMattersFrom: number;
 }
 
 const DAY = 86_400_000;
@@ -82,6 +90,7 @@ const STEP_MARGIN_MS = 1000;
 export function riskScore(input: RiskInput): RiskScore {
   const reasons: RiskReason[] = [];
   let validUntil = Infinity;
+  let useMattersFrom = Infinity;
   /** The factor's rounded points change at `at` (or just after it). */
   const stepAt = (at: number) => {
     validUntil = Math.min(validUntil, at - STEP_MARGIN_MS);
@@ -121,6 +130,8 @@ export function riskScore(input: RiskInput): RiskScore {
     // Rounded points r rise to r + 1 once the points reach r + 0.5.
     const rounded = Math.round(points);
     if (rounded < RISK_WEIGHTS.idle) stepAt(since.getTime() + (((rounded + 0.5) * RISK_WEIGHTS.idleFullDays) / RISK_WEIGHTS.idle) * DAY);
+    // The idle points round to 0 until they reach 0.5: up to then a use leaves them at 0.
+    useMattersFrom = since.getTime() + ((0.5 * RISK_WEIGHTS.idleFullDays) / RISK_WEIGHTS.idle) * DAY - STEP_MARGIN_MS;
   } else {
     reasons.push({ code: 'usage_unknown', points: 0, detail: 'no use is recorded for this kind of credential yet, so idleness is not scored' });
   }
@@ -135,5 +146,5 @@ export function riskScore(input: RiskInput): RiskScore {
 
   const score = Math.min(100, reasons.reduce((sum, r) => sum + r.points, 0));
   reasons.sort((a, b) => b.points - a.points);
-  return { score, reasons, validUntil };
+  return { score, reasons, validUntil, useMattersFrom };
 }

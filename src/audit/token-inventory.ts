@@ -216,7 +216,7 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
       if (due.length === 0) return;
       const scores = due.map((t) => {
         const risk = referenceTokenRisk(t, base);
-        return { id: t.id, epoch: t.risk_epoch, score: risk.score, validUntil: risk.validUntil };
+        return { id: t.id, epoch: t.risk_epoch, score: risk.score, validUntil: risk.validUntil, useMattersFrom: risk.useMattersFrom };
       });
       await repository.noteScoredAt(organizationId, now);
       if ((await repository.storeRiskScores(scores)) === scores.length) return;

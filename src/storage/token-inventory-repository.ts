@@ -84,6 +84,8 @@ export interface StoredRiskScore {
   score: number;
   /** Epoch ms; Infinity: no time-dependent step comes. */
   validUntil: number;
+  /** Epoch ms from which a recorded use makes the score stale; Infinity: never. */
+  useMattersFrom: number;
 }
 
 const TIME_COLUMNS = ['created_at', 'issued_at', 'rotated_at', 'expires_at', 'last_used_at'] as const;
@@ -159,10 +161,17 @@ export function createTokenInventoryRepository(db: Database) {
     async storeRiskScores(scores: StoredRiskScore[]): Promise<number> {
       if (scores.length === 0) return 0;
       const result = await db.query(
-        `UPDATE reference_tokens t SET risk_score = s.score, risk_valid_until = COALESCE(to_timestamp(s.valid_until / 1000), 'infinity')
-           FROM unnest($1::text[], $2::int[], $3::int[], $4::float8[]) AS s(id, epoch, score, valid_until)
+        `UPDATE reference_tokens t SET risk_score = s.score, risk_valid_until = COALESCE(to_timestamp(s.valid_until / 1000), 'infinity'),
+                risk_use_matters_from = COALESCE(to_timestamp(s.use_matters_from / 1000), 'infinity')
+           FROM unnest($1::text[], $2::int[], $3::int[], $4::float8[], $5::float8[]) AS s(id, epoch, score, valid_until, use_matters_from)
           WHERE t.id = s.id AND t.risk_epoch = s.epoch`,
-        [scores.map((s) => s.id), scores.map((s) => s.epoch), scores.map((s) => s.score), scores.map((s) => (Number.isFinite(s.validUntil) ? s.validUntil : null))],
+        [
+          scores.map((s) => s.id),
+          scores.map((s) => s.epoch),
+          scores.map((s) => s.score),
+          scores.map((s) => (Number.isFinite(s.validUntil) ? s.validUntil : null)),
+          scores.map((s) => (Number.isFinite(s.useMattersFrom) ? s.useMattersFrom : null)),
+        ],
       );
       return result.rowCount ?? 0;
     },

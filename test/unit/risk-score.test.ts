@@ -114,6 +114,22 @@ describe('risk score validity (the stored scores of migrations/1700000016200_tok
     }), { numRuns: 2000 });
   });
 
+  it('is not changed by a use before useMattersFrom, at any time the score holds', () => {
+    fc.assert(fc.property(credential, fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), (input, useAt, lookAt) => {
+      const { score, validUntil, useMattersFrom } = riskScore(input);
+      const last = Math.min(validUntil, useMattersFrom, NOW + 2000 * DAY);
+      if (last <= NOW) return;
+      const used = NOW + (last - NOW) * useAt;
+      const seen = used + (Math.min(validUntil, NOW + 2000 * DAY) - used) * lookAt;
+      expect(riskScore({ ...input, lastUsedAt: new Date(used), now: seen }).score).toBe(score);
+    }), { numRuns: 2000 });
+    // Idle points already counted: the use clears them, so it matters at once.
+    const idle = quiet({ createdAt: new Date(NOW - 30 * DAY), lastUsedAt: new Date(NOW - 30 * DAY), expiresAt: new Date(NOW + 30 * DAY) });
+    const { score, useMattersFrom } = riskScore(idle);
+    expect(useMattersFrom).toBeLessThanOrEqual(NOW);
+    expect(riskScore({ ...idle, lastUsedAt: new Date(NOW) }).score).toBeLessThan(score);
+  });
+
   it('has no step to wait for once every time-dependent factor is at its end', () => {
     expect(riskScore(quiet({ expiresAt: undefined, lastUsedAt: new Date(NOW - 100 * DAY), secretSetAt: new Date(NOW - 100 * DAY) })).validUntil).toBe(Infinity);
   });
