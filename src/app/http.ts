@@ -104,7 +104,8 @@ export function buildHttp(
     keys,
     clock,
     audit,
-    metrics,
+    // Introspection answers are also counted per organization and day (src/metrics/introspection-counts.ts).
+    metrics: { introspection: tokens.introspectionMetrics, tokenRevoked: metrics.tokenRevoked },
     clientOrganization: async (clientId) => (await directory.clients.get(clientId))?.record.organization_id,
     failures: tokens.clientFailures,
     failureAudit,
@@ -182,7 +183,7 @@ export function buildHttp(
     logger,
     hsts,
     fallback: tokenFastPath,
-    metrics: metrics.introspection,
+    metrics: tokens.introspectionMetrics,
     failures: tokens.clientFailures,
     trustProxy,
   });

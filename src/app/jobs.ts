@@ -1,4 +1,5 @@
 import { auditRetentionJob } from '../audit/retention.js';
+import { TOKEN_RISK_REFRESH_LOCK_KEY } from '../audit/token-inventory.js';
 import { createScheduler } from '../jobs/scheduler.js';
 import { EXPIRY_RECORDING_LOCK_KEY, EXPIRY_WARNING_LOCK_KEY, IDLE_REVOCATION_LOCK_KEY } from '../tokens/token-service.js';
 import { createWebhookDelivery, WEBHOOK_DELIVERY_LOCK_KEY } from '../webhooks/webhook-delivery.js';
@@ -8,8 +9,8 @@ import type { Tokens } from './tokens.js';
 
 /**
  * Periodic jobs, each on one node at a time (a PostgreSQL advisory lock per job): idle PAT/SAT
- * revocation, expiry warnings and the audit record of expired PAT/SATs, audit retention, and
- * webhook delivery.
+ * revocation, expiry warnings and the audit record of expired PAT/SATs, audit retention, the
+ * token inventory's stored risk scores, and webhook delivery.
  */
 export function startJobs(f: Foundation, tokens: Tokens, engine: Pick<Engine, 'outbound'>) {
   const { db, logger, clock, repos, config } = f;
@@ -40,6 +41,23 @@ export function startJobs(f: Foundation, tokens: Tokens, engine: Pick<Engine, 'o
       intervalMs: 60 * 1000,
       run: async () => {
         await tokens.tokenService.warnExpiring();
+      },
+    },
+    {
+      // Time-dependent risk facts (idle days, days left, secret age) step on their own; scoring
+      // the scores that came due here keeps that work off the inventory's page reads.
+      name: 'token-risk-refresh',
+      lockKey: TOKEN_RISK_REFRESH_LOCK_KEY,
+      intervalMs: 10 * 60 * 1000,
+      run: async () => {
+        let after: { k: string; id: string } | undefined;
+        for (;;) {
+          const organizations = await repos.organizations.list({ after, limit: 100 });
+          for (const org of organizations) await f.tokenInventory.refresh(org.id, { ...config.policyDefaults, ...org.policy });
+          if (organizations.length < 100) break;
+          const last = organizations.at(-1)!;
+          after = { k: new Date(last.created_at).toISOString(), id: last.id };
+        }
       },
     },
     {

@@ -1,5 +1,6 @@
 import { createRateLimiter } from '../http/rate-limit.js';
 import type { RateLimiter } from '../http/rate-limit.js';
+import { withIntrospectionCounts } from '../metrics/introspection-counts.js';
 import { withTokenMetrics } from '../metrics/token-metrics-tap.js';
 import { createClientFailureLimit } from '../oidc/client-failure-limit.js';
 import { createEngineTokens } from '../oidc/engine-tokens.js';
@@ -62,6 +63,10 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
   const sightings = createSightings({ write: (tokenId, ip, userAgent, at) => repos.referenceTokens.recordSighting(tokenId, ip, userAgent, at), clock, logger });
   const usage = createUsageRecorder({ write: (batch) => repos.referenceTokens.recordUsage(batch), clock, logger, flushIntervalMs: config.usageFlushSeconds * 1000 });
   closer.add(() => usage.close());
+  // Every introspection answered, per organization and day (the activity chart), batched the same way.
+  const introspectionCounts = createUsageRecorder({ write: (batch) => f.tokenActivity.recordIntrospections(batch), clock, logger, flushIntervalMs: config.usageFlushSeconds * 1000 });
+  closer.add(() => introspectionCounts.close());
+  const introspectionMetrics = withIntrospectionCounts(metrics.introspection, introspectionCounts);
   const tokenService = createTokenService({
     tokens: repos.referenceTokens,
     organizations: repos.organizations,
@@ -136,6 +141,6 @@ export async function openTokens(f: Foundation, directory: Directory, engine: En
     }
   });
 
-  return { revocations, referenceTokenLookup, usage, sightings, tokenService, rateLimiter, clientFailures, tokenLimits, introspection };
+  return { revocations, referenceTokenLookup, usage, introspectionCounts, introspectionMetrics, sightings, tokenService, rateLimiter, clientFailures, tokenLimits, introspection };
 }
 export type Tokens = Awaited<ReturnType<typeof openTokens>>;

@@ -61,6 +61,21 @@ export interface RiskReason {
 export interface RiskScore {
   score: number;
   reasons: RiskReason[];
+  /**
+   * Until when (epoch ms) the score holds for the same facts: the time-dependent factors (days
+   * left, idle days, secret age) step at known times, and this is a little before the first step
+   * after `now` (Infinity: none comes). A stored score is recomputed from then on
+   * (src/storage/token-inventory-repository.ts); computing earlier than needed is harmless.
+   */
+  validUntil: number;
+  /**
+   * From when (epoch ms) a new use would change the score: once idle points are due, a use brings
+   * them back to 0; before that, a use changes nothing the score shows (Infinity: uses are not
+   * scored). A recorded use before this time leaves a stored score standing, so the usage flush,
+   * which updates `last_used_at` on many rows, need not mark their scores stale
+   * (migrations/1700000016200_token_risk_scores.sql).
+   */
+  useMattersFrom: number;
 }
 
 const DAY = 86_400_000;
@@ -69,8 +84,17 @@ const WRITE_SCOPE = /(^|[:._/-])(write|admin|delete|manage|owner|full)([:._/-]|$
 
 export const isWriteScope = (scope: string) => WRITE_SCOPE.test(scope);
 
+/** How much before a step a stored score counts as due, against rounding error and clocks a little apart. */
+const STEP_MARGIN_MS = 1000;
+
 export function riskScore(input: RiskInput): RiskScore {
   const reasons: RiskReason[] = [];
+  let validUntil = Infinity;
+  let useMattersFrom = Infinity;
+  /** The factor's rounded points change at `at` (or just after it). */
+  const stepAt = (at: number) => {
+    validUntil = Math.min(validUntil, at - STEP_MARGIN_MS);
+  };
   const add = (code: string, points: number, detail: string) => {
     const rounded = Math.round(points);
     if (rounded > 0) reasons.push({ code, points: rounded, detail });
@@ -90,14 +114,24 @@ export function riskScore(input: RiskInput): RiskScore {
     add('no_expiry', RISK_WEIGHTS.lifetime, 'never expires');
   } else {
     const daysLeft = Math.max(0, (input.expiresAt.getTime() - input.now) / DAY);
-    add('lifetime', (RISK_WEIGHTS.lifetime * Math.min(daysLeft, RISK_WEIGHTS.lifetimeFullDays)) / RISK_WEIGHTS.lifetimeFullDays, `valid for ${Math.floor(daysLeft)} more days`);
+    const points = (RISK_WEIGHTS.lifetime * Math.min(daysLeft, RISK_WEIGHTS.lifetimeFullDays)) / RISK_WEIGHTS.lifetimeFullDays;
+    add('lifetime', points, `valid for ${Math.floor(daysLeft)} more days`);
+    // Rounded points r drop to r - 1 once the points fall below r - 0.5.
+    const rounded = Math.round(points);
+    if (rounded > 0) stepAt(input.expiresAt.getTime() - (((rounded - 0.5) * RISK_WEIGHTS.lifetimeFullDays) / RISK_WEIGHTS.lifetime) * DAY);
   }
 
   if (input.usageKnown) {
     const since = input.lastUsedAt ?? input.createdAt;
     const idleDays = Math.max(0, (input.now - since.getTime()) / DAY);
     const how = input.lastUsedAt ? `last used ${Math.floor(idleDays)} days ago` : `never used in ${Math.floor(idleDays)} days`;
-    add('idle', (RISK_WEIGHTS.idle * Math.min(idleDays, RISK_WEIGHTS.idleFullDays)) / RISK_WEIGHTS.idleFullDays, how);
+    const points = (RISK_WEIGHTS.idle * Math.min(idleDays, RISK_WEIGHTS.idleFullDays)) / RISK_WEIGHTS.idleFullDays;
+    add('idle', points, how);
+    // Rounded points r rise to r + 1 once the points reach r + 0.5.
+    const rounded = Math.round(points);
+    if (rounded < RISK_WEIGHTS.idle) stepAt(since.getTime() + (((rounded + 0.5) * RISK_WEIGHTS.idleFullDays) / RISK_WEIGHTS.idle) * DAY);
+    // The idle points round to 0 until they reach 0.5: up to then a use leaves them at 0.
+    useMattersFrom = since.getTime() + ((0.5 * RISK_WEIGHTS.idleFullDays) / RISK_WEIGHTS.idle) * DAY - STEP_MARGIN_MS;
   } else {
     reasons.push({ code: 'usage_unknown', points: 0, detail: 'no use is recorded for this kind of credential yet, so idleness is not scored' });
   }
@@ -107,10 +141,10 @@ export function riskScore(input: RiskInput): RiskScore {
   if (input.secretSetAt) {
     const secretAgeDays = (input.now - input.secretSetAt.getTime()) / DAY;
     if (secretAgeDays > input.rotationPolicyDays) add('rotation_overdue', RISK_WEIGHTS.rotationOverdue, `secret is ${Math.floor(secretAgeDays)} days old; policy rotates every ${input.rotationPolicyDays} days`);
+    else stepAt(input.secretSetAt.getTime() + input.rotationPolicyDays * DAY);
   }
-
 
   const score = Math.min(100, reasons.reduce((sum, r) => sum + r.points, 0));
   reasons.sort((a, b) => b.points - a.points);
-  return { score, reasons };
+  return { score, reasons, validUntil, useMattersFrom };
 }

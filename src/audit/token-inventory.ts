@@ -1,9 +1,9 @@
 import type { Clock } from '../clock.js';
 import { exceedsLifetimeCap, tokenLifetimeSeconds } from '../domain/organization-policy.js';
 import type { OrganizationPolicy } from '../domain/types.js';
-import type { TokenInventoryRepository } from '../storage/token-inventory-repository.js';
+import type { InventoryReferenceToken, ReferenceTokenNarrowing, TokenInventoryRepository } from '../storage/token-inventory-repository.js';
 import { riskScore } from './risk-score.js';
-import type { RiskReason } from './risk-score.js';
+import type { RiskInput, RiskReason } from './risk-score.js';
 
 /**
  * The token inventory (docs/design.md, "Blast radius is visible"): every live long-lived credential
@@ -51,63 +51,87 @@ export interface InventoryFilter {
   scope?: string;
 }
 
+/** The periodic refresh of stored risk scores (src/app/jobs.ts), one node at a time. */
+export const TOKEN_RISK_REFRESH_LOCK_KEY = 0x74_6b_72_73; // "tkrs"
+
 const DAY = 86_400_000;
 const days = (ms: number) => Math.floor(ms / DAY);
 const iso = (d: Date | null | undefined) => (d ? d.toISOString() : null);
 const toArray = (value: string | string[] | undefined) => (Array.isArray(value) ? value : value ? [value] : []);
 
+/** Where a page of the inventory starts and how long it is, and whose credentials it may hold. */
+export interface InventoryPageRequest {
+  /** After this position (risk descending, id ascending), as the previous page's last item. */
+  after?: { score: number; id: string };
+  limit: number;
+  /** Only this user's own credentials (a viewer who does not administer credentials, src/domain/authority.ts). */
+  ownUserId?: string;
+}
+
+/** The inventory's order: riskiest first, then by id. */
+const byRisk = (a: InventoryItem, b: InventoryItem) => b.risk_score - a.risk_score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+const isAfter = (item: InventoryItem, after: { score: number; id: string }) => item.risk_score < after.score || (item.risk_score === after.score && item.id > after.id);
+
+type ScoringBase = Pick<RiskInput, 'now' | 'sensitiveAudiences' | 'rotationPolicyDays'>;
+
+/** What riskScore() is given for a PAT or SAT: the one place its facts are mapped, for listing and stored scores alike. */
+const referenceTokenRisk = (t: InventoryReferenceToken, base: ScoringBase) =>
+  riskScore({
+    ...base,
+    scopes: t.scopes,
+    audiences: t.resources,
+    createdAt: t.created_at,
+    secretSetAt: t.rotated_at ?? t.issued_at,
+    expiresAt: t.expires_at,
+    lastUsedAt: t.last_used_at ?? undefined,
+    usageKnown: true,
+    ownerStatus: t.owner_status,
+  });
+
 export function createTokenInventory(deps: { repository: TokenInventoryRepository; clock: Clock }) {
-  async function list(organizationId: string, policy: InventoryPolicy, filter: InventoryFilter = {}): Promise<InventoryItem[]> {
-    const nowMs = deps.clock.now();
-    const now = new Date(nowMs);
-    // A kind filter leaves the other kinds unread; PATs and SATs are narrowed in the statement.
+  const repository = deps.repository;
+
+  /** The scoring inputs that are the organization's, not the token's. */
+  async function scoringBase(organizationId: string, policy: InventoryPolicy, nowMs: number): Promise<ScoringBase> {
+    const sensitiveList = await repository.sensitiveAudiences(organizationId);
+    return { now: nowMs, sensitiveAudiences: new Set(sensitiveList), rotationPolicyDays: policy.secret_rotation_days };
+  }
+
+  function referenceTokenItem(t: InventoryReferenceToken, base: ScoringBase, policy: InventoryPolicy): InventoryItem {
+    const nowMs = base.now;
+    const lastUsedAt = t.last_used_at ?? undefined;
+    const risk = referenceTokenRisk(t, base);
+    return {
+      id: t.id,
+      kind: t.type,
+      name: t.name,
+      owner: { type: t.owner_type, id: t.owner_id, name: t.owner_name, status: t.owner_status },
+      client_id: null,
+      scopes: t.scopes,
+      audiences: t.resources,
+      created_at: t.created_at.toISOString(),
+      age_days: days(nowMs - t.created_at.getTime()),
+      expires_at: t.expires_at.toISOString(),
+      expires_in_days: days(t.expires_at.getTime() - nowMs),
+      last_used_at: iso(lastUsedAt),
+      idle_days: days(nowMs - (lastUsedAt ?? t.created_at).getTime()),
+      use_count: Number(t.use_count),
+      risk_score: risk.score,
+      risk_reasons: risk.reasons,
+      blocked_reason: exceedsLifetimeCap(tokenLifetimeSeconds(t), t.type, policy) ? 'lifetime_exceeds_policy' : null,
+      ...(t.cnf_jkt ? { cnf: { jkt: t.cnf_jkt } } : {}),
+    };
+  }
+
+  /** Client secrets and refresh-token families, scored on every read (an organization has few of them next to its PATs and SATs). */
+  async function otherItems(organizationId: string, now: Date, base: ScoringBase, filter: InventoryFilter): Promise<InventoryItem[]> {
+    const nowMs = base.now;
     const wants = (kind: InventoryItem['kind']) => !filter.kind || filter.kind === kind;
-    const referenceKind = filter.kind === 'pat' || filter.kind === 'sat' ? filter.kind : undefined;
-    const [tokens, secrets, refresh, sensitiveList] = await Promise.all([
-      wants('pat') || wants('sat') ? deps.repository.referenceTokens(organizationId, now, { type: referenceKind, ownerId: filter.ownerId, minIdleDays: filter.minIdleDays, expiresWithinDays: filter.expiresWithinDays }) : [],
-      wants('client_secret') ? deps.repository.clientSecrets(organizationId) : [],
-      wants('refresh_token_family') ? deps.repository.refreshTokens(organizationId, now) : [],
-      deps.repository.sensitiveAudiences(organizationId),
+    const [secrets, refresh] = await Promise.all([
+      wants('client_secret') ? repository.clientSecrets(organizationId) : [],
+      wants('refresh_token_family') ? repository.refreshTokens(organizationId, now) : [],
     ]);
-    const sensitiveAudiences = new Set(sensitiveList);
     const items: InventoryItem[] = [];
-    const base = { now: nowMs, sensitiveAudiences, rotationPolicyDays: policy.secret_rotation_days };
-
-    for (const t of tokens) {
-      const lastUsedAt = t.last_used_at ?? undefined;
-      const risk = riskScore({
-        ...base,
-        scopes: t.scopes,
-        audiences: t.resources,
-        createdAt: t.created_at,
-        secretSetAt: t.rotated_at ?? t.issued_at,
-        expiresAt: t.expires_at,
-        lastUsedAt,
-        usageKnown: true,
-        ownerStatus: t.owner_status,
-      });
-      items.push({
-        id: t.id,
-        kind: t.type,
-        name: t.name,
-        owner: { type: t.owner_type, id: t.owner_id, name: t.owner_name, status: t.owner_status },
-        client_id: null,
-        scopes: t.scopes,
-        audiences: t.resources,
-        created_at: t.created_at.toISOString(),
-        age_days: days(nowMs - t.created_at.getTime()),
-        expires_at: t.expires_at.toISOString(),
-        expires_in_days: days(t.expires_at.getTime() - nowMs),
-        last_used_at: iso(lastUsedAt),
-        idle_days: days(nowMs - (lastUsedAt ?? t.created_at).getTime()),
-        use_count: Number(t.use_count),
-        risk_score: risk.score,
-        risk_reasons: risk.reasons,
-        blocked_reason: exceedsLifetimeCap(tokenLifetimeSeconds(t), t.type, policy) ? 'lifetime_exceeds_policy' : null,
-        ...(t.cnf_jkt ? { cnf: { jkt: t.cnf_jkt } } : {}),
-      });
-    }
-
     for (const c of secrets) {
       const owner: InventoryItem['owner'] = c.service_account_id
         ? { type: 'service_account', id: c.service_account_id, name: c.service_account_name, status: c.service_account_status ?? 'active' }
@@ -176,13 +200,90 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
         blocked_reason: null,
       });
     }
-
-    return items
-      .filter((item) => matches(item, filter))
-      .sort((a, b) => b.risk_score - a.risk_score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return items;
   }
 
-  return { list };
+  /**
+   * Brings the stored scores of the organization's live PATs and SATs (those `narrowing` selects)
+   * up to `base.now`: the organization-wide inputs are compared with those the scores were
+   * computed under, then every score due (stale, or past its next time step) is recomputed by
+   * riskScore() and stored. A row changed while it was being scored is read and scored again.
+   * A stored score is the score of any time from its computation to its validUntil; a clock set
+   * back by more than a minute makes them all stale (syncRiskContext).
+   */
+  async function refreshScores(organizationId: string, now: Date, base: ScoringBase, narrowing: ReferenceTokenNarrowing = {}): Promise<void> {
+    const context = JSON.stringify({ rotation_days: base.rotationPolicyDays, sensitive: [...base.sensitiveAudiences].sort() });
+    await repository.syncRiskContext(organizationId, context, now);
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const due = await repository.referenceTokens(organizationId, now, { ...narrowing, due: true });
+      if (due.length === 0) return;
+      const scores = due.map((t) => {
+        const risk = referenceTokenRisk(t, base);
+        return { id: t.id, epoch: t.risk_epoch, score: risk.score, validUntil: risk.validUntil, useMattersFrom: risk.useMattersFrom };
+      });
+      await repository.noteScoredAt(organizationId, now);
+      if ((await repository.storeRiskScores(scores)) === scores.length) return;
+    }
+  }
+
+  /** Every live long-lived credential of the organization that matches `filter`, riskiest first (CSV, the CLI). */
+  async function list(organizationId: string, policy: InventoryPolicy, filter: InventoryFilter = {}): Promise<InventoryItem[]> {
+    const nowMs = deps.clock.now();
+    const now = new Date(nowMs);
+    // A kind filter leaves the other kinds unread; PATs and SATs are narrowed in the statement.
+    const wantsReference = !filter.kind || filter.kind === 'pat' || filter.kind === 'sat';
+    const referenceKind = filter.kind === 'pat' || filter.kind === 'sat' ? filter.kind : undefined;
+    const base = await scoringBase(organizationId, policy, nowMs);
+    const [tokens, others] = await Promise.all([
+      wantsReference ? repository.referenceTokens(organizationId, now, { type: referenceKind, ownerId: filter.ownerId, minIdleDays: filter.minIdleDays, expiresWithinDays: filter.expiresWithinDays }) : [],
+      otherItems(organizationId, now, base, filter),
+    ]);
+    const items = tokens.map((t) => referenceTokenItem(t, base, policy));
+    items.push(...others);
+    return items.filter((item) => matches(item, filter)).sort(byRisk);
+  }
+
+  /**
+   * One page of the inventory in the same order as list(). PATs and SATs, the many, come from
+   * the database by their stored score (reference_tokens_risk_idx), only the page's rows read;
+   * client secrets and refresh-token families are scored on the read and merged in.
+   */
+  async function page(organizationId: string, policy: InventoryPolicy, filter: InventoryFilter, request: InventoryPageRequest): Promise<{ items: InventoryItem[]; more: boolean }> {
+    const nowMs = deps.clock.now();
+    const now = new Date(nowMs);
+    const own = request.ownUserId;
+    const wantsReference = !filter.kind || filter.kind === 'pat' || filter.kind === 'sat';
+    const referenceKind = filter.kind === 'pat' || filter.kind === 'sat' ? filter.kind : undefined;
+    const base = await scoringBase(organizationId, policy, nowMs);
+    const narrowing: ReferenceTokenNarrowing = { type: referenceKind, ownerId: filter.ownerId, userId: own };
+    const readReference = async () => {
+      if (!wantsReference) return [];
+      await refreshScores(organizationId, now, base, narrowing);
+      return repository.referenceTokens(organizationId, now, {
+        ...narrowing,
+        minIdleDays: filter.minIdleDays,
+        expiresWithinDays: filter.expiresWithinDays,
+        page: { ownerStatus: filter.ownerStatus, minScore: filter.minScore, audience: filter.audience, scope: filter.scope, after: request.after, limit: request.limit + 1 },
+      });
+    };
+    const [tokens, others] = await Promise.all([readReference(), otherItems(organizationId, now, base, filter)]);
+    const candidates = tokens.map((t) => referenceTokenItem(t, base, policy));
+    for (const item of others) {
+      if (own !== undefined && !(item.owner.type === 'user' && item.owner.id === own)) continue;
+      if (request.after && !isAfter(item, request.after)) continue;
+      candidates.push(item);
+    }
+    const items = candidates.filter((item) => matches(item, filter)).sort(byRisk);
+    return { items: items.slice(0, request.limit), more: items.length > request.limit };
+  }
+
+  /** Recomputes the stored scores that are due, for the periodic job (src/app/jobs.ts): a page read then finds them current. */
+  async function refresh(organizationId: string, policy: InventoryPolicy): Promise<void> {
+    const nowMs = deps.clock.now();
+    await refreshScores(organizationId, new Date(nowMs), await scoringBase(organizationId, policy, nowMs));
+  }
+
+  return { list, page, refresh };
 }
 export type TokenInventory = ReturnType<typeof createTokenInventory>;
 

@@ -73,14 +73,14 @@ function dayLabels(locale: string) {
 export function insightPages(router: Router, signedIn: SignedIn): void {
   // Activity: issuance, use and expiry as charts, from GET /token-activity (audit:read).
   router.get('/activity', signedIn(async (page) => {
-    const activity = (await page.expect('GET', '/token-activity?days=30&weeks=12')) as { days: { day: string; issued: number; uses: number }[]; weeks: { from: string; to: string; expiring: number }[] };
+    const activity = (await page.expect('GET', '/token-activity?days=30&weeks=12')) as { days: { day: string; issued: number; uses: number; introspections: number }[]; weeks: { from: string; to: string; expiring: number }[] };
     const label = dayLabels(page.viewer.locale);
-    const perDay = (key: 'issued' | 'uses') => activity.days.map((d) => ({ label: label.long(d.day), short: label.short(d.day), value: d[key] }));
+    const perDay = (key: 'issued' | 'introspections') => activity.days.map((d) => ({ label: label.long(d.day), short: label.short(d.day), value: d[key] }));
     page.render(200, (
       <Layout title="Activity" viewer={page.viewer}>
         <p>The organization's tokens over the last 30 days (UTC), and what expires in the coming weeks. Every bar's number is also in the table under its chart.</p>
         <BarChart id="issued" title="Tokens issued per day" unit="tokens issued" column="Day" points={perDay('issued')} />
-        <BarChart id="uses" title="PAT and SAT uses per day" unit="uses (introspections and Management API calls)" column="Day" points={perDay('uses')} />
+        <BarChart id="introspections" title="Introspections per day" unit="introspections (every kind of token)" column="Day" points={perDay('introspections')} />
         <BarChart id="expiring" title="Live PATs and SATs expiring per week" unit="tokens expiring" column="Week starting" points={activity.weeks.map((w) => ({ label: `week of ${label.long(w.from)}`, short: label.short(w.from), value: w.expiring }))} />
         <p><a href="/console/inventory?expiring=30">See the tokens expiring within 30 days</a></p>
       </Layout>

@@ -175,7 +175,19 @@ export function createTokenEndpoints(deps: TokenEndpointDependencies) {
     const claimed = claimedClient(ctx, params);
     refuseShutOut(ctx, claimed);
     const parsed = steps.parse(params);
-    if (parsed !== undefined && !(await isOurs(parsed))) return handOn(ctx, next, claimed);
+    if (parsed !== undefined && !(await isOurs(parsed))) {
+      // A refresh token, or a value nobody holds: the engine answers it, and it is an
+      // introspection all the same (the metrics and the per-day count, src/metrics/introspection-counts.ts).
+      const started = performance.now();
+      await handOn(ctx, next, claimed);
+      if (ctx.status === 200 && claimed && deps.metrics) {
+        const organizationId = deps.clientOrganization ? await deps.clientOrganization(claimed).catch(() => undefined) : undefined;
+        const body = typeof ctx.body === 'object' && ctx.body !== null ? (ctx.body as { active?: unknown; token_type?: unknown }) : {};
+        const active = body.active === true;
+        deps.metrics.introspection.observe(active && body.token_type === 'refresh_token' ? 'refresh' : 'unknown', active ? 'active' : 'inactive', (performance.now() - started) / 1000, organizationId);
+      }
+      return;
+    }
     const who = await audited(ctx, claimed, () => steps.authenticate(ctx.get('authorization') || undefined, params, requestFacts(ctx), { found: originCheck(ctx) }));
     const wantsJwt = ctx.accepts('json', JWT_RESPONSE) === JWT_RESPONSE;
     const token = steps.negotiate(parsed, who, wantsJwt);

@@ -205,6 +205,56 @@ for (const backend of backends) {
       expect((await api(server, server.managementToken, 'GET', '/token-activity?days=0')).status).toBe(400);
     });
 
+    it('counts every introspection per day, JWT, opaque and PAT alike, active or not, beside the PAT/SAT uses', async () => {
+      const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+      const form = { 'content-type': 'application/x-www-form-urlencoded' };
+      const today = async () => {
+        await server.tessera.introspectionCounts.flush();
+        await server.tessera.usage.flush();
+        const activity = await api(server, server.managementToken, 'GET', '/token-activity?days=2&weeks=1');
+        expect(activity.status).toBe(200);
+        const day = activity.body.days.at(-1);
+        expect(day.day).toBe(new Date(clock.now()).toISOString().slice(0, 10));
+        return day as { introspections: number; uses: number };
+      };
+      const before = await today();
+      const token = async (resource: string, scope: string) => {
+        const issued = await fetch(`${server.url}/token`, { method: 'POST', headers: { ...form, authorization: basic('worker', 'worker-secret-0123456789abcdef') }, body: `grant_type=client_credentials&resource=${encodeURIComponent(resource)}&scope=${encodeURIComponent(scope)}` });
+        expect(issued.status).toBe(200);
+        return ((await issued.json()) as { access_token: string }).access_token;
+      };
+      const introspect = async (rs: [string, string], value: string) => {
+        const answer = await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { ...form, authorization: basic(...rs) }, body: `token=${encodeURIComponent(value)}` });
+        expect(answer.status).toBe(200);
+        return ((await answer.json()) as { active: boolean }).active;
+      };
+      const orders: [string, string] = ['orders-rs', 'orders-rs-secret-0123456789'];
+      const billing: [string, string] = ['billing-rs', 'billing-rs-secret-0123456789'];
+      const jwt = await token('https://orders.test', 'orders:read');
+      const opaque = await token('https://billing.test', 'billing:read');
+      expect(jwt.split('.')).toHaveLength(3);
+      expect(opaque.split('.')).toHaveLength(1);
+      const pat = await server.tessera.referenceTokenIssuer.issue({ organizationId: org, type: 'pat', name: 'counted', userId: ids.alice, scopes: ['orders:read'], resources: ['https://orders.test'], expiresInSeconds: 86400, createdBy: 'test' });
+      try {
+        expect(await introspect(orders, jwt)).toBe(true);
+        expect(await introspect(orders, jwt)).toBe(true);
+        expect(await introspect(billing, opaque)).toBe(true);
+        expect(await introspect(orders, pat.token)).toBe(true);
+        expect(await introspect(orders, 'not-a-token')).toBe(false);
+        // A caller that fails authentication gets no answer, and no count.
+        await fetch(`${server.url}/token/introspection`, { method: 'POST', headers: { ...form, authorization: basic('orders-rs', 'wrong') }, body: `token=${jwt}` });
+        const after = await today();
+        expect(after.introspections - before.introspections).toBe(5);
+        // PAT/SAT uses count only the PAT's (and the management token's own calls made meanwhile).
+        expect(after.uses - before.uses).toBeGreaterThanOrEqual(1);
+        expect(after.uses - before.uses).toBeLessThan(5);
+      } finally {
+        await server.tessera.repos.referenceTokens.revoke(pat.row.id, 'api', new Date(now));
+        await server.tessera.secretUsage.flush();
+        await server.tessera.db.query("UPDATE clients SET secret_use_count = 0, secret_last_used_at = NULL WHERE client_id IN ('worker', 'orders-rs', 'billing-rs')");
+      }
+    });
+
     it('pages with a cursor through the same ranking', async () => {
       const { items: all } = await inventory('?limit=1000');
       const seen: any[] = [];
@@ -216,6 +266,72 @@ for (const backend of backends) {
         cursor = page.next_cursor;
       } while (cursor);
       expect(seen.map((i) => i.id)).toEqual(all.map((i) => i.id));
+    });
+
+    /**
+     * The listing's pages come from the stored scores (migrations/1700000016200_token_risk_scores.sql):
+     * walked a few at a time they must be the whole inventory as list() scores it now, and every
+     * stored score the score list() gives.
+     */
+    const agrees = async (why: string) => {
+      const org_ = await server.tessera.repos.organizations.findById(org);
+      const full = await server.tessera.tokenInventory.list(org, { ...server.config.policyDefaults, ...org_?.policy });
+      const seen: any[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { items: any[]; next_cursor: string | null } = await inventory(`?limit=3${cursor ? `&cursor=${cursor}` : ''}`);
+        seen.push(...page.items);
+        cursor = page.next_cursor;
+      } while (cursor);
+      // The ranking and its reasons (use counts move on as the test's own management token is used).
+      const ranking = (items: any[]) => items.map((i) => ({ id: i.id, kind: i.kind, risk_score: i.risk_score, risk_reasons: i.risk_reasons }));
+      expect(ranking(seen), why).toEqual(ranking(full));
+      const { rows } = await server.tessera.db.query<{ id: string; risk_score: number }>('SELECT id, risk_score FROM reference_tokens WHERE organization_id = $1 AND revoked_at IS NULL AND expires_at > $2', [org, new Date(clock.now())]);
+      const listed = new Map(full.filter((i) => i.kind === 'pat' || i.kind === 'sat').map((i) => [i.id, i.risk_score]));
+      expect(new Map(rows.map((r) => [r.id, r.risk_score])), why).toEqual(listed);
+      return new Map(full.map((i) => [i.id, i]));
+    };
+
+    it('keeps each PAT/SAT score on its row and recomputes it when its owner, last use, sensitive APIs or rotation policy change', async () => {
+      await agrees('as seeded');
+      const { db, repos } = server.tessera;
+      await db.query("UPDATE users SET status = 'active' WHERE id = $1", [ids.bob]);
+      expect((await agrees('owner reactivated')).get(ids.bobPat)!.risk_reasons.map((r) => r.code)).not.toContain('owner_inactive');
+      await db.query("UPDATE users SET status = 'deactivated' WHERE id = $1", [ids.bob]);
+      expect((await agrees('owner deactivated again')).get(ids.bobPat)!.risk_reasons.map((r) => r.code)).toContain('owner_inactive');
+
+      await db.query('UPDATE reference_tokens SET last_used_at = $2 WHERE id = $1', [ids.pat, new Date(now - 45 * DAY)]);
+      expect((await agrees('a use long ago')).get(ids.pat)!.risk_reasons.find((r) => r.code === 'idle')).toMatchObject({ points: 8 });
+      await db.query('UPDATE reference_tokens SET last_used_at = $2 WHERE id = $1', [ids.pat, new Date(now - HOUR)]);
+      expect((await agrees('used an hour ago')).get(ids.pat)!.risk_reasons.map((r) => r.code)).not.toContain('idle');
+
+      await db.query("UPDATE resource_servers SET sensitive = true WHERE identifier = 'https://orders.test'");
+      expect((await agrees('orders marked sensitive')).get(ids.pat)!.risk_reasons.map((r) => r.code)).toContain('sensitive_audience');
+      await db.query("UPDATE resource_servers SET sensitive = false WHERE identifier = 'https://orders.test'");
+      expect((await agrees('orders not sensitive')).get(ids.pat)!.risk_reasons.map((r) => r.code)).not.toContain('sensitive_audience');
+
+      const before = (await repos.organizations.findById(org))!.policy;
+      await repos.organizations.update(org, { policy: { secret_rotation_days: 30 } });
+      expect((await agrees('rotation every 30 days')).get(ids.sat)!.risk_reasons.map((r) => r.code)).toContain('rotation_overdue');
+      await db.query('UPDATE organizations SET policy = $2 WHERE id = $1', [org, JSON.stringify(before)]);
+      expect((await agrees('rotation policy as it was')).get(ids.sat)!.risk_reasons.map((r) => r.code)).not.toContain('rotation_overdue');
+    });
+
+    it('recomputes stored scores as days pass, and when the clock is set back', async () => {
+      try {
+        for (const later of [3, 20, 40]) {
+          clock.set(now + later * DAY);
+          await agrees(`${later} days later`);
+        }
+        // The periodic job (src/app/jobs.ts) brings due scores up to date before a page is read.
+        clock.set(now + 50 * DAY);
+        await server.tessera.tokenInventory.refresh(org, server.config.policyDefaults);
+        const { rows } = await server.tessera.db.query<{ n: number }>('SELECT count(*)::int AS n FROM reference_tokens WHERE organization_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND risk_valid_until <= $2', [org, new Date(clock.now())]);
+        expect(rows[0]!.n).toBe(0);
+      } finally {
+        clock.set(now);
+      }
+      await agrees('back to now');
     });
 
     it('exports CSV with ?format=csv or Accept: text/csv, riskiest first', async () => {

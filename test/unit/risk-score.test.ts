@@ -1,4 +1,5 @@
 /** The blast-radius score, factor by factor, as docs/audit-and-inventory.md documents it. */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
 import { isWriteScope, RISK_WEIGHTS, riskScore } from '../../src/audit/risk-score.js';
@@ -29,7 +30,7 @@ const points = (input: RiskInput, code: string) => riskScore(input).reasons.find
 
 describe('risk score', () => {
   it('is 0 for a short-lived, read-only, just-used credential of an active owner', () => {
-    expect(riskScore(quiet())).toEqual({ score: 0, reasons: [] });
+    expect(riskScore(quiet())).toMatchObject({ score: 0, reasons: [] });
   });
 
   it('weighs Management API write above Management read above other writes', () => {
@@ -80,6 +81,57 @@ describe('risk score', () => {
     const pat = riskScore(quiet({ expiresAt: new Date(NOW + 7 * DAY), lastUsedAt: new Date(NOW - 3_600_000) }));
     expect(sat.score).toBe(35 + 12 + 10);
     expect(pat.score).toBe(0);
+  });
+});
+
+describe('risk score validity (the stored scores of migrations/1700000016200_token_risk_scores.sql)', () => {
+  const pointsOf = (input: RiskInput) => Object.fromEntries(riskScore(input).reasons.map((r) => [r.code, r.points]));
+  /** Any credential: creation, last use, secret age and expiry anywhere from years ago to years ahead. */
+  const credential = fc.record({
+    createdDaysAgo: fc.double({ min: 0, max: 800, noNaN: true }),
+    usedDaysAgo: fc.option(fc.double({ min: 0, max: 800, noNaN: true }), { nil: undefined }),
+    secretDaysAgo: fc.option(fc.double({ min: 0, max: 800, noNaN: true }), { nil: undefined }),
+    expiresInDays: fc.option(fc.double({ min: 0.001, max: 1200, noNaN: true }), { nil: undefined }),
+    rotationPolicyDays: fc.integer({ min: 1, max: 400 }),
+  }).map((c): RiskInput => quiet({
+    createdAt: new Date(NOW - c.createdDaysAgo * DAY),
+    lastUsedAt: c.usedDaysAgo === undefined ? undefined : new Date(NOW - c.usedDaysAgo * DAY),
+    secretSetAt: c.secretDaysAgo === undefined ? undefined : new Date(NOW - c.secretDaysAgo * DAY),
+    expiresAt: c.expiresInDays === undefined ? undefined : new Date(NOW + c.expiresInDays * DAY),
+    rotationPolicyDays: c.rotationPolicyDays,
+  }));
+
+  it('holds every factor\'s points from now until validUntil, and a factor steps soon after it', () => {
+    fc.assert(fc.property(credential, fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 8 }), (input, fractions) => {
+      const { validUntil } = riskScore(input);
+      expect(validUntil).toBeGreaterThan(NOW - 2000);
+      const end = Math.min(validUntil, NOW + 2000 * DAY);
+      for (const f of [0, 1, ...fractions]) expect(pointsOf({ ...input, now: NOW + Math.max(0, end - NOW) * f })).toEqual(pointsOf(input));
+      // Not long after it (and before expiry, when the credential leaves the inventory), something steps.
+      if (Number.isFinite(validUntil) && (!input.expiresAt || validUntil + 4000 < input.expiresAt.getTime())) {
+        expect(pointsOf({ ...input, now: validUntil + 4000 })).not.toEqual(pointsOf(input));
+      }
+    }), { numRuns: 2000 });
+  });
+
+  it('is not changed by a use before useMattersFrom, at any time the score holds', () => {
+    fc.assert(fc.property(credential, fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), (input, useAt, lookAt) => {
+      const { score, validUntil, useMattersFrom } = riskScore(input);
+      const last = Math.min(validUntil, useMattersFrom, NOW + 2000 * DAY);
+      if (last <= NOW) return;
+      const used = NOW + (last - NOW) * useAt;
+      const seen = used + (Math.min(validUntil, NOW + 2000 * DAY) - used) * lookAt;
+      expect(riskScore({ ...input, lastUsedAt: new Date(used), now: seen }).score).toBe(score);
+    }), { numRuns: 2000 });
+    // Idle points already counted: the use clears them, so it matters at once.
+    const idle = quiet({ createdAt: new Date(NOW - 30 * DAY), lastUsedAt: new Date(NOW - 30 * DAY), expiresAt: new Date(NOW + 30 * DAY) });
+    const { score, useMattersFrom } = riskScore(idle);
+    expect(useMattersFrom).toBeLessThanOrEqual(NOW);
+    expect(riskScore({ ...idle, lastUsedAt: new Date(NOW) }).score).toBeLessThan(score);
+  });
+
+  it('has no step to wait for once every time-dependent factor is at its end', () => {
+    expect(riskScore(quiet({ expiresAt: undefined, lastUsedAt: new Date(NOW - 100 * DAY), secretSetAt: new Date(NOW - 100 * DAY) })).validUntil).toBe(Infinity);
   });
 });
 

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { InventoryItem, TokenInventory } from '../../audit/token-inventory.js';
 import { inventoryCsvHeader, inventoryCsvRow } from '../../audit/token-inventory.js';
 import type { OrganizationPolicy } from '../../domain/types.js';
-import { seesCredentialOf } from '../../domain/authority.js';
+import { administersCredentials, seesCredentialOf } from '../../domain/authority.js';
 import { ProblemError } from '../../http/middleware.js';
 import type { OrganizationRepository } from '../../storage/organization-repository.js';
 import { decodeCursor, encodeCursor, pageQuery } from '../pagination.js';
@@ -78,10 +78,11 @@ export function tokenInventoryRoutes(deps: { inventory: TokenInventory; organiza
         if (after && !/^\d{1,3}$/.test(after.k)) throw new ProblemError(400, 'Bad Request', 'cursor: cursor is malformed or belongs to another listing', { errors: [{ field: 'cursor', message: 'invalid cursor' }] });
         // The same rule as GET /tokens (src/domain/authority.ts): administrators see every
         // credential of the organization, anyone else only their own.
-        const items = (await deps.inventory.list(principal.organizationId, policy, filter)).filter((item) => seesCredentialOf(principal, item.owner));
+        const visible = (item: InventoryItem) => seesCredentialOf(principal, item.owner);
 
         if (wantsCsv) {
           // The whole filtered inventory, one row per credential.
+          const items = (await deps.inventory.list(principal.organizationId, policy, filter)).filter(visible);
           function* lines() {
             yield inventoryCsvHeader();
             for (const item of items) yield inventoryCsvRow(item);
@@ -93,15 +94,12 @@ export function tokenInventoryRoutes(deps: { inventory: TokenInventory; organiza
           return { raw: true };
         }
 
-        let start = 0;
-        if (after) {
-          const score = Number(after.k);
-          start = items.findIndex((i) => i.risk_score < score || (i.risk_score === score && i.id > after.id));
-          if (start === -1) start = items.length;
-        }
-        const slice = items.slice(start, start + q.limit);
-        const more = start + q.limit < items.length;
-        return { body: { items: slice, next_cursor: more ? encodeCursor(principal.organizationId, position(slice.at(-1)!)) : null } };
+        // A page in the database's order of stored scores; a viewer who sees only their own
+        // credentials gets a page of those (the filter after it is the rule itself, and drops nothing).
+        const ownUserId = administersCredentials(principal) ? undefined : principal.actor.type === 'user' ? principal.actor.id : '';
+        const { items, more } = await deps.inventory.page(principal.organizationId, policy, filter, { after: after ? { score: Number(after.k), id: after.id } : undefined, limit: q.limit, ownUserId });
+        const slice = items.filter(visible);
+        return { body: { items: slice, next_cursor: more && slice.length > 0 ? encodeCursor(principal.organizationId, position(slice.at(-1)!)) : null } };
       },
     }),
   ];
