@@ -12,6 +12,13 @@ import type { Tokens } from './tokens.js';
  * revocation, expiry warnings and the audit record of expired PAT/SATs, audit retention, the
  * token inventory's stored risk scores, and webhook delivery.
  */
+/**
+ * The risk-refresh job's work per organization and run: time steps bring a few scores due at a
+ * time; a bulk import of a million tokens is scored over many runs (or by the first page read)
+ * instead of in one burst on the node that holds the job.
+ */
+const RISK_REFRESH_ROWS_PER_RUN = 20_000;
+
 export function startJobs(f: Foundation, tokens: Tokens, engine: Pick<Engine, 'outbound'>) {
   const { db, logger, clock, repos, config } = f;
   // Webhook targets are fetched like every URL Tessera fetches: never on an internal address.
@@ -53,7 +60,7 @@ export function startJobs(f: Foundation, tokens: Tokens, engine: Pick<Engine, 'o
         let after: { k: string; id: string } | undefined;
         for (;;) {
           const organizations = await repos.organizations.list({ after, limit: 100 });
-          for (const org of organizations) await f.tokenInventory.refresh(org.id, { ...config.policyDefaults, ...org.policy });
+          for (const org of organizations) await f.tokenInventory.refresh(org.id, { ...config.policyDefaults, ...org.policy }, RISK_REFRESH_ROWS_PER_RUN);
           if (organizations.length < 100) break;
           const last = organizations.at(-1)!;
           after = { k: new Date(last.created_at).toISOString(), id: last.id };

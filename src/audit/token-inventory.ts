@@ -88,6 +88,9 @@ const referenceTokenRisk = (t: InventoryReferenceToken, base: ScoringBase) =>
     ownerStatus: t.owner_status,
   });
 
+/** Stored risk scores are recomputed this many rows at a time (one read, one write). */
+const SCORING_BATCH = 2000;
+
 export function createTokenInventory(deps: { repository: TokenInventoryRepository; clock: Clock }) {
   const repository = deps.repository;
 
@@ -210,19 +213,29 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
    * riskScore() and stored. A row changed while it was being scored is read and scored again.
    * A stored score is the score of any time from its computation to its validUntil; a clock set
    * back by more than a minute makes them all stale (syncRiskContext).
+   *
+   * Rows are read and stored SCORING_BATCH at a time, so an organization with a million tokens
+   * due (after a bulk import) is scored in bounded memory; `maxRows` bounds one call's work (the
+   * periodic job), the rest being left for the next.
    */
-  async function refreshScores(organizationId: string, now: Date, base: ScoringBase, narrowing: ReferenceTokenNarrowing = {}): Promise<void> {
+  async function refreshScores(organizationId: string, now: Date, base: ScoringBase, narrowing: ReferenceTokenNarrowing = {}, maxRows = Infinity): Promise<void> {
     const context = JSON.stringify({ rotation_days: base.rotationPolicyDays, sensitive: [...base.sensitiveAudiences].sort() });
     await repository.syncRiskContext(organizationId, context, now);
-    for (let attempt = 0; attempt < 3; attempt += 1) {
-      const due = await repository.referenceTokens(organizationId, now, { ...narrowing, due: true });
+    let scored = 0;
+    let partial = 0;
+    while (scored < maxRows) {
+      const due = await repository.referenceTokens(organizationId, now, { ...narrowing, due: true, dueLimit: Math.min(SCORING_BATCH, maxRows - scored) });
       if (due.length === 0) return;
       const scores = due.map((t) => {
         const risk = referenceTokenRisk(t, base);
         return { id: t.id, epoch: t.risk_epoch, score: risk.score, validUntil: risk.validUntil, useMattersFrom: risk.useMattersFrom };
       });
       await repository.noteScoredAt(organizationId, now);
-      if ((await repository.storeRiskScores(scores)) === scores.length) return;
+      const stored = await repository.storeRiskScores(scores);
+      scored += due.length;
+      // Rows that changed while being scored stay due and are read again, a few times at most:
+      // a token in constant change is scored by a later read.
+      if (stored < scores.length && ++partial >= 3) return;
     }
   }
 
@@ -277,10 +290,13 @@ export function createTokenInventory(deps: { repository: TokenInventoryRepositor
     return { items: items.slice(0, request.limit), more: items.length > request.limit };
   }
 
-  /** Recomputes the stored scores that are due, for the periodic job (src/app/jobs.ts): a page read then finds them current. */
-  async function refresh(organizationId: string, policy: InventoryPolicy): Promise<void> {
+  /**
+   * Recomputes stored scores that are due, at most `maxRows` of them, for the periodic job
+   * (src/app/jobs.ts): a page read then finds them current.
+   */
+  async function refresh(organizationId: string, policy: InventoryPolicy, maxRows = Infinity): Promise<void> {
     const nowMs = deps.clock.now();
-    await refreshScores(organizationId, new Date(nowMs), await scoringBase(organizationId, policy, nowMs));
+    await refreshScores(organizationId, new Date(nowMs), await scoringBase(organizationId, policy, nowMs), {}, maxRows);
   }
 
   return { list, page, refresh };

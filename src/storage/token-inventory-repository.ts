@@ -101,7 +101,7 @@ export function createTokenInventoryRepository(db: Database) {
      * organization's. Times come as epoch milliseconds (float8, parsed as numbers), which at
      * 10,000 rows costs a fraction of parsing 50,000 timestamp strings.
      */
-    async referenceTokens(organizationId: string, now: Date, only: ReferenceTokenNarrowing & { due?: boolean; page?: ReferenceTokenPage } = {}): Promise<InventoryReferenceToken[]> {
+    async referenceTokens(organizationId: string, now: Date, only: ReferenceTokenNarrowing & { due?: boolean; dueLimit?: number; page?: ReferenceTokenPage } = {}): Promise<InventoryReferenceToken[]> {
       const params: unknown[] = [organizationId, now];
       let narrower = '';
       let order = '';
@@ -110,6 +110,7 @@ export function createTokenInventoryRepository(db: Database) {
       if (only.userId !== undefined) narrower += ` AND t.user_id = $${params.push(only.userId)}`;
       // Scores due for recomputation: stale, or past the time their score holds until.
       if (only.due) narrower += ' AND t.risk_valid_until <= $2';
+      if (only.due && only.dueLimit !== undefined) order = ` LIMIT $${params.push(only.dueLimit)}`;
       const page = only.page;
       if (page) {
         // The inventory's own filters (src/audit/token-inventory.ts `matches`), so a page holds only what matches.
