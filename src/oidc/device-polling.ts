@@ -63,8 +63,8 @@ export interface DevicePollingDependencies {
  *   and whose client it names, is answered 400 `slow_down` here and the interval grows by 5 s
  *   for every later poll; the time counts from this poll too;
  * - once the code is approved, denied or expired, the engine answers whatever the timing, so a
- *   device that polled too fast still gets its tokens (or its error) at the next poll, and the
- *   state is dropped.
+ *   device that polled too fast still gets its tokens (or its error) at the next poll; the state
+ *   is dropped when the tokens are issued.
  *
  * The state is keyed by the code's digest (`pollStateKey`) and expires with the code. Only a code
  * the engine has answered as pending for its own client gets one, so a wrong code leaves nothing
@@ -145,8 +145,10 @@ export function createDevicePolling(deps: DevicePollingDependencies) {
           markNotAFailure(ctx.res);
           const exp = state?.exp ?? (await deps.findCode(poll.deviceCode))?.exp;
           if (typeof exp === 'number') await save(key, { last: now, interval: state?.interval ?? DEVICE_POLL_INTERVAL_SECONDS, exp });
-        } else if (state) {
-          // Approved, denied, expired or used: no more polling to pace.
+        } else if (state && ctx.status === 200) {
+          // The code is used up: no more polling to pace. Any other answer (a denied or expired
+          // code, or a request naming another client) leaves the state to expire with the code,
+          // so nobody but the device resets its interval.
           await cache.del(key);
         }
       } catch (error) {
