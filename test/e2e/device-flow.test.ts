@@ -145,6 +145,18 @@ for (const backend of backends) {
       expect(await oauthError(client.pollDeviceAuthorizationGrant(tv, { ...started, interval: 0 }))).toBe('access_denied');
     });
 
+    it('shows a code from verification_uri_complete as text, whatever it holds', async () => {
+      const hostile = '"><script>alert(1)</script>';
+      const page = await browserless(server).follow(`/device?user_code=${encodeURIComponent(hostile)}`);
+      expect(page.response.status).toBe(200);
+      expect(page.html).not.toContain('<script');
+      expect(page.html).toContain('value="&#34;&#62;&#60;script&#62;alert(1)&#60;/script&#62;"');
+      // Too long to be a code: the page asks for one, with an empty field.
+      const long = await browserless(server).follow(`/device?user_code=${'B'.repeat(200)}`);
+      expect(long.html).toContain('Connect a device');
+      expect(long.html).not.toContain('B'.repeat(200));
+    });
+
     /** One poll of the token endpoint, as a device sends it: the status and the error, if any. */
     async function poll(deviceCode: string, clientId = TV.client_id) {
       const response = await fetch(`${server.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: DEVICE_GRANT, device_code: deviceCode, client_id: clientId }) });
