@@ -6,6 +6,7 @@ import { createResourceServerCache } from '../domain/resource-server-cache.js';
 import { createAdapterFactory } from '../oidc/adapter.js';
 import { createAssertionReplay } from '../oidc/assertion-replay.js';
 import { createClientAuthenticator } from '../oidc/client-authenticator.js';
+import { createDevicePolling, DEVICE_AUTHORIZATION_PATH } from '../oidc/device-polling.js';
 import { createLogoutRevocation, LOGOUT_CONFIRM_PATH } from '../oidc/logout-revocation.js';
 import { attachProviderAuditing } from '../oidc/provider-events.js';
 import { createProvider } from '../oidc/provider.js';
@@ -14,6 +15,8 @@ import { createRegistration, REGISTRATION_PATH } from '../oidc/registration.js';
 import { createResourceIndicators } from '../oidc/resource-indicators.js';
 import { createSecretGrace } from '../oidc/secret-grace.js';
 import { signInConfiguration } from '../oidc/sign-in-config.js';
+import { deviceCodePrefill } from '../interactions/device-code-prefill.js';
+import { DEVICE_VERIFICATION_PATH } from '../interactions/device-code-limit.js';
 import { isClientCredentialsGrant } from '../oidc/token-fast-path.js';
 import { TOKEN_PATH } from '../oidc/token-rate-limit.js';
 import { createOutboundGuard } from '../outbound/outbound-guard.js';
@@ -162,14 +165,24 @@ export async function openEngine(f: Foundation, directory: Directory) {
     organizationOf: async (accountId) => (await repos.users.findById(accountId))?.organization_id,
     revokeGrant: (grantId) => new adapter('Grant').revokeByGrantId(grantId),
   });
+  // RFC 8628 §3.5 polling rules for the device code grant (src/oidc/device-polling.ts).
+  const devicePolling = createDevicePolling({
+    cache,
+    clock,
+    logger,
+    findCode: (deviceCode) => provider.DeviceCode.find(deviceCode, { ignoreExpiration: true }),
+  });
   // Tessera's steps inside the engine each concern a few requests: one step routes to them and
   // lets every other request (each client-credentials grant above all) through without an async
-  // layer per step. Registration: RFC 7591 wire shape and audit; /token: the refresh-token grace
-  // recorder; sign-out confirmation: logout revocation.
+  // layer per step. Registration: RFC 7591 wire shape and audit; /token: the device polling
+  // rules, then the refresh-token grace recorder; /device/auth: the polling interval; the code
+  // page: a code from verification_uri_complete; sign-out confirmation: logout revocation.
   providerMiddleware.push((ctx, next) => {
     if (ctx.path.startsWith(REGISTRATION_PATH)) return registration.middleware(ctx, next);
+    if (ctx.method === 'GET' && ctx.path === DEVICE_VERIFICATION_PATH) return deviceCodePrefill(ctx, next);
     if (ctx.method !== 'POST') return next();
-    if (ctx.path === TOKEN_PATH) return isClientCredentialsGrant(ctx.req) ? next() : refreshGrace.recorder(ctx as KoaContextWithOIDC, next);
+    if (ctx.path === TOKEN_PATH) return isClientCredentialsGrant(ctx.req) ? next() : devicePolling.tokenMiddleware(ctx, () => refreshGrace.recorder(ctx as KoaContextWithOIDC, next));
+    if (ctx.path === DEVICE_AUTHORIZATION_PATH) return devicePolling.announceInterval(ctx, next);
     if (ctx.path === LOGOUT_CONFIRM_PATH) return logoutRevocation(ctx as KoaContextWithOIDC, next);
     return next();
   });

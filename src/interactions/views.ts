@@ -169,15 +169,18 @@ ${form}
 /**
  * RFC 8628 §3.3: where a user types the code their device shows. `form` is the engine's hidden
  * form (id "op.deviceInputForm", with its own CSRF field); `problem` replaces the prompt after a
- * wrong, expired or aborted code.
+ * wrong, expired or aborted code; `code` is the code verification_uri_complete carried
+ * (RFC 8628 §3.3.1, src/interactions/device-code-prefill.ts), shown in the field to be checked
+ * and submitted.
  */
-export function deviceCodePage(form: string, problem?: string): string {
+export function deviceCodePage(form: string, problem?: string, code?: string): string {
   // The engine's form brings its own code field, unlabelled and with an inline script handler;
   // the page's labelled field below takes its place (form="op.deviceInputForm").
   const field = /<input\s[^>]*name="user_code"[^>]*>(\s*<\/input>)?/.exec(form)?.[0] ?? '';
   const hiddenOnly = form.replace(field, '');
-  // verification_uri_complete (RFC 8628 §3.3.1) pre-fills the code; the engine has escaped it already.
-  const prefilled = /\svalue="([^"]*)"/.exec(field)?.[1];
+  // After a wrong code the engine puts it back in its field, escaped already; a code from
+  // verification_uri_complete is escaped here.
+  const prefilled = code !== undefined ? escapeHtml(code) : /\svalue="([^"]*)"/.exec(field)?.[1];
   return layout(
     'Connect a device',
     `<h1>Connect a device</h1>

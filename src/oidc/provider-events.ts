@@ -90,6 +90,8 @@ export function attachProviderAuditing(
   });
 
   provider.on('grant.error', (ctx: KoaContextWithOIDC, error: { error?: string; error_description?: string }) => {
+    // A device polling for its code (RFC 8628 §3.5) is told to wait: not a failed request.
+    if (error.error === 'authorization_pending' || error.error === 'slow_down') return;
     const client = ctx.oidc?.client as ClientLike;
     const clientId = client?.clientId ?? (typeof ctx.oidc?.params?.client_id === 'string' ? ctx.oidc.params.client_id : undefined);
     failureAudit.record({

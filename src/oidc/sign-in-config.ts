@@ -5,6 +5,7 @@ import type { Config } from '../config/config.js';
 import type { PolicyService } from '../domain/organization-policy.js';
 import { OPENID_SCOPES } from '../domain/types.js';
 import type { ConsentRepository } from '../storage/consent-repository.js';
+import { prefilledUserCode } from '../interactions/device-code-prefill.js';
 import { contentSecurityPolicy, deviceCodePage, deviceConfirmPage, loggedOutPage, logoutPage, messagePage } from '../interactions/views.js';
 import { engineSafe } from './unavailable.js';
 
@@ -215,7 +216,7 @@ export function signInConfiguration(deps: SignInConfigDependencies): (c: Configu
           const problem = !err ? undefined : err.name === 'AbortedError' ? 'The sign-in was cancelled. Enter the code again to start over.' : 'That code is not right, or has expired. Check the device and try again.';
           ctx.set('content-security-policy', contentSecurityPolicy());
           ctx.type = 'html';
-          ctx.body = deviceCodePage(form, problem);
+          ctx.body = deviceCodePage(form, problem, err ? undefined : prefilledUserCode(ctx));
         },
         userCodeConfirmSource: async (ctx, form, client, _deviceInfo, userCode) => {
           ctx.set('content-security-policy', contentSecurityPolicy());

@@ -28,6 +28,18 @@ const SECRET_METHODS: ReadonlySet<string> = new Set(['client_secret_basic', 'cli
 export const COUNTED = Symbol('tessera.tokenRateLimit.counted');
 export type CountedRequest = { [COUNTED]?: { retryAfter: number | undefined } };
 
+/**
+ * Set on a response that answers 400 as the protocol means it, not as a failure: a device code
+ * grant's `authorization_pending` or `slow_down` (RFC 8628 §3.5), marked by
+ * src/oidc/device-polling.ts. A device polls for minutes; those answers must not spend its
+ * address's failure budget, while a wrong device code (`invalid_grant`) still does.
+ */
+const NOT_A_FAILURE = Symbol('tessera.tokenRateLimit.notAFailure');
+export const markNotAFailure = (res: ServerResponse) => {
+  (res as ServerResponse & { [NOT_A_FAILURE]?: true })[NOT_A_FAILURE] = true;
+};
+const isNotAFailure = (res: ServerResponse) => (res as ServerResponse & { [NOT_A_FAILURE]?: true })[NOT_A_FAILURE] === true;
+
 export interface TokenRateLimitDependencies {
   /** Config `rateLimits.token`: the requests of one client, counted once they are known to be the client's. */
   clientLimit: RateLimiter;
@@ -52,7 +64,8 @@ export interface TokenRateLimitDependencies {
  * - Public clients (RFC 8252 §8.4: authenticated by their code or refresh token with PKCE),
  *   private_key_jwt and anything else only the engine can judge are counted after its answer:
  *   a success against the client's budget (which is checked, not taken, before), a 400 or 401
- *   against the source's failures.
+ *   against the source's failures, except a device's `authorization_pending` and `slow_down`,
+ *   which count against neither (`markNotAFailure`).
  */
 export function createTokenRateLimit(deps: TokenRateLimitDependencies) {
   const { clientLimit, failures } = deps;
@@ -62,7 +75,7 @@ export function createTokenRateLimit(deps: TokenRateLimitDependencies) {
       const status = res.statusCode;
       if (status >= 200 && status < 300) {
         if (clientId !== undefined) void clientLimit.count(tokenLimitKey(clientId));
-      } else if (status === 400 || status === 401) {
+      } else if ((status === 400 && !isNotAFailure(res)) || status === 401) {
         void failures.record(source, clientId);
       }
     });

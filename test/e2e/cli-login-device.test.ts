@@ -62,8 +62,9 @@ interface RunningLogin {
 
 /**
  * Runs `tessera login --device …` in process. Its sleeps are recorded and last at most 500 ms of
- * real time (few enough polls to stay far below config rateLimits.tokenFailures), none at all once
- * the test says the request was approved; the clock is otherwise real time.
+ * real time, none at all once the test says the request was approved; the clock is otherwise
+ * real time. Polling that fast, the command is told slow_down (RFC 8628 §3.5) until the request
+ * is approved or cancelled, and then gets its answer at the next poll.
  */
 function startDeviceLogin(args: string[], env: Record<string, string>): RunningLogin {
   let stdout = '';
@@ -108,14 +109,16 @@ function startDeviceLogin(args: string[], env: Record<string, string>): RunningL
 /** The person on another device: opens the printed URL, confirms (or cancels), signs in, consents. */
 async function approveOn(server: TestServer, printed: Printed, user: { username: string; password: string }, options: { cancel?: boolean } = {}): Promise<string> {
   const b = browserless(server);
-  // verification_uri_complete (RFC 8628 §3.3.1) answers with the engine's self-submitting
-  // form carrying the code (its one inline script allowed by hash, src/http/middleware.ts);
-  // the test submits it as the browser would, and lands on the confirmation.
+  // verification_uri_complete (RFC 8628 §3.3.1) opens Tessera's code page, without script,
+  // with the code in its field (src/interactions/device-code-prefill.ts); the test submits the
+  // field as it stands, as the browser would, and lands on the confirmation.
   const opened = await b.follow(printed.complete);
-  expect(opened.html).toContain(`name="user_code" value="${printed.userCode}"`);
-  const action = /<form method="post" action="([^"]+)"/.exec(opened.html!)![1]!;
-  const fields = Object.fromEntries([...opened.html!.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-  const confirmPage = await b.request(action, { form: fields });
+  expect(opened.html).not.toContain('<script');
+  const shown = /<input [^>]*id="user_code"[^>]*>/.exec(opened.html!)![0];
+  const filledIn = /\svalue="([^"]*)"/.exec(shown)?.[1];
+  expect(filledIn).toBe(printed.userCode);
+  const codeForm = engineForm(opened.html!, 'op.deviceInputForm');
+  const confirmPage = await b.request(codeForm.action, { form: { ...codeForm.fields, user_code: filledIn! } });
   const confirmHtml = await confirmPage.text();
   expect(confirmHtml).toContain('Tessera CLI');
   expect(confirmHtml).toContain(printed.userCode);
@@ -168,7 +171,8 @@ for (const backend of backends) {
       login.approved();
       const result = await login.done;
       expect(result.code, result.error ?? result.stderr).toBe(0);
-      // RFC 8628 §3.2: without an `interval` from the server, 5 s between polls.
+      // RFC 8628 §3.2: the server's `interval`, 5 s, between polls (and 5 s more after each
+      // slow_down: the shortened sleeps make the command poll too soon until it is approved).
       expect(login.sleeps[0]).toBe(5000);
       expect(result.stderr).not.toMatch(/eyJ/);
 

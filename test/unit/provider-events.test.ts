@@ -64,4 +64,14 @@ describe('provider events', () => {
     engine.emit('grant.error', ctx({ params: { grant_type: 'client_credentials' } }), { error: 'invalid_client', error_description: 'client authentication failed' });
     expect(events[0]).toMatchObject({ action: 'client.authentication_failed', outcome: 'failure', actor: { type: 'client', id: 'app' }, organizationId: 'org_1' });
   });
+
+  it('records no failure for a device told to keep polling (RFC 8628 §3.5), and one for a wrong device code', () => {
+    const { engine, events, ctx } = setup();
+    const device = ctx({ params: { grant_type: 'urn:ietf:params:oauth:grant-type:device_code' } });
+    engine.emit('grant.error', device, { error: 'authorization_pending', error_description: 'authorization request is still pending as the end-user hasn\'t yet completed the user interaction steps' });
+    engine.emit('grant.error', device, { error: 'slow_down', error_description: 'you are polling too quickly and should back off at a reasonable rate' });
+    expect(events).toEqual([]);
+    engine.emit('grant.error', device, { error: 'invalid_grant', error_description: 'grant request is invalid' });
+    expect(events).toEqual([expect.objectContaining({ action: 'token.request_failed', outcome: 'failure', details: expect.objectContaining({ error: 'invalid_grant' }) })]);
+  });
 });
