@@ -23,8 +23,9 @@ export const HASHED_ID_MODELS: ReadonlySet<string> = new Set([
   'RegistrationAccessToken',
   // Stored through the adapter only when no InitialAccessTokenSource is given (src/oidc/adapter.ts).
   'InitialAccessToken',
-  // Features Tessera leaves off; hashed all the same, so turning one on cannot store raw values.
+  // The device authorization grant (RFC 8628): the device code is the device's credential.
   'DeviceCode',
+  // Features Tessera leaves off; hashed all the same, so turning one on cannot store raw values.
   'BackchannelAuthenticationRequest',
   'PreAuthorizedCode',
 ]);
