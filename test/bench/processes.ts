@@ -101,12 +101,17 @@ export interface PlainProvider extends Server {
   opaqueResource: string;
 }
 
-export async function startPlainProvider(): Promise<PlainProvider> {
-  const child = spawn(process.execPath, [resolve(import.meta.dirname, 'plain-provider.mjs')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+/** A plain JavaScript server of test/bench/ that prints one JSON line, its URL first, once listening. */
+async function startScript<T extends { url: string }>(name: string, script: string, args: string[] = []): Promise<T & Server> {
+  const child = spawn(process.execPath, [resolve(import.meta.dirname, script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((ok, fail) => {
     createInterface({ input: child.stdout! }).once('line', ok);
-    child.once('exit', (code) => fail(new Error(`the plain provider exited with ${code}`)));
+    child.once('exit', (code) => fail(new Error(`${name} exited with ${code}`)));
   });
-  const info = JSON.parse(line) as Omit<PlainProvider, 'name' | 'pid' | 'stop'>;
-  return { ...info, name: 'plain oidc-provider', pid: child.pid!, stop: stopper(child) };
+  return { ...(JSON.parse(line) as T), name, pid: child.pid!, stop: stopper(child) };
 }
+
+export const startPlainProvider = (): Promise<PlainProvider> => startScript<Omit<PlainProvider, 'name' | 'pid' | 'stop'>>('plain oidc-provider', 'plain-provider.mjs');
+
+/** test/bench/ceiling-server.mjs: a bare node:http handler answering a constant active introspection. */
+export const startCeiling = (scope: string): Promise<Server> => startScript<{ url: string }>('bare node:http', 'ceiling-server.mjs', [scope]);

@@ -37,7 +37,7 @@ import { openPostgres, openRedis } from '../helpers/backends.js';
 import { TEST_COOKIE_KEYS, TEST_KEK } from '../helpers/token-fixtures.js';
 import { cpuBetween, cpuSnapshot } from './cpu.js';
 import type { CpuSplit } from './cpu.js';
-import { installationEnv, startPlainProvider, startTessera, tesseraCli } from './processes.js';
+import { installationEnv, startCeiling, startPlainProvider, startTessera, tesseraCli } from './processes.js';
 import type { Server } from './processes.js';
 import { requireWrk, runWrk } from './wrk.js';
 import type { LoadResult, LoadSpec } from './wrk.js';
@@ -181,6 +181,8 @@ try {
   servers.push(embedded);
   const plain = await startPlainProvider();
   servers.push(plain);
+  const ceiling = await startCeiling(SCOPE);
+  servers.push(ceiling);
 
   // Fixtures through the Management API, as an operator's script makes them.
   const jwtApi = await management(one, mt, '/resource-servers', { identifier: 'https://orders.bench.test', name: 'Orders', scopes: [SCOPE], token_format: 'jwt' });
@@ -227,6 +229,7 @@ try {
   log(`each load: ${WARMUP} s warm-up + ${SECONDS} s measured, ${CONNECTIONS} connections, wrk 1 thread, ${ROUNDS} alternating rounds (median)`);
   const introspection = await alternate([
     { name: 'plain: opaque introspection', server: plain, spec: introspectionOf(plain, plainAuth, plainOpaque) },
+    { name: 'ceiling', server: ceiling, spec: introspectionOf(ceiling, plainAuth, plainOpaque) },
     { name: 'sat/1', server: one, spec: introspectionOf(one, jwtCaller, sat) },
     { name: 'sat/many', server: many, spec: introspectionOf(many, jwtCaller, sat) },
     { name: 'sat/engine', server: engineOnly, spec: introspectionOf(engineOnly, jwtCaller, sat) },
@@ -324,6 +327,7 @@ try {
   const ratio = (name: string, base: Measured) => get(name)!.rps / base.rps;
   const rows: Row[] = [
     { scenario: 'plain oidc-provider: opaque introspection', name: 'plain: opaque introspection' },
+    { scenario: 'bare node:http handler, constant answer (the ceiling of any Node server here)', name: 'ceiling', baseline: plainIntro },
     { scenario: 'SAT introspection, 1 worker', name: 'sat/1', baseline: plainIntro, target: '≥ 6×, p99 ≤ 5 ms', met: ratio('sat/1', plainIntro) >= 6 && get('sat/1')!.p99 <= 5 },
     { scenario: `SAT introspection, ${availableParallelism()} workers (default)`, name: 'sat/many', baseline: plainIntro },
     { scenario: 'SAT introspection, 1 worker, no fast paths', name: 'sat/engine', baseline: plainIntro },
