@@ -16,7 +16,6 @@ import { MANAGEMENT_AUDIENCE, MANAGEMENT_SCOPES } from '../domain/types.js';
  * | days idle (since last use, or creation)  | 15 × min(idle days, 90) / 90                  |
  * | owner deactivated or disabled            | 20                                            |
  * | secret older than the rotation policy    | 10                                            |
- * | used by several clients / several IPs    | 5 each                                        |
  */
 export const RISK_WEIGHTS = {
   managementWrite: 35,
