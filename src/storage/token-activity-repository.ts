@@ -10,24 +10,25 @@ import type { Database } from './database.js';
  * (migrations/1700000011000_console_lists.sql).
  */
 export function createTokenActivityRepository(db: Database) {
+  /** A per-day table's counts, its `day` column as YYYY-MM-DD and `n` the count. */
+  const perDay = async (text: string, params: unknown[]): Promise<Map<string, number>> => {
+    const { rows } = await db.query<{ day: string; n: string }>(text, params, { prepare: true });
+    return new Map(rows.map((r) => [r.day, Number(r.n)]));
+  };
   return {
     /** Events of `action` per UTC day (YYYY-MM-DD) from `fromDay` on. */
     async eventsPerDay(organizationId: string, action: string, fromDay: string): Promise<Map<string, number>> {
-      const { rows } = await db.query<{ day: string; n: string }>(
+      return perDay(
         "SELECT to_char(day, 'YYYY-MM-DD') AS day, events AS n FROM audit_daily_counts WHERE organization_id = $1 AND action = $2 AND day >= $3::date",
         [organizationId, action, fromDay],
-        { prepare: true },
       );
-      return new Map(rows.map((r) => [r.day, Number(r.n)]));
     },
     /** PAT and SAT uses per UTC day from `fromDay` on. */
     async usesPerDay(organizationId: string, fromDay: string): Promise<Map<string, number>> {
-      const { rows } = await db.query<{ day: string; n: string }>(
+      return perDay(
         "SELECT to_char(day, 'YYYY-MM-DD') AS day, uses AS n FROM reference_token_usage_daily WHERE organization_id = $1 AND day >= $2::date",
         [organizationId, fromDay],
-        { prepare: true },
       );
-      return new Map(rows.map((r) => [r.day, Number(r.n)]));
     },
     /**
      * One batched write of introspection counts: `subject` is the organization, the day (UTC) is
@@ -47,12 +48,10 @@ export function createTokenActivityRepository(db: Database) {
     },
     /** Introspections answered per UTC day from `fromDay` on, every kind of token. */
     async introspectionsPerDay(organizationId: string, fromDay: string): Promise<Map<string, number>> {
-      const { rows } = await db.query<{ day: string; n: string }>(
+      return perDay(
         "SELECT to_char(day, 'YYYY-MM-DD') AS day, introspections AS n FROM introspection_daily WHERE organization_id = $1 AND day >= $2::date",
         [organizationId, fromDay],
-        { prepare: true },
       );
-      return new Map(rows.map((r) => [r.day, Number(r.n)]));
     },
     /** Live PATs and SATs expiring in each of `weeks` weeks from `now` (index 0: the next 7 days). */
     async expiringPerWeek(organizationId: string, now: Date, weeks: number): Promise<number[]> {
