@@ -27,21 +27,12 @@ import type { CliResult } from '../helpers/cli.js';
 import { createOrganization } from '../helpers/management.js';
 import { api, startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
-import { addUser, browserless, hiddenField, interactionPath, SERVER_START_TIMEOUT_MS } from '../helpers/sign-in.js';
+import { addUser, approveDeviceCode, browserless, SERVER_START_TIMEOUT_MS } from '../helpers/sign-in.js';
 
 const PASSWORD = 'correct horse battery staple';
 const TEST_TIMEOUT_MS = 60_000;
 /** A child compiles and loads the CLI (several CPU-seconds on a shared machine), then polls in real time. */
 const CLI_TEST_TIMEOUT_MS = 120_000;
-
-/** The engine's hidden form on a device page (as in test/e2e/device-flow.test.ts). */
-function engineForm(html: string, id: string): { action: string; fields: Record<string, string> } {
-  const start = html.indexOf(`<form id="${id}"`);
-  if (start < 0) throw new Error(`no form ${id} in:\n${html.slice(0, 800)}`);
-  const form = html.slice(start, html.indexOf('</form>', start));
-  const fields = Object.fromEntries([...form.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-  return { action: /action="([^"]+)"/.exec(form)![1]!, fields };
-}
 
 interface Printed {
   verificationUri: string;
@@ -117,25 +108,13 @@ async function approveOn(server: TestServer, printed: Printed, user: { username:
   const shown = /<input [^>]*id="user_code"[^>]*>/.exec(opened.html!)![0];
   const filledIn = /\svalue="([^"]*)"/.exec(shown)?.[1];
   expect(filledIn).toBe(printed.userCode);
-  const codeForm = engineForm(opened.html!, 'op.deviceInputForm');
-  const confirmPage = await b.request(codeForm.action, { form: { ...codeForm.fields, user_code: filledIn! } });
-  const confirmHtml = await confirmPage.text();
-  expect(confirmHtml).toContain('Tessera CLI');
-  expect(confirmHtml).toContain(printed.userCode);
-  const confirm = engineForm(confirmHtml, 'op.deviceConfirmForm');
-  const confirmed = await b.request(confirm.action, { form: { ...confirm.fields, ...(options.cancel ? { abort: 'yes' } : {}) } });
-  if (options.cancel) return confirmed.text();
-  let step = await b.follow(confirmed.headers.get('location')!);
-  for (let pages = 0; pages < 4 && step.html && step.url.includes('/interaction/'); pages++) {
-    const path = interactionPath(step.url);
-    const csrf = hiddenField(step.html, 'csrf');
-    const response = step.html.includes(`action="${path}/login"`)
-      ? await b.request(`${path}/login`, { form: { csrf, username: user.username, password: user.password } })
-      : await b.request(`${path}/confirm`, { form: { csrf, decision: 'allow' } });
-    expect(response.status).toBe(303);
-    step = await b.follow(response.headers.get('location')!);
-  }
-  return step.html!;
+  return approveDeviceCode(b, opened.html!, filledIn!, user, {
+    cancel: options.cancel,
+    checkConfirmation: (html) => {
+      expect(html).toContain('Tessera CLI');
+      expect(html).toContain(printed.userCode);
+    },
+  });
 }
 
 for (const backend of backends) {

@@ -18,7 +18,7 @@ import { backends, createTestClock } from '../helpers/backends.js';
 import { ORDERS, seedWith } from '../helpers/exchange.js';
 import { startTestServer } from '../helpers/server.js';
 import type { TestServer } from '../helpers/server.js';
-import { browserless, hiddenField, interactionPath, oauthError, SERVER_START_TIMEOUT_MS } from '../helpers/sign-in.js';
+import { approveDeviceCode, browserless, engineForm, oauthError, SERVER_START_TIMEOUT_MS } from '../helpers/sign-in.js';
 import { containing, storedText } from '../helpers/stored-text.js';
 import type { Browserless } from '../helpers/sign-in.js';
 
@@ -30,15 +30,6 @@ const KIOSK = { ...TV, client_id: 'kiosk-app', name: 'Lobby kiosk' };
 const SCREEN = { ...TV, client_id: 'hall-screen', name: 'Hall screen' };
 /** Config `rateLimits.tokenFailures` for this file: small enough to reach, far below the polls one sign-in makes. */
 const FAILURE_BUDGET = 10;
-
-/** The engine's hidden form on a device page: its action and hidden fields (CSRF; on the confirmation also the code and `confirm`). */
-function engineForm(html: string, id: string): { action: string; fields: Record<string, string> } {
-  const start = html.indexOf(`<form id="${id}"`);
-  if (start < 0) throw new Error(`no form ${id} in:\n${html.slice(0, 800)}`);
-  const form = html.slice(start, html.indexOf('</form>', start));
-  const fields = Object.fromEntries([...form.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-  return { action: /action="([^"]+)"/.exec(form)![1]!, fields };
-}
 
 for (const backend of backends) {
   describe(`device authorization grant on ${backend.name}`, () => {
@@ -66,25 +57,9 @@ for (const backend of backends) {
       const input = await b.follow(options.complete ?? '/device');
       expect(input.response.headers.get('content-security-policy')).toContain("default-src 'none'");
       expect(input.html).not.toContain('<script');
-      const codeForm = engineForm(input.html!, 'op.deviceInputForm');
       const shown = /<input [^>]*id="user_code"[^>]*>/.exec(input.html!)![0];
       const typed = options.complete ? /\svalue="([^"]*)"/.exec(shown)![1]! : userCode;
-      const confirmPage = await b.request(codeForm.action, { form: { ...codeForm.fields, user_code: typed } });
-      const confirmHtml = await confirmPage.text();
-      expect(confirmHtml).toContain(TV.name);
-      const confirm = engineForm(confirmHtml, 'op.deviceConfirmForm');
-      const confirmed = await b.request(confirm.action, { form: { ...confirm.fields, ...(options.cancel ? { abort: 'yes' } : {}) } });
-      if (options.cancel) return confirmed.text();
-      let step = await b.follow(confirmed.headers.get('location')!);
-      for (let pages = 0; pages < 4 && step.html && step.url.includes('/interaction/'); pages++) {
-        const path = interactionPath(step.url);
-        const csrf = hiddenField(step.html, 'csrf');
-        const response = step.html.includes(`action="${path}/login"`)
-          ? await b.request(`${path}/login`, { form: { csrf, username: server.bootstrap.admin.username, password: server.bootstrap.admin.password } })
-          : await b.request(`${path}/confirm`, { form: { csrf, decision: 'allow' } });
-        step = await b.follow(response.headers.get('location')!);
-      }
-      return step.html!;
+      return approveDeviceCode(b, input.html!, typed, server.bootstrap.admin, { cancel: options.cancel, checkConfirmation: (html) => expect(html).toContain(TV.name) });
     }
 
     it('advertises the device authorization endpoint and grant', () => {

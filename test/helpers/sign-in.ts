@@ -176,6 +176,47 @@ export async function addUser(
 }
 
 /** A server on the embedded default compiles PGlite's WASM and initialises its data directory: slow on a busy machine. */
+/** The engine's hidden form on a device page: its action and hidden fields (CSRF; on the confirmation also the code and `confirm`). */
+export function engineForm(html: string, id: string): { action: string; fields: Record<string, string> } {
+  const start = html.indexOf(`<form id="${id}"`);
+  if (start < 0) throw new Error(`no form ${id} in:\n${html.slice(0, 800)}`);
+  const form = html.slice(start, html.indexOf('</form>', start));
+  const fields = Object.fromEntries([...form.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+  return { action: /action="([^"]+)"/.exec(form)![1]!, fields };
+}
+
+/**
+ * The device user's side after the code page (`codePage`, RFC 8628 §3.3): submits `userCode`,
+ * hands the confirmation page to `checkConfirmation`, confirms (or cancels), then signs in as
+ * `user` and consents. Returns the last page.
+ */
+export async function approveDeviceCode(
+  b: Browserless,
+  codePage: string,
+  userCode: string,
+  user: { username: string; password: string },
+  options: { cancel?: boolean; checkConfirmation?: (html: string) => void } = {},
+): Promise<string> {
+  const codeForm = engineForm(codePage, 'op.deviceInputForm');
+  const confirmPage = await b.request(codeForm.action, { form: { ...codeForm.fields, user_code: userCode } });
+  const confirmHtml = await confirmPage.text();
+  options.checkConfirmation?.(confirmHtml);
+  const confirm = engineForm(confirmHtml, 'op.deviceConfirmForm');
+  const confirmed = await b.request(confirm.action, { form: { ...confirm.fields, ...(options.cancel ? { abort: 'yes' } : {}) } });
+  if (options.cancel) return confirmed.text();
+  let step = await b.follow(confirmed.headers.get('location')!);
+  for (let pages = 0; pages < 4 && step.html && step.url.includes('/interaction/'); pages++) {
+    const path = interactionPath(step.url);
+    const csrf = hiddenField(step.html, 'csrf');
+    const response = step.html.includes(`action="${path}/login"`)
+      ? await b.request(`${path}/login`, { form: { csrf, username: user.username, password: user.password } })
+      : await b.request(`${path}/confirm`, { form: { csrf, decision: 'allow' } });
+    if (response.status !== 303) throw new Error(`${path}: ${response.status} instead of 303`);
+    step = await b.follow(response.headers.get('location')!);
+  }
+  return step.html!;
+}
+
 export const SERVER_START_TIMEOUT_MS = 180_000;
 
 /** The OAuth error a rejected grant request (openid-client) answered with. */
